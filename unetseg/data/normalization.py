@@ -1,0 +1,81 @@
+"""Input normalisation that travels with a checkpoint, so inference sees exactly what training saw."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# Divisor that maps each integer dtype onto [0, 1]; floats are taken as given.
+DTYPE_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def dtype_scale(dtype: np.dtype) -> float:
+    """255 for uint8, 65535 for uint16, 1 for float; other integer types by their maximum."""
+    dtype = np.dtype(dtype)
+    if dtype in DTYPE_SCALE:
+        return DTYPE_SCALE[dtype]
+    if np.issubdtype(dtype, np.integer):
+        return float(np.iinfo(dtype).max)
+    return 1.0
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """``(image / scale - mean) / std`` per channel.
+
+    Attributes:
+        mean, std: per-channel statistics of the scaled image (length 1 broadcasts over channels).
+        scale: divisor applied first; None means "by dtype" (uint8 255, uint16 65535, float 1).
+    """
+
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"normalisation mean {self.mean} and std {self.std} differ in length")
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"normalisation std must be > 0, got {self.std}")
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """HxW or HxWxC array of any numeric dtype -> float32 HxWxC normalised array."""
+        if image.ndim == 2:
+            image = image[..., None]
+        scale = self.scale if self.scale is not None else dtype_scale(image.dtype)
+        out = image.astype(np.float32)
+        mean = np.asarray(self.mean, np.float32) * scale
+        inv = 1.0 / (np.asarray(self.std, np.float32) * scale)
+        out -= mean
+        out *= inv
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "Normalization":
+        if d is None:
+            return cls()
+        return cls(mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),
+                   scale=None if d.get("scale") is None else float(d["scale"]))
+
+    @classmethod
+    def from_images(cls, images: Sequence[np.ndarray], scale: float | None = None) -> "Normalization":
+        """Per-channel mean/std over a list of HxW[xC] images (the training set)."""
+        first = images[0]
+        scale_value = scale if scale is not None else dtype_scale(first.dtype)
+        channels = 1 if first.ndim == 2 else first.shape[-1]
+        total = np.zeros(channels, np.float64)
+        total_sq = np.zeros(channels, np.float64)
+        count = 0
+        for image in images:
+            flat = image.reshape(-1, channels).astype(np.float64) / scale_value
+            total += flat.sum(0)
+            total_sq += (flat**2).sum(0)
+            count += flat.shape[0]
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
+        return cls(mean=tuple(mean.tolist()), std=tuple(np.maximum(std, 1e-6).tolist()), scale=scale)

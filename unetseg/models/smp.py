@@ -1,0 +1,84 @@
+"""U-Nets (and other decoders) with pretrained-style encoders from segmentation-models-pytorch.
+
+Nothing is downloaded: ``encoder_weights`` is None (random init) or the path of a local state-dict
+file for the encoder (e.g. one saved from torchvision/timm on a machine with network access).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import segmentation_models_pytorch as smp
+import torch
+
+from ..errors import UnetsegError
+from .base import SegmentationModel
+from .sizes import SizeRule
+
+# smp architecture class names by our registry suffix ("smp-unet" -> "Unet", ...)
+SMP_ARCHS = {
+    "unet": "Unet",
+    "unetplusplus": "UnetPlusPlus",
+    "fpn": "FPN",
+    "linknet": "Linknet",
+    "pspnet": "PSPNet",
+    "deeplabv3plus": "DeepLabV3Plus",
+    "manet": "MAnet",
+}
+
+
+class SmpModel(SegmentationModel):
+    """An smp segmentation model behind the unetseg contract ("same" geometry, stride 2**encoder_depth).
+
+    Args:
+        arch: one of SMP_ARCHS keys ("unet", "fpn", ...).
+        encoder_name: any smp encoder name ("resnet34", "resnet18", "efficientnet-b0", ...).
+        in_channels, num_classes: as for UNet.
+        encoder_depth: number of encoder stages (5 -> inputs divisible by 32).
+        encoder_weights: None, or a local file holding the encoder's state dict; never a hub name.
+    """
+
+    def __init__(
+        self,
+        arch: str = "unet",
+        encoder_name: str = "resnet34",
+        in_channels: int = 3,
+        num_classes: int = 2,
+        encoder_depth: int = 5,
+        encoder_weights: str | os.PathLike | None = None,
+        **arch_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if arch not in SMP_ARCHS:
+            raise ValueError(f"smp arch {arch!r} is not one of {sorted(SMP_ARCHS)}")
+        self.registry_name = f"smp-{arch}"
+        self._config_kwargs = dict(  # the arch travels in the registry name
+            encoder_name=encoder_name, in_channels=in_channels, num_classes=num_classes,
+            encoder_depth=encoder_depth, **arch_kwargs,
+        )
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.size_rule = SizeRule(depth=encoder_depth, padding="same")
+        if arch == "unet":
+            arch_kwargs.setdefault("decoder_channels", tuple(256 // 2**i for i in range(encoder_depth)))
+        self.net = getattr(smp, SMP_ARCHS[arch])(
+            encoder_name=encoder_name, encoder_weights=None, encoder_depth=encoder_depth,
+            in_channels=in_channels, classes=num_classes, **arch_kwargs,
+        )
+        if encoder_weights is not None:
+            self.load_encoder_weights(encoder_weights)
+
+    def load_encoder_weights(self, path: str | os.PathLike) -> None:
+        """Load an encoder state dict from a local file (weights_only); a missing/mismatching file is a clear error."""
+        if not os.path.isfile(path):
+            raise UnetsegError(f"encoder_weights file not found: {path} (weights are never downloaded)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        try:
+            self.net.encoder.load_state_dict(state, strict=False)
+        except RuntimeError as err:
+            raise UnetsegError(f"encoder_weights {path} do not fit encoder {self._config_kwargs['encoder_name']}: "
+                               f"{str(err).splitlines()[0]}") from None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self.net(x)

@@ -1,4 +1,9 @@
 """unetseg: train U-Nets on your images and segment images far larger than memory without seams."""
+import os
+
+# albumentations otherwise asks PyPI for a newer version on every import; nothing here may phone home
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
 from .data.normalization import Normalization
 from .errors import UnetsegError
 from .models import (

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import segmentation_models_pytorch as smp
 import torch
 
 from ..errors import UnetsegError
@@ -60,6 +59,8 @@ class SmpModel(SegmentationModel):
         self.size_rule = SizeRule(depth=encoder_depth, padding="same")
         if arch == "unet":
             arch_kwargs.setdefault("decoder_channels", tuple(256 // 2**i for i in range(encoder_depth)))
+        import segmentation_models_pytorch as smp  # imported on use: it pulls in timm/torchvision (seconds)
+
         self.net = getattr(smp, SMP_ARCHS[arch])(
             encoder_name=encoder_name, encoder_weights=None, encoder_depth=encoder_depth,
             in_channels=in_channels, classes=num_classes, **arch_kwargs,

@@ -1,0 +1,262 @@
+"""The ``data:`` section of a run config (pydantic v2; unknown keys are errors).
+
+Example (YAML)::
+
+    data:
+      source: folder            # or "sample"
+      images: data/images
+      masks: data/masks
+      mask_mode: color          # "index": pixel = class id; "color": RGB looked up in `classes`
+      classes:
+        - {name: background, color: [0, 0, 0]}
+        - {name: cell, color: [255, 0, 0]}
+      ignore_index: 255
+      val_fraction: 0.2
+      patch_size: 572
+      patches_per_epoch: 400
+      augment: {elastic: {sigma: 10, p: 0.5}, gamma: false}
+      weight_map: {enabled: true, w0: 10, sigma: 5}
+
+Any augmentation may be given as ``true``/``false`` instead of a mapping.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from unetseg.data.classes import ClassTable
+from unetseg.errors import UnetsegError
+
+__all__ = [
+    "AffineAug", "AugmentConfig", "BrightnessContrastAug", "ClassSpec", "DataConfig", "ElasticAug", "GammaAug",
+    "ToggleAug", "WeightMapConfig", "format_validation_error", "parse_data_config",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ToggleAug(_Strict):
+    """An augmentation that is on or off, applied with probability ``p``. ``true``/``false`` accepted."""
+
+    enabled: bool = True
+    p: float = Field(0.5, ge=0.0, le=1.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, data: Any) -> Any:
+        return {"enabled": data} if isinstance(data, bool) else data
+
+
+class AffineAug(ToggleAug):
+    """``A.Affine``: scale in ``1 +- scale``, rotation in ``+-rotate`` degrees, shift in ``+-shift`` of the size."""
+
+    scale: float = Field(0.1, ge=0.0, lt=1.0)
+    rotate: float = Field(15.0, ge=0.0, le=180.0)
+    shift: float = Field(0.05, ge=0.0, le=0.5)
+
+
+class BrightnessContrastAug(ToggleAug):
+    """``A.RandomBrightnessContrast``: brightness shift ``+-brightness`` x image mean, contrast ``1 +- contrast``."""
+
+    brightness: float = Field(0.1, ge=0.0, le=1.0)
+    contrast: float = Field(0.1, ge=0.0, le=1.0)
+
+
+class GammaAug(ToggleAug):
+    """``A.RandomGamma`` with gamma drawn from ``[low, high]`` (on images scaled to [0, 1])."""
+
+    p: float = Field(0.3, ge=0.0, le=1.0)
+    low: float = Field(0.8, gt=0.0)
+    high: float = Field(1.2, gt=0.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GammaAug:
+        if self.low > self.high:
+            raise ValueError(f"gamma low={self.low} must not exceed high={self.high}")
+        return self
+
+
+class ElasticAug(ToggleAug):
+    """The paper's elastic deformation: N(0, ``sigma`` px) displacements on a ``grid`` x ``grid`` grid."""
+
+    sigma: float = Field(10.0, ge=0.0)
+    grid: int = Field(3, ge=2)
+
+
+class AugmentConfig(_Strict):
+    """Which augmentations run, in this order: brightness_contrast, gamma, flips/rot90, affine, elastic.
+
+    Flips and rot90 both on = ``A.D4``, uniform over the 8 symmetries of the square (their ``p``
+    is then unused); flips alone = horizontal and vertical flip, each with ``p``; rot90 alone =
+    ``A.RandomRotate90`` with ``p``. ``augment: false`` switches everything off.
+    """
+
+    flips: ToggleAug = ToggleAug()
+    rot90: ToggleAug = ToggleAug()
+    affine: AffineAug = AffineAug()
+    brightness_contrast: BrightnessContrastAug = BrightnessContrastAug()
+    gamma: GammaAug = GammaAug()
+    elastic: ElasticAug = ElasticAug()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, data: Any) -> Any:
+        # `augment: false` switches everything off.
+        if data is False:
+            return {name: False for name in cls.model_fields}
+        return {} if data is True else data
+
+
+class WeightMapConfig(_Strict):
+    """Per-pixel loss weights (the paper's eq. 2).
+
+    ``enabled``: border term between objects when the data has instances; ``from_components``:
+    for data without instances (folders), take the connected components of each non-background
+    class as the objects; ``w0``, ``sigma``: the term's height and width (pixels); ``class_weights``: None (1 per class), ``"balanced"`` (inverse
+    class frequency over the training masks, mean pixel weight 1) or one weight per class.
+    """
+
+    enabled: bool = True
+    from_components: bool = False
+    w0: float = Field(10.0, ge=0.0)
+    sigma: float = Field(5.0, gt=0.0)
+    class_weights: None | Literal["balanced"] | list[float] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, data: Any) -> Any:
+        return {"enabled": data} if isinstance(data, bool) else data
+
+    @field_validator("class_weights")
+    @classmethod
+    def _positive(cls, value: Any) -> Any:
+        if isinstance(value, list) and any(w < 0 for w in value):
+            raise ValueError(f"class_weights must be >= 0, got {value}")
+        return value
+
+
+class ClassSpec(_Strict):
+    """One class: its name and RGB colour (colour optional for index masks)."""
+
+    name: str = Field(min_length=1)
+    color: tuple[int, int, int] | None = None
+
+    @field_validator("color")
+    @classmethod
+    def _rgb(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is not None and not all(0 <= v <= 255 for v in value):
+            raise ValueError(f"color must be three integers in 0..255, got {list(value)}")
+        return value
+
+
+class DataConfig(_Strict):
+    """Where the training data comes from and how training patches are made.
+
+    Attributes:
+        source: ``"sample"`` (a built-in sample, see ``unetseg.data.samples``) or ``"folder"``.
+        sample, sample_options: sample name (default ``"nuclei"``) and the options of ``load_sample``.
+        images, masks: folders of images and masks paired by file stem (``source="folder"``).
+        mask_mode: ``"index"`` (pixel value = class id) or ``"color"`` (RGB mapped via ``classes``).
+        classes: class names (+ colours; required for colour masks). Default: from the data.
+        ignore_index: label of unlabelled pixels (e.g. 255): no loss, kept through augmentation.
+        ignore_color: RGB colour of unlabelled pixels in colour masks (mapped to ``ignore_index``).
+        val_fraction, val_files, split_seed: folder train/val split, by a seeded fraction or by
+            explicit stems/file names (``val_files`` wins). Samples have fixed splits.
+        patch_size: input side of training crops, rounded to the model's nearest valid input size.
+        patches_per_epoch: random crops per epoch.
+        augment, weight_map: see :class:`AugmentConfig`, :class:`WeightMapConfig`.
+        num_workers: DataLoader worker processes.
+    """
+
+    source: Literal["sample", "folder"] = "sample"
+    sample: str | None = None
+    sample_options: dict[str, Any] = Field(default_factory=dict)
+    images: str | None = None
+    masks: str | None = None
+    mask_mode: Literal["index", "color"] = "index"
+    classes: list[ClassSpec] | None = None
+    ignore_index: int | None = Field(None, ge=0)
+    ignore_color: tuple[int, int, int] | None = None
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    val_files: list[str] | None = None
+    split_seed: int = Field(0, ge=0)
+    patch_size: int = Field(256, ge=1)
+    patches_per_epoch: int = Field(256, ge=1)
+    augment: AugmentConfig = AugmentConfig()
+    weight_map: WeightMapConfig = WeightMapConfig()
+    num_workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataConfig:
+        if self.source == "folder":
+            missing = [k for k in ("images", "masks") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"source='folder' requires {' and '.join(missing)} (folder paths)")
+            if self.sample is not None or self.sample_options:
+                raise ValueError(f"sample={self.sample!r} / sample_options apply to source='sample' only")
+        else:
+            from unetseg.data.samples import list_samples
+
+            if self.sample is None:
+                self.sample = "nuclei"
+            if self.sample not in list_samples():
+                raise ValueError(f"sample={self.sample!r} is not a built-in sample; choose one of "
+                                 f"{', '.join(list_samples())}")
+            stray = [k for k in ("images", "masks", "val_files") if getattr(self, k) is not None]
+            if stray:
+                raise ValueError(f"{', '.join(stray)} apply to source='folder' only (source='sample', "
+                                 f"sample={self.sample!r} has a fixed split)")
+            if self.mask_mode != "index" or self.classes is not None:
+                raise ValueError("mask_mode and classes apply to source='folder' only (samples carry their classes)")
+        if self.mask_mode == "color":
+            if not self.classes:
+                raise ValueError("mask_mode='color' requires classes with a color for each")
+            uncoloured = [c.name for c in self.classes if c.color is None]
+            if uncoloured:
+                raise ValueError(f"mask_mode='color': classes {uncoloured} have no color")
+        if self.ignore_color is not None and self.ignore_index is None:
+            raise ValueError(f"ignore_color={list(self.ignore_color)} requires ignore_index (the label it maps to)")
+        if self.classes is not None and self.ignore_index is not None and self.ignore_index < len(self.classes):
+            raise ValueError(f"ignore_index={self.ignore_index} is a class id (there are {len(self.classes)} "
+                             "classes); use a value >= the number of classes, e.g. 255")
+        cw = self.weight_map.class_weights
+        if isinstance(cw, list) and self.classes is not None and len(cw) != len(self.classes):
+            raise ValueError(f"weight_map.class_weights has {len(cw)} entries for {len(self.classes)} classes")
+        return self
+
+    def class_table(self) -> ClassTable | None:
+        """The configured classes as a :class:`ClassTable` (default colours where none given), or None."""
+        if self.classes is None:
+            return None
+        default = ClassTable.default(len(self.classes))
+        colors = tuple(c.color if c.color is not None else default.colors[i] for i, c in enumerate(self.classes))
+        try:
+            return ClassTable(tuple(c.name for c in self.classes), colors)
+        except ValueError as exc:
+            raise UnetsegError(f"data.classes: {exc}") from None
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "data") -> str:
+    """One line per problem, each naming the key path: ``data.augment.flipz: unknown key``."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            if "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+                msg += f" (got {err['input']!r})"
+        lines.append(f"{loc}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_data_config(data: dict[str, Any] | None, prefix: str = "data") -> DataConfig:
+    """Validate a ``data:`` mapping; raises UnetsegError with one line naming each bad key and value."""
+    try:
+        return DataConfig.model_validate(data or {})
+    except ValidationError as exc:
+        raise UnetsegError(f"invalid config: {format_validation_error(exc, prefix)}") from None

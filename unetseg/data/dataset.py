@@ -1,0 +1,275 @@
+"""Training patches and validation images built from a :class:`DataConfig`.
+
+Training (the paper's scheme): random ``input_size`` crops of the training images, which are
+mirror-padded by the model's ``margin`` so that targets reach the image borders; augmentation on
+the input-sized crop; for valid-padding models the target (mask, weight) is the centre
+``input_size - 2 * margin`` of the crop. Validation: whole images, evaluated later by tiled
+inference.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch.utils.data import Dataset
+
+from unetseg.data.augment import Augmenter
+from unetseg.data.classes import ClassTable
+from unetseg.data.config import AugmentConfig, DataConfig
+from unetseg.data.folder import folder_splits
+from unetseg.data.normalization import Normalization
+from unetseg.data.samples import SampleSplit, load_sample
+from unetseg.data.weightmap import border_weight_map, class_balance_weights
+from unetseg.errors import UnetsegError
+
+__all__ = [
+    "TrainPatches", "ValImages", "build_datasets", "component_instances", "load_splits", "training_weights",
+]
+
+
+@dataclass
+class ValImages:
+    """Whole validation images as stored (un-normalised): ``images[i]`` HxW[xC], ``masks[i]`` HxW ints."""
+
+    images: list[np.ndarray]
+    masks: list[np.ndarray]
+    names: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.images[i], self.masks[i]
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return iter(zip(self.images, self.masks))
+
+
+def _pad(array: np.ndarray, before: tuple[int, int], after: tuple[int, int], fill: int | None) -> np.ndarray:
+    """Pad the first two axes: mirrored (``fill`` None) or with the constant ``fill``."""
+    widths = [(before[0], after[0]), (before[1], after[1])] + [(0, 0)] * (array.ndim - 2)
+    if fill is None:
+        return np.pad(array, widths, mode="reflect" if min(array.shape[:2]) > 1 else "edge")
+    return np.pad(array, widths, mode="constant", constant_values=fill)
+
+
+class TrainPatches(Dataset):
+    """``patches_per_epoch`` random, augmented training crops per epoch.
+
+    Args:
+        images: HxW or HxWxC training images (uint8/uint16/float32, one channel count).
+        masks: HxW integer class maps.
+        weights: HxW float32 loss weights per image, or None for ones.
+        input_size: crop side fed to the network (a size the model accepts).
+        margin: context lost per side by the network (0 for "same" padding); targets are the
+            centre ``input_size - 2 * margin`` pixels.
+        normalization: applied to the augmented crop.
+        augment: augmentation config (None: no augmentation).
+        patches_per_epoch: dataset length.
+        ignore_index: label of unlabelled pixels, used to fill mask padding (None: mirror).
+        seed: base seed; item ``i`` of epoch ``e`` depends only on ``(seed, e, i)``.
+
+    Item: ``{"image": float32 (C, input_size, input_size), "mask": int64 (t, t),
+    "weight": float32 (t, t)}`` with ``t = input_size - 2 * margin``.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        masks: Sequence[np.ndarray],
+        weights: Sequence[np.ndarray] | None,
+        *,
+        input_size: int,
+        margin: int,
+        normalization: Normalization,
+        augment: AugmentConfig | None = None,
+        patches_per_epoch: int = 256,
+        ignore_index: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not images:
+            raise UnetsegError("no training images")
+        if input_size - 2 * margin < 1:
+            raise UnetsegError(f"input_size {input_size} leaves no output with margin {margin}")
+        self.input_size, self.margin = int(input_size), int(margin)
+        self.normalization = normalization
+        self.patches_per_epoch = int(patches_per_epoch)
+        self.ignore_index = ignore_index
+        self.seed = int(seed)
+        self.epoch = 0
+        self.images: list[np.ndarray] = []
+        self.masks: list[np.ndarray] = []
+        self.weights: list[np.ndarray] = []
+        areas = []
+        for i, (image, mask) in enumerate(zip(images, masks)):
+            h, w = mask.shape
+            if ignore_index is not None and ignore_index > np.iinfo(mask.dtype).max:
+                mask = mask.astype(np.int32)
+            weight = np.ones((h, w), np.float32) if weights is None else weights[i].astype(np.float32, copy=False)
+            # Margin on every side, mirrored (real-looking context); then, for images smaller than
+            # the crop, grow to the crop size with labels of the invented part set to the ignore label.
+            extra_y, extra_x = max(input_size - (h + 2 * margin), 0), max(input_size - (w + 2 * margin), 0)
+            lead, trail = (extra_y // 2, extra_x // 2), (extra_y - extra_y // 2, extra_x - extra_x // 2)
+            pad_m = ((margin, margin), (margin, margin))
+            image = _pad(_pad(image, *pad_m, None), lead, trail, None)
+            m = _pad(_pad(mask, *pad_m, None), lead, trail, ignore_index)
+            wt = _pad(_pad(weight, *pad_m, None), lead, trail, None if ignore_index is None else 0)
+            self.images.append(image)
+            self.masks.append(m)
+            self.weights.append(wt)
+            areas.append(h * w)
+        self.probabilities = np.asarray(areas, np.float64) / float(sum(areas))
+        low, high = _channel_range(images)
+        self.augmenter = None if augment is None else Augmenter(augment, ignore_index=ignore_index,
+                                                                value_range=(low, high))
+
+    def __len__(self) -> int:
+        return self.patches_per_epoch
+
+    @property
+    def output_size(self) -> int:
+        """Side of the target crops: ``input_size - 2 * margin``."""
+        return self.input_size - 2 * self.margin
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the crops and augmentations of ``epoch`` (call before each epoch, in every worker's copy)."""
+        self.epoch = int(epoch)
+
+    def sample(self, index: int, epoch: int | None = None) -> dict[str, np.ndarray]:
+        """The numpy crop of item ``index``: image (S, S[, C]) input dtype, mask (t, t), weight (t, t) float32."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        rng = np.random.default_rng([self.seed, epoch, int(index)])
+        k = int(rng.choice(len(self.images), p=self.probabilities))
+        image, mask, weight = self.images[k], self.masks[k], self.weights[k]
+        s = self.input_size
+        y = int(rng.integers(0, image.shape[0] - s + 1))
+        x = int(rng.integers(0, image.shape[1] - s + 1))
+        crop = {"image": image[y : y + s, x : x + s], "mask": mask[y : y + s, x : x + s],
+                "weight": weight[y : y + s, x : x + s]}
+        if self.augmenter is not None:
+            crop = self.augmenter(crop["image"], crop["mask"], weight=crop["weight"],
+                                  seed=int(rng.integers(0, 2**63 - 1)))
+        m, t = self.margin, self.output_size
+        target_mask = crop["mask"][m : m + t, m : m + t]
+        target_weight = crop["weight"][m : m + t, m : m + t]
+        if self.ignore_index is not None:
+            target_weight = np.where(target_mask == self.ignore_index, np.float32(0), target_weight)
+        return {"image": crop["image"], "mask": target_mask, "weight": target_weight.astype(np.float32, copy=False)}
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        crop = self.sample(index)
+        image = self.normalization.apply(crop["image"])  # float32 HxWxC
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "mask": torch.from_numpy(np.ascontiguousarray(crop["mask"]).astype(np.int64)),
+            "weight": torch.from_numpy(np.ascontiguousarray(crop["weight"])),
+        }
+
+
+def _channel_range(images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (min, max) over the images, so photometric augmentation sees the data's range."""
+    lows = [img.reshape(img.shape[0], img.shape[1], -1).min(axis=(0, 1)) for img in images]
+    highs = [img.reshape(img.shape[0], img.shape[1], -1).max(axis=(0, 1)) for img in images]
+    low = np.min(lows, axis=0).astype(np.float32)
+    high = np.max(highs, axis=0).astype(np.float32)
+    return low, np.where(high > low, high, low + 1)
+
+
+def load_splits(cfg: DataConfig) -> tuple[SampleSplit, SampleSplit]:
+    """The ``(train, val)`` splits that ``cfg`` names (a built-in sample or a folder)."""
+    if cfg.source == "folder":
+        assert cfg.images is not None and cfg.masks is not None  # checked by DataConfig
+        return folder_splits(cfg.images, cfg.masks, classes=cfg.class_table(), mask_mode=cfg.mask_mode,
+                             ignore_index=cfg.ignore_index, ignore_color=cfg.ignore_color,
+                             val_fraction=cfg.val_fraction, val_files=cfg.val_files, seed=cfg.split_seed)
+    try:
+        train = load_sample(cfg.sample, "train", seed=cfg.split_seed, **cfg.sample_options)
+        val = load_sample(cfg.sample, "val", seed=cfg.split_seed, **cfg.sample_options)
+    except ValueError as exc:
+        raise UnetsegError(f"data.sample_options: {exc}") from None
+    if cfg.ignore_index is not None and cfg.ignore_index < train.classes.num_classes:
+        raise UnetsegError(f"data.ignore_index={cfg.ignore_index} is a class of sample {cfg.sample!r} "
+                           f"({', '.join(train.classes.names)})")
+    return train, val
+
+
+def component_instances(mask: np.ndarray, ignore_index: int | None = None) -> np.ndarray:
+    """HxW int32 instance ids: the 4-connected components of every class except 0 (background)
+    and ``ignore_index``, numbered consecutively from 1."""
+    instances = np.zeros(mask.shape, np.int32)
+    count = 0
+    for c in np.unique(mask).tolist():
+        if c == 0 or c == ignore_index:
+            continue
+        labels, n = ndimage.label(mask == c)
+        instances[labels > 0] = labels[labels > 0] + count
+        count += n
+    return instances
+
+
+def training_weights(split: SampleSplit, cfg: DataConfig) -> list[np.ndarray] | None:
+    """Loss weights per training image (HxW float32), or None when every weight would be 1.
+
+    Border weight map (:func:`border_weight_map`) where ``weight_map.enabled`` and the split has
+    instances (or ``from_components`` makes them from the masks); else the class weights alone
+    when ``class_weights`` is set; else None. Pixels with the ignore label get 0.
+    """
+    wm = cfg.weight_map
+    num_classes = split.classes.num_classes
+    table: np.ndarray | None = None
+    if wm.class_weights == "balanced":
+        table = class_balance_weights(split.masks, num_classes, cfg.ignore_index)
+    elif wm.class_weights is not None:
+        if len(wm.class_weights) != num_classes:
+            raise UnetsegError(f"data.weight_map.class_weights has {len(wm.class_weights)} entries, but the data "
+                               f"has {num_classes} classes ({', '.join(split.classes.names)})")
+        table = np.asarray(wm.class_weights, np.float32)
+    instances = split.instances
+    if wm.enabled and instances is None and wm.from_components:
+        instances = [component_instances(mask, cfg.ignore_index) for mask in split.masks]
+    if wm.enabled and instances is not None:
+        return [border_weight_map(inst, mask, w0=wm.w0, sigma=wm.sigma, class_weights=table,
+                                  ignore_index=cfg.ignore_index)
+                for inst, mask in zip(instances, split.masks)]
+    if table is None:
+        return None
+    weights = []
+    for mask in split.masks:
+        labelled = mask if cfg.ignore_index is None else np.where(mask == cfg.ignore_index, 0, mask)
+        w = table[labelled]
+        if cfg.ignore_index is not None:
+            w[mask == cfg.ignore_index] = 0.0
+        weights.append(w.astype(np.float32, copy=False))
+    return weights
+
+
+def build_datasets(
+    cfg: DataConfig, *, input_size: int, margin: int, seed: int = 0
+) -> tuple[TrainPatches, ValImages, ClassTable, Normalization]:
+    """Everything training needs from the data config.
+
+    Args:
+        cfg: the ``data:`` section.
+        input_size: network input side for training crops, normally
+            ``model.valid_input_size(cfg.patch_size)``.
+        margin: ``model.margin`` (92 for the paper's U-Net, 0 for "same" padding).
+        seed: base seed of crops and augmentation (the split uses ``cfg.split_seed``).
+
+    Returns:
+        ``(train, val, classes, normalization)``: :class:`TrainPatches`; :class:`ValImages` (whole
+        images, un-normalised); the class table; per-channel mean/std of the training images.
+    """
+    train, val = load_splits(cfg)
+    normalization = Normalization.from_images(train.images)
+    weights = training_weights(train, cfg)
+    patches = TrainPatches(
+        train.images, train.masks, weights, input_size=input_size, margin=margin, normalization=normalization,
+        augment=cfg.augment, patches_per_epoch=cfg.patches_per_epoch, ignore_index=cfg.ignore_index, seed=seed,
+    )
+    names = list(val.info.get("stems", [])) or [f"{cfg.sample or 'val'}-{i}" for i in range(len(val))]
+    return patches, ValImages(list(val.images), list(val.masks), names), train.classes, normalization

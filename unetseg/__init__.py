@@ -6,6 +6,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from .data.normalization import Normalization
 from .errors import UnetsegError
+from .inference import predict_tiled
 from .models import (
     ConvAutoencoder, SegmentationModel, SmpModel, UNet, build_model, list_models, load_model, save_checkpoint,
 )
@@ -14,5 +15,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConvAutoencoder", "Normalization", "SegmentationModel", "SmpModel", "UNet", "UnetsegError",
-    "build_model", "list_models", "load_model", "save_checkpoint",
+    "build_model", "list_models", "load_model", "predict_tiled", "save_checkpoint",
 ]

@@ -1,0 +1,105 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import unetseg
+from unetseg.errors import UnetsegError
+from unetseg.export import maps
+from unetseg.export.model import export_model
+from unetseg.fileio import atomic_path
+
+
+@pytest.fixture
+def labels():
+    return np.random.default_rng(0).integers(0, 4, (37, 53)).astype(np.uint8)
+
+
+def test_index_png_and_tiff_round_trip(tmp_path, labels):
+    maps.write_index(tmp_path / "i.png", labels)
+    maps.write_index(tmp_path / "i.tif", labels)
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "i.png"), cv2.IMREAD_UNCHANGED), labels)
+    import tifffile
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "i.tif"), labels)
+    many = (labels.astype(np.uint16) * 100)  # > 256 classes -> 16-bit PNG
+    maps.write_index(tmp_path / "m.png", many)
+    back = cv2.imread(str(tmp_path / "m.png"), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16 and np.array_equal(back, many)
+
+
+def test_palette_png_is_paletted_and_colours_equal_the_table(tmp_path, labels):
+    table = maps.class_table(None, 4)
+    path = maps.write_palette_png(tmp_path / "p.png", labels, table.palette())
+    data = path.read_bytes()
+    assert data[25] == 3  # IHDR colour type 3: palette
+    rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(rgb, table.palette()[labels])
+    assert tuple(table.palette()[0]) == (0, 0, 0)
+
+
+def test_class_table_uses_checkpoint_colours():
+    model = unetseg.UNet(1, 2, base_channels=2, depth=1)
+    model.class_names, model.class_colors = ["bg", "cell"], [[1, 2, 3], [4, 5, 6]]
+    table = maps.class_table(model, 2)
+    assert table.names == ("bg", "cell") and table.palette().tolist() == [[1, 2, 3], [4, 5, 6]]
+
+
+def test_overlay_blends_classes_and_keeps_background(labels):
+    image = np.full((37, 53), 100, np.uint8)
+    palette = np.array([[0, 0, 0], [200, 0, 0], [0, 200, 0], [0, 0, 200]], np.uint8)
+    out = maps.overlay(image, labels, palette, alpha=0.5)
+    assert out.shape == (37, 53, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[labels == 0], 100)
+    np.testing.assert_array_equal(out[labels == 1], [[150, 50, 50]] * int((labels == 1).sum()))
+
+
+def test_probs_npy_round_trip_and_summary(tmp_path, labels):
+    probs = np.random.default_rng(1).random((37, 53, 4)).astype(np.float32)
+    maps.write_probs(tmp_path / "p.npy", probs)
+    back = np.load(tmp_path / "p.npy")
+    assert back.dtype == np.float16 and np.allclose(back, probs, atol=1e-3)
+    counts = maps.class_counts([labels[:10], labels[10:]], 4)
+    data = maps.summary(labels.shape, counts, ("bg", "a", "b", "c"), tile_size=512)
+    maps.write_json(tmp_path / "s.json", data)
+    loaded = json.loads((tmp_path / "s.json").read_text())
+    assert sum(c["pixels"] for c in loaded["classes"]) == 37 * 53 == loaded["pixels"]
+    assert abs(sum(c["fraction"] for c in loaded["classes"]) - 1) < 1e-9 and loaded["tile_size"] == 512
+
+
+def test_atomic_write_leaves_nothing_when_the_writer_raises(tmp_path, labels, monkeypatch):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "x.png") as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("disk full")
+    monkeypatch.setattr(cv2, "imwrite", lambda *a, **k: False)
+    with pytest.raises(UnetsegError):
+        maps.write_index(tmp_path / "y.png", labels)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_torchscript_export_round_trip_and_onnx_needs_onnx(tmp_path):
+    torch.manual_seed(0)
+    model = unetseg.UNet(1, 2, base_channels=2, depth=2, padding="same").eval()
+    path = export_model(model, tmp_path / "m.pt", format="torchscript", tile_size=64)
+    loaded = torch.jit.load(str(path))
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        with pytest.raises(UnetsegError, match="onnx"):
+            export_model(model, tmp_path / "m.onnx", format="onnx")
+        assert not (tmp_path / "m.onnx").exists()
+    with pytest.raises(UnetsegError):
+        export_model(model, tmp_path / "m.x", format="tflite")
+
+
+def test_export_cli(tmp_path):
+    ckpt = unetseg.save_checkpoint(unetseg.UNet(1, 2, base_channels=2, depth=2, padding="same"), tmp_path / "c.pt")
+    from unetseg.cli import main
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--output", str(tmp_path / "t.pt"),
+                 "--tile-size", "64"]) == 0
+    assert (tmp_path / "t.pt").is_file()

@@ -1,0 +1,75 @@
+"""Numeric precision for inference: which autocast dtype and memory format are fast on this device."""
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import UnetsegError
+
+AMP_CHOICES = ("auto", "off", "bf16", "fp16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AMX or AVX512-BF16); emulated bf16 is slower than fp32."""
+    capability = str(torch.backends.cpu.get_cpu_capability()).upper()
+    if "AMX" in capability or "BF16" in capability:
+        return True
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Autocast dtype (None = fp32) and whether to run the model in channels_last memory format."""
+
+    dtype: torch.dtype | None
+    channels_last: bool
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+    @contextlib.contextmanager
+    def autocast(self, device: torch.device) -> Iterator[None]:
+        if self.dtype is None:
+            yield
+        else:
+            with torch.autocast(device_type=device.type, dtype=self.dtype):
+                yield
+
+
+def resolve_precision(amp: str | bool | None, device: torch.device) -> Precision:
+    """Map ``amp`` to a :class:`Precision` for ``device``.
+
+    "auto"/True: bf16 on CUDA GPUs that support it (else fp16) and on CPUs with AMX/AVX512-BF16, fp32
+    elsewhere. False/None/"off": fp32. "bf16"/"fp16": that dtype. channels_last is used on CPU and
+    CUDA (oneDNN/cuDNN run NHWC convolutions markedly faster: 0.46 -> 0.83 MP/s on a 2-core AVX2 CPU).
+    """
+    channels_last = device.type in ("cpu", "cuda")
+    if amp is True:
+        amp = "auto"
+    if amp is False or amp is None or amp == "off":
+        return Precision(None, channels_last)
+    if amp == "bf16":
+        return Precision(torch.bfloat16, channels_last)
+    if amp == "fp16":
+        return Precision(torch.float16, channels_last)
+    if amp != "auto":
+        raise UnetsegError(f"amp={amp!r} is not one of {', '.join(AMP_CHOICES)} (or True/False)")
+    if device.type == "cuda":
+        return Precision(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16, True)
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return Precision(torch.bfloat16, True)
+    return Precision(None, channels_last)

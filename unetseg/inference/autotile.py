@@ -1,0 +1,111 @@
+"""tile_size="auto": pick the tile size that segments a given image fastest on this model and device.
+
+Each candidate (256, 512, 768, 1024 px, rounded to sizes the model accepts and shrunk to what the
+image needs) is timed with one forward pass (on a GPU: of a full batch, after a warm-up pass); the
+estimated time of the whole image is ``tiles(image, candidate) * seconds_per_tile(candidate)``, which accounts for the margin/halo each tile
+wastes. Candidates whose activations would exceed the memory budget are skipped. Timings are cached
+per (model config, device, precision, channels, tile shape), so a model is timed once per process.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import psutil
+import torch
+from torch import nn
+
+from .amp import Precision
+from .grid import Geometry, TileGrid
+
+CANDIDATES = (256, 512, 768, 1024)
+_SECONDS_PER_TILE: dict[tuple, float] = {}
+_BYTES_PER_PIXEL: dict[tuple, float] = {}
+
+
+def _model_key(model: nn.Module) -> str:
+    config = getattr(model, "config", None)
+    if config is None:
+        return f"{type(model).__qualname__}@{id(model)}"
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes the activations of one batch may use: half the free GPU memory, a quarter of free RAM on CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    return int(psutil.virtual_memory().available * 0.25)
+
+
+def _activation_bytes_per_pixel(model: nn.Module, x: torch.Tensor) -> float:
+    """Sum of all module outputs' bytes per input pixel: an upper bound of the forward's peak activations."""
+    total = 0
+
+    def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel() * output.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return total / (x.shape[0] * x.shape[-2] * x.shape[-1])
+
+
+def auto_tile_size(model: nn.Module, image_shape: tuple[int, int], *, channels: int, batch_size: int,
+                   device: torch.device, precision: Precision, halo: int | str = "auto") -> int:
+    """The candidate tile side (px) with the shortest estimated time for an ``image_shape`` image."""
+    geometry = Geometry.of(model)
+    grids = {}
+    for c in CANDIDATES:
+        grid = TileGrid.build(image_shape, c, geometry, halo)
+        grids.setdefault(grid.tile_shape, (c, grid))
+    options = sorted(grids.values(), key=lambda cg: cg[1].tile_shape[0] * cg[1].tile_shape[1])
+    if options[0][1].num_tiles == 1:  # the smallest candidate already covers the image in one tile
+        return options[0][0]
+
+    base_key = (_model_key(model), str(device), precision.name, precision.channels_last, channels)
+    budget = memory_budget(device)
+    was_training = model.training
+    model.eval()
+    best, best_time = options[0][0], float("inf")
+    try:
+        with torch.inference_mode():
+            for candidate, grid in options:
+                th, tw = grid.tile_shape
+                key = (*base_key, th, tw)
+                if base_key in _BYTES_PER_PIXEL and _BYTES_PER_PIXEL[base_key] * batch_size * th * tw > budget:
+                    break
+                if key not in _SECONDS_PER_TILE:
+                    # A GPU is timed at the real batch size (one tile leaves it idle) after a warm-up forward
+                    # at each shape (cuDNN picks its kernels on the first call); a CPU on one tile, once.
+                    on_gpu = device.type == "cuda"
+                    x = torch.randn(batch_size if on_gpu else 1, channels, th, tw, device=device)
+                    if precision.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with precision.autocast(device):
+                        if base_key not in _BYTES_PER_PIXEL:  # first forward: warm-up and memory estimate
+                            _BYTES_PER_PIXEL[base_key] = _activation_bytes_per_pixel(model, x)
+                            if _BYTES_PER_PIXEL[base_key] * batch_size * th * tw > budget:
+                                break
+                        elif on_gpu:
+                            model(x)
+                        if on_gpu:
+                            torch.cuda.synchronize(device)
+                        start = time.perf_counter()
+                        model(x)
+                        if on_gpu:
+                            torch.cuda.synchronize(device)
+                    _SECONDS_PER_TILE[key] = (time.perf_counter() - start) / x.shape[0]
+                estimate = grid.num_tiles * _SECONDS_PER_TILE[key]
+                if estimate < best_time:
+                    best, best_time = candidate, estimate
+                elif estimate > 1.25 * best_time:  # throughput falls past the optimum; larger tiles won't help
+                    break
+    finally:
+        model.train(was_training)
+    return best

@@ -1,0 +1,160 @@
+"""Tile geometry: how big the tiles are, where they start, and which part of each output is kept.
+
+Coordinates are image pixels. A tile row ``i`` reads input rows ``[i*step - context, i*step - context + tile)``
+(mirrored where that leaves the image) and contributes output rows ``[i*step, i*step + step)`` (the last
+row: up to the image end). ``step`` and every tile origin are multiples of the model's stride, so each
+tile sees the same pooling grid as a single pass over the whole padded image: tiled == whole-image.
+
+* valid padding (the paper): ``context = margin``; the model's output *is* the kept region plus, for
+  step < output size, a strip that the next tile recomputes.
+* same padding: ``context = halo``; the model's output has the tile's size and its centre
+  ``[halo, tile - halo)`` is kept. With ``halo >= receptive-field radius`` no kept pixel ever sees
+  the zero padding of the convolutions, so the result is again exactly the whole-image prediction.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..errors import UnetsegError
+from ..models.sizes import SizeRule
+
+# Bare nn.Modules (no size_rule) are assumed to be same-padding with this stride (safe for smp/timm encoders).
+DEFAULT_STRIDE = 32
+
+
+def round_up(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What tiling needs to know of a model: padding, stride, margin and the receptive-field radius."""
+
+    padding: str          # "valid" | "same"
+    stride: int
+    margin: int           # context lost per side (valid); 0 for same
+    field_radius: int | None  # receptive-field radius of a same model, None when unknown (smp, bare modules)
+    size_rule: SizeRule | None
+
+    @classmethod
+    def of(cls, model: nn.Module) -> "Geometry":
+        rule = getattr(model, "size_rule", None)
+        if not isinstance(rule, SizeRule):
+            return cls("same", DEFAULT_STRIDE, 0, None, None)
+        radius = None
+        if rule.padding == "same" and getattr(model, "registry_name", "") in ("unet", "autoencoder"):
+            # their receptive field is that of the same network with unpadded convolutions
+            radius = SizeRule(rule.depth, "valid", rule.convs_per_level).margin
+        return cls(rule.padding, rule.stride, rule.margin, radius, rule)
+
+    def is_valid_size(self, n: int) -> bool:
+        if self.size_rule is not None:
+            return self.size_rule.is_valid(n)
+        return n > 0 and n % self.stride == 0
+
+    def nearest_valid(self, n: int) -> int:
+        if self.size_rule is not None:
+            return self.size_rule.valid_input_size(max(n, 1))
+        return max(self.stride, int(round(n / self.stride)) * self.stride)
+
+    def smallest_valid_at_least(self, n: int) -> int:
+        if self.size_rule is not None:
+            return self.size_rule.nearest_valid(max(n, 1))[1]
+        return round_up(max(n, 1), self.stride)
+
+    def halo_for(self, tile: int, halo: int | str = "auto") -> int:
+        """Overlap (px per side) of same-padding tiles; 0 for valid models, whose context is their margin.
+
+        "auto": the receptive-field radius rounded up to the stride for unetseg's UNet/autoencoder (exact
+        stitching); otherwise (smp encoders, whose receptive fields exceed any practical tile) tile/8
+        rounded up to the stride, i.e. the 25 % total overlap MONAI's sliding window uses by default.
+        An int is rounded up to the stride.
+        """
+        if self.padding == "valid":
+            return 0
+        if halo == "auto":
+            wanted = self.field_radius if self.field_radius is not None else tile // 8
+        else:
+            wanted = int(halo)
+            if wanted < 0:
+                raise UnetsegError(f"halo={halo!r} must be >= 0 or 'auto'")
+        return round_up(wanted, self.stride)
+
+
+@dataclass(frozen=True)
+class AxisPlan:
+    """Tiling of one image axis of ``length`` pixels."""
+
+    length: int
+    tile: int       # model input size along this axis
+    context: int    # input pixels before the first kept output pixel (margin or halo)
+    offset: int     # model-output index of the first kept pixel (0 valid, halo same)
+    out_size: int   # model output size along this axis
+    keep: int       # kept output pixels of a tile (out_size for valid; tile - 2*halo for same)
+    step: int       # distance between tile origins (multiple of the stride, <= keep)
+    count: int      # number of tiles
+
+    def input_start(self, i: int) -> int:
+        return i * self.step - self.context
+
+    def kept(self, i: int) -> tuple[int, int]:
+        """Image range [a, b) tile ``i`` contributes under crop blending (abutting, covering the axis)."""
+        a = i * self.step
+        b = self.length if i == self.count - 1 else a + self.step
+        return a, b
+
+    def output_range(self, i: int) -> tuple[int, int]:
+        """Image range covered by tile ``i``'s whole model output (may exceed the image)."""
+        a = i * self.step - self.offset
+        return a, a + self.out_size
+
+
+def plan_axis(length: int, tile: int, geometry: Geometry, halo: int) -> AxisPlan:
+    """Tile one axis with tiles of (at most) ``tile`` input pixels; smaller if the axis needs less."""
+    stride = geometry.stride
+    if geometry.padding == "valid":
+        margin = geometry.margin
+        tile = geometry.nearest_valid(tile)
+        while tile - 2 * margin < stride:  # every step must advance by at least one stride
+            tile = geometry.smallest_valid_at_least(tile + 1)
+        single = geometry.smallest_valid_at_least(length + 2 * margin)
+        tile = min(tile, single)
+        out_size = tile - 2 * margin
+        keep, context, offset = out_size, margin, 0
+    else:
+        tile = max(round_up(tile, stride), 2 * halo + stride)
+        tile = min(tile, round_up(length + 2 * halo, stride))
+        out_size, keep, context, offset = tile, tile - 2 * halo, halo, halo
+    step = max(stride, keep // stride * stride)
+    count = 1 if length <= keep else 1 + math.ceil((length - keep) / step)
+    return AxisPlan(length, tile, context, offset, out_size, keep, step, count)
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Row and column plans of an image; tiles are batched in row-major order."""
+
+    rows: AxisPlan
+    cols: AxisPlan
+
+    @classmethod
+    def build(cls, shape: tuple[int, int], tile: int | tuple[int, int], geometry: Geometry,
+              halo: int | str = "auto") -> "TileGrid":
+        th, tw = (tile, tile) if isinstance(tile, int) else tile
+        h = geometry.halo_for(max(th, tw), halo)
+        return cls(plan_axis(shape[0], th, geometry, h), plan_axis(shape[1], tw, geometry, h))
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        return self.rows.tile, self.cols.tile
+
+    @property
+    def num_tiles(self) -> int:
+        return self.rows.count * self.cols.count
+
+    @property
+    def halo(self) -> int:
+        return self.rows.offset

@@ -1,0 +1,66 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from unetseg.metrics import ConfusionMatrix
+
+
+def test_hand_computed_example():
+    target = torch.tensor([[0, 0, 1, 1], [2, 2, 2, 0]])
+    pred = torch.tensor([[0, 1, 1, 1], [2, 2, 0, 0]])
+    cm = ConfusionMatrix(3)
+    cm.update(pred, target)
+    assert cm.matrix.tolist() == [[2, 1, 0], [0, 2, 0], [1, 0, 2]]
+    s = cm.compute()
+    # class 0: TP 2, FP 1, FN 1; class 1: TP 2, FP 1, FN 0; class 2: TP 2, FP 0, FN 1
+    assert s["iou"] == pytest.approx([2 / 4, 2 / 3, 2 / 3])
+    assert s["dice"] == pytest.approx([4 / 6, 4 / 5, 4 / 5])
+    assert s["miou"] == pytest.approx((0.5 + 2 / 3 + 2 / 3) / 3)
+    assert s["accuracy"] == pytest.approx(6 / 8)
+    assert s["pixels"] == 8
+
+
+def test_ignore_label_is_skipped_and_absent_classes_are_nan():
+    target = np.array([0, 0, 255, 255, 1])
+    pred = np.array([0, 1, 2, 1, 1])  # prediction under the ignore label does not count
+    cm = ConfusionMatrix(3, ignore_index=255)
+    cm.update(pred, target)
+    s = cm.compute()
+    assert s["pixels"] == 3
+    assert s["iou"][:2] == pytest.approx([1 / 2, 1 / 2])
+    assert math.isnan(s["iou"][2])  # class 2 neither true nor predicted outside ignored pixels
+    assert s["miou"] == pytest.approx(0.5)
+
+
+def test_accumulating_over_batches_differs_from_mean_of_batch_scores():
+    # batch A: a big object well segmented; batch B: a tiny object missed by one pixel
+    cm = ConfusionMatrix(2)
+    per_batch = []
+    for target, pred in (
+        (np.array([1] * 90 + [0] * 10), np.array([1] * 90 + [0] * 10)),
+        (np.array([1] * 2 + [0] * 98), np.array([1] * 1 + [0] * 99)),
+    ):
+        cm.update(pred, target)
+        one = ConfusionMatrix(2)
+        one.update(pred, target)
+        per_batch.append(one.compute()["iou"][1])
+    accumulated = cm.compute()["iou"][1]
+    assert accumulated == pytest.approx(91 / 92)
+    assert np.mean(per_batch) == pytest.approx((1.0 + 0.5) / 2)
+    assert abs(accumulated - np.mean(per_batch)) > 0.2
+
+
+def test_bad_labels_and_shapes_raise():
+    cm = ConfusionMatrix(2, ignore_index=255)
+    with pytest.raises(ValueError, match="label 3"):
+        cm.update(np.array([0, 1]), np.array([3, 1]))
+    with pytest.raises(ValueError, match="pixels"):
+        cm.update(np.array([0, 1, 1]), np.array([0, 1]))
+
+
+def test_reduce_is_noop_without_process_group():
+    cm = ConfusionMatrix(2)
+    cm.update(np.array([1]), np.array([1]))
+    assert cm.reduce_().matrix.tolist() == [[0, 0], [0, 1]]

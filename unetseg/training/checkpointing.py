@@ -1,0 +1,73 @@
+"""Run checkpoints: best.pt / last.pt with everything needed to use them or to resume exactly.
+
+Both files are ordinary unetseg checkpoints (``unetseg.load_model`` gives a ready model: weights,
+normalisation, class names and colours). ``last.pt`` also holds a ``"training"`` dict (optimizer,
+scheduler, grad scaler, position, best score, elapsed time, RNG states) made of tensors and plain
+Python values only, so ``torch.load(weights_only=True)`` reads it.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UnetsegError
+from ..models.checkpoint import checkpoint_payload, read_checkpoint, write_checkpoint
+
+BEST_NAME = "best.pt"
+LAST_NAME = "last.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    """torch / CUDA / numpy / python RNG states as tensors, lists and ints (weights_only-loadable)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached)},
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_run_checkpoint(
+    path: str | Path, model: nn.Module, meta: dict[str, Any], training: dict[str, Any] | None = None
+) -> Path:
+    """Atomically write ``model`` + ``meta`` (+ the ``training`` resume state for last.pt) to ``path``."""
+    payload = checkpoint_payload(model, **meta)
+    if training is not None:
+        payload["training"] = training
+    return write_checkpoint(payload, path)
+
+
+def read_resume_state(run_dir: str | Path) -> dict[str, Any]:
+    """The payload of ``RUN_DIR/last.pt``; a one-line UnetsegError when there is nothing to resume."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UnetsegError(f"--resume {run_dir}: no such run folder")
+    path = run_dir / LAST_NAME
+    if not path.is_file():
+        raise UnetsegError(f"--resume {run_dir}: no {LAST_NAME} in that folder (nothing to resume)")
+    payload = read_checkpoint(path)
+    if "training" not in payload:
+        raise UnetsegError(f"--resume {run_dir}: {path} holds no training state")
+    return payload

@@ -1,0 +1,50 @@
+"""metrics.csv: one row per epoch (validation columns empty on epochs without validation)."""
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..fileio import atomic_path
+
+
+def metric_columns(class_names: Sequence[str]) -> list[str]:
+    """epoch, step, time_s, train_loss, val_miou, val_accuracy, iou_<class>..., lr, images_per_s."""
+    return (["epoch", "step", "time_s", "train_loss", "val_miou", "val_accuracy"]
+            + [f"iou_{name}" for name in class_names] + ["lr", "images_per_s"])
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+class MetricsLog:
+    """Rows of metrics.csv, rewritten atomically on every append (the file is always complete)."""
+
+    def __init__(self, path: str | Path, columns: list[str]) -> None:
+        self.path = Path(path)
+        self.columns = columns
+        self.rows: list[dict[str, str]] = []
+
+    def load(self, max_step: int | None = None) -> MetricsLog:
+        """Read existing rows (on resume), dropping any written after ``max_step`` (a crash between
+        the csv row and last.pt would otherwise leave a duplicate)."""
+        if self.path.is_file():
+            with open(self.path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            self.rows = [r for r in rows if max_step is None or int(r["step"]) <= max_step]
+        return self
+
+    def append(self, values: dict[str, Any]) -> None:
+        self.rows.append({c: _cell(values.get(c)) for c in self.columns})
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(self.rows)

@@ -1,4 +1,5 @@
 import json
+import sys
 
 import cv2
 import numpy as np
@@ -79,7 +80,15 @@ def test_atomic_write_leaves_nothing_when_the_writer_raises(tmp_path, labels, mo
     assert list(tmp_path.iterdir()) == []
 
 
-def test_torchscript_export_round_trip_and_onnx_needs_onnx(tmp_path):
+def test_onnx_without_the_onnx_package_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
+    model = unetseg.UNet(1, 2, base_channels=2, depth=2, padding="same").eval()
+    with pytest.raises(UnetsegError, match="needs the 'onnx' package"):
+        export_model(model, tmp_path / "m.onnx", format="onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_torchscript_export_round_trip_and_unknown_format(tmp_path):
     torch.manual_seed(0)
     model = unetseg.UNet(1, 2, base_channels=2, depth=2, padding="same").eval()
     path = export_model(model, tmp_path / "m.pt", format="torchscript", tile_size=64)
@@ -87,14 +96,22 @@ def test_torchscript_export_round_trip_and_onnx_needs_onnx(tmp_path):
     x = torch.randn(1, 1, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        with pytest.raises(UnetsegError, match="onnx"):
-            export_model(model, tmp_path / "m.onnx", format="onnx")
-        assert not (tmp_path / "m.onnx").exists()
     with pytest.raises(UnetsegError):
         export_model(model, tmp_path / "m.x", format="tflite")
+
+
+@pytest.mark.parametrize("padding, side, other", [("same", 64, 96), ("valid", 60, None)])
+def test_onnx_export_runs_in_onnxruntime_like_torch(tmp_path, padding, side, other):
+    ort = pytest.importorskip("onnxruntime")  # the dev group installs the [onnx] extra
+    torch.manual_seed(0)
+    model = unetseg.UNet(1, 2, base_channels=4, depth=2, padding=padding).eval()
+    path = export_model(model, tmp_path / "m.onnx", format="onnx", tile_size=side)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in [side] + ([other] if other else []):  # same-padding models keep dynamic height/width
+        x = torch.randn(2, 1, n, n)
+        (got,) = session.run(None, {"image": x.numpy()})
+        with torch.no_grad():
+            np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4)
 
 
 def test_export_cli(tmp_path):

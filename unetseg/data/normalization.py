@@ -41,11 +41,11 @@ class Normalization:
             raise ValueError(f"normalisation std must be > 0, got {self.std}")
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """HxW or HxWxC array of any numeric dtype -> float32 HxWxC normalised array."""
+        """HxW or HxWxC array of any numeric dtype -> C-contiguous float32 HxWxC normalised array."""
         if image.ndim == 2:
             image = image[..., None]
         scale = self.scale if self.scale is not None else dtype_scale(image.dtype)
-        out = image.astype(np.float32)
+        out = image.astype(np.float32, order="C")  # C order whatever the input's: NHWC batches stay channels_last
         mean = np.asarray(self.mean, np.float32) * scale
         inv = 1.0 / (np.asarray(self.std, np.float32) * scale)
         out -= mean

@@ -57,7 +57,8 @@ def gather_window(source: Any, rows: tuple[int, int], cols: tuple[int, int], mod
         mode: one of PAD_MODES (see :func:`source_indices`).
 
     Returns:
-        numpy array (rows, cols[, C]) in the source dtype. Exactly one bounding-box read hits ``source``.
+        C-contiguous numpy array (rows, cols[, C]) in the source dtype. Exactly one bounding-box read hits
+        ``source``.
     """
     height, width = int(source.shape[0]), int(source.shape[1])
     ri = source_indices(rows[0], rows[1], height, mode)
@@ -69,7 +70,14 @@ def gather_window(source: Any, rows: tuple[int, int], cols: tuple[int, int], mod
     r0, r1 = int(ri[r_ok].min()), int(ri.max()) + 1
     c0, c1 = int(ci[c_ok].min()), int(ci.max()) + 1
     block = np.asarray(source[r0:r1, c0:c1])
-    out = block[np.clip(ri - r0, 0, None)][:, np.clip(ci - c0, 0, None)]
+    # np.take per axis keeps C order (chained fancy indexing leaves a transposed layout that slows every later
+    # copy and the model 1.5x) and skips an axis that needs no mirroring, so a wide band is copied once.
+    out = block
+    for axis, (index, start) in enumerate(((ri, r0), (ci, c0))):
+        index = np.clip(index - start, 0, None)
+        if not (len(index) == out.shape[axis] and (index == np.arange(len(index))).all()):
+            out = np.take(out, index, axis=axis)
+    out = np.ascontiguousarray(out)  # no copy unless it is still a strided view of the source
     if mode == "constant":
         out[~r_ok] = 0
         out[:, ~c_ok] = 0

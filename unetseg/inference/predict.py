@@ -97,11 +97,23 @@ def inference_model(model: nn.Module, device: torch.device) -> Iterator[nn.Modul
 
 
 def to_labels(probs: torch.Tensor) -> torch.Tensor:
-    """NKHW probabilities -> NHW class indices (uint8 when K <= 256, else int32); K == 1 means sigmoid > 0.5."""
+    """NKHW probabilities -> NHW class indices (uint8 when K <= 256, else int32); K == 1 means sigmoid > 0.5.
+
+    Ties go to the lower class index, as with argmax.
+    """
     k = probs.shape[1]
     if k == 1:
         return (probs[:, 0] > 0.5).to(torch.uint8)
-    return probs.argmax(1).to(torch.uint8 if k <= 256 else torch.int32)
+    if k > 32:
+        return probs.argmax(1).to(torch.uint8 if k <= 256 else torch.int32)
+    # A running maximum over the classes: argmax over a short channel axis of a (channels_last) tile crop is
+    # several times slower on CPU (18 ms vs ~2 ms for 2 x 324^2).
+    best, labels = probs[:, 0], torch.zeros(probs[:, 0].shape, dtype=torch.uint8, device=probs.device)
+    for c in range(1, k):
+        better = probs[:, c] > best
+        labels.masked_fill_(better, c)
+        best = torch.where(better, probs[:, c], best)
+    return labels
 
 
 class _RowAccumulator:

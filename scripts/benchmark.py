@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 import unetseg
+from unetseg.demo import mirror_tile
 from unetseg.inference.grid import Geometry, TileGrid
 
 
@@ -64,18 +65,11 @@ class PeakRSS:
         return self.peak / 2**20
 
 
-def mirror_tiled(base: np.ndarray, size: int) -> np.ndarray:
-    """``base`` tiled with flips (so no seams) and cropped to SIZE x SIZE."""
-    tile = np.block([[base, base[:, ::-1]], [base[::-1], base[::-1, ::-1]]])
-    reps = -(-size // tile.shape[0])
-    return np.tile(tile, (reps, reps))[:size, :size]
-
-
 def make_image(size: int) -> tuple[np.ndarray, np.ndarray]:
     """SIZE x SIZE x 3 uint8 (the nuclei sample, mirror-tiled, smoothly colour-modulated) and its 0/1 labels."""
     sample = np.load(Path(unetseg.__file__).parent / "data" / "samples" / "nuclei.npz")
-    gray = mirror_tiled(sample["image"], size).astype(np.float32)
-    labels = (mirror_tiled(sample["instances"], size) > 0).astype(np.int64)
+    gray = mirror_tile(sample["image"], size).astype(np.float32)
+    labels = (mirror_tile(sample["instances"], size) > 0).astype(np.int64)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     gains = [0.8 + 0.2 * np.sin(6 * xx + k) * np.cos(5 * yy - k) for k in range(3)]
     return np.stack([np.clip(gray * g, 0, 255) for g in gains], -1).astype(np.uint8), labels

@@ -12,10 +12,11 @@ Image: the built-in nuclei sample (grayscale 512^2, with its nuclei labels) tile
 coloured into RGB with smooth per-channel gains, so it has real structure.
 
 Sections per model: (a) raw batched forward of tile-sized inputs (MP/s of useful output pixels: the floor),
-(b) predict_tiled defaults (tile_size="auto", amp="auto"), (c) MONAI sliding_window_inference (roi 512,
-overlap 0.25, gaussian, sw_batch_size 4, fp32; the valid U-Net is wrapped so MONAI sees a same-size model:
-the wrapper mirror-pads each window by the margin up to a valid size and crops the output), (d) predict_tiled
-fp32 (amp=False, tile 512). Label agreement is measured on an AGREE^2 crop (default 2048) against an fp32
+(b) predict_tiled defaults (tile_size="auto", batch_size="auto", amp="auto"), (c) MONAI
+sliding_window_inference (roi 512, overlap 0.25, gaussian, fp32) with sw_batch_size 4 as in MONAI's tutorials
+and (e) with its default sw_batch_size 1 (the valid U-Net is wrapped so MONAI sees a same-size model: the
+wrapper mirror-pads each window by the margin up to a valid size and crops the output), (d) predict_tiled fp32
+(amp=False, tile 512). Speed ratios are against (c) and (e). Label agreement is measured on an AGREE^2 crop (default 2048) against an fp32
 whole-crop prediction (one forward pass of the mirror-padded crop). Peak RSS is sampled during each section.
 Streaming: a STREAM^2 RGB tiled TIFF (default 16384) is built once (streamed) and segmented through the
 streaming path by a small U-Net in a subprocess; its peak RSS is compared with a 4096^2 run.
@@ -39,6 +40,7 @@ import torch.nn.functional as F
 
 import unetseg
 from unetseg.demo import mirror_tile
+from unetseg.inference.autotile import auto_batch_size
 from unetseg.inference.grid import Geometry, TileGrid
 
 
@@ -129,12 +131,12 @@ def whole_labels(model: torch.nn.Module, image: np.ndarray, device: torch.device
     return y[0].argmax(0).numpy()[off : off + image.shape[0], off : off + image.shape[1]].astype(np.uint8)
 
 
-def monai_labels(model: torch.nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
+def monai_labels(model: torch.nn.Module, image: np.ndarray, device: torch.device, sw_batch_size: int) -> np.ndarray:
     from monai.inferers import sliding_window_inference
     net = MirrorPadToSame(model) if model.padding == "valid" else model
     x = torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None]
     with torch.inference_mode():  # MONAI's usual use: image on the host, windows on the model's device
-        y = sliding_window_inference(x, roi_size=(512, 512), sw_batch_size=4, predictor=net, overlap=0.25,
+        y = sliding_window_inference(x, roi_size=(512, 512), sw_batch_size=sw_batch_size, predictor=net, overlap=0.25,
                                      mode="gaussian", sw_device=device, device=torch.device("cpu"))
     return y[0].argmax(0).numpy().astype(np.uint8)
 
@@ -152,7 +154,7 @@ def raw_forward(model: torch.nn.Module, tile: int, batch: int, repeats: int, dev
             model(x)
         sync(device)
         seconds = (time.perf_counter() - start) / repeats
-    return {"tile": t, "useful_px": grid.rows.keep ** 2, "mps": batch * grid.rows.keep**2 / seconds / 1e6,
+    return {"tile": t, "batch": batch, "useful_px": grid.rows.keep ** 2, "mps": batch * grid.rows.keep**2 / seconds / 1e6,
             "precision": precision.name}
 
 
@@ -268,11 +270,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{name}] reference whole-crop prediction ...", file=sys.stderr)
         reference = whole_labels(model, crop, device)
         runs = {}
-        runs["a_raw_forward"] = raw_forward(model, 512, 4, 1 if args.quick else 3 * args.repeats, device)
+        runs["a_raw_forward"] = raw_forward(model, 512, auto_batch_size(device), 1 if args.quick else 3 * args.repeats,
+                                            device)
         methods = {
             "b_predict_tiled_auto": lambda img: unetseg.predict_tiled(model, img, tile_size="auto"),
-            "c_monai_fp32": lambda img: monai_labels(model, img, device),
+            "c_monai_fp32": lambda img: monai_labels(model, img, device, sw_batch_size=4),
             "d_predict_tiled_fp32": lambda img: unetseg.predict_tiled(model, img, tile_size=512, amp=False),
+            "e_monai_fp32_sw1": lambda img: monai_labels(model, img, device, sw_batch_size=1),
         }
         for key, fn in methods.items():
             print(f"[{name}] {key} ...", file=sys.stderr)
@@ -282,8 +286,9 @@ def main(argv: list[str] | None = None) -> int:
             stats["peak_rss_mib"] = max(t["peak_rss_mib"] for t in trials)
             stats["label_agreement"] = float((fn(crop) == reference).mean())
             runs[key] = stats
-        for key in methods:
+        for key in ("a_raw_forward", *methods):
             runs[key]["speed_vs_monai"] = runs[key]["mps"] / runs["c_monai_fp32"]["mps"]
+            runs[key]["speed_vs_monai_sw1"] = runs[key]["mps"] / runs["e_monai_fp32_sw1"]["mps"]
         report["models"][name] = runs
     if args.stream > 0:
         print("[streaming] ...", file=sys.stderr)
@@ -293,17 +298,19 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nImage {image.shape[1]}x{image.shape[0]} RGB uint8; agreement on a {args.agree}^2 crop vs fp32 whole-crop "
           f"prediction; weights: {report['weights']}\n")
-    print("| model | method | MP/s | vs MONAI | label agreement | peak RSS (MiB) |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| model | method | MP/s | vs MONAI (c) | vs MONAI (e) | label agreement | peak RSS (MiB) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for name, runs in report["models"].items():
         raw = runs["a_raw_forward"]
-        print(f"| {name} | (a) raw forward, tile {raw['tile']} ({raw['precision']}) | {raw['mps']:.2f} | "
-              f"{raw['mps'] / runs['c_monai_fp32']['mps']:.2f} | - | - |")
-        for key, label in [("b_predict_tiled_auto", "(b) predict_tiled auto"), ("c_monai_fp32", "(c) MONAI fp32"),
-                           ("d_predict_tiled_fp32", "(d) predict_tiled fp32")]:
+        labels = {"a_raw_forward": f"(a) raw forward, {raw['batch']}x{raw['tile']}^2 ({raw['precision']})",
+                  "b_predict_tiled_auto": "(b) predict_tiled defaults", "c_monai_fp32": "(c) MONAI fp32, sw_batch 4",
+                  "d_predict_tiled_fp32": "(d) predict_tiled fp32, tile 512", "e_monai_fp32_sw1": "(e) MONAI fp32, sw_batch 1"}
+        for key, label in labels.items():
             r = runs[key]
-            print(f"| {name} | {label} | {r['mps']:.2f} | {r['speed_vs_monai']:.2f} | {r['label_agreement']:.4%} | "
-                  f"{r['peak_rss_mib']:.0f} |")
+            agreement = f"{r['label_agreement']:.4%}" if "label_agreement" in r else "-"
+            rss = f"{r['peak_rss_mib']:.0f}" if "peak_rss_mib" in r else "-"
+            print(f"| {name} | {label} | {r['mps']:.2f} | {r['speed_vs_monai']:.2f} | {r['speed_vs_monai_sw1']:.2f} | "
+                  f"{agreement} | {rss} |")
     s = report.get("streaming")
     if s is None:
         return 0

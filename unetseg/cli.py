@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", required=True, nargs="+", metavar="PATH", help="image files and/or folders")
     predict.add_argument("--output", required=True, metavar="DIR", help="output folder")
     predict.add_argument("--tile-size", default="auto", help="tile side in pixels or 'auto' (default: auto)")
-    predict.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: 4)")
+    predict.add_argument("--batch-size", default="auto",
+                         help="tiles per forward pass or 'auto': 1 on CPU, 4 on GPU (default: auto)")
     predict.add_argument("--tta", choices=["flips", "d4"], default=None, help="test-time augmentation (default: none)")
     predict.add_argument("--format", default="index,palette", metavar="LIST",
                          help="comma list of index,palette,overlay,probs,summary (default: index,palette)")

@@ -53,7 +53,7 @@ def build_tiff(path: Path, side: int, tile: int = 256) -> None:
 def segment(folder: str, side: int) -> dict:
     src, dst = Path(folder) / f"in{side}.tif", Path(folder) / f"out{side}.tif"
     build_tiff(src, side)
-    model = torch.nn.Conv2d(1, 2, kernel_size=1)  # a bare module: same padding, stride 32, halo tile/8
+    model = torch.nn.Conv2d(1, 2, kernel_size=1)  # a bare module: same padding, stride 32, halo 64
     source = open_image(src)
     with TiffTileWriter(dst, (side, side), np.uint8) as writer:
         unetseg.predict_tiled(model, source.array, tile_size=512, amp=False, out=writer)

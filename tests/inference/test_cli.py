@@ -46,3 +46,13 @@ def test_predict_cli_channel_mismatch_is_one_line(tmp_path, capsys, rng):
                  "--output", str(tmp_path / "o"), "--tile-size", "64"])
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert code != 0 and len(err) == 1 and "rgb.png" in err[0] and "3 channel" in err[0] and "expects 1" in err[0]
+
+
+def test_predict_cli_batch_size_is_a_positive_integer_or_auto(tmp_path, capsys, rng):
+    ckpt = unetseg.save_checkpoint(tiny_unet("same", depth=2, in_channels=1), tmp_path / "m.pt")
+    cv2.imwrite(str(tmp_path / "g.png"), rng.integers(0, 256, (40, 40), dtype=np.uint8))
+    args = ["predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "g.png"), "--output", str(tmp_path / "o")]
+    assert main([*args, "--batch-size", "auto"]) == 0 and (tmp_path / "o" / "g_index.png").is_file()
+    assert main([*args, "--batch-size", "0"]) != 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and "--batch-size '0'" in err[0]

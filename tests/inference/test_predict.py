@@ -6,6 +6,7 @@ import zarr
 import unetseg
 from unetseg.errors import UnetsegError
 from unetseg.inference import predict_tiled
+from unetseg.inference.autotile import auto_batch_size
 from unetseg.inference.grid import Geometry, TileGrid
 from unetseg.inference.predict import tta_transforms
 
@@ -47,9 +48,26 @@ def test_paper_geometry_depth4_valid_grid_is_stride_aligned():
     assert grid.rows.step % 16 == 0 and grid.rows.step <= 388
 
 
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_rows_read_in_several_windows_give_the_same_result(rng, monkeypatch, padding):
+    model = tiny_unet(padding, depth=2)
+    image = rng.integers(0, 256, (300, 777), dtype=np.uint8)
+    expected = predict_tiled(model, image, tile_size=64, output="probs", amp=False)
+    monkeypatch.setattr(unetseg.inference.predict, "READ_COLUMNS", 100)  # 2-3 tiles per window read
+    np.testing.assert_array_equal(predict_tiled(model, image, tile_size=64, output="probs", amp=False), expected)
+
+
 def test_same_unet_halo_is_the_receptive_field_rounded_to_the_stride():
     grid = TileGrid.build((2000, 2000), 512, Geometry.of(unetseg.UNet(1, 2, base_channels=2, depth=4, padding="same")))
     assert grid.halo == 96  # margin 92 of the valid twin, rounded up to 16
+
+
+@pytest.mark.parametrize("tile", [256, 512, 1024])
+def test_models_of_unknown_receptive_field_get_two_strides_of_halo_at_any_tile_size(tile):
+    geometry = Geometry.of(torch.nn.Conv2d(3, 2, 1))  # like smp: same padding, stride 32, no known field
+    grid = TileGrid.build((5000, 5000), tile, geometry)
+    assert grid.halo == 64 and grid.rows.keep == tile - 128
+    assert TileGrid.build((5000, 5000), tile, geometry, halo=20).halo == 32  # explicit halos round up to the stride
 
 
 def test_mirror_padding_happens_at_borders_only(rng):
@@ -136,3 +154,17 @@ def test_auto_tile_size_runs_and_bad_arguments_are_user_errors(rng):
     for kwargs in ({"blend": "mean"}, {"output": "logits"}, {"tta": "d8"}, {"tile_size": "big"}, {"amp": "int8"}):
         with pytest.raises(UnetsegError):
             predict_tiled(model, image, **kwargs)
+
+
+def test_batch_size_auto_is_one_tile_on_cpu_and_any_batch_gives_the_same_labels(rng):
+    assert auto_batch_size(torch.device("cpu")) == 1
+    assert auto_batch_size(torch.device("cuda")) == 4
+    model = tiny_unet("same", depth=2)
+    image = rng.integers(0, 256, (200, 170), dtype=np.uint8)
+    expected = predict_tiled(model, image, tile_size=64, amp=False)  # default batch_size="auto"
+    for batch_size in (3, np.int64(16)):
+        np.testing.assert_array_equal(predict_tiled(model, image, tile_size=64, batch_size=batch_size, amp=False),
+                                      expected)
+    for bad in (0, -2, 2.5, "4", None):
+        with pytest.raises(UnetsegError, match=f"batch_size={bad!r} must be a positive integer or 'auto'"):
+            predict_tiled(model, image, tile_size=64, batch_size=bad)

@@ -1,9 +1,10 @@
-"""tile_size="auto": pick the tile size that segments a given image fastest on this model and device.
+"""tile_size="auto" and batch_size="auto": pick what segments a given image fastest on this model and device.
 
-Each candidate (256, 512, 768, 1024 px, rounded to sizes the model accepts and shrunk to what the
-image needs) is timed with one forward pass (on a GPU: of a full batch, after a warm-up pass); the
-estimated time of the whole image is ``tiles(image, candidate) * seconds_per_tile(candidate)``, which accounts for the margin/halo each tile
-wastes. Candidates whose activations would exceed the memory budget are skipped. Timings are cached
+batch_size="auto" is 1 on CPUs and 4 on GPUs (:func:`auto_batch_size`). For tile_size="auto" each candidate
+(256, 512, 768, 1024 px, rounded to sizes the model accepts and shrunk to what the image needs) is timed
+with one forward pass of a full batch (on a GPU after a warm-up pass); the estimated time of the whole
+image is ``tiles(image, candidate) * seconds_per_tile(candidate)``, which accounts for the margin/halo each
+tile wastes. Candidates whose activations would exceed the memory budget are skipped. Timings are cached
 per (model config, device, precision, channels, tile shape), so a model is timed once per process.
 """
 from __future__ import annotations
@@ -28,6 +29,16 @@ def _model_key(model: nn.Module) -> str:
     if config is None:
         return f"{type(model).__qualname__}@{id(model)}"
     return json.dumps(config, sort_keys=True, default=str)
+
+
+def auto_batch_size(device: torch.device) -> int:
+    """Tiles per forward pass for batch_size="auto": 4 on GPUs (small batches leave them launch-bound), 1 on CPUs.
+
+    A CPU gains nothing from batching (each convolution already uses every core) and loses cache locality:
+    on a 2-core AVX2 CPU, 4x512^2 tiles per pass ran 15-40% slower per pixel than 1x512^2 (smp ResNet-18
+    U-Net 0.59 vs 0.70 MP/s, base-16 U-Net 0.71 vs 1.16) and held 4x the activations.
+    """
+    return 4 if device.type == "cuda" else 1
 
 
 def memory_budget(device: torch.device) -> int:
@@ -81,10 +92,10 @@ def auto_tile_size(model: nn.Module, image_shape: tuple[int, int], *, channels: 
                 if base_key in _BYTES_PER_PIXEL and _BYTES_PER_PIXEL[base_key] * batch_size * th * tw > budget:
                     break
                 if key not in _SECONDS_PER_TILE:
-                    # A GPU is timed at the real batch size (one tile leaves it idle) after a warm-up forward
-                    # at each shape (cuDNN picks its kernels on the first call); a CPU on one tile, once.
+                    # Timed at the real batch size (per-pixel speed depends on it); on a GPU after a warm-up
+                    # forward at each shape (cuDNN picks its kernels on the first call).
                     on_gpu = device.type == "cuda"
-                    x = torch.randn(batch_size if on_gpu else 1, channels, th, tw, device=device)
+                    x = torch.randn(batch_size, channels, th, tw, device=device)
                     if precision.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
                     with precision.autocast(device):

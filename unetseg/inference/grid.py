@@ -65,18 +65,20 @@ class Geometry:
             return self.size_rule.nearest_valid(max(n, 1))[1]
         return round_up(max(n, 1), self.stride)
 
-    def halo_for(self, tile: int, halo: int | str = "auto") -> int:
+    def halo_for(self, halo: int | str = "auto") -> int:
         """Overlap (px per side) of same-padding tiles; 0 for valid models, whose context is their margin.
 
         "auto": the receptive-field radius rounded up to the stride for unetseg's UNet/autoencoder (exact
-        stitching); otherwise (smp encoders, whose receptive fields exceed any practical tile) tile/8
-        rounded up to the stride, i.e. the 25 % total overlap MONAI's sliding window uses by default.
+        stitching); otherwise (smp encoders, whose theoretical receptive fields exceed any practical tile)
+        two strides (64 px at stride 32), whatever the tile size: the context a pixel needs is a property of
+        the model, not of the tile. For a trained smp ResNet-18 U-Net (tile 512) labels agreed with the
+        whole-image prediction on 99.70 % of pixels with no halo, 99.97 % with 32 px, 99.99 % with 64 px.
         An int is rounded up to the stride.
         """
         if self.padding == "valid":
             return 0
         if halo == "auto":
-            wanted = self.field_radius if self.field_radius is not None else tile // 8
+            wanted = self.field_radius if self.field_radius is not None else 2 * self.stride
         else:
             wanted = int(halo)
             if wanted < 0:
@@ -144,7 +146,7 @@ class TileGrid:
     def build(cls, shape: tuple[int, int], tile: int | tuple[int, int], geometry: Geometry,
               halo: int | str = "auto") -> "TileGrid":
         th, tw = (tile, tile) if isinstance(tile, int) else tile
-        h = geometry.halo_for(max(th, tw), halo)
+        h = geometry.halo_for(halo)
         return cls(plan_axis(shape[0], th, geometry, h), plan_axis(shape[1], tw, geometry, h))
 
     @property

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import operator
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 from ..data.normalization import Normalization
 from ..errors import UnetsegError
 from .amp import Precision, resolve_precision
-from .autotile import auto_tile_size
+from .autotile import auto_batch_size, auto_tile_size
 from .grid import AxisPlan, Geometry, TileGrid
 from .padding import check_pad_mode, gather_window
 
@@ -158,14 +159,20 @@ class _RowAccumulator:
         return done
 
 
+# Image columns per window read. Bounds the read buffer whatever the image width (a full-width band of a
+# 16384 px RGB image is 25 MiB per copy); only the TIFF tiles straddling two windows are decoded twice.
+READ_COLUMNS = 4096
+
+
 def _tile_batches(image: Any, grid: TileGrid, batch_size: int, pad_mode: str, norm: Normalization,
                   channels_last: bool) -> Iterator[tuple[torch.Tensor, list[tuple[int, int]]]]:
     """Normalised NCHW float32 tile batches in row-major order, with their (row, col) tile indices.
 
-    Each tile row is read with one window read of the mirrored image (``gather_window``) and cut into tiles.
+    Each tile row is read in windows of the mirrored image (``gather_window``) about ``READ_COLUMNS`` wide,
+    which are cut into tiles.
     """
     rows, cols = grid.rows, grid.cols
-    col_span = (cols.input_start(0), cols.input_start(cols.count - 1) + cols.tile)
+    tiles_per_read = max(1, READ_COLUMNS // cols.step)
     tiles: list[np.ndarray] = []
     index: list[tuple[int, int]] = []
 
@@ -175,15 +182,18 @@ def _tile_batches(image: Any, grid: TileGrid, batch_size: int, pad_mode: str, no
 
     for i in range(rows.count):
         r0 = rows.input_start(i)
-        band = gather_window(image, (r0, r0 + rows.tile), col_span, pad_mode)
-        for j in range(cols.count):
-            c0 = j * cols.step
-            tiles.append(norm.apply(band[:, c0 : c0 + cols.tile]))
-            index.append((i, j))
-            if len(tiles) == batch_size:
-                yield emit()
-                tiles.clear()
-                index.clear()
+        for first in range(0, cols.count, tiles_per_read):
+            last = min(first + tiles_per_read, cols.count) - 1
+            c_start = cols.input_start(first)
+            window = gather_window(image, (r0, r0 + rows.tile), (c_start, cols.input_start(last) + cols.tile), pad_mode)
+            for j in range(first, last + 1):
+                c0 = cols.input_start(j) - c_start
+                tiles.append(norm.apply(window[:, c0 : c0 + cols.tile]))
+                index.append((i, j))
+                if len(tiles) == batch_size:
+                    yield emit()
+                    tiles.clear()
+                    index.clear()
     if tiles:
         yield emit()
 
@@ -224,6 +234,18 @@ def _prefetch(iterator: Iterator[Any], depth: int = 2) -> Iterator[Any]:
         thread.join(timeout=5)
 
 
+def _positive_int_or_auto(name: str, value: Any) -> int | str:
+    if isinstance(value, str) and value == "auto":
+        return value
+    try:
+        number = operator.index(value)  # ints and numpy integers, not floats or strings
+    except TypeError:
+        number = 0
+    if number < 1:
+        raise UnetsegError(f"{name}={value!r} must be a positive integer or 'auto'")
+    return number
+
+
 def _check_out(out: Any, shape: tuple[int, ...]) -> None:
     got = getattr(out, "shape", None)
     if got is not None and tuple(got) != shape:
@@ -235,7 +257,7 @@ def predict_tiled(
     image: Any,
     *,
     tile_size: int | str = 512,
-    batch_size: int = 4,
+    batch_size: int | str = "auto",
     blend: str = "crop",
     pad_mode: str = "reflect",
     halo: int | str = "auto",
@@ -261,14 +283,16 @@ def predict_tiled(
         tile_size: model input side in pixels (rounded to a size the model accepts; shrunk per axis to what
             the image needs), or "auto": the fastest measured size for this model and device
             (:func:`unetseg.inference.autotile.auto_tile_size`). Default 512.
-        batch_size: tiles per forward pass. Default 4.
+        batch_size: tiles per forward pass, or "auto" (default): 1 on CPUs, 4 on GPUs
+            (:func:`unetseg.inference.autotile.auto_batch_size`).
         blend: "crop" (default): each tile contributes only its centre, tiles abut. "gaussian": tile outputs
             are averaged with a Gaussian importance map (sigma = tile/8), as MONAI and nnU-Net do.
         pad_mode: how context beyond the image border is extrapolated: "reflect" (default, the paper's
             mirroring, = numpy "reflect" / cv2 REFLECT_101), "symmetric", "edge", "constant" (zeros).
         halo: overlap per side of same-padding tiles, "auto" (default) or pixels (rounded up to the stride).
             "auto" is the receptive-field radius rounded up to the stride for UNet/autoencoder (exact) and
-            tile/8 for other models (smp). Ignored for valid-padding models, whose context is their margin.
+            two strides (64 px) for other models (smp). Ignored for valid-padding models, whose context is
+            their margin.
         tta: None (default), "flips" (4 flips) or "d4" (8 rotations/flips); averaged in probability space.
         output: "labels" (default): HxW class indices, uint8 for <= 256 classes (uint16 <= 65536, else
             int32); a 1-class model gives (sigmoid > 0.5). "probs": HxWxK float32 probabilities (softmax;
@@ -292,8 +316,8 @@ def predict_tiled(
         raise UnetsegError(f"output={output!r} is not one of {', '.join(OUTPUTS)}")
     check_pad_mode(pad_mode)
     transforms = tta_transforms(tta)
-    if int(batch_size) < 1:
-        raise UnetsegError(f"batch_size={batch_size} must be >= 1")
+    tile = _positive_int_or_auto("tile_size", tile_size)
+    batch = _positive_int_or_auto("batch_size", batch_size)
     channels = image_channels(image)
     expected = getattr(model, "in_channels", None)
     if expected is not None and channels != expected:
@@ -308,20 +332,14 @@ def predict_tiled(
     dev = torch.device(device) if device is not None else model_device(model)
     precision = resolve_precision(amp, dev)
     geometry = Geometry.of(model)
-    if tile_size != "auto":
-        try:
-            tile = int(tile_size)
-        except (TypeError, ValueError):
-            raise UnetsegError(f"tile_size={tile_size!r} must be a positive integer or 'auto'") from None
-        if tile < 1:
-            raise UnetsegError(f"tile_size={tile_size!r} must be a positive integer or 'auto'")
-
+    if batch == "auto":
+        batch = auto_batch_size(dev)
     with inference_model(model, dev) as net:
-        if tile_size == "auto":
-            tile = auto_tile_size(net, (height, width), channels=channels, batch_size=int(batch_size),
+        if tile == "auto":
+            tile = auto_tile_size(net, (height, width), channels=channels, batch_size=batch,
                                   device=dev, precision=precision, halo=halo)
         grid = TileGrid.build((height, width), tile, geometry, halo)
-        return _run(net, image, grid, int(batch_size), blend, pad_mode, transforms, output, precision, dev, norm,
+        return _run(net, image, grid, batch, blend, pad_mode, transforms, output, precision, dev, norm,
                     progress, out)
 
 

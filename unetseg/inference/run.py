@@ -35,7 +35,8 @@ def parse_formats(text: str) -> list[str]:
     return formats
 
 
-def parse_tile_size(text: str | int) -> int | str:
+def parse_int_or_auto(flag: str, text: str | int) -> int | str:
+    """The value of a ``--tile-size``/``--batch-size`` style option: a positive integer or "auto"."""
     if str(text) == "auto":
         return "auto"
     try:
@@ -43,7 +44,7 @@ def parse_tile_size(text: str | int) -> int | str:
     except ValueError:
         value = 0
     if value < 1:
-        raise UnetsegError(f"--tile-size {text!r}: must be a positive integer or 'auto'")
+        raise UnetsegError(f"{flag} {text!r}: must be a positive integer or 'auto'")
     return value
 
 
@@ -159,9 +160,8 @@ def _predict_streaming(model: nn.Module, source: ImageSource, stem: Path, format
 def predict_command(args: argparse.Namespace) -> int:
     """Handler of ``unetseg predict``; returns 0, or 1 when any input file failed (each reported on one line)."""
     formats = parse_formats(args.format)
-    tile_size = parse_tile_size(args.tile_size)
-    if args.batch_size < 1:
-        raise UnetsegError(f"--batch-size {args.batch_size}: must be >= 1")
+    tile_size = parse_int_or_auto("--tile-size", args.tile_size)
+    batch_size = parse_int_or_auto("--batch-size", args.batch_size)
     try:
         device = torch.device(args.device)
     except RuntimeError:
@@ -177,7 +177,7 @@ def predict_command(args: argparse.Namespace) -> int:
     files = find_images(args.input)
     if not files:
         raise UnetsegError(f"--input {' '.join(args.input)}: no image files found")
-    options = dict(tile_size=tile_size, batch_size=args.batch_size, tta=args.tta,
+    options = dict(tile_size=tile_size, batch_size=batch_size, tta=args.tta,
                    amp=False if args.amp == "off" else args.amp, device=device)
     failed = 0
     for path in tqdm(files, desc="images", unit="file", disable=len(files) < 2):

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="comma list of index,palette,overlay,probs,summary (default: index,palette)")
     predict.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     predict.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default="auto",
-                         help="mixed precision: auto = bf16 where the hardware is fast at it (default: auto)")
+                         help="mixed precision: auto = fp16 on CUDA, bf16 on AMX/AVX512-BF16 CPUs, else off (default: auto)")
 
     evaluate = sub.add_parser("evaluate", help="score a checkpoint (per-class IoU/Dice, mIoU, accuracy)",
                               description="Evaluate a checkpoint on the validation split of a config, or on a "

@@ -6,6 +6,7 @@ import copy
 import operator
 import queue
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -297,8 +298,9 @@ def predict_tiled(
         output: "labels" (default): HxW class indices, uint8 for <= 256 classes (uint16 <= 65536, else
             int32); a 1-class model gives (sigmoid > 0.5). "probs": HxWxK float32 probabilities (softmax;
             sigmoid when K == 1).
-        amp: "auto" (default: bf16 on CUDA and on CPUs with AMX/AVX512-BF16, else fp32), False/"off" (fp32),
-            "bf16", "fp16". Inputs always go in channels_last.
+        amp: "auto" (default: fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32), False/"off"
+            (fp32), "bf16", "fp16". A batch whose fp16 activations overflow is recomputed in fp32. Inputs
+            always go in channels_last.
         device: torch device; default the model's.
         normalization: input normalisation; default ``model.normalization`` if present, else by dtype
             (uint8 / 255, uint16 / 65535, float as given).
@@ -359,6 +361,10 @@ def _run(model: nn.Module, image: Any, grid: TileGrid, batch_size: int, blend: s
         for fwd, inv in transforms:
             with precision.autocast(device):
                 logits = model(fwd(x))
+            if precision.dtype == torch.float16 and not bool(torch.isfinite(logits).all()):
+                warnings.warn("fp16 overflowed in a tile batch; recomputing it in fp32 (amp=False or amp='bf16' "
+                              "avoids the double work)", RuntimeWarning, stacklevel=2)
+                logits = model(fwd(x))  # fp16 overflowed (|activation| > 65504): this batch again in fp32
             logits = inv(logits.float())
             p = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
             total = p if total is None else total.add_(p)

@@ -92,7 +92,7 @@ def training_precision(amp: str, device: torch.device, channels_last: bool) -> P
     """bf16 autocast on CPU/CUDA; fp16 (with a GradScaler) only on CUDA; "auto" as in inference."""
     if amp == "fp16" and device.type != "cuda":
         raise UnetsegError("train.amp=fp16 needs a CUDA device (use bf16 or off on CPU)")
-    dtype = resolve_precision(amp, device).dtype
+    dtype = resolve_precision(amp, device, training=True).dtype
     return Precision(dtype, channels_last)
 
 

@@ -2,7 +2,7 @@
 
 batch_size="auto" is 1 on CPUs and 4 on GPUs (:func:`auto_batch_size`). For tile_size="auto" each candidate
 (256, 512, 768, 1024 px, rounded to sizes the model accepts and shrunk to what the image needs) is timed
-with one forward pass of a full batch (on a GPU after a warm-up pass); the estimated time of the whole
+with one forward pass of a full batch after a warm-up pass; the estimated time of the whole
 image is ``tiles(image, candidate) * seconds_per_tile(candidate)``, which accounts for the margin/halo each
 tile wastes. Candidates whose activations would exceed the memory budget are skipped. Timings are cached
 per (model config, device, precision, channels, tile shape), so a model is timed once per process.
@@ -92,8 +92,8 @@ def auto_tile_size(model: nn.Module, image_shape: tuple[int, int], *, channels: 
                 if base_key in _BYTES_PER_PIXEL and _BYTES_PER_PIXEL[base_key] * batch_size * th * tw > budget:
                     break
                 if key not in _SECONDS_PER_TILE:
-                    # Timed at the real batch size (per-pixel speed depends on it); on a GPU after a warm-up
-                    # forward at each shape (cuDNN picks its kernels on the first call).
+                    # Timed at the real batch size (per-pixel speed depends on it), after a warm-up forward at
+                    # each shape (oneDNN and cuDNN build their kernels on the first call).
                     on_gpu = device.type == "cuda"
                     x = torch.randn(batch_size, channels, th, tw, device=device)
                     if precision.channels_last:
@@ -103,7 +103,7 @@ def auto_tile_size(model: nn.Module, image_shape: tuple[int, int], *, channels: 
                             _BYTES_PER_PIXEL[base_key] = _activation_bytes_per_pixel(model, x)
                             if _BYTES_PER_PIXEL[base_key] * batch_size * th * tw > budget:
                                 break
-                        elif on_gpu:
+                        else:
                             model(x)
                         if on_gpu:
                             torch.cuda.synchronize(device)

@@ -36,6 +36,8 @@ def test_predict_cli_reports_bad_files_and_writes_the_good_ones(tmp_path, capsys
         summary = json.loads((out / f"{stem}_summary.json").read_text())
         assert sum(c["pixels"] for c in summary["classes"]) == 90 * 70
         assert [c["name"] for c in summary["classes"]] == ["bg", "a", "b"]
+        assert summary["tile_size"] == 64 and summary["tile_shape"] == [64, 64] and summary["num_tiles"] > 1
+        assert summary["batch_size"] == 1 and summary["precision"] == "fp32" and summary["device"] == "cpu"
     assert not (out / "broken_index.png").exists()
 
 

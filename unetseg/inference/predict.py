@@ -269,6 +269,7 @@ def predict_tiled(
     normalization: Normalization | None = None,
     progress: bool = False,
     out: Any = None,
+    report: dict[str, Any] | None = None,
 ) -> Any:
     """Segment ``image`` of any size by overlap-tile inference; the result has no seams.
 
@@ -308,6 +309,9 @@ def predict_tiled(
         out: optional preallocated destination of the result's shape (numpy array, zarr array, or a
             streaming writer such as :class:`unetseg.inference.io.TiffTileWriter`). Rows are written in
             increasing bands (``out[r0:r1] = band``), so a streaming destination never holds the image.
+        report: optional dict, filled with the settings actually used (e.g. for a JSON summary):
+            ``tile_shape`` [h, w], ``context`` (margin or halo, px per side), ``num_tiles``, ``batch_size``,
+            ``precision`` ("fp32" | "bf16" | "fp16") and ``device``.
 
     Returns:
         ``out`` if given, else a numpy array: labels HxW or probs HxWxK float32.
@@ -341,6 +345,9 @@ def predict_tiled(
             tile = auto_tile_size(net, (height, width), channels=channels, batch_size=batch,
                                   device=dev, precision=precision, halo=halo)
         grid = TileGrid.build((height, width), tile, geometry, halo)
+        if report is not None:
+            report.update(tile_shape=list(grid.tile_shape), context=grid.rows.context, num_tiles=grid.num_tiles,
+                          batch_size=batch, precision=precision.name, device=str(dev))
         return _run(net, image, grid, batch, blend, pad_mode, transforms, output, precision, dev, norm,
                     progress, out)
 

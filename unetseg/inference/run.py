@@ -85,7 +85,7 @@ def predict_file(model: nn.Module, path: Path, out_dir: Path, formats: list[str]
     if source.is_tiff:
         return _predict_streaming(model, source, stem, formats, palette, table.names, output, settings, options)
 
-    result = predict_tiled(model, source.array, output=output, progress=True, **options)
+    result = predict_tiled(model, source.array, output=output, progress=True, report=settings, **options)
     labels = _labels_of(result, num_classes, want_probs)
     written = []
     if "index" in formats:
@@ -151,7 +151,8 @@ def _predict_streaming(model: nn.Module, source: ImageSource, stem: Path, format
                 counts[:] += maps.class_counts([_labels_of(b, num_classes, as_probs)], num_classes)[:num_classes]
             handlers.append(count)
         shape = (height, width, num_classes) if as_probs else (height, width)
-        predict_tiled(model, source.array, output=output, progress=True, out=_BandSink(shape, handlers), **options)
+        predict_tiled(model, source.array, output=output, progress=True, out=_BandSink(shape, handlers),
+                      report=settings, **options)
     if "summary" in formats:
         written.append(maps.write_json(f"{stem}_summary.json", maps.summary((height, width), counts, names, **settings)))
     return written

@@ -56,8 +56,9 @@ def resolve_precision(amp: str | bool | None, device: torch.device, *, training:
     "auto"/True on CUDA: for inference fp16 (10 mantissa bits to bf16's 7: labels of a trained smp U-Net
     agreed with fp32 on 99.99 % of pixels in fp16, 99.97 % in bf16; predict_tiled recomputes a batch that
     overflows fp16 in fp32), for training bf16 where supported (no loss scaling needed), else fp16.
-    On CPUs with AMX/AVX512-BF16: bf16; fp32 elsewhere. False/None/"off": fp32. "bf16"/"fp16": that dtype. channels_last is used on CPU and
-    CUDA (oneDNN/cuDNN run NHWC convolutions markedly faster: 0.46 -> 0.83 MP/s on a 2-core AVX2 CPU).
+    On CPUs with AMX/AVX512-BF16: bf16; fp32 elsewhere. False/None/"off": fp32. "bf16"/"fp16": that dtype.
+    channels_last is used on CPU and CUDA (oneDNN/cuDNN run NHWC convolutions markedly faster: 0.46 -> 0.83
+    MP/s on a 2-core AVX2 CPU).
     """
     channels_last = device.type in ("cpu", "cuda")
     if amp is True:

@@ -165,22 +165,13 @@ class _RowAccumulator:
 READ_COLUMNS = 4096
 
 
-def _tile_batches(image: Any, grid: TileGrid, batch_size: int, pad_mode: str, norm: Normalization,
-                  channels_last: bool) -> Iterator[tuple[torch.Tensor, list[tuple[int, int]]]]:
-    """Normalised NCHW float32 tile batches in row-major order, with their (row, col) tile indices.
+def _tiles(image: Any, grid: TileGrid, pad_mode: str) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
+    """Raw input tiles (views of the mirrored image) in row-major order, with their (row, col) tile indices.
 
-    Each tile row is read in windows of the mirrored image (``gather_window``) about ``READ_COLUMNS`` wide,
-    which are cut into tiles.
+    Each tile row is read in windows (``gather_window``) about ``READ_COLUMNS`` wide, which are cut into tiles.
     """
     rows, cols = grid.rows, grid.cols
     tiles_per_read = max(1, READ_COLUMNS // cols.step)
-    tiles: list[np.ndarray] = []
-    index: list[tuple[int, int]] = []
-
-    def emit() -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        x = torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2)  # NHWC memory = channels_last
-        return (x if channels_last else x.contiguous()), list(index)
-
     for i in range(rows.count):
         r0 = rows.input_start(i)
         for first in range(0, cols.count, tiles_per_read):
@@ -189,12 +180,26 @@ def _tile_batches(image: Any, grid: TileGrid, batch_size: int, pad_mode: str, no
             window = gather_window(image, (r0, r0 + rows.tile), (c_start, cols.input_start(last) + cols.tile), pad_mode)
             for j in range(first, last + 1):
                 c0 = cols.input_start(j) - c_start
-                tiles.append(norm.apply(window[:, c0 : c0 + cols.tile]))
-                index.append((i, j))
-                if len(tiles) == batch_size:
-                    yield emit()
-                    tiles.clear()
-                    index.clear()
+                yield (i, j), window[:, c0 : c0 + cols.tile]
+
+
+def _tile_batches(image: Any, grid: TileGrid, batch_size: int, pad_mode: str, norm: Normalization,
+                  channels_last: bool) -> Iterator[tuple[torch.Tensor, list[tuple[int, int]]]]:
+    """Normalised NCHW float32 tile batches in row-major order, with their (row, col) tile indices."""
+    tiles: list[np.ndarray] = []
+    index: list[tuple[int, int]] = []
+
+    def emit() -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        x = torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2)  # NHWC memory = channels_last
+        return (x if channels_last else x.contiguous()), list(index)
+
+    for ij, tile in _tiles(image, grid, pad_mode):
+        tiles.append(norm.apply(tile))
+        index.append(ij)
+        if len(tiles) == batch_size:
+            yield emit()
+            tiles.clear()
+            index.clear()
     if tiles:
         yield emit()
 

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 import unetseg
-from unetseg.demo import mirror_tile
+from unetseg.data.scenes import mirror_tile
 from unetseg.inference.autotile import auto_batch_size
 from unetseg.inference.grid import Geometry, TileGrid
 
@@ -168,7 +168,7 @@ def timed(fn, image_px: int) -> tuple[np.ndarray, dict]:
 
 STREAM_CHILD = textwrap.dedent("""
     import json, sys, threading, time, numpy as np, psutil, torch, unetseg
-    from unetseg.inference.io import TiffTileWriter, open_image
+    from unetseg.io import TiffTileWriter, open_image
     peak = [0]
     def sample():  # ru_maxrss would report the parent's high-water mark inherited through fork
         proc = psutil.Process()

@@ -1,5 +1,25 @@
 """User-facing errors: the CLI prints them as one line, without a traceback."""
+from __future__ import annotations
+
+import os
 
 
-class UnetsegError(ValueError):
-    """Bad input from the user (a file, a config key, a value); the message names the culprit."""
+class UnetsegError(Exception):
+    """Bad input from the user (a file, a config key, a value) or a failed output; the message names the culprit.
+
+    Its own base class (not a ValueError), so a broad ``except ValueError`` around library code never
+    swallows it and it never needs re-raising before one.
+    """
+
+
+class OutputError(UnetsegError, OSError):
+    """An output file could not be written; ``fatal`` when no later write can succeed either (disk full).
+
+    Also an OSError, so code that guards a write with ``except OSError`` still catches it.
+    """
+
+    def __init__(self, path: str | os.PathLike, cause: str, *, fatal: bool = False) -> None:
+        Exception.__init__(self, f"cannot write {os.fspath(path)}: {cause}")
+        self.path = os.fspath(path)
+        self.cause = cause
+        self.fatal = fatal

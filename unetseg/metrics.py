@@ -53,9 +53,6 @@ class ConfusionMatrix:
             dist.all_reduce(self.matrix, op=dist.ReduceOp.SUM)
         return self
 
-    def reset(self) -> None:
-        self.matrix.zero_()
-
     def compute(self) -> dict[str, Any]:
         """Scores from the accumulated counts.
 

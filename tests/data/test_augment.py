@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 from unetseg.data.augment import (  # noqa: E402
     Augmenter, PaperElasticDeform, _Affine, build_augmentation, remap_channels, seed_pipeline,
 )
-from unetseg.data.config import AugmentConfig  # noqa: E402
+from unetseg.config.data import AugmentConfig  # noqa: E402
 
 
 def blobs(shape=(64, 64), classes=4, seed=0):

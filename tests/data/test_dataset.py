@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from unetseg.data.config import DataConfig, parse_data_config
-from unetseg.data.dataset import TrainPatches, build_datasets, component_instances, training_weights
+from unetseg.config.data import DataConfig, parse_data_config
+from unetseg.data.dataset import TrainPatches, component_instances
+from unetseg.training.datasets import build_datasets, training_weights
 from unetseg.data.normalization import Normalization
 from unetseg.data.samples import load_sample
 from unetseg.errors import UnetsegError
@@ -122,15 +123,15 @@ def test_folder_source_end_to_end(tmp_path):
 
 
 def test_config_errors_name_the_key():
-    with pytest.raises(UnetsegError, match=r"data\.augment\.flipz: unknown key"):
+    with pytest.raises(UnetsegError, match=r"'data\.augment\.flipz': unknown key"):
         parse_data_config({"sample": "nuclei", "augment": {"flipz": True}})
-    with pytest.raises(UnetsegError, match=r"data\.patch_sise: unknown key"):
+    with pytest.raises(UnetsegError, match=r"'data\.patch_sise': unknown key"):
         parse_data_config({"sample": "nuclei", "patch_sise": 3})
     with pytest.raises(UnetsegError, match="source='folder' requires images and masks"):
         parse_data_config({"source": "folder"})
     with pytest.raises(UnetsegError, match="mask_mode='color' requires classes"):
         parse_data_config({"source": "folder", "images": "a", "masks": "b", "mask_mode": "color"})
-    with pytest.raises(UnetsegError, match=r"data\.val_fraction: .*less than 1 \(got 1\.5\)"):
+    with pytest.raises(UnetsegError, match=r"'data\.val_fraction': .*less than 1 \(got 1\.5\)"):
         parse_data_config({"sample": "brain", "val_fraction": 1.5})
     with pytest.raises(UnetsegError, match="sample='mnist' is not a built-in sample"):
         parse_data_config({"sample": "mnist"})

@@ -6,7 +6,8 @@ import pytest
 import tifffile
 
 from unetseg.data.classes import ClassTable
-from unetseg.data.folder import find_pairs, folder_splits, load_folder, read_image, read_mask, split_items
+from unetseg.data.folder import find_pairs, folder_splits, load_folder, read_mask, split_items
+from unetseg.io import read_image
 from unetseg.errors import UnetsegError
 
 CLASSES = ClassTable(("background", "cell", "debris"), ((0, 0, 0), (255, 0, 0), (0, 0, 255)))

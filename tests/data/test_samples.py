@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from unetseg.data.classes import ClassTable
+from unetseg.data.sample_split import load_npz
 from unetseg.data.samples import (
     FashionScenes,
-    _load_npz,
+
     border_between_instances,
     list_samples,
     load_sample,
@@ -66,7 +67,7 @@ def test_nuclei_regions_disjoint_and_cover_the_image() -> None:
     train, val = load_sample("nuclei", "train"), load_sample("nuclei", "val")
     (a0, a1), (b0, b1) = train.info["columns"], val.info["columns"]
     assert a1 <= b0 or b1 <= a0
-    raw = _load_npz("nuclei.npz")
+    raw = load_npz("nuclei.npz")
     np.testing.assert_array_equal(np.hstack([train.images[0], val.images[0]]), raw["image"])
     n_raw = len(np.unique(raw["instances"])) - 1
     assert n_raw == 125
@@ -78,7 +79,7 @@ def test_nuclei_regions_disjoint_and_cover_the_image() -> None:
 def test_nuclei_touching_border_definition() -> None:
     s = load_sample("nuclei", "train", touching_border=True)
     assert s.classes.names == ("background", "nucleus", "border")
-    raw = _load_npz("nuclei.npz")["instances"].astype(np.int64)
+    raw = load_npz("nuclei.npz")["instances"].astype(np.int64)
     # Reference: count distinct non-zero ids in each 3x3 window, the slow obvious way.
     padded = np.pad(raw, 1)
     win = np.lib.stride_tricks.sliding_window_view(padded, (3, 3)).reshape(512, 512, 9)

@@ -7,7 +7,7 @@ import tifffile
 import unetseg
 from unetseg.cli import main
 
-from .conftest import tiny_unet
+from ..conftest import tiny_unet
 
 
 def test_predict_cli_reports_bad_files_and_writes_the_good_ones(tmp_path, capsys, rng):

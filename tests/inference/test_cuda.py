@@ -5,7 +5,7 @@ import torch
 
 import unetseg
 
-from .conftest import tiny_unet, whole_image_probs
+from ..conftest import tiny_unet, whole_image_probs
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -8,9 +8,9 @@ from unetseg.errors import UnetsegError
 from unetseg.inference import predict_tiled
 from unetseg.inference.autotile import auto_batch_size
 from unetseg.inference.grid import Geometry, TileGrid
-from unetseg.inference.predict import tta_transforms
+from unetseg.inference.tta import tta_transforms
 
-from .conftest import tiny_unet, whole_image_probs
+from ..conftest import tiny_unet, whole_image_probs
 
 
 def check_tiled_equals_whole(model, image, tile, **kw):
@@ -53,7 +53,7 @@ def test_rows_read_in_several_windows_give_the_same_result(rng, monkeypatch, pad
     model = tiny_unet(padding, depth=2)
     image = rng.integers(0, 256, (300, 777), dtype=np.uint8)
     expected = predict_tiled(model, image, tile_size=64, output="probs", amp=False)
-    monkeypatch.setattr(unetseg.inference.predict, "READ_COLUMNS", 100)  # 2-3 tiles per window read
+    monkeypatch.setattr(unetseg.inference.tiles, "READ_COLUMNS", 100)  # 2-3 tiles per window read
     np.testing.assert_array_equal(predict_tiled(model, image, tile_size=64, output="probs", amp=False), expected)
 
 

@@ -1,6 +1,5 @@
 """Bad input gives one clear line on stderr and exit code 2 (no traceback), nothing lost."""
 import numpy as np
-import pytest
 import yaml
 import cv2
 

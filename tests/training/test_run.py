@@ -1,10 +1,8 @@
 import csv
 import math
 
-import numpy as np
 import pytest
 import torch
-import yaml
 
 import unetseg
 from unetseg.config import load_config
@@ -92,15 +90,15 @@ def test_resume_continues_exactly(tmp_path, straight_run):
 
 
 def test_resume_mid_epoch_after_a_budget_stop(tmp_path, straight_run, monkeypatch):
-    from unetseg.training import run as run_module
+    from unetseg.training import trainer as run_module
 
     extra = RESUMABLE
     straight = straight_run
-    original = run_module._Run.budget_spent
-    monkeypatch.setattr(run_module._Run, "budget_spent", lambda self: self.state.global_step >= 6)
+    original = run_module.Trainer.budget_spent
+    monkeypatch.setattr(run_module.Trainer, "budget_spent", lambda self: self.state.global_step >= 6)
     stopped = train(make_config(**extra), tmp_path / "resumed", progress=False)
     assert stopped.stopped_by == "time_budget" and stopped.global_step == 6 and stopped.epochs == 1
-    monkeypatch.setattr(run_module._Run, "budget_spent", original)
+    monkeypatch.setattr(run_module.Trainer, "budget_spent", original)
     resumed = train(make_config(**extra), resume=tmp_path / "resumed", progress=False)
     assert resumed.stopped_by == "epochs" and resumed.global_step == straight.global_step
     a = read_checkpoint(straight.last_checkpoint)["state_dict"]

@@ -10,7 +10,7 @@ filled with the ignore label when there is one (so the loss skips invented pixel
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import albumentations as A  # unetseg/__init__ sets NO_ALBUMENTATIONS_UPDATE first: no network call
 import cv2
@@ -18,8 +18,10 @@ import numpy as np
 from albumentations.core.transforms_interface import BaseTransformInitSchema
 from pydantic import Field
 
-from unetseg.data.config import AugmentConfig
-from unetseg.data.normalization import dtype_scale
+from .normalization import dtype_scale
+
+if TYPE_CHECKING:
+    from ..config.data import AugmentConfig
 
 __all__ = ["Augmenter", "PaperElasticDeform", "build_augmentation", "remap_channels"]
 

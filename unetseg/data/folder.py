@@ -1,6 +1,7 @@
 """Folder datasets: ``images/`` and ``masks/`` paired by file stem.
 
-Images: PNG, JPEG or TIFF; uint8, uint16 or float; gray, RGB(A) or multi-band TIFF. Masks are
+Images: any format :func:`unetseg.io.read_image` reads (PNG, JPEG, TIFF, BMP, WebP, ...), uint8, uint16 or
+float, gray, RGB(A) or multi-band. Masks are
 either class-index images (``mask_mode="index"``: pixel value = class id) or colour images
 (``mask_mode="color"``: each RGB colour is looked up in a class table; palette PNGs are expanded
 to colours by OpenCV and so also belong here). An optional ignore label (e.g. 255) passes through.
@@ -15,27 +16,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
-import tifffile
 
-from unetseg.data.classes import ClassTable
-from unetseg.data.samples import SampleSplit
-from unetseg.errors import UnetsegError
+from ..errors import UnetsegError
+from ..io.images import IMAGE_SUFFIXES, is_image_file, read_image
+from ..io.labels import label_dtype
+from .classes import ClassTable
+from .samples import SampleSplit
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "FolderItem",
     "colors_to_index",
     "find_pairs",
     "folder_splits",
     "load_folder",
-    "read_image",
     "read_mask",
     "split_items",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MASK_MODES = ("index", "color")
 _SHOW = 5  # how many offending stems an error message lists
 
@@ -61,7 +59,7 @@ def _index_files(folder: Path, what: str) -> dict[str, Path]:
         raise UnetsegError(f"{what} folder {folder} does not exist or is not a folder")
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+        if not is_image_file(path):
             continue
         if path.stem in files:
             raise UnetsegError(f"{what} folder {folder} holds two files with stem {path.stem!r}: "
@@ -92,72 +90,13 @@ def find_pairs(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -> l
     return [(stem, images[stem], masks[stem]) for stem in sorted(images)]
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        array = series.asarray()
-        axes = series.axes
-    # Drop singleton axes, then put Y, X first and whatever remains (samples/channels) last.
-    keep = [i for i, n in enumerate(array.shape) if n > 1 or axes[i] in "YX"]
-    array = array.reshape([array.shape[i] for i in keep])
-    axes = "".join(axes[i] for i in keep)
-    if "Y" not in axes or "X" not in axes or array.ndim > 3:
-        raise UnetsegError(f"{path}: expected a 2-D image (optionally with channels), got TIFF axes "
-                           f"{axes!r} and shape {array.shape}")
-    order = [axes.index("Y"), axes.index("X")] + [i for i, a in enumerate(axes) if a not in "YX"]
-    return np.ascontiguousarray(np.transpose(array, order))
-
-
-def _supported_dtype(array: np.ndarray) -> np.ndarray:
-    if array.dtype in (np.uint8, np.uint16, np.float32):
-        return array
-    if array.dtype == bool:
-        return array.astype(np.uint8)
-    # int8/int16/int32/uint32/float16/float64: float32 keeps their values (up to 2**24 exactly).
-    return array.astype(np.float32)
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as stored: HxW or HxWxC, RGB channel order, dtype uint8, uint16 or float32.
-
-    PNG/JPEG go through ``cv2.imread(IMREAD_UNCHANGED)`` (BGR(A) turned into RGB(A)); TIFF through
-    tifffile (any number of bands; channel-first layouts are moved last). Other dtypes become
-    float32, booleans uint8. Raises UnetsegError naming the file when it cannot be read.
-    """
-    path = Path(path)
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            array = _read_tiff(path)
-        else:
-            array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if array is None:
-                raise UnetsegError(f"{path}: cannot read the file (missing, corrupt or not an image)")
-            if array.ndim == 3 and array.shape[2] == 3:
-                array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
-            elif array.ndim == 3 and array.shape[2] == 4:
-                array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)
-    except UnetsegError:
-        raise
-    except Exception as exc:  # tifffile/cv2 raise many types for corrupt files
-        raise UnetsegError(f"{path}: cannot read the file ({type(exc).__name__}: {exc})") from None
-    if array.size == 0 or array.ndim not in (2, 3):
-        raise UnetsegError(f"{path}: expected a non-empty HxW or HxWxC image, got shape {array.shape}")
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[..., 0]
-    return _supported_dtype(array)
-
-
-def _label_dtype(max_value: int) -> np.dtype:
-    return np.dtype(np.uint8) if max_value <= 255 else np.dtype(np.int32)
-
-
 def colors_to_index(
     rgb: np.ndarray, classes: ClassTable, *, ignore_color: Sequence[int] | None = None,
     ignore_index: int | None = None, name: str = "mask",
 ) -> np.ndarray:
     """Map an HxWx3 RGB (or HxW gray, read as (v, v, v)) mask onto class ids via ``classes.colors``.
 
-    Pixels of ``ignore_color`` become ``ignore_index``. Returns HxW uint8 (int32 beyond 255).
+    Pixels of ``ignore_color`` become ``ignore_index``. Returns HxW uint8 (uint16 beyond 255).
     Raises UnetsegError naming ``name`` and the first colour not in the table.
     """
     if rgb.ndim == 2:
@@ -182,14 +121,14 @@ def colors_to_index(
         colour = (code >> 16, (code >> 8) & 255, code & 255)
         raise UnetsegError(f"{name}: colour {colour} (at row {y}, column {x}; {int(unknown.sum())} pixel(s) "
                            f"in all) is not in the class table {dict(zip(classes.names, classes.colors))}")
-    return values[pos].astype(_label_dtype(int(values.max())))
+    return values[pos].astype(label_dtype(int(values.max()) + 1))
 
 
 def read_mask(
     path: str | os.PathLike, *, mask_mode: str = "index", classes: ClassTable | None = None,
     ignore_index: int | None = None, ignore_color: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Read a mask as HxW class ids: uint8 (int32 when ids exceed 255).
+    """Read a mask as HxW class ids: uint8 (uint16 when ids exceed 255).
 
     ``mask_mode="index"``: the pixel values are the ids (a gray mask saved as RGB with equal
     channels is accepted). ``"color"``: RGB colours are mapped through ``classes`` (required) by
@@ -218,7 +157,7 @@ def read_mask(
     if array.min() < 0:
         raise UnetsegError(f"{path}: index mask holds negative value {int(array.min())}")
     top = int(array.max())
-    return array.astype(_label_dtype(top), copy=False)
+    return array.astype(label_dtype(top + 1), copy=False)
 
 
 def load_folder(
@@ -241,7 +180,7 @@ def load_folder(
         ignore_color: RGB colour mapped to ``ignore_index`` in colour masks.
 
     Returns:
-        ``(items, classes)``: items sorted by stem; masks HxW uint8 (int32 beyond 255).
+        ``(items, classes)``: items sorted by stem; masks HxW uint8 (uint16 beyond 255).
 
     Raises:
         UnetsegError: missing/empty folder, unpaired or duplicate stems, unreadable file, image and

@@ -1,10 +1,4 @@
-"""Segmentation-map writers and model export (ONNX, TorchScript)."""
-from .maps import (
-    class_table, colorize, overlay, summary, write_index, write_json, write_palette_png, write_probs, write_rgb,
-)
-from .model import export_model
+"""Model export for deployment: ONNX and TorchScript (segmentation maps are written by :mod:`unetseg.io`)."""
+from .model import EXPORT_FORMATS, export_model
 
-__all__ = [
-    "class_table", "colorize", "export_model", "overlay", "summary", "write_index", "write_json",
-    "write_palette_png", "write_probs", "write_rgb",
-]
+__all__ = ["EXPORT_FORMATS", "export_model"]

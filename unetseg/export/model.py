@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from ..errors import UnetsegError
-from ..fileio import atomic_path
+from ..io.atomic import atomic_path
 from ..inference.grid import Geometry
+from ..models.base import SegmentationModel
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 
@@ -37,11 +38,13 @@ def export_model(model: nn.Module, path: str | os.PathLike, format: str = "onnx"
         raise UnetsegError(f"export format {format!r} is not one of {', '.join(EXPORT_FORMATS)}")
     path = Path(path)
     model = model.to("cpu").eval()
-    in_channels = int(getattr(model, "in_channels", 3))
+    in_channels = model.in_channels if isinstance(model, SegmentationModel) else 3
     side = example_size(model, tile_size)
     x = torch.zeros(1, in_channels, side, side)
-    meta = {k: v for k, v in (getattr(model, "meta", None) or {}).items() if k in ("normalization", "class_names", "class_colors")}
-    meta.update(config=getattr(model, "config", None), input_size=side)
+    known = isinstance(model, SegmentationModel)
+    meta = {"normalization": model.normalization.to_dict() if known and model.normalization else None,
+            "classes": model.class_table.to_dict() if known else None,
+            "config": model.config if known else None, "input_size": side}
     if format == "torchscript":
         with torch.inference_mode(False), torch.no_grad():
             traced = torch.jit.trace(model, x)

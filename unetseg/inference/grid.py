@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..errors import UnetsegError
+from ..models.base import SegmentationModel
 from ..models.sizes import SizeRule
 
 # Bare nn.Modules (no size_rule) are assumed to be same-padding with this stride (safe for smp/timm encoders).
@@ -41,13 +42,11 @@ class Geometry:
 
     @classmethod
     def of(cls, model: nn.Module) -> "Geometry":
-        rule = getattr(model, "size_rule", None)
-        if not isinstance(rule, SizeRule):
+        """The geometry a unetseg model declares; bare modules are taken as same-padding with stride 32."""
+        if not isinstance(model, SegmentationModel):
             return cls("same", DEFAULT_STRIDE, 0, None, None)
-        radius = None
-        if rule.padding == "same" and getattr(model, "registry_name", "") in ("unet", "autoencoder"):
-            # their receptive field is that of the same network with unpadded convolutions
-            radius = SizeRule(rule.depth, "valid", rule.convs_per_level).margin
+        rule = model.size_rule
+        radius = model.field_radius if rule.padding == "same" else None
         return cls(rule.padding, rule.stride, rule.margin, radius, rule)
 
     def is_valid_size(self, n: int) -> bool:

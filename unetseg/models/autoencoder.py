@@ -4,13 +4,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import SegmentationModel
-from .blocks import NORMS, UP_MODES, DoubleConv, up_layer
-from .sizes import PADDINGS, SizeRule
-from .unet import check_choice
+from .blocks import DoubleConv, EncoderDecoder, up_layer
+from .registry import register_model
 
 
-class ConvAutoencoder(SegmentationModel):
+@register_model("autoencoder")
+class ConvAutoencoder(EncoderDecoder):
     """U-Net's encoder and decoder with the skip connections removed (same arguments and geometry).
 
     Each decoder level sees only the upsampled coarse map, so fine detail lost by pooling cannot come
@@ -30,20 +29,8 @@ class ConvAutoencoder(SegmentationModel):
         norm: str = "batch",
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        check_choice("padding", padding, PADDINGS)
-        check_choice("up_mode", up_mode, UP_MODES)
-        check_choice("norm", norm, NORMS)
-        if depth < 1 or base_channels < 1 or in_channels < 1 or num_classes < 1:
-            raise ValueError("depth, base_channels, in_channels and num_classes must all be >= 1")
-        self._config_kwargs = dict(
-            in_channels=in_channels, num_classes=num_classes, base_channels=base_channels, depth=depth,
-            padding=padding, up_mode=up_mode, norm=norm, dropout=dropout,
-        )
-        self.in_channels, self.num_classes = in_channels, num_classes
-        self.size_rule = SizeRule(depth=depth, padding=padding)
-        widths = [base_channels * 2**level for level in range(depth + 1)]
-
+        super().__init__(in_channels, num_classes, base_channels, depth, padding, up_mode, norm, dropout)
+        widths = self.widths
         encoder: list[nn.Module] = []
         c_in = in_channels
         for width in widths[:-1]:

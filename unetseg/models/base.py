@@ -1,9 +1,9 @@
 """The contract every unetseg model keeps, whatever its architecture.
 
-A model maps an NCHW float tensor to NCHW logits with ``num_classes`` channels and knows its own
-geometry: ``output_size(n)``, ``valid_input_size(n)``, ``margin`` (context lost per side) and
-``stride`` (tile origins must be multiples of it). ``config`` holds the registry name and the
-constructor arguments, so a checkpoint can rebuild the model from nothing else.
+A model maps an NCHW float tensor to NCHW logits with ``num_classes`` channels and declares its own facts:
+geometry (``output_size(n)``, ``valid_input_size(n)``, ``margin``, ``stride``, ``field_radius``), and what a
+checkpoint carries for it (``normalization``, ``classes``, ``meta``). ``config`` holds the registry name and
+the constructor arguments, so a checkpoint can rebuild the model from nothing else.
 """
 from __future__ import annotations
 
@@ -12,11 +12,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.classes import ClassTable
+from ..data.normalization import Normalization
 from .sizes import SizeRule
 
 
 class SegmentationModel(nn.Module):
-    """Base class: geometry helpers, input checking and the constructor config."""
+    """Base class: geometry helpers, input checking, the constructor config and the checkpoint facts.
+
+    Attributes:
+        normalization: how inputs are normalised (from training), or None: scale by dtype.
+        classes: class names and colours, or None: :meth:`ClassTable.default`.
+        meta: everything else the checkpoint recorded (plain data; empty for a new model).
+    """
 
     registry_name: str = ""
     size_rule: SizeRule
@@ -26,11 +34,16 @@ class SegmentationModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self._config_kwargs: dict[str, Any] = {}
+        self.normalization: Normalization | None = None
+        self.classes: ClassTable | None = None
+        self.meta: dict[str, Any] = {}
 
     @property
     def config(self) -> dict[str, Any]:
         """``{"name": registry name, "kwargs": constructor arguments}`` (JSON-able)."""
         return {"name": self.registry_name, "kwargs": dict(self._config_kwargs)}
+
+    # -- geometry ---------------------------------------------------------------------------------
 
     @property
     def padding(self) -> str:
@@ -45,6 +58,11 @@ class SegmentationModel(nn.Module):
     def stride(self) -> int:
         """Downsampling factor; shifting the input by a multiple of it shifts the output alike."""
         return self.size_rule.stride
+
+    @property
+    def field_radius(self) -> int | None:
+        """Receptive-field radius in input pixels, or None when unknown (e.g. deep pretrained encoders)."""
+        return None
 
     def output_size(self, n: int) -> int:
         """Output side length for an input side of ``n`` pixels; ValueError if ``n`` is not accepted."""
@@ -64,3 +82,35 @@ class SegmentationModel(nn.Module):
             )
         self.size_rule.check(int(x.shape[-2]), "input height")
         self.size_rule.check(int(x.shape[-1]), "input width")
+
+    # -- classes ----------------------------------------------------------------------------------
+
+    @property
+    def class_table(self) -> ClassTable:
+        """``classes`` when they fit ``num_classes``, else the defaults (background black, distinct colours)."""
+        if self.classes is not None and self.classes.num_classes == self.num_classes:
+            return self.classes
+        return ClassTable.default(self.num_classes)
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return None if self.classes is None else list(self.classes.names)
+
+    @class_names.setter
+    def class_names(self, names: list[str] | None) -> None:
+        if names is None:
+            self.classes = None
+            return
+        keep = self.classes is not None and self.classes.num_classes == len(names)
+        colors = self.classes.colors if keep else ClassTable.default(len(names)).colors  # type: ignore[union-attr]
+        self.classes = ClassTable(tuple(names), colors)
+
+    @property
+    def class_colors(self) -> list[list[int]] | None:
+        return None if self.classes is None else [list(c) for c in self.classes.colors]
+
+    @class_colors.setter
+    def class_colors(self, colors: list[list[int]]) -> None:
+        names = self.classes.names if self.classes is not None and len(self.classes.names) == len(colors) \
+            else ClassTable.default(len(colors)).names
+        self.classes = ClassTable(tuple(names), tuple(tuple(c) for c in colors))

@@ -4,8 +4,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .base import SegmentationModel
+from .sizes import PADDINGS, SizeRule
+
 NORMS = ("batch", "group", "none")
 UP_MODES = ("transpose", "bilinear")
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {choices}")
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
@@ -51,3 +59,32 @@ def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     top = (x.shape[-2] - height) // 2
     left = (x.shape[-1] - width) // 2
     return x[..., top : top + height, left : left + width]
+
+
+class EncoderDecoder(SegmentationModel):
+    """What the U-Net and the no-skip autoencoder share: argument checks, config, geometry, level widths.
+
+    Subclasses build their layers from ``self.widths`` (``base_channels * 2**level`` for levels 0..depth).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, base_channels: int, depth: int, padding: str,
+                 up_mode: str, norm: str, dropout: float) -> None:
+        super().__init__()
+        check_choice("padding", padding, PADDINGS)
+        check_choice("up_mode", up_mode, UP_MODES)
+        check_choice("norm", norm, NORMS)
+        if depth < 1 or base_channels < 1 or in_channels < 1 or num_classes < 1:
+            raise ValueError("depth, base_channels, in_channels and num_classes must all be >= 1")
+        self._config_kwargs = dict(
+            in_channels=in_channels, num_classes=num_classes, base_channels=base_channels, depth=depth,
+            padding=padding, up_mode=up_mode, norm=norm, dropout=dropout,
+        )
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.size_rule = SizeRule(depth=depth, padding=padding)
+        self.widths = [base_channels * 2**level for level in range(depth + 1)]
+
+    @property
+    def field_radius(self) -> int:
+        """The receptive-field radius: that of the same network with unpadded convolutions (its margin)."""
+        rule = self.size_rule
+        return SizeRule(rule.depth, "valid", rule.convs_per_level).margin

@@ -1,22 +1,27 @@
-"""Checkpoints: weights + the model's constructor config + meta (normalisation, class names/colours).
+"""Checkpoints: weights + the model's constructor config + meta (normalisation, classes, ...).
 
-Loading uses ``torch.load(weights_only=True)``: a checkpoint holds tensors and plain Python data
-only, so loading one never runs code from the file.
+Loading uses ``torch.load(weights_only=True)``: a checkpoint holds tensors and plain Python data only, so
+loading one never runs code from the file. Anything that is not a sound unetseg checkpoint (empty,
+truncated, random bytes, a TorchScript or ONNX export, wrong keys or shapes, an unknown model) is one
+:class:`~unetseg.errors.UnetsegError` line naming the file and what is wrong.
 """
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..data.classes import ClassTable
 from ..data.normalization import Normalization
 from ..errors import UnetsegError
-from ..fileio import atomic_path
+from ..io.atomic import atomic_path
 from .base import SegmentationModel
-from .registry import build_model
+from .registry import build_model, list_models
 
 CHECKPOINT_FORMAT = "unetseg-checkpoint-v1"
 
@@ -29,7 +34,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def _plain(value: Any) -> Any:
     """Meta values as plain data (weights_only loads accept nothing else)."""
-    if isinstance(value, Normalization):
+    if isinstance(value, (Normalization, ClassTable)):
         return value.to_dict()
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
@@ -41,17 +46,30 @@ def _plain(value: Any) -> Any:
 
 
 def checkpoint_payload(model: nn.Module, **meta: Any) -> dict[str, Any]:
-    """The dict that :func:`save_checkpoint` writes; training adds optimizer/scheduler/RNG state to it."""
+    """The dict that :func:`save_checkpoint` writes; training adds optimizer/scheduler/RNG state to it.
+
+    ``meta`` may name the classes as ``classes=ClassTable`` or as ``class_names=[...]`` (+ ``class_colors``);
+    the model's own ``normalization`` and ``classes`` are stored when ``meta`` gives none.
+    """
     bare = unwrap(model)
     if not isinstance(bare, SegmentationModel):
         raise TypeError(f"save_checkpoint needs a unetseg model (from build_model), got {type(bare).__name__}")
+    names, colors = meta.pop("class_names", None), meta.pop("class_colors", None)
+    if names is not None or colors is not None:
+        default = ClassTable.default(len(names if names is not None else colors))
+        meta["classes"] = ClassTable(tuple(names if names is not None else default.names),
+                                     tuple(tuple(c) for c in (colors if colors is not None else default.colors)))
+    meta.setdefault("classes", bare.classes)
+    meta.setdefault("normalization", bare.normalization)
+    meta = {k: v for k, v in meta.items() if v is not None}
     state = {k: v.detach().cpu() for k, v in bare.state_dict().items()}
     return {"format": CHECKPOINT_FORMAT, "model": bare.config, "state_dict": state, "meta": _plain(meta)}
 
 
 def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Atomically write a checkpoint dict: a crash mid-write never leaves a corrupt file at ``path``."""
-    with atomic_path(path) as tmp:
+    """Atomically write a checkpoint dict, verified by reading it back: a crash or a full disk mid-write never
+    leaves a corrupt file at ``path`` (an existing checkpoint there stays as it was)."""
+    with atomic_path(path, verify=lambda tmp: read_checkpoint(tmp)) as tmp:
         torch.save(payload, tmp)
     return Path(path)
 
@@ -62,36 +80,109 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **meta: Any) -> P
     return write_checkpoint(checkpoint_payload(model, **meta), path)
 
 
+def _foreign_kind(path: str | os.PathLike) -> str | None:
+    """What a file that is not a checkpoint looks like, from its bytes: empty, ONNX, TorchScript, not a zip."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return "is empty (0 bytes)"
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        if b"onnx" in head.lower() or b"pytorch" in head.lower() and head[:1] == b"\x08":
+            return "is an ONNX model (an export), not a unetseg checkpoint"
+        return f"is not a PyTorch checkpoint ({size} bytes that are not a zip archive: truncated, damaged or " \
+               "another format)"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        return f"is a damaged archive ({err})"
+    if any("/code/" in n or n.endswith("constants.pkl") for n in names):
+        return "is a TorchScript export, not a unetseg checkpoint (use torch.jit.load for it)"
+    if bad is not None:
+        return f"is damaged (member {bad!r} fails its checksum)"
+    return None
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict safely (weights_only); a missing or foreign file is a one-line UnetsegError."""
+    """Load a checkpoint dict safely (weights_only); anything else is a one-line UnetsegError naming the file."""
     if not os.path.isfile(path):
         raise UnetsegError(f"checkpoint not found: {path}")
+    kind = _foreign_kind(path)
+    if kind is not None:
+        raise UnetsegError(f"checkpoint {path} cannot be read: it {kind}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for truncated/foreign files
-        raise UnetsegError(f"checkpoint {path} cannot be read: {str(err).splitlines()[0]}") from None
+    except pickle.UnpicklingError:
+        raise UnetsegError(f"checkpoint {path} holds Python objects other than tensors and plain data; "
+                           "unetseg loads only weights-only checkpoints, such as those it writes") from None
+    except Exception as err:  # noqa: BLE001  torch raises several types for truncated/foreign files
+        raise UnetsegError(f"checkpoint {path} cannot be read ({type(err).__name__}: damaged or truncated)") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise UnetsegError(f"{path} is not a unetseg checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
+    _check_layout(payload, path)
     return payload
 
 
-def model_from_payload(payload: dict[str, Any], device: str | torch.device = "cpu") -> SegmentationModel:
-    """Rebuild the model a checkpoint dict describes, with its weights and meta attached, in eval mode.
+def _check_layout(payload: dict[str, Any], path: str | os.PathLike) -> None:
+    model, state, meta = payload.get("model"), payload.get("state_dict"), payload.get("meta", {})
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not isinstance(model.get("kwargs"), dict):
+        raise UnetsegError(f"checkpoint {path} is damaged: its 'model' entry (name and kwargs) is missing or malformed")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UnetsegError(f"checkpoint {path} is damaged: its 'state_dict' entry is missing or not tensors")
+    if not isinstance(meta, dict):
+        raise UnetsegError(f"checkpoint {path} is damaged: its 'meta' entry is not a mapping")
+    if model["name"] not in list_models():
+        raise UnetsegError(f"checkpoint {path} names model {model['name']!r}, which this unetseg does not have "
+                           f"(known: {', '.join(list_models())})")
 
-    The returned model carries ``normalization`` (a Normalization), ``class_names``, ``class_colors``
-    and ``meta`` (the whole meta dict).
+
+def _describe_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    parts = [f"{len(keys)} {what} weight(s), e.g. {keys[0]!r}"
+             for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong-shape", wrong)) if keys]
+    return "; ".join(parts) or "the weights do not load"
+
+
+def model_from_payload(payload: dict[str, Any], device: str | torch.device = "cpu",
+                       source: str | os.PathLike = "checkpoint") -> SegmentationModel:
+    """Rebuild the model a checkpoint dict describes, with its weights and facts, in eval mode.
+
+    The returned model carries ``normalization``, ``classes`` and ``meta`` (the whole meta dict).
     """
-    config = payload["model"]
-    model = build_model(config["name"], **config["kwargs"])
-    model.load_state_dict(payload["state_dict"])
-    meta = payload.get("meta", {})
+    config, meta = payload["model"], payload.get("meta", {})
+    try:
+        model = build_model(config["name"], **config["kwargs"])
+    except (ValueError, TypeError, UnetsegError) as err:
+        raise UnetsegError(f"checkpoint {source}: model {config['name']!r} cannot be built from its stored "
+                           f"arguments ({str(err).splitlines()[0]})") from None
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError:
+        raise UnetsegError(f"checkpoint {source}: weights do not fit model {config['name']!r} "
+                           f"({_describe_mismatch(model, payload['state_dict'])})") from None
+    try:
+        model.normalization = Normalization.from_dict(meta["normalization"]) if "normalization" in meta else None
+        model.classes = _stored_classes(meta)
+    except (ValueError, KeyError, TypeError) as err:
+        raise UnetsegError(f"checkpoint {source}: damaged meta data ({err})") from None
     model.meta = meta
-    model.normalization = Normalization.from_dict(meta.get("normalization"))
-    model.class_names = meta.get("class_names")
-    model.class_colors = meta.get("class_colors")
     return model.to(device).eval()
+
+
+def _stored_classes(meta: dict[str, Any]) -> ClassTable | None:
+    if "classes" in meta:
+        return ClassTable.from_dict(meta["classes"])
+    if meta.get("class_names") is not None:  # checkpoints written before classes were stored as one table
+        colors = meta.get("class_colors") or ClassTable.default(len(meta["class_names"])).colors
+        return ClassTable(tuple(meta["class_names"]), tuple(tuple(c) for c in colors))
+    return None
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> SegmentationModel:
     """Rebuild a model from a checkpoint file alone (see :func:`model_from_payload`)."""
-    return model_from_payload(read_checkpoint(path), device)
+    return model_from_payload(read_checkpoint(path), device, source=path)

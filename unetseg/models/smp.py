@@ -12,6 +12,7 @@ import torch
 
 from ..errors import UnetsegError
 from .base import SegmentationModel
+from .registry import register_model
 from .sizes import SizeRule
 
 # smp architecture class names by our registry suffix ("smp-unet" -> "Unet", ...)
@@ -69,17 +70,39 @@ class SmpModel(SegmentationModel):
             self.load_encoder_weights(encoder_weights)
 
     def load_encoder_weights(self, path: str | os.PathLike) -> None:
-        """Load an encoder state dict from a local file (weights_only); a missing/mismatching file is a clear error."""
+        """Load an encoder state dict from a local file (weights_only).
+
+        Every key must match: a missing, unreadable or mismatching file (wrong encoder, wrong key prefix,
+        wrong shapes) is a one-line UnetsegError, never a silent partial load.
+        """
+        name = self._config_kwargs["encoder_name"]
         if not os.path.isfile(path):
             raise UnetsegError(f"encoder_weights file not found: {path} (weights are never downloaded)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
         try:
-            self.net.encoder.load_state_dict(state, strict=False)
-        except RuntimeError as err:
-            raise UnetsegError(f"encoder_weights {path} do not fit encoder {self._config_kwargs['encoder_name']}: "
-                               f"{str(err).splitlines()[0]}") from None
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001  torch raises many types for foreign or damaged files
+            raise UnetsegError(f"encoder_weights {path} is not a readable PyTorch state dict "
+                               f"({type(err).__name__})") from None
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise UnetsegError(f"encoder_weights {path} does not hold a state dict of tensors")
+        expected = self.net.encoder.state_dict()
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # a classifier head smp drops
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+        if missing or unexpected or wrong:
+            parts = [f"{len(keys)} {what} key(s), e.g. {keys[0]!r}"
+                     for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong-shape", wrong))
+                     if keys]
+            raise UnetsegError(f"encoder_weights {path} do not fit encoder {name}: {'; '.join(parts)}")
+        self.net.encoder.load_state_dict(state, strict=False)  # strict=False: the head keys dropped above
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         return self.net(x)
+
+
+for _arch in SMP_ARCHS:
+    register_model(f"smp-{_arch}", arch=_arch)(SmpModel)

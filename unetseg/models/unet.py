@@ -4,17 +4,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import SegmentationModel
-from .blocks import NORMS, UP_MODES, DoubleConv, center_crop, up_layer
-from .sizes import PADDINGS, SizeRule
+from .blocks import DoubleConv, EncoderDecoder, center_crop, up_layer
+from .registry import register_model
 
 
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {choices}")
-
-
-class UNet(SegmentationModel):
+@register_model("unet")
+class UNet(EncoderDecoder):
     """Encoder-decoder with skip connections (crop-and-concat of the encoder maps).
 
     Args:
@@ -44,20 +39,8 @@ class UNet(SegmentationModel):
         norm: str = "batch",
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        check_choice("padding", padding, PADDINGS)
-        check_choice("up_mode", up_mode, UP_MODES)
-        check_choice("norm", norm, NORMS)
-        if depth < 1 or base_channels < 1 or in_channels < 1 or num_classes < 1:
-            raise ValueError("depth, base_channels, in_channels and num_classes must all be >= 1")
-        self._config_kwargs = dict(
-            in_channels=in_channels, num_classes=num_classes, base_channels=base_channels, depth=depth,
-            padding=padding, up_mode=up_mode, norm=norm, dropout=dropout,
-        )
-        self.in_channels, self.num_classes = in_channels, num_classes
-        self.size_rule = SizeRule(depth=depth, padding=padding)
-        widths = [base_channels * 2**level for level in range(depth + 1)]
-
+        super().__init__(in_channels, num_classes, base_channels, depth, padding, up_mode, norm, dropout)
+        widths = self.widths
         self.down = nn.ModuleList()
         c_in = in_channels
         for width in widths[:-1]:

@@ -1,4 +1,4 @@
 """Training: the loop, checkpoints with exact resume, DDP under torchrun, run folders and plots."""
-from .run import RunResult, train
+from .trainer import RunResult, train
 
 __all__ = ["RunResult", "train"]

@@ -8,6 +8,7 @@ Python values only, so ``torch.load(weights_only=True)`` reads it.
 from __future__ import annotations
 
 import random
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,30 @@ def read_resume_state(run_dir: str | Path) -> dict[str, Any]:
     if "training" not in payload:
         raise UnetsegError(f"--resume {run_dir}: {path} holds no training state")
     return payload
+
+
+def training_state(c: Any, state: Any, best_miou: float | None, best_epoch: int | None,
+                   last_miou: float | None) -> dict[str, Any]:
+    """The ``"training"`` dict of last.pt: optimizer, scheduler, scaler, position, scores, RNG states."""
+    return {
+        "optimizer": c.optimizer.state_dict(),
+        "scheduler": c.scheduler.state_dict(),
+        "scaler": c.scaler.state_dict() if c.scaler is not None else None,
+        "state": asdict(state),
+        "best_miou": best_miou,
+        "best_epoch": best_epoch,
+        "last_miou": last_miou,
+        "rng": rng_state(),
+    }
+
+
+def restore_training(c: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """Load last.pt's weights and optimisation state into the run's components ``c``; returns its training dict."""
+    c.bare.load_state_dict(payload["state_dict"])
+    tr = payload["training"]
+    c.optimizer.load_state_dict(tr["optimizer"])
+    c.scheduler.load_state_dict(tr["scheduler"])
+    if c.scaler is not None and tr.get("scaler"):
+        c.scaler.load_state_dict(tr["scaler"])
+    set_rng_state(tr["rng"])
+    return tr

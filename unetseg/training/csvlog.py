@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_path
+from ..io.maps import write_text
 
 
 def metric_columns(class_names: Sequence[str]) -> list[str]:
@@ -43,8 +44,8 @@ class MetricsLog:
 
     def append(self, values: dict[str, Any]) -> None:
         self.rows.append({c: _cell(values.get(c)) for c in self.columns})
-        with atomic_path(self.path) as tmp:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(self.rows)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self.columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text(self.path, text.getvalue())

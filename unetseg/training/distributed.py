@@ -68,11 +68,6 @@ def cleanup_distributed(ctx: DistContext) -> None:
         dist.destroy_process_group()
 
 
-def barrier(ctx: DistContext) -> None:
-    if ctx.distributed:
-        dist.barrier()
-
-
 def broadcast_object(ctx: DistContext, obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank (picklable objects only)."""
     if not ctx.distributed:

@@ -1,28 +1,19 @@
-"""One training epoch and one validation pass.
-
-Training steps run on patches (``TrainPatches`` items: image float32 CxHxW normalised, mask int64
-hxw, weight float32 hxw). Validation runs :func:`unetseg.inference.predict_tiled` on whole
-validation images, so the score measures exactly what a user of the checkpoint gets.
-"""
+"""One training epoch: optimizer steps on patches (``TrainPatches`` items: image float32 CxHxW normalised,
+mask int64 hxw, weight float32 hxw), resumable mid-epoch. Validation lives in :mod:`.evaluate`."""
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 
-from ..data.normalization import Normalization
-from ..inference import predict_tiled
 from ..inference.amp import Precision
-from ..metrics import ConfusionMatrix
-from ..models.checkpoint import unwrap
 from .distributed import DistContext, all_reduce_sum, any_rank
 
 
@@ -64,12 +55,6 @@ class EpochResult:
     images: int  # patches seen, all ranks
     seconds: float
     stopped: bool  # the time budget ran out during this epoch
-
-
-@dataclass
-class Validation:
-    scores: dict  # ConfusionMatrix.compute()
-    samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)  # image, truth, pred
 
 
 def to_device_batch(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool):
@@ -159,31 +144,3 @@ def train_epoch(
     bar.close()
     seconds = time.perf_counter() - start
     return EpochResult(float(loss_sum) / max(steps, 1) if steps else math.nan, steps, images, seconds, stopped)
-
-
-@torch.no_grad()
-def validate(
-    *,
-    ctx: DistContext,
-    model: nn.Module,
-    items: Sequence[tuple[np.ndarray, np.ndarray]],
-    num_classes: int,
-    ignore_index: int | None,
-    normalization: Normalization,
-    tile_size: int | str,
-    amp: str | bool,
-    keep_samples: int = 0,
-) -> Validation:
-    """Tile-predict this rank's share of the validation images (``items[rank::world]``) and reduce
-    one confusion matrix over all ranks. Rank 0 keeps its first ``keep_samples`` predictions."""
-    net = unwrap(model)
-    cm = ConfusionMatrix(num_classes, ignore_index, device=ctx.device)
-    samples = []
-    for image, mask in items[ctx.rank :: ctx.world_size]:
-        pred = predict_tiled(net, image, tile_size=tile_size, normalization=normalization, amp=amp,
-                             device=ctx.device)
-        cm.update(torch.from_numpy(np.asarray(pred).astype(np.int64)), torch.from_numpy(np.asarray(mask).astype(np.int64)))
-        if ctx.is_main and len(samples) < keep_samples:
-            samples.append((image, mask, pred))
-    cm.reduce_()
-    return Validation(cm.compute(), samples)

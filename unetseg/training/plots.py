@@ -11,9 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..fileio import atomic_path  # noqa: E402
-
-IGNORE_COLOR = (128, 128, 128)
+from ..io.atomic import atomic_path  # noqa: E402
+from ..io.display import IGNORE_COLOR, colorize, display_rgb  # noqa: E402
 
 
 def _floats(rows: Sequence[dict[str, str]], key: str) -> tuple[list[float], list[float]]:
@@ -43,29 +42,12 @@ def plot_curves(rows: Sequence[dict[str, str]], path: str | Path) -> Path:
     return Path(path)
 
 
-def colorize(labels: np.ndarray, palette: np.ndarray, ignore_index: int | None = None) -> np.ndarray:
-    """HxW integer labels -> HxWx3 uint8 RGB using ``palette`` (num_classes x 3); ignored / unknown
-    labels are drawn grey."""
-    labels = np.asarray(labels).astype(np.int64)
-    out = np.empty(labels.shape + (3,), np.uint8)
-    out[:] = IGNORE_COLOR
-    known = (labels >= 0) & (labels < len(palette))
-    if ignore_index is not None:
-        known &= labels != ignore_index
-    out[known] = palette[labels[known]]
-    return out
-
-
-def _display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
+def _display(image: np.ndarray) -> np.ndarray:
+    """A multi-band image as an RGB preview: the first band in grey when there are not 3 or 4 bands."""
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] not in (3, 4):
-        image = image[..., 0]  # multi-band: show the first band
-    if image.ndim == 3 and image.shape[-1] == 4:
-        image = image[..., :3]
-    image = image.astype(np.float32)
-    lo, hi = float(image.min()), float(image.max())
-    image = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
-    return image, ("gray" if image.ndim == 2 else None)
+        image = image[..., 0]
+    return display_rgb(image[..., :3] if image.ndim == 3 else image)
 
 
 def plot_samples(
@@ -81,11 +63,11 @@ def plot_samples(
     n = len(images)
     fig, axes = plt.subplots(max(n, 1), 3, figsize=(10, 3.3 * max(n, 1)), squeeze=False)
     for row, (image, truth, pred) in enumerate(zip(images, truths, predictions)):
-        shown, cmap = _display(image)
-        panels = ((shown, cmap, "image"), (colorize(truth, palette, ignore_index), None, "truth"),
-                  (colorize(pred, palette), None, "prediction"))
-        for ax, (data, cm, title) in zip(axes[row], panels):
-            ax.imshow(data, cmap=cm, interpolation="nearest")
+        panels = ((_display(image), "image"),
+                  (colorize(truth, palette, ignore_index=ignore_index, unknown_color=IGNORE_COLOR), "truth"),
+                  (colorize(pred, palette, unknown_color=IGNORE_COLOR), "prediction"))
+        for ax, (data, title) in zip(axes[row], panels):
+            ax.imshow(data, interpolation="nearest")
             ax.set_title(title if row == 0 else "")
             ax.axis("off")
     if class_names:

@@ -1,10 +1,4 @@
-"""Image readers (in memory or lazy, window by window) and a streaming tiled-BigTIFF writer.
-
-TIFF/BigTIFF inputs are opened lazily: uncompressed contiguous files are memory-mapped
-(``tifffile.memmap``), others (compressed, tiled, strips) are read through tifffile's zarr store,
-so :func:`unetseg.predict_tiled` reads only the windows it needs. Other formats load into memory
-with OpenCV (BGR converted to RGB).
-"""
+"""Streaming tiled BigTIFF writer: rows go in band by band, only one row of tiles is ever held."""
 from __future__ import annotations
 
 import os
@@ -12,109 +6,33 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tifffile
-import zarr
 
-from ..data.folder import read_image
-from ..errors import UnetsegError
-from ..fileio import atomic_path
-
-TIFF_SUFFIXES = (".tif", ".tiff")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm")
-# GeoTIFF: ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory, GeoDoubleParams,
-# GeoAsciiParams, GDAL_NODATA
-GEOTIFF_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42113)
+from ..errors import OutputError
+from .atomic import atomic_path, describe_os_error, is_fatal
+from .tiff import GDAL_NODATA
 
 
-@dataclass
-class ImageSource:
-    """An opened input image: ``array`` is HxW or HxWxC (numpy, memmap or zarr), read by windows."""
-
-    path: Path
-    array: Any
-    lazy: bool
-    geotags: list[tuple] = field(default_factory=list)  # tifffile ``extratags`` to copy onto TIFF outputs
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.array.shape)
-
-    @property
-    def is_tiff(self) -> bool:
-        return self.path.suffix.lower() in TIFF_SUFFIXES
-
-
-class _ChannelsLast:
-    """A lazy CxHxW array seen as HxWxC (planar TIFFs): slicing reads only the requested window."""
-
-    def __init__(self, array: Any) -> None:
-        self._array = array
-        c, h, w = array.shape
-        self.shape = (h, w, c)
-        self.dtype = array.dtype
-
-    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
-        return np.moveaxis(np.asarray(self._array[(slice(None), *key)]), 0, -1)
-
-
-def _geotags(page: tifffile.TiffPage) -> list[tuple]:
-    tags = []
-    for code in GEOTIFF_TAGS:
-        tag = page.tags.get(code)
-        if tag is not None:
-            tags.append((code, int(tag.dtype), tag.count, tag.value, True))
-    return tags
-
-
-def _open_tiff(path: Path) -> ImageSource:
-    try:
+def verify_tiff(shape: tuple[int, ...], dtype: np.dtype):
+    """A check for :func:`atomic_path`: the file's header parses and declares ``shape`` and ``dtype``."""
+    def check(path: Path) -> None:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            axes, page = series.axes, tif.pages.first
-            geotags = _geotags(page)
-            memmappable = page.is_memmappable and len(tif.series) == 1 and len(series.levels) == 1
-        if memmappable:
-            array = tifffile.memmap(path, mode="r")
-        else:
-            group_or_array = zarr.open(tifffile.imread(path, aszarr=True, series=0, level=0), mode="r")
-            array = group_or_array["0"] if isinstance(group_or_array, zarr.Group) else group_or_array
-    except (OSError, ValueError, KeyError, tifffile.TiffFileError) as err:
-        raise UnetsegError(f"{path}: cannot read TIFF ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
-    if array.ndim == 3 and not axes.endswith("S"):
-        array = _ChannelsLast(array)  # planar (SYX / CYX) storage
-    elif array.ndim not in (2, 3):
-        raise UnetsegError(f"{path}: TIFF with axes {axes!r} shape {tuple(array.shape)} is not a single 2D image")
-    return ImageSource(path, array, lazy=True, geotags=geotags)
+            if tuple(series.shape) != tuple(shape) or np.dtype(series.dtype) != np.dtype(dtype):
+                raise ValueError(f"read back shape {series.shape} {series.dtype}, wrote {shape} {dtype}")
+    return check
 
 
-def open_image(path: str | os.PathLike) -> ImageSource:
-    """Open an image for :func:`unetseg.predict_tiled`: TIFF lazily, other formats in memory (RGB order).
-
-    Raises UnetsegError naming the file when it is missing or unreadable.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UnetsegError(f"{path}: no such file")
-    if path.suffix.lower() in TIFF_SUFFIXES:
-        return _open_tiff(path)
-    return ImageSource(path, read_image(path), lazy=False)  # the reader training uses: same channels, dtypes
-
-
-def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files given directly, plus the image files (by suffix, sorted) in any folders given."""
-    found: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found += sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            found.append(p)
-    return found
+def nodata_tag(value: float | int | None) -> list[tuple]:
+    """The GDAL_NODATA extratag for ``value`` (ASCII, as GDAL writes it), or none."""
+    if value is None:
+        return []
+    text = str(int(value)) if float(value).is_integer() else repr(float(value))
+    return [(GDAL_NODATA, "s", 0, text, True)]
 
 
 class TiffTileWriter:
@@ -122,7 +40,7 @@ class TiffTileWriter:
 
     tifffile pulls tiles from a generator in a background thread, so only one row of tiles (plus the
     bands in flight) is ever held in memory. The file appears under ``path`` only when every row was
-    written and the writer closed without error (:func:`unetseg.fileio.atomic_path`).
+    written and the writer closed without error (:func:`unetseg.io.atomic.atomic_path`).
 
     Args:
         path: output .tif path.
@@ -152,7 +70,7 @@ class TiffTileWriter:
 
     def __enter__(self) -> "TiffTileWriter":
         self._stack = ExitStack()
-        tmp = self._stack.enter_context(atomic_path(self.path))
+        tmp = self._stack.enter_context(atomic_path(self.path, verify=verify_tiff(self.shape, self.dtype)))
         self._thread = threading.Thread(target=self._write, args=(tmp,), name="unetseg-tiff-writer", daemon=True)
         self._thread.start()
         return self
@@ -205,7 +123,8 @@ class TiffTileWriter:
             raise ValueError(f"band shape {rows.shape} does not fit image shape {self.shape}")
         while True:
             if self._error is not None:
-                raise RuntimeError(f"TIFF writer failed: {self._error}") from self._error
+                raise OutputError(self.path, describe_os_error(self._error), fatal=is_fatal(self._error)) \
+                    from self._error
             try:
                 self._queue.put(rows, timeout=0.1)
                 break
@@ -214,7 +133,8 @@ class TiffTileWriter:
         self._rows_written += len(rows)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        assert self._stack is not None and self._thread is not None
+        if self._stack is None or self._thread is None:
+            raise RuntimeError("TiffTileWriter used outside a with block")
         if exc_type is None and self._rows_written != self.shape[0] and self._error is None:
             exc = RuntimeError(f"{self.path}: only {self._rows_written} of {self.shape[0]} rows were written")
             exc_type = type(exc)
@@ -230,6 +150,7 @@ class TiffTileWriter:
         if self._error is not None:
             self._stack.__exit__(type(self._error), self._error, None)  # removes the temporary file
             if exc_type is None:
-                raise RuntimeError(f"{self.path}: TIFF writing failed: {self._error}") from self._error
+                raise OutputError(self.path, describe_os_error(self._error), fatal=is_fatal(self._error)) \
+                    from self._error
             return
         self._stack.__exit__(None, None, None)

@@ -8,9 +8,9 @@ import torch
 
 import unetseg
 from unetseg.errors import UnetsegError
-from unetseg.export import maps
+from unetseg.io import display, maps, summary
 from unetseg.export.model import export_model
-from unetseg.fileio import atomic_path
+from unetseg.io.atomic import atomic_path
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def test_index_png_and_tiff_round_trip(tmp_path, labels):
 
 
 def test_palette_png_is_paletted_and_colours_equal_the_table(tmp_path, labels):
-    table = maps.class_table(None, 4)
+    table = unetseg.ClassTable.default(4)
     path = maps.write_palette_png(tmp_path / "p.png", labels, table.palette())
     data = path.read_bytes()
     assert data[25] == 3  # IHDR colour type 3: palette
@@ -43,14 +43,14 @@ def test_palette_png_is_paletted_and_colours_equal_the_table(tmp_path, labels):
 def test_class_table_uses_checkpoint_colours():
     model = unetseg.UNet(1, 2, base_channels=2, depth=1)
     model.class_names, model.class_colors = ["bg", "cell"], [[1, 2, 3], [4, 5, 6]]
-    table = maps.class_table(model, 2)
+    table = model.class_table
     assert table.names == ("bg", "cell") and table.palette().tolist() == [[1, 2, 3], [4, 5, 6]]
 
 
 def test_overlay_blends_classes_and_keeps_background(labels):
     image = np.full((37, 53), 100, np.uint8)
     palette = np.array([[0, 0, 0], [200, 0, 0], [0, 200, 0], [0, 0, 200]], np.uint8)
-    out = maps.overlay(image, labels, palette, alpha=0.5)
+    out = display.overlay(image, labels, palette, alpha=0.5)
     assert out.shape == (37, 53, 3) and out.dtype == np.uint8
     np.testing.assert_array_equal(out[labels == 0], 100)
     np.testing.assert_array_equal(out[labels == 1], [[150, 50, 50]] * int((labels == 1).sum()))
@@ -61,8 +61,8 @@ def test_probs_npy_round_trip_and_summary(tmp_path, labels):
     maps.write_probs(tmp_path / "p.npy", probs)
     back = np.load(tmp_path / "p.npy")
     assert back.dtype == np.float16 and np.allclose(back, probs, atol=1e-3)
-    counts = maps.class_counts([labels[:10], labels[10:]], 4)
-    data = maps.summary(labels.shape, counts, ("bg", "a", "b", "c"), tile_size=512)
+    counts = summary.class_counts([labels[:10], labels[10:]], 4)
+    data = summary.summary(labels.shape, counts, ("bg", "a", "b", "c"), tile_size=512)
     maps.write_json(tmp_path / "s.json", data)
     loaded = json.loads((tmp_path / "s.json").read_text())
     assert sum(c["pixels"] for c in loaded["classes"]) == 37 * 53 == loaded["pixels"]

@@ -3,7 +3,7 @@
 A run config has four sections::
 
     model: {name: unet, base_channels: 32, depth: 3, ...}   # registry name + constructor kwargs
-    data:  {...}                                            # unetseg.data.config.DataConfig
+    data:  {...}                                            # unetseg.config.data.DataConfig
     train: {epochs: 30, batch_size: 8, optimizer: adam, lr: 1e-3, amp: auto, ...}
     loss:  {ce: 1.0, dice: 0.0, ...}
 
@@ -13,32 +13,18 @@ and the offending value.
 """
 from __future__ import annotations
 
-import inspect
 import os
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .data.config import DataConfig
-from .errors import UnetsegError
-from .models import ConvAutoencoder, SmpModel, UNet, list_models
+from ..models import list_models, model_kwarg_names
+from .base import Strict, apply_overrides, read_yaml, validate_section
+from .data import DataConfig
 
-__all__ = ["LossConfig", "ModelConfig", "RunConfig", "TrainConfig", "load_config", "config_to_yaml"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-def _constructor_params(name: str) -> tuple[set[str], bool]:
-    """Keyword names a registry model accepts, and whether it takes arbitrary extra kwargs."""
-    cls = UNet if name == "unet" else ConvAutoencoder if name == "autoencoder" else SmpModel
-    params = inspect.signature(cls.__init__).parameters
-    names = {p for p in params if p != "self" and params[p].kind is not inspect.Parameter.VAR_KEYWORD}
-    names.discard("arch")  # smp: the architecture travels in the registry name
-    return names, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+__all__ = ["LossConfig", "ModelConfig", "RunConfig", "TrainConfig", "config_to_yaml", "load_config",
+           "validate_config"]
 
 
 class ModelConfig(BaseModel):
@@ -61,7 +47,7 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_kwargs(self) -> ModelConfig:
-        accepted, open_ended = _constructor_params(self.name)
+        accepted, open_ended = model_kwarg_names(self.name)
         if not open_ended:
             unknown = sorted(set(self.kwargs) - accepted)
             if unknown:
@@ -76,7 +62,7 @@ class ModelConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     """Optimisation settings. Training stops at ``epochs`` or ``time_budget_minutes``, whichever
     comes first (at least one must be set); a budget stop finishes the current step, validates and saves."""
 
@@ -123,7 +109,7 @@ class TrainConfig(_Strict):
         return self
 
 
-class LossConfig(_Strict):
+class LossConfig(Strict):
     """Weights of the loss terms (see :class:`unetseg.losses.SegmentationLoss`)."""
 
     ce: float = Field(1.0, ge=0)  # the paper's weighted cross-entropy (uses the data's weight map)
@@ -140,7 +126,7 @@ class LossConfig(_Strict):
         return self
 
 
-class RunConfig(_Strict):
+class RunConfig(Strict):
     """A whole run: model, data, training and loss sections."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -149,105 +135,9 @@ class RunConfig(_Strict):
     loss: LossConfig = Field(default_factory=LossConfig)
 
 
-# --------------------------------------------------------------------------- loading
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif not out:
-            out = str(part)
-        else:
-            out += f".{part}"
-    return out
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    # pydantic puts union-member / validator tags such as 'int' or 'literal[...]' or
-    # 'function-after[...]' into the location; they are not config keys.
-    return tuple(p for p in loc if isinstance(p, int) or ("[" not in str(p) and str(p) not in ("int", "float", "str", "bool")))
-
-
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """Flatten a pydantic ValidationError into one line: ``source: key 'a.b' = value: reason[; ...]``."""
-    parts = []
-    seen = set()
-    for e in err.errors():
-        key = _dotted(_clean_loc(tuple(e["loc"])))
-        if key in seen:  # a union reports once per member; keep the first reason
-            continue
-        seen.add(key)
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        if e["type"] == "missing":
-            parts.append(f"key {key!r} is required")
-        elif key and isinstance(e.get("input"), dict):
-            parts.append(f"key {key!r}: {msg}")
-        elif key:
-            parts.append(f"key {key!r} = {_short(e.get('input'))}: {msg}")
-        else:
-            parts.append(msg)
-    more = f" (+{len(parts) - 3} more)" if len(parts) > 3 else ""
-    return f"{source}: " + "; ".join(parts[:3]) + more
-
-
-def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise UnetsegError(f"config file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UnetsegError(f"config file {p} is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UnetsegError(f"config file {p} cannot be read: {err}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UnetsegError(f"config file {p} must hold a mapping (model:, data:, train:, loss:), got {type(data).__name__}")
-    return data
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` strings to a nested dict in place (values parsed as YAML scalars/flow)."""
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise UnetsegError(f"--set {item!r}: expected KEY.SUB=VALUE, e.g. train.epochs=5")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            raise UnetsegError(f"--set {item!r}: value {raw!r} is not valid YAML") from None
-        node = data
-        parts = key.split(".")
-        for i, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise UnetsegError(f"--set {item!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
-            node = child
-        node[parts[-1]] = value
-    return data
-
-
 def validate_config(data: dict[str, Any], source: str = "config") -> RunConfig:
     """Validate a plain dict as a RunConfig; errors become one UnetsegError line."""
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as err:
-        raise UnetsegError(format_validation_error(err, source)) from None
+    return validate_section(RunConfig, data, source)
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:
@@ -256,7 +146,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     Raises UnetsegError (one line) for a missing/unreadable/invalid YAML file (naming the file),
     a malformed override, an unknown key or a bad value (naming the dotted key and the value).
     """
-    data = apply_overrides(_read_yaml(path), list(overrides or []))
+    data = apply_overrides(read_yaml(path), list(overrides or []))
     return validate_config(data, source=str(path))
 
 

@@ -14,7 +14,7 @@ import tifffile
 import torch
 
 import unetseg
-from unetseg.inference.io import TiffTileWriter, open_image
+from unetseg.io import TiffTileWriter, open_image
 
 
 class Sampler:

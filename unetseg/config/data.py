@@ -23,22 +23,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from unetseg.data.classes import ClassTable
-from unetseg.errors import UnetsegError
+from ..data.classes import ClassTable
+from ..data.samples import list_samples
+from ..errors import UnetsegError
+from .base import Strict, validate_section
 
 __all__ = [
     "AffineAug", "AugmentConfig", "BrightnessContrastAug", "ClassSpec", "DataConfig", "ElasticAug", "GammaAug",
-    "ToggleAug", "WeightMapConfig", "format_validation_error", "parse_data_config",
+    "ToggleAug", "WeightMapConfig", "parse_data_config",
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ToggleAug(_Strict):
+class ToggleAug(Strict):
     """An augmentation that is on or off, applied with probability ``p``. ``true``/``false`` accepted."""
 
     enabled: bool = True
@@ -86,7 +84,7 @@ class ElasticAug(ToggleAug):
     grid: int = Field(3, ge=2)
 
 
-class AugmentConfig(_Strict):
+class AugmentConfig(Strict):
     """Which augmentations run, in this order: brightness_contrast, gamma, flips/rot90, affine, elastic.
 
     Flips and rot90 both on = ``A.D4``, uniform over the 8 symmetries of the square (their ``p``
@@ -110,7 +108,7 @@ class AugmentConfig(_Strict):
         return {} if data is True else data
 
 
-class WeightMapConfig(_Strict):
+class WeightMapConfig(Strict):
     """Per-pixel loss weights (the paper's eq. 2).
 
     ``enabled``: border term between objects when the data has instances; ``from_components``:
@@ -138,7 +136,7 @@ class WeightMapConfig(_Strict):
         return value
 
 
-class ClassSpec(_Strict):
+class ClassSpec(Strict):
     """One class: its name and RGB colour (colour optional for index masks)."""
 
     name: str = Field(min_length=1)
@@ -152,7 +150,7 @@ class ClassSpec(_Strict):
         return value
 
 
-class DataConfig(_Strict):
+class DataConfig(Strict):
     """Where the training data comes from and how training patches are made.
 
     Attributes:
@@ -189,6 +187,13 @@ class DataConfig(_Strict):
     weight_map: WeightMapConfig = WeightMapConfig()
     num_workers: int = Field(0, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_sample(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("source", "sample") == "sample" and data.get("sample") is None:
+            return {**data, "sample": "nuclei"}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
         if self.source == "folder":
@@ -198,10 +203,6 @@ class DataConfig(_Strict):
             if self.sample is not None or self.sample_options:
                 raise ValueError(f"sample={self.sample!r} / sample_options apply to source='sample' only")
         else:
-            from unetseg.data.samples import list_samples
-
-            if self.sample is None:
-                self.sample = "nuclei"
             if self.sample not in list_samples():
                 raise ValueError(f"sample={self.sample!r} is not a built-in sample; choose one of "
                                  f"{', '.join(list_samples())}")
@@ -227,7 +228,7 @@ class DataConfig(_Strict):
             raise ValueError(f"weight_map.class_weights has {len(cw)} entries for {len(self.classes)} classes")
         return self
 
-    def class_table(self) -> ClassTable | None:
+    def configured_classes(self) -> ClassTable | None:
         """The configured classes as a :class:`ClassTable` (default colours where none given), or None."""
         if self.classes is None:
             return None
@@ -239,24 +240,6 @@ class DataConfig(_Strict):
             raise UnetsegError(f"data.classes: {exc}") from None
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "data") -> str:
-    """One line per problem, each naming the key path: ``data.augment.flipz: unknown key``."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            if "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
-                msg += f" (got {err['input']!r})"
-        lines.append(f"{loc}: {msg}")
-    return "; ".join(lines)
-
-
 def parse_data_config(data: dict[str, Any] | None, prefix: str = "data") -> DataConfig:
     """Validate a ``data:`` mapping; raises UnetsegError with one line naming each bad key and value."""
-    try:
-        return DataConfig.model_validate(data or {})
-    except ValidationError as exc:
-        raise UnetsegError(f"invalid config: {format_validation_error(exc, prefix)}") from None
+    return validate_section(DataConfig, data or {}, "invalid config", (prefix,))

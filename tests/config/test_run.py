@@ -6,7 +6,7 @@ import yaml
 from unetseg.config import RunConfig, apply_overrides, config_to_yaml, load_config
 from unetseg.errors import UnetsegError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml")) + [REPO / "unetseg" / "demo.yaml"]  # the demo's ships in the package
 EXPECTED = {"nuclei_unet", "nuclei_autoencoder", "nuclei_smp_resnet34", "brain_unet", "brain_autoencoder",
             "brain_smp_resnet34", "fashion_unet", "fashion_autoencoder", "demo", "folder_template"}

@@ -1,0 +1,53 @@
+"""Argument converters and output helpers shared by the subcommands."""
+from __future__ import annotations
+
+import sys
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import UnetsegError
+
+
+def int_or_auto(flag: str, text: str) -> int | str:
+    """``--tile-size`` / ``--batch-size`` text: a positive integer or "auto"; else a UnetsegError naming the flag."""
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UnetsegError(f"{flag} {text!r}: must be a positive integer or 'auto'")
+    return value
+
+
+def torch_device(text: str) -> torch.device:
+    """``--device``: a torch device that exists on this machine."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UnetsegError(f"--device {text!r}: not a torch device (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UnetsegError(f"--device {text}: CUDA is not available on this machine")
+    return device
+
+
+def comma_list(flag: str, text: str, choices: tuple[str, ...]) -> list[str]:
+    """``--format a,b``: the listed items, each one of ``choices``."""
+    items = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in items if f not in choices]
+    if bad or not items:
+        raise UnetsegError(f"{flag} {text!r}: choose from {','.join(choices)}")
+    return items
+
+
+def first_line(err: BaseException) -> str:
+    """An exception as one line: its message, or its type when it has none."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def error_line(command: str, message: str) -> None:
+    """Print ``unetseg COMMAND: error: MESSAGE`` to stderr (through tqdm, so progress bars stay intact)."""
+    tqdm.write(f"unetseg {command}: error: {message}", file=sys.stderr)

@@ -1,0 +1,68 @@
+"""``unetseg evaluate``: score a checkpoint on a config's validation split or on image/mask folders."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import UnetsegError
+from .common import int_or_auto
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    evaluate = sub.add_parser("evaluate", help="score a checkpoint (per-class IoU/Dice, mIoU, accuracy)",
+                              description="Evaluate a checkpoint on the validation split of a config, or on a "
+                                          "folder of images and masks, by overlap-tile inference of whole images.")
+    evaluate.add_argument("--checkpoint", required=True, help="checkpoint written by training (best.pt/last.pt)")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="YAML run config whose validation split is scored")
+    source.add_argument("--images", help="folder of images (needs --masks)")
+    evaluate.add_argument("--masks", help="folder of masks paired with --images by file stem")
+    evaluate.add_argument("--tile-size", default="auto", help="tile side or 'auto' (default: auto)")
+
+
+def format_scores(scores: dict[str, Any], class_names: Sequence[str]) -> str:
+    """A plain-text table: per-class IoU and Dice, then mIoU, mean Dice and pixel accuracy."""
+    width = max([len(n) for n in class_names] + [5])
+    lines = [f"{'class':<{width}}  {'IoU':>7}  {'Dice':>7}"]
+    for name, iou, dice in zip(class_names, scores["iou"], scores["dice"]):
+        fmt = lambda v: "    n/a" if math.isnan(v) else f"{v:7.4f}"  # noqa: E731
+        lines.append(f"{name:<{width}}  {fmt(iou)}  {fmt(dice)}")
+    lines.append(f"mIoU {scores['miou']:.4f}   mean Dice {scores['mdice']:.4f}   "
+                 f"pixel accuracy {scores['accuracy']:.4f}   ({scores['pixels']} labelled pixels)")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from ..data.folder import load_folder
+    from ..models import load_model
+    from ..training.datasets import load_splits
+    from ..training.evaluate import score_images
+
+    if args.images and not args.masks:
+        raise UnetsegError("--images needs --masks (a folder of masks paired by file stem)")
+    if args.masks and not args.images:
+        raise UnetsegError("--masks needs --images")
+    model = load_model(args.checkpoint)
+    if args.config:
+        cfg = load_config(args.config, [])
+        _, val = load_splits(cfg.data)
+        if not len(val):
+            raise UnetsegError(f"{args.config}: the config has no validation images")
+        items = list(zip(val.images, val.masks))
+        names = [f"{args.config} validation image {i}" for i in range(len(val))]
+        ignore_index = cfg.data.ignore_index
+        source = f"validation split of {args.config}"
+    else:
+        ignore_index = model.meta.get("ignore_index")
+        found, _ = load_folder(args.images, args.masks, classes=model.class_table, ignore_index=ignore_index)
+        items, names = [(it.image, it.mask) for it in found], [str(it.mask_path) for it in found]
+        source = f"{len(items)} image(s) in {os.fspath(args.images)}"
+    scores = score_images(model, items, num_classes=model.num_classes, ignore_index=ignore_index,
+                          tile_size=int_or_auto("--tile-size", args.tile_size), names=names, progress=True)
+    print(f"{args.checkpoint} on {source}:")
+    print(format_scores(scores, model.class_table.names))
+    return 0

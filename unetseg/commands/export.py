@@ -1,0 +1,25 @@
+"""``unetseg export``: checkpoint -> ONNX / TorchScript file."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    export = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript",
+                            description="Export a trained checkpoint for deployment (ONNX or TorchScript; the "
+                                        "normalisation and classes travel with the file).")
+    export.add_argument("--checkpoint", required=True, help="checkpoint written by training (best.pt/last.pt)")
+    export.add_argument("--format", required=True, choices=["onnx", "torchscript"], help="export format")
+    export.add_argument("--output", required=True, metavar="FILE", help="the exported file")
+    export.add_argument("--tile-size", type=int, default=None,
+                        help="example input side (default: 572 for valid-padding models, else 512)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export import export_model
+    from ..models import load_model
+
+    model = load_model(args.checkpoint, device="cpu")
+    path = export_model(model, args.output, format=args.format, tile_size=args.tile_size)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,69 @@
+"""Opening prediction inputs: TIFFs lazily (window by window), other formats in memory; finding them in folders."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UnetsegError
+from .images import is_image_file, is_tiff, read_image
+from .tiff import open_tiff
+
+# Outputs unetseg writes are named "<stem>_<kind>.<ext>"; a folder given as input skips them, so an output
+# folder inside (or equal to) an input folder is never read back as input.
+OUTPUT_KINDS = ("index", "palette", "overlay", "probs", "summary")
+
+
+@dataclass
+class ImageSource:
+    """An opened input image: ``array`` is HxW or HxWxC (numpy, or a lazy view read by windows)."""
+
+    path: Path
+    array: Any
+    geotags: list[tuple] = field(default_factory=list)  # tifffile ``extratags`` to copy onto TIFF outputs
+    nodata: float | None = None  # the file's own nodata value (GDAL_NODATA tag), if any
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def is_tiff(self) -> bool:
+        return is_tiff(self.path)
+
+
+def open_image(path: str | os.PathLike) -> ImageSource:
+    """Open an image for :func:`unetseg.predict_tiled`: TIFF lazily, other formats in memory (RGB order).
+
+    Raises UnetsegError naming the file when it is missing or unreadable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UnetsegError(f"{path}: no such file")
+    if is_tiff(path):
+        view, info = open_tiff(path)
+        return ImageSource(path, view, info.geotags, info.nodata)
+    return ImageSource(path, read_image(path))
+
+
+def is_unetseg_output(path: Path) -> bool:
+    """True for a file named like one of unetseg's outputs (``<stem>_index.png``, ``<stem>_probs.tif``, ...)."""
+    stem = path.name.split(".")[0]
+    return any(stem.endswith(f"_{kind}") for kind in OUTPUT_KINDS)
+
+
+def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files given directly, plus the image files (by suffix, sorted) in any folders given.
+
+    Inside folders, hidden files and files named like unetseg outputs are skipped.
+    """
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found += sorted(f for f in p.iterdir() if is_image_file(f) and not is_unetseg_output(f))
+        else:
+            found.append(p)
+    return found

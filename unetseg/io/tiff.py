@@ -1,0 +1,111 @@
+"""TIFF/BigTIFF inputs, opened lazily: only the windows asked for are read and decoded.
+
+Uncompressed contiguous files are memory-mapped (``tifffile.memmap``); others (compressed, tiled,
+strips, pyramids) are read through tifffile's zarr store. Whatever the layout — bands as samples
+(YXS), as pages or planes (CYX, QYX, ...), singleton axes anywhere — the image is seen as HxW or
+HxWxC, the form every reader in :mod:`unetseg.io` returns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import zarr
+
+from ..errors import UnetsegError
+
+# GeoTIFF: ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory, GeoDoubleParams,
+# GeoAsciiParams (GDAL_NODATA, 42113, is written per output dtype, not copied)
+GEOTIFF_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)
+GDAL_NODATA = 42113
+
+
+class YXCView:
+    """A lazy N-D array seen as HxW[xC]: ``view[r0:r1, c0:c1]`` reads only that window of the source.
+
+    ``axes`` names the source's axes (tifffile letters); singleton axes other than Y and X are dropped and
+    at most one other axis remains, which becomes the channel axis (last).
+    """
+
+    def __init__(self, array: Any, axes: str, path: Path) -> None:
+        shape = tuple(int(n) for n in array.shape)
+        if "Y" not in axes or "X" not in axes:
+            raise UnetsegError(f"{path}: TIFF with axes {axes!r} and shape {shape} has no Y and X axes")
+        others = [i for i, a in enumerate(axes) if a not in "YX" and shape[i] > 1]
+        if len(others) > 1:
+            raise UnetsegError(f"{path}: TIFF with axes {axes!r} and shape {shape} is not a single 2-D image "
+                               "(it has more than one non-spatial axis)")
+        self._array = array
+        self._y, self._x = axes.index("Y"), axes.index("X")
+        self._c = others[0] if others else None
+        self._singletons = [i for i in range(len(axes)) if i not in (self._y, self._x, self._c)]
+        self.dtype = np.dtype(array.dtype)
+        self.shape = (shape[self._y], shape[self._x]) + (() if self._c is None else (shape[self._c],))
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        rows, cols = key
+        index: list[Any] = [0] * len(self._array.shape)
+        index[self._y], index[self._x] = rows, cols
+        if self._c is not None:
+            index[self._c] = slice(None)
+        block = np.asarray(self._array[tuple(index)])
+        kept = sorted(i for i in (self._y, self._x, self._c) if i is not None)  # the axes left, in source order
+        order = [kept.index(self._y), kept.index(self._x)] + ([] if self._c is None else [kept.index(self._c)])
+        return np.ascontiguousarray(block.transpose(order)) if order != sorted(order) else block
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[:, :]
+        return whole if dtype is None else whole.astype(dtype)
+
+
+@dataclass(frozen=True)
+class TiffInfo:
+    """What a TIFF input carries besides pixels: GeoTIFF tags to copy and the GDAL nodata value."""
+
+    geotags: list[tuple]
+    nodata: float | None
+
+
+def _read_info(page: tifffile.TiffPage) -> TiffInfo:
+    tags = []
+    for code in GEOTIFF_TAGS:
+        tag = page.tags.get(code)
+        if tag is not None:
+            tags.append((code, int(tag.dtype), tag.count, tag.value, True))
+    nodata = None
+    tag = page.tags.get(GDAL_NODATA)
+    if tag is not None:
+        text = str(tag.value).strip().strip("\x00")
+        try:
+            nodata = float(text)
+        except ValueError:
+            nodata = None
+    return TiffInfo(tags, nodata)
+
+
+def open_tiff(path: str | Path) -> tuple[YXCView, TiffInfo]:
+    """Open a TIFF lazily as an HxW[xC] view; a file that cannot be a 2-D image is a one-line UnetsegError."""
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes, page = series.axes, tif.pages.first
+            info = _read_info(page)
+            memmappable = page.is_memmappable and len(tif.series) == 1 and len(series.levels) == 1
+        if memmappable:
+            array = tifffile.memmap(path, mode="r")
+        else:
+            group_or_array = zarr.open(tifffile.imread(path, aszarr=True, series=0, level=0), mode="r")
+            array = group_or_array["0"] if isinstance(group_or_array, zarr.Group) else group_or_array
+        if len(array.shape) != len(axes):  # memmap of a squeezed page: trust the array's own shape
+            axes = "YXS"[: len(array.shape)] if len(array.shape) in (2, 3) else axes
+    except UnetsegError:
+        raise
+    except Exception as err:  # noqa: BLE001  tifffile/zarr/codecs raise many types for damaged files
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UnetsegError(f"{path}: cannot read TIFF ({detail})") from None
+    return YXCView(array, axes, path), info

@@ -1,0 +1,177 @@
+"""Building a run from its config: seeds, precision, data, model, loss, optimizer, scheduler, sampler."""
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
+from ..config import RunConfig
+from ..data.classes import ClassTable
+from ..data.dataset import TrainPatches
+from ..data.normalization import Normalization
+from ..errors import UnetsegError
+from ..inference.amp import Precision, resolve_precision
+from ..losses import build_loss
+from ..models import build_model
+from ..models.base import SegmentationModel
+from .datasets import build_datasets
+from .distributed import DistContext
+from .optim import build_optimizer, build_scheduler
+
+# train.* settings that may change when a run is resumed (everything else must match the run's config)
+RESUMABLE_CHANGES = {"epochs", "time_budget_minutes", "val_every", "log_every", "plot_samples", "device",
+                     "val_tile_size"}
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed python, numpy and torch; with ``deterministic`` also ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def training_precision(amp: str, device: torch.device, channels_last: bool) -> Precision:
+    """bf16 autocast on CPU/CUDA; fp16 (with a GradScaler) only on CUDA; "auto" as in inference."""
+    if amp == "fp16" and device.type != "cuda":
+        raise UnetsegError("train.amp=fp16 needs a CUDA device (use bf16 or off on CPU)")
+    dtype = resolve_precision(amp, device, training=True).dtype
+    return Precision(dtype, channels_last)
+
+
+def validation_amp(precision: Precision) -> str | bool:
+    """The ``amp`` for validation: the training precision (fp32 when training ran in fp32)."""
+    return False if precision.dtype is None else precision.name
+
+
+def model_kwargs(config: RunConfig, in_channels: int, num_classes: int) -> dict[str, Any]:
+    """The model section's kwargs with in_channels / num_classes filled from the data (or checked)."""
+    kwargs = config.model.kwargs
+    for key, actual in (("in_channels", in_channels), ("num_classes", num_classes)):
+        given = kwargs.setdefault(key, actual)
+        if given != actual:
+            raise UnetsegError(f"model.{key}={given} but the data has {actual}; drop the key to take it from the data")
+    return kwargs
+
+
+def make_model(name: str, kwargs: dict[str, Any], device: str | torch.device = "cpu") -> SegmentationModel:
+    try:
+        with torch.device(device):
+            return build_model(name, **kwargs)
+    except (ValueError, TypeError) as err:
+        raise UnetsegError(f"model: {err}") from None
+
+
+def check_resume_config(saved: dict[str, Any], config: RunConfig, run_dir: Path) -> None:
+    """A resumed run must keep model/data/loss/optimisation settings; only RESUMABLE_CHANGES may differ."""
+    current = config.model_dump(mode="json")
+
+    def walk(a: Any, b: Any, key: str) -> str | None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                sub = f"{key}.{k}" if key else k
+                if sub.startswith("train.") and k in RESUMABLE_CHANGES and key == "train":
+                    continue
+                if key == "model" and k in ("in_channels", "num_classes") and k not in b:
+                    continue  # filled from the data in the saved config
+                found = walk(a.get(k), b.get(k), sub)
+                if found:
+                    return found
+            return None
+        return None if a == b else f"{key}: run has {a!r}, config gives {b!r}"
+
+    diff = walk(saved, current, "")
+    if diff:
+        raise UnetsegError(f"--resume {run_dir}: the config differs from the run's ({diff}); only "
+                           f"train.{{{','.join(sorted(RESUMABLE_CHANGES))}}} may change")
+
+
+def default_run_dir(name: str) -> Path:
+    return Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+@dataclass
+class Components:
+    """Everything a run is built from its config, before any step."""
+
+    train_ds: TrainPatches
+    val_items: list[tuple[np.ndarray, np.ndarray]]
+    classes: ClassTable
+    normalization: Normalization
+    input_size: int
+    resolved: RunConfig  # the config with in_channels / num_classes filled from the data
+    bare: SegmentationModel
+    model: nn.Module  # bare, or wrapped in DistributedDataParallel
+    precision: Precision
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    sampler: DistributedSampler
+    drop_last: bool
+    steps_per_epoch: int
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+
+
+def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[int, int], float]) -> Components:
+    """Data, model, loss and optimisation of a run. ``progress_of(step, steps_per_epoch)`` drives the LR schedule."""
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    # Geometry does not depend on channels/classes: probe it on the meta device (no memory).
+    probe = make_model(cfg.model.name, {"in_channels": 1, "num_classes": 2, **cfg.model.kwargs}, "meta")
+    input_size = probe.valid_input_size(cfg.data.patch_size)
+    try:
+        train_ds, val, classes, normalization = build_datasets(cfg.data, input_size=input_size,
+                                                               margin=probe.margin, seed=cfg.train.seed)
+    except ValueError as err:  # a data-library check the data code did not phrase itself
+        raise UnetsegError(f"data: {err}") from None
+    val_items = list(val)  # [(image, mask)], split across ranks by slicing
+    if len(train_ds) == 0:
+        raise UnetsegError("data: the training set is empty")
+    first = val_items[0][0] if val_items else None
+    in_channels = (1 if first.ndim == 2 else first.shape[-1]) if first is not None else int(train_ds[0]["image"].shape[0])
+    kwargs = model_kwargs(cfg, in_channels, classes.num_classes)
+    resolved = cfg.model_copy(deep=True)
+    for key in ("in_channels", "num_classes"):
+        setattr(resolved.model, key, kwargs[key])
+
+    torch.manual_seed(cfg.train.seed)  # identical initial weights whatever the data code consumed
+    bare = make_model(cfg.model.name, kwargs).to(ctx.device)
+    bare.normalization, bare.classes = normalization, classes
+    precision = training_precision(cfg.train.amp, ctx.device, cfg.train.channels_last)
+    if cfg.train.channels_last:
+        bare = bare.to(memory_format=torch.channels_last)
+    model = DistributedDataParallel(bare, device_ids=[ctx.device] if ctx.device.type == "cuda" else None) \
+        if ctx.distributed else bare
+    optimizer = build_optimizer(bare, cfg.train)
+    sampler = DistributedSampler(train_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                 seed=cfg.train.seed, drop_last=False)
+    per_rank = len(sampler)
+    drop_last = per_rank >= cfg.train.batch_size
+    steps_per_epoch = per_rank // cfg.train.batch_size if drop_last else 1
+    return Components(
+        train_ds=train_ds, val_items=val_items, classes=classes, normalization=normalization,
+        input_size=input_size, resolved=resolved, bare=bare, model=model, precision=precision,
+        loss_fn=build_loss(cfg.loss, cfg.data.ignore_index, classes.num_classes).to(ctx.device),
+        optimizer=optimizer,
+        scaler=torch.amp.GradScaler("cuda") if precision.dtype == torch.float16 else None,
+        sampler=sampler, drop_last=drop_last, steps_per_epoch=steps_per_epoch,
+        scheduler=build_scheduler(optimizer, cfg.train, lambda step: progress_of(step, steps_per_epoch)),
+    )
+
+
+def finite_or_none(value: float) -> float | None:
+    return None if value == -math.inf else value

@@ -1,0 +1,294 @@
+"""``train``: a whole run, from a validated RunConfig to a run folder.
+
+A run folder holds::
+
+    config.yaml          the resolved config (in_channels / num_classes filled from the data)
+    metrics.csv          one row per epoch: epoch, step, time_s, train_loss, val_miou, val_accuracy,
+                         iou_<class>..., lr, images_per_s
+    best.pt, last.pt     checkpoints (best by validation mIoU; last.pt also holds the resume state)
+    curves.png           train loss / val mIoU / learning rate against epoch
+    samples.png          validation images | truth | prediction of best.pt
+    summary.json         the outcome (best mIoU, epochs, steps, why it stopped, per-rank weight digests)
+
+The same code runs single-process or under ``torchrun --nproc_per_node N`` (DistributedDataParallel).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..config import RunConfig
+from ..errors import UnetsegError
+from ..inference import predict_tiled
+from ..models import load_model
+from .checkpointing import (
+    BEST_NAME, LAST_NAME, read_resume_state, restore_training, save_run_checkpoint, training_state,
+)
+from .csvlog import MetricsLog, metric_columns
+from .distributed import (
+    DistContext, all_gather_object, any_rank, broadcast_object, cleanup_distributed, setup_distributed,
+    state_digest, sync_buffers,
+)
+from .evaluate import score_images
+from .loop import NonFiniteLoss, SkipSampler, StepState, train_epoch
+from .plots import plot_curves, plot_samples
+from .run_files import write_config, write_summary
+from .setup import build_components, check_resume_config, default_run_dir, finite_or_none, validation_amp
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns (rank 0's view; other ranks get the same numbers)."""
+
+    run_dir: Path
+    best_miou: float | None  # None when there is no validation set
+    best_epoch: int | None
+    last_scores: dict[str, Any] | None  # ConfusionMatrix.compute() of the final validation
+    epochs: int  # epochs completed
+    global_step: int
+    stopped_by: str  # "epochs" | "time_budget"
+    seconds: float
+    images_per_s: float
+    precision: str  # "fp32" | "bf16" | "fp16"
+    best_checkpoint: Path = field(default=Path())
+    last_checkpoint: Path = field(default=Path())
+
+
+def train(
+    config: RunConfig,
+    out_dir: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    *,
+    name: str = "run",
+    progress: bool = True,
+) -> RunResult:
+    """Train the model ``config`` describes and write the run folder (see the module docstring).
+
+    Args:
+        config: a validated run config (:func:`unetseg.config.load_config`).
+        out_dir: the run folder for a new run (default ``runs/<name>-<timestamp>``); must not hold a run.
+        resume: a run folder whose ``last.pt`` to continue from (``out_dir`` is then ignored). The
+            config must match the run's except for RESUMABLE_CHANGES (e.g. more epochs or budget).
+        name: run-name prefix for the default folder.
+        progress: show a tqdm bar (rank 0 only).
+
+    Raises UnetsegError (one line) for bad data, a bad model section, a resume folder without
+    last.pt, an incompatible resume config, a NaN/Inf loss or a failed checkpoint write (the last good
+    checkpoint stays).
+    """
+    ctx = setup_distributed(config.train.device)
+    try:
+        return Trainer(config, ctx, out_dir, resume, name, progress).run()
+    finally:
+        cleanup_distributed(ctx)
+
+
+class Trainer:
+    """One run: builds its components, resumes them if asked, loops over epochs and writes the run folder."""
+
+    def __init__(self, config: RunConfig, ctx: DistContext, out_dir: Any, resume: Any, name: str,
+                 progress: bool) -> None:
+        self.config, self.ctx, self.progress = config, ctx, progress
+        self.tcfg = config.train
+        self._elapsed_before, self._session_start = 0.0, time.perf_counter()  # the wall clock of the budget
+        self.resume_payload: dict[str, Any] | None = None
+        if resume is not None:
+            self.run_dir = Path(resume)
+            self.resume_payload = read_resume_state(self.run_dir)
+            check_resume_config(self.resume_payload["meta"]["config"], config, self.run_dir)
+        else:
+            self.run_dir = Path(broadcast_object(ctx, str(out_dir) if out_dir else str(default_run_dir(name))))
+            if (self.run_dir / LAST_NAME).exists():
+                raise UnetsegError(f"{self.run_dir} already holds a run (last.pt); pass --resume {self.run_dir} "
+                                   "to continue it or choose another --out")
+        self.state = StepState()
+        self.best_miou = -math.inf
+        self.best_epoch: int | None = None
+        self.last_miou: float | None = None
+        self.last_scores: dict[str, Any] | None = None
+
+    # -- clock and schedule ---------------------------------------------------------------------
+
+    def _progress(self, step: int, steps_per_epoch: int) -> float:
+        t = self.tcfg
+        fractions = [0.0]
+        if t.epochs is not None:
+            fractions.append(step / max(t.epochs * steps_per_epoch, 1))
+        if t.time_budget_minutes is not None:
+            fractions.append(self.clock() / (60.0 * t.time_budget_minutes))
+        return max(fractions)
+
+    def clock(self) -> float:
+        """Seconds this run has trained, over all its sessions."""
+        return self._elapsed_before + (time.perf_counter() - self._session_start)
+
+    def budget_spent(self) -> bool:
+        budget = self.tcfg.time_budget_minutes
+        return budget is not None and self.clock() >= 60.0 * budget
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        tr = restore_training(self.c, self.resume_payload)
+        self.state = StepState(**tr["state"])
+        self.best_miou = tr["best_miou"] if tr["best_miou"] is not None else -math.inf
+        self.best_epoch, self.last_miou = tr["best_epoch"], tr["last_miou"]
+        self._elapsed_before = self.state.elapsed
+        self._session_start = time.perf_counter()
+
+    def meta(self, val_miou: float | None) -> dict[str, Any]:
+        c = self.c
+        return {"normalization": c.normalization, "classes": c.classes, "ignore_index": self.config.data.ignore_index,
+                "input_size": c.input_size, "config": c.resolved.model_dump(mode="json"), "epoch": self.state.epoch,
+                "global_step": self.state.global_step, "val_miou": val_miou}
+
+    def save_last(self) -> None:
+        self.state.elapsed = self.clock()  # the time up to this save, validation included
+        training = training_state(self.c, self.state, finite_or_none(self.best_miou), self.best_epoch, self.last_miou)
+        save_run_checkpoint(self.run_dir / LAST_NAME, self.c.bare, self.meta(self.last_miou), training)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        ctx, tcfg = self.ctx, self.tcfg
+        self.c = build_components(self.config, ctx, self._progress)
+        if self.resume_payload is not None:
+            self._restore()
+        if ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_config(self.run_dir, self.c.resolved)
+        self.log = MetricsLog(self.run_dir / "metrics.csv", metric_columns(self.c.classes.names))
+        if self.resume_payload is not None:
+            self.log.load(max_step=self.state.global_step)
+        stopped_by = "epochs"
+        images_per_s = math.nan
+        epochs_label = str(tcfg.epochs) if tcfg.epochs is not None else "?"
+        while True:
+            if tcfg.epochs is not None and self.state.epoch >= tcfg.epochs:
+                break
+            if any_rank(ctx, self.budget_spent()):
+                stopped_by = "time_budget"
+                break
+            result = self._epoch(epochs_label)
+            if result.steps:
+                images_per_s = result.images / max(result.seconds, 1e-9)
+            if not result.stopped:
+                self.state.epoch += 1
+                self.state.step_in_epoch = 0
+            epochs_done = tcfg.epochs is not None and self.state.epoch >= tcfg.epochs
+            budget_out = result.stopped or any_rank(ctx, self.budget_spent())
+            final = epochs_done or budget_out
+            if budget_out and not epochs_done:
+                stopped_by = "time_budget"
+            self._end_of_epoch(result.loss, images_per_s, validate_now=final or self.state.epoch % tcfg.val_every == 0)
+            if final:
+                break
+        return self._finish(stopped_by, images_per_s)
+
+    def _epoch(self, epochs_label: str) -> Any:
+        c, tcfg, epoch = self.c, self.tcfg, self.state.epoch
+        c.sampler.set_epoch(epoch)
+        c.train_ds.set_epoch(epoch)
+        loader = DataLoader(
+            c.train_ds, batch_size=tcfg.batch_size,
+            sampler=SkipSampler(c.sampler, self.state.step_in_epoch * tcfg.batch_size),
+            num_workers=self.config.data.num_workers, drop_last=c.drop_last,
+            pin_memory=self.ctx.device.type == "cuda",
+            # its own generator: creating the iterator must not draw from the global RNG, or a
+            # run resumed mid-epoch would see different dropout than an uninterrupted one
+            generator=torch.Generator().manual_seed(tcfg.seed * 1_000_003 + epoch),
+        )
+        try:
+            return train_epoch(
+                ctx=self.ctx, model=c.model, loader=loader, loss_fn=c.loss_fn, optimizer=c.optimizer,
+                scheduler=c.scheduler, scaler=c.scaler, precision=c.precision, channels_last=tcfg.channels_last,
+                grad_clip=tcfg.grad_clip, state=self.state, budget_spent=self.budget_spent, clock=self.clock,
+                total_epochs_label=epochs_label, log_every=tcfg.log_every, last_miou=self.last_miou,
+                progress=self.progress,
+            )
+        except NonFiniteLoss as err:
+            self._non_finite(err)
+
+    def _validate(self) -> dict[str, Any]:
+        c = self.c
+        return score_images(c.bare, c.val_items, num_classes=c.classes.num_classes,
+                            ignore_index=self.config.data.ignore_index, tile_size=self.tcfg.val_tile_size,
+                            amp=validation_amp(c.precision), normalization=c.normalization, device=self.ctx.device,
+                            ctx=self.ctx)
+
+    def _end_of_epoch(self, train_loss: float, images_per_s: float, validate_now: bool) -> None:
+        ctx, c = self.ctx, self.c
+        sync_buffers(ctx, c.bare)
+        scores = None
+        if validate_now and c.val_items:
+            scores = self.last_scores = self._validate()
+            self.last_miou = scores["miou"]
+        improved = scores is not None and not math.isnan(scores["miou"]) and scores["miou"] > self.best_miou
+        if improved:
+            self.best_miou, self.best_epoch = scores["miou"], self.state.epoch
+        if not ctx.is_main:
+            return
+        row = {"epoch": round(self.state.epoch + self.state.step_in_epoch / max(c.steps_per_epoch, 1), 3),
+               "step": self.state.global_step, "time_s": self.clock(), "train_loss": train_loss,
+               "lr": c.optimizer.param_groups[0]["lr"], "images_per_s": images_per_s}
+        if scores is not None:
+            row.update(val_miou=scores["miou"], val_accuracy=scores["accuracy"],
+                       **{f"iou_{n}": v for n, v in zip(c.classes.names, scores["iou"])})
+            if self.progress:
+                per_class = ", ".join(f"{n} {v:.3f}" for n, v in zip(c.classes.names, scores["iou"]))
+                tqdm.write(f"epoch {self.state.epoch}: loss {train_loss:.4f}  val mIoU {scores['miou']:.4f}  "
+                           f"({per_class})")
+        self.log.append(row)
+        if improved or not c.val_items:
+            save_run_checkpoint(self.run_dir / BEST_NAME, c.bare, self.meta(scores["miou"] if scores else None))
+        self.save_last()
+
+    def _non_finite(self, err: NonFiniteLoss) -> None:
+        last = self.run_dir / LAST_NAME
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
+        if self.ctx.is_main and self.log.rows:
+            plot_curves(self.log.rows, self.run_dir / "curves.png")
+        raise UnetsegError(f"training stopped: {err} ({kept}); try a lower train.lr, train.grad_clip, "
+                           "or train.amp=off")
+
+    def _finish(self, stopped_by: str, images_per_s: float) -> RunResult:
+        ctx, c = self.ctx, self.c
+        sync_buffers(ctx, c.bare)
+        digests = all_gather_object(ctx, state_digest(c.bare))
+        best_path, last_path = self.run_dir / BEST_NAME, self.run_dir / LAST_NAME
+        if ctx.is_main:
+            if not best_path.exists():  # no score ever improved (e.g. no labelled validation pixels)
+                save_run_checkpoint(best_path, c.bare, self.meta(self.last_miou))
+            if self.log.rows:
+                plot_curves(self.log.rows, self.run_dir / "curves.png")
+            self._sample_grid(best_path)
+        result = RunResult(
+            run_dir=self.run_dir, best_miou=finite_or_none(self.best_miou), best_epoch=self.best_epoch,
+            last_scores=self.last_scores, epochs=self.state.epoch, global_step=self.state.global_step,
+            stopped_by=stopped_by, seconds=self.clock(), images_per_s=images_per_s, precision=c.precision.name,
+            best_checkpoint=best_path, last_checkpoint=last_path,
+        )
+        if ctx.is_main:
+            write_summary(self.run_dir, {**asdict(result), "world_size": ctx.world_size, "device": str(ctx.device),
+                                         "rank_state_digests": digests, "ranks_identical": len(set(digests)) == 1})
+        return result
+
+    def _sample_grid(self, best_path: Path) -> None:
+        c = self.c
+        n = min(self.tcfg.plot_samples, len(c.val_items))
+        if n == 0:
+            return
+        model = load_model(best_path, device=self.ctx.device)
+        items = c.val_items[:n]
+        preds = [predict_tiled(model, image, tile_size=self.tcfg.val_tile_size, amp=validation_amp(c.precision))
+                 for image, _ in items]
+        plot_samples([i for i, _ in items], [m for _, m in items], preds, c.classes.palette(),
+                     self.run_dir / "samples.png", c.classes.names, self.config.data.ignore_index)

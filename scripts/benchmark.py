@@ -1,25 +1,27 @@
-"""Tiled-inference benchmark: unetseg.predict_tiled vs the raw forward floor vs MONAI's sliding window.
+"""Tiled-inference benchmark: predict_tiled vs its own forward floor, one whole-image pass and MONAI's sliding window.
 
 Run on a quiet machine: ``uv run python scripts/benchmark.py [--checkpoint CKPT] [--quick] [--json bench_out/benchmark.json]``.
 
-Models: an smp ResNet18 U-Net and the paper's U-Net (valid padding, depth 4, ``--unet-base`` channels: 64 is
-the paper's network), both 3 -> 2 classes. Without ``--checkpoint`` they are *briefly trained* (``--fit-steps``
-Adam steps on random crops) on the benchmark image's own nuclei labels: a random network's outputs are
-near-ties everywhere, so its label agreement would measure rounding noise, not the pipelines; a trained
-network is decisive away from object boundaries, as real models are.
+Models (3 -> 2 classes): an smp ResNet-18 U-Net, the paper's U-Net (valid padding, depth 4) and a same-padding
+U-Net (depth 4), both with ``--unet-base`` channels (64 is the paper's network). Without ``--checkpoint`` they
+are *briefly trained* (``--fit-steps`` Adam steps on random crops) on the benchmark image's own nuclei labels:
+a random network's outputs are near-ties everywhere, so its label agreement would measure rounding noise; a
+trained network is decisive away from object boundaries, as real models are. Same-padding models then get their
+halo measured (:func:`unetseg.inference.halo.measure_halo`), as training does.
 
-Image: the built-in nuclei sample (grayscale 512^2, with its nuclei labels) tiled with flips to SIZE^2 and
-coloured into RGB with smooth per-channel gains, so it has real structure.
+Image: the built-in nuclei sample tiled with flips to SIZE^2 and coloured into RGB with smooth per-channel gains.
 
-Sections per model: (a) raw batched forward of tile-sized inputs (MP/s of useful output pixels: the floor),
-(b) predict_tiled defaults (tile_size="auto", batch_size="auto", amp="auto"), (c) MONAI
-sliding_window_inference (roi 512, overlap 0.25, gaussian, fp32) with sw_batch_size 4 as in MONAI's tutorials
-and (e) with its default sw_batch_size 1 (the valid U-Net is wrapped so MONAI sees a same-size model: the
-wrapper mirror-pads each window by the margin up to a valid size and crops the output), (d) predict_tiled fp32
-(amp=False, tile 512). Speed ratios are against (c) and (e). Label agreement is measured on an AGREE^2 crop (default 2048) against an fp32
-whole-crop prediction (one forward pass of the mirror-padded crop). Peak RSS is sampled during each section.
-Streaming: a STREAM^2 RGB tiled TIFF (default 16384) is built once (streamed) and segmented through the
-streaming path by a small U-Net in a subprocess; its peak RSS is compared with a 4096^2 run.
+Sections per model, all on the same image in one process, so the ratios compare like with like:
+(a) the inference graph's forward on 512^2 tiles (MP/s of useful output pixels: the floor), (a2) the same
+compiled, (b) ``predict_tiled`` defaults, (b2) defaults with ``halo="exact"``, (b3) defaults with
+``compile=True`` (timed after the compiling warm-up), (d) fp32 (``amp=False``), (w) one eager forward of the
+whole mirror-padded image in the default precision (no tiling), (c)/(e) MONAI ``sliding_window_inference``
+(roi 512, overlap 0.25, gaussian, fp32, model in channels_last: its best) with sw_batch_size 4 and 1 (a
+valid model is wrapped to mirror-pad each window). "vs MONAI best" divides by the faster of (c) and (e). Label
+agreement is against one fp32 pass over the whole mirror-padded image. Peak RSS is sampled during each
+section and reported minus the RSS after ``import unetseg``. Streaming: a STREAM^2 RGB tiled TIFF is built
+once (streamed) and segmented through the streaming path in a subprocess; its peak RSS is compared with a
+4096^2 run.
 """
 from __future__ import annotations
 
@@ -40,8 +42,11 @@ import torch.nn.functional as F
 
 import unetseg
 from unetseg.data.scenes import mirror_tile
+from unetseg.inference.amp import cpu_has_fast_bf16, resolve_precision
 from unetseg.inference.autotile import auto_batch_size
+from unetseg.inference.graph import InferenceGraph
 from unetseg.inference.grid import Geometry, TileGrid
+from unetseg.inference.halo import measure_halo
 
 
 class PeakRSS:
@@ -121,44 +126,57 @@ class MirrorPadToSame(torch.nn.Module):
 def whole_labels(model: torch.nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
     """fp32 single-pass prediction of the mirror-padded image (the reference)."""
     geometry = Geometry.of(model)
-    ctx = TileGrid.build(image.shape[:2], 512, geometry).rows.context  # the context predict_tiled uses at 512
+    ctx = geometry.margin if geometry.padding == "valid" else geometry.halo_for("exact")
     off = 0 if geometry.padding == "valid" else ctx
     pads = [(ctx, geometry.smallest_valid_at_least(n + 2 * ctx) - n - ctx) for n in image.shape[:2]]
     x = np.pad(image.astype(np.float32) / 255, (*pads, (0, 0)), mode="reflect")
     with torch.inference_mode():
         x = torch.from_numpy(x).permute(2, 0, 1)[None].to(device).contiguous(memory_format=torch.channels_last)
-        y = model(x).cpu()
+        y = model(x).float().cpu()
     return y[0].argmax(0).numpy()[off : off + image.shape[0], off : off + image.shape[1]].astype(np.uint8)
 
 
 def monai_labels(model: torch.nn.Module, image: np.ndarray, device: torch.device, sw_batch_size: int) -> np.ndarray:
     from monai.inferers import sliding_window_inference
     net = MirrorPadToSame(model) if model.padding == "valid" else model
-    x = torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    net = net.to(memory_format=torch.channels_last)  # MONAI at its best: oneDNN's NHWC convolutions
+    x = torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None].contiguous(
+        memory_format=torch.channels_last)
     with torch.inference_mode():  # MONAI's usual use: image on the host, windows on the model's device
         y = sliding_window_inference(x, roi_size=(512, 512), sw_batch_size=sw_batch_size, predictor=net, overlap=0.25,
                                      mode="gaussian", sw_device=device, device=torch.device("cpu"))
     return y[0].argmax(0).numpy().astype(np.uint8)
 
 
-def raw_forward(model: torch.nn.Module, tile: int, batch: int, repeats: int, device: torch.device) -> dict:
+def raw_forward(model: torch.nn.Module, tile: int, batch: int, repeats: int, device: torch.device,
+                compile: bool = False) -> dict:
+    """The floor: the inference graph (eager or compiled) on tile-sized inputs, MP/s of useful output pixels."""
     grid = TileGrid.build((10**6, 10**6), tile, Geometry.of(model))
     t = grid.tile_shape[0]
     x = torch.rand(batch, 3, t, t, device=device).contiguous(memory_format=torch.channels_last)
-    precision = unetseg.inference.amp.resolve_precision("auto", device)
-    with torch.inference_mode(), precision.autocast(device):
-        model(x)
+    precision = resolve_precision("auto", device)
+    graph = InferenceGraph(model, device, precision, compile=compile)
+    with torch.inference_mode():
+        graph(x)
         sync(device)
-        start = time.perf_counter()
+        seconds = float("inf")
         for _ in range(repeats):
-            model(x)
-        sync(device)
-        seconds = (time.perf_counter() - start) / repeats
+            start = time.perf_counter()
+            graph(x)
+            sync(device)
+            seconds = min(seconds, time.perf_counter() - start)
     return {"tile": t, "batch": batch, "useful_px": grid.rows.keep ** 2, "mps": batch * grid.rows.keep**2 / seconds / 1e6,
             "precision": precision.name}
 
 
-def timed(fn, image_px: int) -> tuple[np.ndarray, dict]:
+def eager_whole_image(model: torch.nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
+    """One eager forward of the whole mirror-padded image in the default precision (autocast), no tiling."""
+    precision = resolve_precision("auto", device)
+    with precision.autocast(device):
+        return whole_labels(model, image, device)
+
+
+def timed(fn, image_px: int) -> tuple[np.ndarray, dict]:  # noqa: D103
     with PeakRSS() as rss:
         start = time.perf_counter()
         labels = fn()
@@ -231,94 +249,149 @@ def build_models(args: argparse.Namespace, image: np.ndarray, labels: np.ndarray
         "smp-unet-resnet18": unetseg.build_model("smp-unet", encoder_name="resnet18", in_channels=3, num_classes=2),
         f"unet-valid-base{args.unet_base}": unetseg.UNet(3, 2, base_channels=args.unet_base, depth=4, padding="valid",
                                                           norm="batch"),
+        f"unet-same-base{args.unet_base}": unetseg.UNet(3, 2, base_channels=args.unet_base, depth=4, padding="same",
+                                                         norm="batch"),
     }
+    if args.models:
+        models = {k: v for k, v in models.items() if k in args.models.split(",")}
     for name, model in models.items():
         print(f"[{name}] fitting {args.fit_steps} steps ...", file=sys.stderr)
         fit_briefly(model.to(device), image, labels, args.fit_steps, 256)
+        if model.padding == "same":  # what training records in the checkpoint (halo="auto")
+            probes = [image[:512, :512], image[-512:, -512:]]
+            model.meta["halo"] = measure_halo(model, probes, device=device)
+            print(f"[{name}] measured halo {model.meta['halo']}", file=sys.stderr)
     return models
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown CPU"
+
+
+METHOD_LABELS = {
+    "a_raw_forward": "(a) raw forward floor, eager graph",
+    "a2_compiled_forward": "(a2) raw forward floor, compiled graph",
+    "b_predict_tiled_defaults": "(b) predict_tiled defaults",
+    "b2_defaults_halo_exact": "(b2) defaults, halo=exact",
+    "b3_defaults_compiled": "(b3) defaults, compile=True",
+    "d_predict_tiled_fp32": "(d) predict_tiled fp32 (amp=False)",
+    "w_whole_image_eager": "(w) one eager whole-image pass (default precision)",
+    "c_monai_sw4": "(c) MONAI fp32 channels_last, sw_batch 4",
+    "e_monai_sw1": "(e) MONAI fp32 channels_last, sw_batch 1",
+}
+
+
+def bench_model(model: torch.nn.Module, image: np.ndarray, args: argparse.Namespace, device: torch.device) -> dict:
+    px = image.shape[0] * image.shape[1]
+    reference = whole_labels(model, image, device)
+    batch, repeats = auto_batch_size(device), 1 if args.quick else args.repeats
+    runs = {"a_raw_forward": raw_forward(model, 512, batch, 3 * repeats, device)}
+    if not args.no_compile:
+        runs["a2_compiled_forward"] = raw_forward(model, 512, batch, 3 * repeats, device, compile=True)
+    methods = {
+        "b_predict_tiled_defaults": lambda img: unetseg.predict_tiled(model, img),
+        "b2_defaults_halo_exact": lambda img: unetseg.predict_tiled(model, img, halo="exact"),
+        "b3_defaults_compiled": lambda img: unetseg.predict_tiled(model, img, compile=True),
+        "d_predict_tiled_fp32": lambda img: unetseg.predict_tiled(model, img, amp=False),
+        "w_whole_image_eager": lambda img: eager_whole_image(model, img, device),
+        "c_monai_sw4": lambda img: monai_labels(model, img, device, sw_batch_size=4),
+        "e_monai_sw1": lambda img: monai_labels(model, img, device, sw_batch_size=1),
+    }
+    if args.no_compile:
+        methods.pop("b3_defaults_compiled")
+    for key, fn in methods.items():
+        print(f"  {key} ...", file=sys.stderr)
+        fn(image[:768, :768])  # warm-up: kernels, the tile-size measurement of "auto" (cached), compilation
+        trials = [timed(lambda: fn(image), px) for _ in range(repeats)]
+        labels, stats = max(trials, key=lambda t: t[1]["mps"])
+        stats["peak_rss_mib"] = max(t[1]["peak_rss_mib"] for t in trials)
+        stats["label_agreement"] = float((labels == reference).mean())
+        runs[key] = stats
+    report: dict = {}
+    unetseg.predict_tiled(model, image[:768, :768], report=report)
+    runs["defaults_chose"] = report
+    monai_best = max(runs["c_monai_sw4"]["mps"], runs["e_monai_sw1"]["mps"])
+    for key in METHOD_LABELS:
+        if key in runs:
+            runs[key]["vs_monai_best"] = runs[key]["mps"] / monai_best
+            runs[key]["vs_whole_image"] = runs[key]["mps"] / runs["w_whole_image_eager"]["mps"]
+    return runs
+
+
+def print_report(report: dict, path: Path) -> None:
+    m = report["machine"]
+    print(f"\nCPU: {m['cpu_model']} ({m['cpus']} cores, fast bf16: {m['fast_bf16']}, torch {m['torch']}, "
+          f"{m['threads']} threads); image {report['image'][1]}x{report['image'][0]} RGB uint8; agreement vs an "
+          f"fp32 whole-image pass; weights: {report['weights']}\n")
+    print("| model | method | MP/s | vs MONAI best | vs whole-image pass | label agreement | peak RSS - import (MiB) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, runs in report["models"].items():
+        for key, label in METHOD_LABELS.items():
+            r = runs.get(key)
+            if r is None:
+                continue
+            if key.startswith("a"):
+                label += f", {r['batch']}x{r['tile']}^2 {r['precision']}"
+            agreement = f"{r['label_agreement']:.4%}" if "label_agreement" in r else "-"
+            rss = f"{r['peak_rss_mib'] - report['import_rss_mib']:.0f}" if "peak_rss_mib" in r else "-"
+            print(f"| {name} | {label} | {r['mps']:.2f} | {r['vs_monai_best']:.2f} | {r['vs_whole_image']:.2f} | "
+                  f"{agreement} | {rss} |")
+        chose = runs["defaults_chose"]
+        print(f"| {name} | defaults chose: tile {chose['tile_shape']}, context {chose['context']} px, "
+              f"{chose['precision']}, compiled {chose['compiled']} | | | | | |")
+    s = report.get("streaming")
+    if s is not None:
+        print("\n| streamed TIFF side | peak RSS (MiB) | peak - import (MiB) | seconds |\n|---:|---:|---:|---:|")
+        for run in s["runs"]:
+            print(f"| {run['side']} | {run['peak_mib']:.0f} | {run['peak_mib'] - run['base_mib']:.0f} | "
+                  f"{run['seconds']:.1f} |")
+        print(f"\nPeak RSS ratio {s['peak_ratio_large_vs_small']:.2f} for {s['area_ratio']:.0f}x the pixels.")
+    print(f"JSON: {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=None, help="benchmark this checkpoint instead of the two built-in models")
-    parser.add_argument("--size", type=int, default=4096, help="benchmark image side (default 4096)")
-    parser.add_argument("--agree", type=int, default=2048, help="side of the crop used for label agreement (default 2048)")
+    parser.add_argument("--checkpoint", default=None, help="benchmark this checkpoint instead of the built-in models")
+    parser.add_argument("--size", type=int, default=2048, help="benchmark image side (default 2048)")
     parser.add_argument("--stream", type=int, default=16384, help="side of the streamed TIFF (default 16384; 0 skips the streaming section)")
     parser.add_argument("--device", default="cpu", help="torch device of the models (default cpu)")
-    parser.add_argument("--unet-base", type=int, default=64, help="U-Net base channels (default 64, the paper's)")
+    parser.add_argument("--unet-base", type=int, default=16, help="U-Net base channels (default 16; 64 is the paper's)")
     parser.add_argument("--fit-steps", type=int, default=60, help="training steps of the built-in models (default 60)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each section; the best counts")
-    parser.add_argument("--quick", action="store_true", help="smoke-size run (768 px image, 256 crop, 2048 stream)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed repeats of each section; the best counts")
+    parser.add_argument("--models", default=None, help="comma list of built-in model names to run (default all)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile sections")
+    parser.add_argument("--quick", action="store_true", help="smoke-size run (768 px image, 2048 stream)")
     parser.add_argument("--workdir", default="bench_out", help="folder for the TIFFs and the JSON (default bench_out)")
     parser.add_argument("--json", default=None, help="JSON report path (default WORKDIR/benchmark.json)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.size, args.agree, args.stream = 768, 256, 2048 if args.stream else 0
-        args.unet_base, args.fit_steps = 16, 5
+        args.size, args.stream = 768, 2048 if args.stream else 0
+        args.fit_steps = 5
+    import_rss = psutil.Process().memory_info().rss / 2**20  # after `import unetseg` (and torch), before any work
     device = torch.device(args.device)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     image, labels = make_image(args.size)
-    crop = image[: args.agree, : args.agree]
-    report = {"machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    report = {"machine": {"cpu_model": cpu_model(), "fast_bf16": cpu_has_fast_bf16(), "cpus": os.cpu_count(),
+                          "torch": torch.__version__, "threads": torch.get_num_threads(),
                           "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": str(device),
                           "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
-              "image": list(image.shape), "agreement_crop": args.agree, "weights": args.checkpoint or f"trained {args.fit_steps} steps on the image's nuclei labels",
-              "models": {}}
-    px = image.shape[0] * image.shape[1]
+              "import_rss_mib": import_rss, "image": list(image.shape),
+              "weights": args.checkpoint or f"trained {args.fit_steps} steps on the image's nuclei labels", "models": {}}
+    print(f"CPU: {report['machine']['cpu_model']}, fast bf16: {report['machine']['fast_bf16']}", file=sys.stderr)
     for name, model in build_models(args, image, labels, device).items():
-        print(f"[{name}] reference whole-crop prediction ...", file=sys.stderr)
-        reference = whole_labels(model, crop, device)
-        runs = {}
-        runs["a_raw_forward"] = raw_forward(model, 512, auto_batch_size(device), 1 if args.quick else 3 * args.repeats,
-                                            device)
-        methods = {
-            "b_predict_tiled_auto": lambda img: unetseg.predict_tiled(model, img, tile_size="auto"),
-            "c_monai_fp32": lambda img: monai_labels(model, img, device, sw_batch_size=4),
-            "d_predict_tiled_fp32": lambda img: unetseg.predict_tiled(model, img, tile_size=512, amp=False),
-            "e_monai_fp32_sw1": lambda img: monai_labels(model, img, device, sw_batch_size=1),
-        }
-        for key, fn in methods.items():
-            print(f"[{name}] {key} ...", file=sys.stderr)
-            fn(crop)  # warm-up (and the tile-size measurement of "auto", which is cached)
-            trials = [timed(lambda: fn(image), px)[1] for _ in range(1 if args.quick else args.repeats)]
-            stats = max(trials, key=lambda t: t["mps"])
-            stats["peak_rss_mib"] = max(t["peak_rss_mib"] for t in trials)
-            stats["label_agreement"] = float((fn(crop) == reference).mean())
-            runs[key] = stats
-        for key in ("a_raw_forward", *methods):
-            runs[key]["speed_vs_monai"] = runs[key]["mps"] / runs["c_monai_fp32"]["mps"]
-            runs[key]["speed_vs_monai_sw1"] = runs[key]["mps"] / runs["e_monai_fp32_sw1"]["mps"]
-        report["models"][name] = runs
+        print(f"[{name}]", file=sys.stderr)
+        report["models"][name] = bench_model(model, image, args, device)
     if args.stream > 0:
         print("[streaming] ...", file=sys.stderr)
         report["streaming"] = streaming_section(workdir, sorted({min(4096, args.stream // 4), args.stream}))
     path = Path(args.json or workdir / "benchmark.json")
-    path.write_text(json.dumps(report, indent=2) + "\n")
-
-    print(f"\nImage {image.shape[1]}x{image.shape[0]} RGB uint8; agreement on a {args.agree}^2 crop vs fp32 whole-crop "
-          f"prediction; weights: {report['weights']}\n")
-    print("| model | method | MP/s | vs MONAI (c) | vs MONAI (e) | label agreement | peak RSS (MiB) |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for name, runs in report["models"].items():
-        raw = runs["a_raw_forward"]
-        labels = {"a_raw_forward": f"(a) raw forward, {raw['batch']}x{raw['tile']}^2 ({raw['precision']})",
-                  "b_predict_tiled_auto": "(b) predict_tiled defaults", "c_monai_fp32": "(c) MONAI fp32, sw_batch 4",
-                  "d_predict_tiled_fp32": "(d) predict_tiled fp32, tile 512", "e_monai_fp32_sw1": "(e) MONAI fp32, sw_batch 1"}
-        for key, label in labels.items():
-            r = runs[key]
-            agreement = f"{r['label_agreement']:.4%}" if "label_agreement" in r else "-"
-            rss = f"{r['peak_rss_mib']:.0f}" if "peak_rss_mib" in r else "-"
-            print(f"| {name} | {label} | {r['mps']:.2f} | {r['speed_vs_monai']:.2f} | {r['speed_vs_monai_sw1']:.2f} | "
-                  f"{agreement} | {rss} |")
-    s = report.get("streaming")
-    if s is None:
-        return 0
-    print("\n| streamed TIFF side | peak RSS (MiB) | seconds |\n|---:|---:|---:|")
-    for run in s["runs"]:
-        print(f"| {run['side']} | {run['peak_mib']:.0f} | {run['seconds']:.1f} |")
-    print(f"\nPeak RSS ratio {s['peak_ratio_large_vs_small']:.2f} (growth over the post-import baseline: "
-          f"{s['growth_ratio_large_vs_small']:.2f}x) for {s['area_ratio']:.0f}x the pixels. JSON: {path}")
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print_report(report, path)
     return 0
 
 

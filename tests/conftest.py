@@ -26,8 +26,9 @@ def tiny_unet(padding: str, depth: int = 3, in_channels: int = 1, num_classes: i
     return randomized(unetseg.UNet(in_channels, num_classes, base_channels=4, depth=depth, padding=padding), seed)
 
 
-def whole_image_probs(model, image: np.ndarray, context: int) -> np.ndarray:
-    """Reference: the model applied once to the mirror-padded (np.pad reflect) image, then cropped. HxWxK."""
+def whole_image_probs(model, image: np.ndarray, context: int, autocast: torch.dtype | None = None) -> np.ndarray:
+    """Reference: the model applied once (eagerly, under ``autocast`` if given) to the mirror-padded (np.pad
+    reflect) image, then cropped. HxWxK."""
     geometry = Geometry.of(model)
     height, width = image.shape[:2]
 
@@ -37,8 +38,8 @@ def whole_image_probs(model, image: np.ndarray, context: int) -> np.ndarray:
     x = image.astype(np.float32) / (255.0 if image.dtype == np.uint8 else 1.0)
     x = x[..., None] if x.ndim == 2 else x
     x = np.pad(x, ((context, after(height)), (context, after(width)), (0, 0)), mode="reflect")
-    with torch.inference_mode():
-        logits = model(torch.from_numpy(x).permute(2, 0, 1)[None].contiguous())
+    with torch.inference_mode(), torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        logits = model(torch.from_numpy(x).permute(2, 0, 1)[None].contiguous()).float()
     probs = torch.softmax(logits, 1)[0].permute(1, 2, 0).numpy()
     offset = 0 if geometry.padding == "valid" else context
     return probs[offset : offset + height, offset : offset + width]
@@ -47,3 +48,34 @@ def whole_image_probs(model, image: np.ndarray, context: int) -> np.ndarray:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def briefly_trained_unet(padding: str = "same", steps: int = 60, seed: int = 0) -> unetseg.UNet:
+    """A small U-Net fitted for a few Adam steps on the nuclei sample: decisive away from object boundaries, as
+    trained models are (a random network's labels are near-ties everywhere). Eval mode, with BN statistics."""
+    from unetseg.data.samples import load_sample
+
+    torch.manual_seed(seed)
+    sample = load_sample("nuclei", "train")
+    image = torch.from_numpy(sample.images[0]).float().div(255)
+    mask = torch.from_numpy(sample.masks[0].astype(np.int64))
+    model = unetseg.UNet(1, 2, base_channels=8, depth=3, padding=padding)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    gen = np.random.default_rng(seed)
+    side = 124 if padding == "valid" else 128
+    out = model.output_size(side)
+    for _ in range(steps):
+        r, c = gen.integers(0, image.shape[0] - side), gen.integers(0, image.shape[1] - side)
+        x = image[r : r + side, c : c + side][None, None]
+        m = (side - out) // 2
+        y = mask[r + m : r + m + out, c + m : c + m + out][None]
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def trained_same_unet() -> unetseg.UNet:
+    return briefly_trained_unet("same")

@@ -32,9 +32,9 @@ def test_demo_trains_segments_and_reports(tmp_path, capsys):
     # bounded by epochs, not minutes: the same amount of training on any machine under any load
     assert main(["demo", "--out", str(out), "--epochs", "2", "--minutes", "30", "--size", "300"]) == 0
     text = capsys.readouterr().out
-    assert "mIoU vs truth:" in text and "whole-image prediction (one fp32 pass): fp32 tiles 100.0000%" in text
-    default = re.search(r"(bf16|fp16) tiles ([0-9.]+)%", text)  # printed when the default is not fp32
-    assert default is None or float(default.group(2)) >= 99.9, text
+    assert "mIoU vs truth:" in text and "(one fp32 pass): fp32 tiles with the exact halo 100.0000%" in text
+    default = re.search(r"defaults \((fp32|bf16|fp16), \d+ px halo\) ([0-9.]+)%", text)
+    assert default is not None and float(default.group(2)) >= 99.9, text
     for name in ("image.png", "prediction_palette.png", "prediction_overlay.png", "truth_palette.png"):
         assert (out / name).is_file(), name
     assert (out / "run" / "best.pt").is_file()

@@ -58,3 +58,17 @@ def test_predict_cli_batch_size_is_a_positive_integer_or_auto(tmp_path, capsys, 
     assert main([*args, "--batch-size", "0"]) != 0
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(err) == 1 and "--batch-size '0'" in err[0]
+
+
+def test_predict_cli_halo_and_compile_flags(tmp_path, capsys, rng):
+    ckpt = unetseg.save_checkpoint(tiny_unet("same", depth=2, in_channels=1), tmp_path / "m.pt")
+    cv2.imwrite(str(tmp_path / "g.png"), rng.integers(0, 256, (70, 90), dtype=np.uint8))
+    args = ["predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "g.png"), "--output", str(tmp_path / "o"),
+            "--format", "index,summary", "--tile-size", "64", "--compile", "off"]
+    assert main([*args, "--halo", "8"]) == 0
+    summary = json.loads((tmp_path / "o" / "g_summary.json").read_text())
+    assert summary["halo"] == 8 and summary["context"] == 8 and summary["compiled"] is False
+    assert main([*args, "--halo", "exact"]) == 0
+    assert main([*args, "--halo", "wide"]) != 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and "--halo 'wide'" in err[0]

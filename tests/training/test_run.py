@@ -147,3 +147,12 @@ def test_bf16_autocast_trains_on_cpu(tmp_path, tiny_config):
 def test_fp16_on_cpu_is_a_clear_error(tmp_path, tiny_config):
     with pytest.raises(UnetsegError, match="fp16 needs a CUDA"):
         train(tiny_config(train={"amp": "fp16", "device": "cpu"}), tmp_path / "r", progress=False)
+
+
+def test_same_padding_run_records_the_measured_halo_in_best_pt(tmp_path, tiny_config):
+    result = train(tiny_config(model={"padding": "same", "dropout": 0.0}, train={"epochs": 1}), tmp_path / "r",
+                   progress=False)
+    halo = read_checkpoint(result.best_checkpoint)["meta"]["halo"]
+    model = unetseg.load_model(result.best_checkpoint)
+    assert model.meta["halo"] == halo and halo["pixels"] % model.stride == 0
+    assert 0 <= halo["pixels"] <= model.field_radius + model.stride and 0 < halo["agreement"] <= 1

@@ -22,6 +22,19 @@ def int_or_auto(flag: str, text: str) -> int | str:
     return value
 
 
+def halo_arg(text: str) -> int | str:
+    """``--halo`` text: "auto", "exact" or a number of pixels >= 0."""
+    if text in ("auto", "exact"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise UnetsegError(f"--halo {text!r}: must be a number of pixels >= 0, 'auto' or 'exact'")
+    return value
+
+
 def torch_device(text: str) -> torch.device:
     """``--device``: a torch device that exists on this machine."""
     try:

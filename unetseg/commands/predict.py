@@ -14,7 +14,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import UnetsegError
-from .common import comma_list, error_line, first_line, int_or_auto, torch_device
+from .common import comma_list, error_line, first_line, halo_arg, int_or_auto, torch_device
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +31,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          help="tile side in pixels or 'auto' (default: auto)")
     predict.add_argument("--batch-size", default="auto",
                          help="tiles per forward pass or 'auto': 1 on CPU, 4 on GPU (default: auto)")
+    predict.add_argument("--halo", default="auto", metavar="N|auto|exact",
+                         help="context per tile side of same-padding models: pixels, 'exact' (receptive field: "
+                              "tiles == whole image) or 'auto' (measured after training, else exact; default)")
+    predict.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                         help="torch.compile the model: auto = when the image is large enough to pay it back "
+                              "(default: auto)")
     predict.add_argument("--tta", choices=["flips", "d4"], default=None, help="test-time augmentation (default: none)")
     predict.add_argument("--format", default="index,palette", metavar="LIST",
                          help=f"comma list of {','.join(MAP_FORMATS)} (default: index,palette)")
@@ -86,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         remove_stale_temporaries(folder)  # left by a killed earlier run
     options = dict(tile_size=int_or_auto("--tile-size", args.tile_size),
                    batch_size=int_or_auto("--batch-size", args.batch_size), tta=args.tta,
+                   halo=halo_arg(args.halo), compile={"on": True, "off": False}.get(args.compile, "auto"),
                    amp=False if args.amp == "off" else args.amp, device=device)
     failed = done = 0
     for path in tqdm(files, desc="images", unit="file", disable=len(files) < 2):

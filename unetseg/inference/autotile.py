@@ -16,7 +16,7 @@ import psutil
 import torch
 from torch import nn
 
-from .amp import Precision
+from .graph import InferenceGraph
 from .grid import Geometry, TileGrid
 
 CANDIDATES = (256, 512, 768, 1024)
@@ -24,7 +24,7 @@ _SECONDS_PER_TILE: dict[tuple, float] = {}
 _BYTES_PER_PIXEL: dict[tuple, float] = {}
 
 
-def _model_key(model: nn.Module) -> str:
+def model_key(model: nn.Module) -> str:
     config = getattr(model, "config", None)
     if config is None:
         return f"{type(model).__qualname__}@{id(model)}"
@@ -49,7 +49,7 @@ def memory_budget(device: torch.device) -> int:
     return int(psutil.virtual_memory().available * 0.25)
 
 
-def _activation_bytes_per_pixel(model: nn.Module, x: torch.Tensor) -> float:
+def _activation_bytes_per_pixel(graph: InferenceGraph, x: torch.Tensor) -> float:
     """Sum of all module outputs' bytes per input pixel: an upper bound of the forward's peak activations."""
     total = 0
 
@@ -58,19 +58,55 @@ def _activation_bytes_per_pixel(model: nn.Module, x: torch.Tensor) -> float:
         if isinstance(output, torch.Tensor):
             total += output.numel() * output.element_size()
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in graph.net.modules() if not list(m.children())]
     try:
-        model(x)
+        graph(x)
     finally:
         for h in handles:
             h.remove()
     return total / (x.shape[0] * x.shape[-2] * x.shape[-1])
 
 
-def auto_tile_size(model: nn.Module, image_shape: tuple[int, int], *, channels: int, batch_size: int,
-                   device: torch.device, precision: Precision, halo: int | str = "auto") -> int:
-    """The candidate tile side (px) with the shortest estimated time for an ``image_shape`` image."""
-    geometry = Geometry.of(model)
+def seconds_per_tile(graph: InferenceGraph, model_key: str, shape: tuple[int, int], *, channels: int,
+                     batch_size: int) -> float | None:
+    """Measured seconds per tile of ``shape`` at ``batch_size`` (after a warm-up forward; cached per model
+    config, device, precision and shape), or None when one batch would exceed the memory budget."""
+    device = graph.device
+    base_key = (model_key, str(device), graph.precision, channels)
+    key = (*base_key, batch_size, *shape)
+    if key in _SECONDS_PER_TILE:
+        return _SECONDS_PER_TILE[key]
+    budget = memory_budget(device)
+    if base_key in _BYTES_PER_PIXEL and _BYTES_PER_PIXEL[base_key] * batch_size * shape[0] * shape[1] > budget:
+        return None
+    x = torch.randn(batch_size, channels, *shape, device=device)
+    with torch.inference_mode():
+        if base_key not in _BYTES_PER_PIXEL:  # first forward: warm-up and memory estimate
+            _BYTES_PER_PIXEL[base_key] = _activation_bytes_per_pixel(graph, x)
+            if _BYTES_PER_PIXEL[base_key] * batch_size * shape[0] * shape[1] > budget:
+                return None
+        else:
+            graph(x)  # oneDNN and cuDNN build their kernels on the first call at a shape
+        _synchronize(device)
+        start = time.perf_counter()
+        graph(x)
+        _synchronize(device)
+    _SECONDS_PER_TILE[key] = (time.perf_counter() - start) / batch_size
+    return _SECONDS_PER_TILE[key]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def auto_tile_size(graph: InferenceGraph, model_key: str, image_shape: tuple[int, int], geometry: Geometry, *,
+                   channels: int, batch_size: int, halo: int | str = "auto") -> int:
+    """The candidate tile side (px) with the shortest estimated time for an ``image_shape`` image.
+
+    The estimate is ``tiles(image, candidate) * seconds_per_tile(candidate)``: it charges each candidate the
+    margin/halo its tiles waste and whatever cache effects make per-pixel speed non-monotonic in tile size.
+    """
     grids = {}
     for c in CANDIDATES:
         grid = TileGrid.build(image_shape, c, geometry, halo)
@@ -78,45 +114,14 @@ def auto_tile_size(model: nn.Module, image_shape: tuple[int, int], *, channels: 
     options = sorted(grids.values(), key=lambda cg: cg[1].tile_shape[0] * cg[1].tile_shape[1])
     if options[0][1].num_tiles == 1:  # the smallest candidate already covers the image in one tile
         return options[0][0]
-
-    base_key = (_model_key(model), str(device), precision.name, precision.channels_last, channels)
-    budget = memory_budget(device)
-    was_training = model.training
-    model.eval()
     best, best_time = options[0][0], float("inf")
-    try:
-        with torch.inference_mode():
-            for candidate, grid in options:
-                th, tw = grid.tile_shape
-                key = (*base_key, th, tw)
-                if base_key in _BYTES_PER_PIXEL and _BYTES_PER_PIXEL[base_key] * batch_size * th * tw > budget:
-                    break
-                if key not in _SECONDS_PER_TILE:
-                    # Timed at the real batch size (per-pixel speed depends on it), after a warm-up forward at
-                    # each shape (oneDNN and cuDNN build their kernels on the first call).
-                    on_gpu = device.type == "cuda"
-                    x = torch.randn(batch_size, channels, th, tw, device=device)
-                    if precision.channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    with precision.autocast(device):
-                        if base_key not in _BYTES_PER_PIXEL:  # first forward: warm-up and memory estimate
-                            _BYTES_PER_PIXEL[base_key] = _activation_bytes_per_pixel(model, x)
-                            if _BYTES_PER_PIXEL[base_key] * batch_size * th * tw > budget:
-                                break
-                        else:
-                            model(x)
-                        if on_gpu:
-                            torch.cuda.synchronize(device)
-                        start = time.perf_counter()
-                        model(x)
-                        if on_gpu:
-                            torch.cuda.synchronize(device)
-                    _SECONDS_PER_TILE[key] = (time.perf_counter() - start) / x.shape[0]
-                estimate = grid.num_tiles * _SECONDS_PER_TILE[key]
-                if estimate < best_time:
-                    best, best_time = candidate, estimate
-                elif estimate > 1.25 * best_time:  # throughput falls past the optimum; larger tiles won't help
-                    break
-    finally:
-        model.train(was_training)
+    for candidate, grid in options:
+        seconds = seconds_per_tile(graph, model_key, grid.tile_shape, channels=channels, batch_size=batch_size)
+        if seconds is None:  # over the memory budget; larger tiles would be too
+            break
+        estimate = grid.num_tiles * seconds
+        if estimate < best_time:
+            best, best_time = candidate, estimate
+        elif estimate > 1.25 * best_time:  # throughput falls past the optimum; larger tiles won't help
+            break
     return best

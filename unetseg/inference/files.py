@@ -27,7 +27,7 @@ from .predict import image_channels, predict_tiled
 from .stitch import probs_to_labels
 
 # predict_tiled options that a summary records next to the settings predict_tiled reports
-RECORDED_OPTIONS = ("tile_size", "batch_size", "tta", "amp")
+RECORDED_OPTIONS = ("tile_size", "batch_size", "tta", "amp", "halo")
 
 
 def _labels_of(band: np.ndarray, as_probs: bool) -> np.ndarray:

@@ -17,9 +17,10 @@ from tqdm.auto import tqdm
 from ..data.normalization import Normalization
 from ..errors import UnetsegError
 from ..models.base import SegmentationModel
-from .amp import Precision, resolve_precision
-from .autotile import auto_batch_size, auto_tile_size
-from .forward import TileForward, inference_model, model_device
+from .amp import resolve_precision
+from .autotile import auto_batch_size, auto_tile_size, model_key, seconds_per_tile
+from .forward import TileForward
+from .graph import InferenceGraph, inference_graph, model_device
 from .grid import Geometry, TileGrid
 from .padding import check_pad_mode
 from .stitch import Stitcher
@@ -27,6 +28,10 @@ from .tiles import prefetch, tile_batches
 from .tta import Transform, tta_transforms
 
 BLENDS = ("crop", "gaussian")
+# compile="auto" compiles when the image's estimated eager time exceeds this: compiling costs ~5-20 s on a
+# 2-core CPU (cold cache) and saves ~10-20 % of each forward, so it pays back on minutes of work.
+COMPILE_AFTER_SECONDS = 120.0
+MIN_TILES_TO_COMPILE = 16  # below this the estimate is not worth its two timing forwards
 OUTPUTS = ("labels", "probs")
 
 
@@ -62,8 +67,7 @@ class Settings:
     pad_mode: str
     transforms: list[Transform]
     output: str
-    precision: Precision
-    device: torch.device
+    graph: InferenceGraph
     normalization: Normalization
 
 
@@ -71,7 +75,7 @@ def predict_tiled(
     model: nn.Module,
     image: Any,
     *,
-    tile_size: int | str = 512,
+    tile_size: int | str = "auto",
     batch_size: int | str = "auto",
     blend: str = "crop",
     pad_mode: str = "reflect",
@@ -81,6 +85,7 @@ def predict_tiled(
     amp: str | bool | None = "auto",
     device: str | torch.device | None = None,
     normalization: Normalization | None = None,
+    compile: bool | str = "auto",
     progress: bool = False,
     out: Any = None,
     report: dict[str, Any] | None = None,
@@ -97,18 +102,19 @@ def predict_tiled(
             and numpy slicing: zarr, :func:`unetseg.io.open_image`). C must equal
             ``model.in_channels``. Read one tile row at a time.
         tile_size: model input side in pixels (rounded to a size the model accepts; shrunk per axis to what
-            the image needs), or "auto": the fastest measured size for this model and device
-            (:func:`unetseg.inference.autotile.auto_tile_size`). Default 512.
+            the image needs), or "auto" (default): the candidate (256..1024 px) with the shortest measured time
+            for this image, model, device and precision (:func:`unetseg.inference.autotile.auto_tile_size`).
         batch_size: tiles per forward pass, or "auto" (default): 1 on CPUs, 4 on GPUs
             (:func:`unetseg.inference.autotile.auto_batch_size`).
         blend: "crop" (default): each tile contributes only its centre, tiles abut. "gaussian": tile outputs
             are averaged with a Gaussian importance map (sigma = tile/8), as MONAI and nnU-Net do.
         pad_mode: how context beyond the image border is extrapolated: "reflect" (default, the paper's
             mirroring, = numpy "reflect" / cv2 REFLECT_101), "symmetric", "edge", "constant" (zeros).
-        halo: overlap per side of same-padding tiles, "auto" (default) or pixels (rounded up to the stride).
-            "auto" is the receptive-field radius rounded up to the stride for UNet/autoencoder (exact) and
-            two strides (64 px) for other models (smp). Ignored for valid-padding models, whose context is
-            their margin.
+        halo: context per side of same-padding tiles: "auto" (default): the smallest halo measured after
+            training to reproduce whole-image labels (>= 99.99 %, stored in the checkpoint), else "exact";
+            "exact": the receptive-field radius (tiled == whole image; two strides for models of unknown
+            receptive field such as smp encoders); or pixels (rounded up to the stride). Ignored for
+            valid-padding models, whose context is their margin (the paper's exact overlap-tile).
         tta: None (default), "flips" (4 flips) or "d4" (8 rotations/flips); averaged in probability space.
         output: "labels" (default): HxW class indices, uint8 for <= 256 classes (uint16 <= 65536, else
             int32); a 1-class model gives (sigmoid > 0.5). "probs": HxWxK float32 probabilities (softmax;
@@ -119,6 +125,11 @@ def predict_tiled(
         device: torch device; default the model's.
         normalization: input normalisation; default ``model.normalization`` if present, else by dtype
             (uint8 / 255, uint16 / 65535, float as given).
+        compile: run the model through ``torch.compile`` (inductor, frozen weights; compiled once per tile
+            shape): True, False, or "auto" (default): when the image's estimated eager time exceeds
+            ``COMPILE_AFTER_SECONDS``, which compiling more than pays back. Batch norm is folded into the
+            convolutions and weights are cast to the inference dtype either way
+            (:class:`unetseg.inference.graph.InferenceGraph`). A failed compile falls back to eager with a notice.
         progress: show a tqdm bar over tiles.
         out: optional preallocated destination of the result's shape (numpy array, zarr array, or a
             streaming writer such as :class:`unetseg.io.TiffTileWriter`). Rows are written in
@@ -135,6 +146,8 @@ def predict_tiled(
     if output not in OUTPUTS:
         raise UnetsegError(f"output={output!r} is not one of {', '.join(OUTPUTS)}")
     check_pad_mode(pad_mode)
+    if not isinstance(compile, bool) and compile != "auto":
+        raise UnetsegError(f"compile={compile!r} must be True, False or 'auto'")
     transforms = tta_transforms(tta)
     tile = positive_int_or_auto("tile_size", tile_size)
     batch = positive_int_or_auto("batch_size", batch_size)
@@ -154,23 +167,35 @@ def predict_tiled(
     geometry = Geometry.of(model)
     if batch == "auto":
         batch = auto_batch_size(dev)
-    with inference_model(model, dev) as net:
-        if tile == "auto":
-            tile = auto_tile_size(net, (height, width), channels=channels, batch_size=batch,
-                                  device=dev, precision=precision, halo=halo)
-        grid = TileGrid.build((height, width), tile, geometry, halo)
-        if report is not None:
-            report.update(tile_shape=list(grid.tile_shape), context=grid.rows.context, num_tiles=grid.num_tiles,
-                          batch_size=batch, precision=precision.name, device=str(dev))
-        settings = Settings(grid, batch, blend, pad_mode, transforms, output, precision, dev, norm)
-        return _run(net, image, settings, progress, out)
+    graph = inference_graph(model, dev, precision)
+    key = model_key(model)
+    if tile == "auto":
+        tile = auto_tile_size(graph, key, (height, width), geometry, channels=channels, batch_size=batch, halo=halo)
+    grid = TileGrid.build((height, width), tile, geometry, halo)
+    if _should_compile(compile, graph, key, grid, channels, batch):
+        graph = inference_graph(model, dev, precision, compile=True)
+    if report is not None:
+        report.update(tile_shape=list(grid.tile_shape), context=grid.rows.context, num_tiles=grid.num_tiles,
+                      batch_size=batch, precision=precision.name, device=str(dev), compiled=graph.compiled)
+    settings = Settings(grid, batch, blend, pad_mode, transforms, output, graph, norm)
+    return _run(image, settings, progress, out)
 
 
-def _run(model: nn.Module, image: Any, s: Settings, progress: bool, out: Any) -> Any:
+def _should_compile(compile: bool | str, graph: InferenceGraph, key: str, grid: TileGrid, channels: int,
+                    batch: int) -> bool:
+    if isinstance(compile, bool):
+        return compile
+    if grid.num_tiles < MIN_TILES_TO_COMPILE:
+        return False
+    seconds = seconds_per_tile(graph, key, grid.tile_shape, channels=channels, batch_size=batch)
+    return seconds is not None and seconds * grid.num_tiles > COMPILE_AFTER_SECONDS
+
+
+def _run(image: Any, s: Settings, progress: bool, out: Any) -> Any:
     """Read tiles -> model -> stitch, with the reading one batch ahead in a background thread."""
-    forward = TileForward(model, s.transforms, s.precision, s.device)
+    forward = TileForward(s.graph, s.transforms)
     stitcher = Stitcher(s.grid, s.blend, s.output, out)
-    batches = tile_batches(image, s.grid, s.batch_size, s.pad_mode, s.normalization, s.precision.channels_last)
+    batches = tile_batches(image, s.grid, s.batch_size, s.pad_mode, s.normalization, s.graph.precision.channels_last)
     bar = tqdm(total=s.grid.num_tiles, desc="tiles", unit="tile", disable=not progress, leave=False)
     with torch.inference_mode(), bar:
         for x, index in prefetch(batches):

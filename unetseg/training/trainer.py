@@ -28,7 +28,9 @@ from tqdm.auto import tqdm
 from ..config import RunConfig
 from ..errors import UnetsegError
 from ..inference import predict_tiled
-from ..models import load_model
+from ..inference.halo import measure_halo
+from ..models import SegmentationModel, load_model
+from ..models.checkpoint import read_checkpoint, write_checkpoint
 from .checkpointing import (
     BEST_NAME, LAST_NAME, read_resume_state, restore_training, save_run_checkpoint, training_state,
 )
@@ -42,6 +44,9 @@ from .loop import NonFiniteLoss, SkipSampler, StepState, train_epoch
 from .plots import plot_curves, plot_samples
 from .run_files import write_config, write_summary
 from .setup import build_components, check_resume_config, default_run_dir, finite_or_none, validation_amp
+
+
+HALO_PROBE_IMAGES = 4  # validation images the halo is measured on after training
 
 
 @dataclass
@@ -269,7 +274,9 @@ class Trainer:
                 save_run_checkpoint(best_path, c.bare, self.meta(self.last_miou))
             if self.log.rows:
                 plot_curves(self.log.rows, self.run_dir / "curves.png")
-            self._sample_grid(best_path)
+            model = load_model(best_path, device=self.ctx.device)
+            self._record_halo(model, best_path)
+            self._sample_grid(model)
         result = RunResult(
             run_dir=self.run_dir, best_miou=finite_or_none(self.best_miou), best_epoch=self.best_epoch,
             last_scores=self.last_scores, epochs=self.state.epoch, global_step=self.state.global_step,
@@ -281,12 +288,21 @@ class Trainer:
                                          "rank_state_digests": digests, "ranks_identical": len(set(digests)) == 1})
         return result
 
-    def _sample_grid(self, best_path: Path) -> None:
+    def _record_halo(self, model: SegmentationModel, best_path: Path) -> None:
+        """Measure the context best.pt's tiles need on validation images and store it in its meta["halo"]."""
+        images = [image for image, _ in self.c.val_items[:HALO_PROBE_IMAGES]]
+        if model.padding != "same" or not images:
+            return
+        model.meta["halo"] = measure_halo(model, images, device=self.ctx.device)
+        payload = read_checkpoint(best_path)
+        payload["meta"]["halo"] = model.meta["halo"]
+        write_checkpoint(payload, best_path)
+
+    def _sample_grid(self, model: SegmentationModel) -> None:
         c = self.c
         n = min(self.tcfg.plot_samples, len(c.val_items))
         if n == 0:
             return
-        model = load_model(best_path, device=self.ctx.device)
         items = c.val_items[:n]
         preds = [predict_tiled(model, image, tile_size=self.tcfg.val_tile_size, amp=validation_amp(c.precision))
                  for image, _ in items]

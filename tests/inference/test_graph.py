@@ -1,0 +1,120 @@
+"""The inference graph: batch norm folded, weights pre-cast, compiled, never touching the caller's model."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import unetseg
+from unetseg.data.samples import load_sample
+from unetseg.inference import predict_tiled
+from unetseg.inference.amp import Precision
+from unetseg.inference.grid import Geometry
+from unetseg.inference.graph import InferenceGraph, fold_batchnorm, has_normalization
+
+from ..conftest import tiny_unet, whole_image_probs
+
+
+def count_bn(model):
+    return sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_unet_batchnorm_folds_into_the_convolutions_exactly(padding):
+    model = tiny_unet(padding, depth=2)
+    x = torch.rand(2, 1, 92, 92) if padding == "valid" else torch.rand(2, 1, 64, 64)
+    folded = fold_batchnorm(model, x[:1])
+    assert count_bn(model) > 0 and count_bn(folded) == 0
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_smp_encoder_and_decoder_batchnorms_fold_too():
+    torch.manual_seed(0)
+    model = unetseg.build_model("smp-unet", encoder_name="resnet18", in_channels=3, num_classes=2).eval()
+    x = torch.rand(1, 3, 64, 64)
+    folded = fold_batchnorm(model, x)
+    assert count_bn(folded) == 0 and not has_normalization(folded)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-3, atol=1e-3)
+
+
+def test_a_conv_whose_output_is_used_twice_is_not_folded():
+    class Branchy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y  # folding BN into conv would change the second use
+
+    model = Branchy().eval()
+    with torch.no_grad():
+        model.bn.running_mean.fill_(0.5)
+        model.bn.running_var.fill_(4.0)
+    x = torch.rand(1, 1, 32, 32)
+    assert fold_batchnorm(model, x) is model
+
+
+def test_graph_leaves_the_callers_model_alone_and_casts_weights_once():
+    model = tiny_unet("same", depth=2).train()
+    graph = InferenceGraph(model, torch.device("cpu"), Precision(torch.bfloat16, True))
+    assert model.training and count_bn(model) > 0 and next(model.parameters()).dtype == torch.float32
+    assert graph.cast and next(graph.net.parameters()).dtype == torch.bfloat16
+    logits = graph(torch.rand(1, 1, 64, 64))
+    assert logits.dtype == torch.float32 and logits.shape == (1, 3, 64, 64)
+
+
+def test_group_norm_models_keep_autocast():
+    model = unetseg.UNet(1, 2, base_channels=4, depth=2, padding="same", norm="group").eval()
+    graph = InferenceGraph(model, torch.device("cpu"), Precision(torch.bfloat16, True))
+    assert not graph.cast and next(graph.net.parameters()).dtype == torch.float32
+
+
+@pytest.fixture(scope="module")
+def nuclei_image():
+    return load_sample("nuclei", "train").images[0][:256, :320]
+
+
+def test_folded_labels_equal_eager_labels(trained_same_unet, nuclei_image):
+    """fp32: folded == eager up to float rounding. bf16: the folded, pre-cast graph is as close to fp32 as eager
+    autocast is (two bf16 roundings of one model differ by more than either differs from fp32 at near-ties)."""
+    model = trained_same_unet
+    context = Geometry.of(model).halo_for("exact")
+    fp32 = whole_image_probs(model, nuclei_image, context).argmax(-1)
+    autocast = whole_image_probs(model, nuclei_image, context, autocast=torch.bfloat16).argmax(-1)
+    folded32 = predict_tiled(model, nuclei_image, tile_size=512, halo="exact", amp=False)
+    folded16 = predict_tiled(model, nuclei_image, tile_size=512, halo="exact", amp="bf16")
+    assert (folded32 == fp32).mean() >= 0.9999
+    assert (folded16 == fp32).mean() >= min(0.999, (autocast == fp32).mean() - 0.0005)
+
+
+def test_compiled_labels_equal_eager_labels(trained_same_unet, nuclei_image):
+    eager = predict_tiled(trained_same_unet, nuclei_image, tile_size=128, amp=False, compile=False)
+    report = {}
+    compiled = predict_tiled(trained_same_unet, nuclei_image, tile_size=128, amp=False, compile=True, report=report)
+    assert report["compiled"] is True
+    assert (compiled == eager).mean() >= 0.9999
+
+
+def test_a_failing_compile_falls_back_to_eager_with_a_notice(monkeypatch, nuclei_image):
+    model = tiny_unet("same", depth=2)
+
+    def broken(module, **kwargs):
+        def run(x):
+            raise RuntimeError("no C++ compiler")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    expected = predict_tiled(model, nuclei_image, tile_size=64, amp=False, compile=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = predict_tiled(model, nuclei_image, tile_size=64, amp=False, compile=True)
+    np.testing.assert_array_equal(got, expected)
+    assert any("torch.compile failed" in str(w.message) for w in caught)
+
+
+def test_compile_argument_is_checked():
+    with pytest.raises(unetseg.UnetsegError, match="compile="):
+        predict_tiled(tiny_unet("same", depth=2), np.zeros((8, 8), np.uint8), compile="yes")

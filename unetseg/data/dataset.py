@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -95,6 +95,7 @@ class TrainPatches(Dataset):
         self.normalization = normalization
         self.patches_per_epoch = int(patches_per_epoch)
         self.ignore_index = ignore_index
+        self.report: Any = None  # what data preparation found (training.datasets.DataReport), if any
         self.seed = int(seed)
         self.epoch = 0
         self.images: list[np.ndarray] = []

@@ -3,12 +3,14 @@
 A run folder holds::
 
     config.yaml          the resolved config (in_channels / num_classes filled from the data)
+    split.json           which files (and, for data.split: regions, which blocks) are training and validation
     metrics.csv          one row per epoch: epoch, step, time_s, train_loss, val_miou, val_accuracy,
                          iou_<class>..., lr, images_per_s
     best.pt, last.pt     checkpoints (best by validation mIoU; last.pt also holds the resume state)
     curves.png           train loss / val mIoU / learning rate against epoch
     samples.png          validation images | truth | prediction of best.pt
-    summary.json         the outcome (best mIoU, epochs, steps, why it stopped, per-rank weight digests)
+    summary.json         the outcome (best mIoU, epochs, steps, why it stopped, per-rank weight digests; under
+                         "data": warnings, per-band normalisation statistics, the nodata rule)
 
 The same code runs single-process or under ``torchrun --nproc_per_node N`` (DistributedDataParallel).
 """
@@ -40,7 +42,7 @@ from .distributed import (
 from .evaluate import score_images
 from .loop import NonFiniteLoss, SkipSampler, StepState, train_epoch
 from .plots import plot_curves, plot_samples
-from .run_files import write_config, write_summary
+from .run_files import write_config, write_split, write_summary
 from .setup import build_components, check_resume_config, default_run_dir, finite_or_none, validation_amp
 
 
@@ -146,7 +148,10 @@ class Trainer:
 
     def meta(self, val_miou: float | None) -> dict[str, Any]:
         c = self.c
-        return {"normalization": c.normalization, "classes": c.classes, "ignore_index": self.config.data.ignore_index,
+        report = c.train_ds.report
+        return {"normalization": c.normalization, "classes": c.classes, "ignore_index": c.train_ds.ignore_index,
+                "nodata": report.nodata.to_dict() if report is not None else None,
+                "display": self.config.display.model_dump(), "class_values": self.config.data.class_values,
                 "input_size": c.input_size, "config": c.resolved.model_dump(mode="json"), "epoch": self.state.epoch,
                 "global_step": self.state.global_step, "val_miou": val_miou}
 
@@ -165,6 +170,11 @@ class Trainer:
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.run_dir, self.c.resolved)
+            report = self.c.train_ds.report
+            if report is not None:
+                write_split(self.run_dir, report.split)
+                for line in report.warnings:
+                    tqdm.write(f"unetseg train: warning: {line}")
         self.log = MetricsLog(self.run_dir / "metrics.csv", metric_columns(self.c.classes.names))
         if self.resume_payload is not None:
             self.log.load(max_step=self.state.global_step)
@@ -220,7 +230,7 @@ class Trainer:
     def _validate(self) -> dict[str, Any]:
         c = self.c
         return score_images(c.bare, c.val_items, num_classes=c.classes.num_classes,
-                            ignore_index=self.config.data.ignore_index, tile_size=self.tcfg.val_tile_size,
+                            ignore_index=c.train_ds.ignore_index, tile_size=self.tcfg.val_tile_size,
                             amp=validation_amp(c.precision), normalization=c.normalization, device=self.ctx.device,
                             ctx=self.ctx)
 
@@ -277,7 +287,11 @@ class Trainer:
             best_checkpoint=best_path, last_checkpoint=last_path,
         )
         if ctx.is_main:
-            write_summary(self.run_dir, {**asdict(result), "world_size": ctx.world_size, "device": str(ctx.device),
+            report = c.train_ds.report
+            data = {} if report is None else {"warnings": report.warnings, "normalization": report.normalization,
+                                              "nodata": report.nodata.to_dict()}
+            write_summary(self.run_dir, {**asdict(result), "data": data, "world_size": ctx.world_size,
+                                         "device": str(ctx.device),
                                          "rank_state_digests": digests, "ranks_identical": len(set(digests)) == 1})
         return result
 
@@ -291,4 +305,5 @@ class Trainer:
         preds = [predict_tiled(model, image, tile_size=self.tcfg.val_tile_size, amp=validation_amp(c.precision))
                  for image, _ in items]
         plot_samples([i for i, _ in items], [m for _, m in items], preds, c.classes.palette(),
-                     self.run_dir / "samples.png", c.classes.names, self.config.data.ignore_index)
+                     self.run_dir / "samples.png", c.classes.names, c.train_ds.ignore_index,
+                     bands=self.config.display.bands)

@@ -155,7 +155,8 @@ class TrainPatches(Dataset):
         target_weight = crop["weight"][m : m + t, m : m + t]
         if self.ignore_index is not None:
             target_weight = np.where(target_mask == self.ignore_index, np.float32(0), target_weight)
-        return {"image": crop["image"], "mask": target_mask, "weight": target_weight.astype(np.float32, copy=False)}
+        return {"image": crop["image"], "mask": target_mask, "weight": target_weight.astype(np.float32, copy=False),
+                "source": k}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
@@ -166,6 +167,7 @@ class TrainPatches(Dataset):
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "mask": torch.from_numpy(np.ascontiguousarray(crop["mask"]).astype(np.int64)),
             "weight": torch.from_numpy(np.ascontiguousarray(crop["weight"])),
+            "source": torch.tensor(crop["source"]),  # index of the training image the crop came from
         }
 
 

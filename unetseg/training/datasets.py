@@ -155,8 +155,9 @@ def build_datasets(
 
     Returns:
         ``(train, val, classes, normalization)``: :class:`TrainPatches` (its ``ignore_index`` is the ignore
-        label in effect, its ``report`` a :class:`DataReport`); :class:`ValImages` (whole images,
-        un-normalised, invalid pixels filled); the class table; per-band statistics of the valid training pixels.
+        label in effect, its ``report`` a :class:`DataReport`); :class:`ValImages` (whole images as read,
+        un-normalised: prediction applies the nodata rule, their masks are ignored there); the class table;
+        per-band statistics of the valid training pixels.
     """
     train, val = load_splits(cfg, gap=margin if context is None else context)
     none = [None] * len(train.images)
@@ -166,7 +167,6 @@ def build_datasets(
     except ValueError as err:
         raise UnetsegError(f"data: {err}") from None
     images = _filled(train.images, train.info.get("valid", none), normalization)
-    val_images = _filled(val.images, val.info.get("valid", [None] * len(val.images)), normalization)
     ignore = train.info.get("ignore_index", cfg.ignore_index)
     files = list(train.info.get("files", []))
     nodata = Nodata(cfg.nodata, resolve_nodata(cfg.nodata, file_nodata(files[0]) if files else None), cfg.nodata_rule)
@@ -181,4 +181,4 @@ def build_datasets(
     )
     patches.report = report
     names = list(val.info.get("stems", [])) or [f"{cfg.sample or 'val'}-{i}" for i in range(len(val))]
-    return patches, ValImages(val_images, list(val.masks), names), train.classes, normalization
+    return patches, ValImages(list(val.images), list(val.masks), names), train.classes, normalization

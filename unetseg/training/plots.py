@@ -51,14 +51,17 @@ def plot_samples(
     class_names: Sequence[str] | None = None,
     ignore_index: int | None = None,
     bands: Sequence[int] | None = None,
+    valid: Sequence[np.ndarray | None] | None = None,
 ) -> Path:
     """A grid with one row per sample: image | ground truth | prediction (coloured by ``palette``).
 
-    The image is previewed by :func:`unetseg.io.display.display_rgb` (``bands``, 2-98 percentile stretch)."""
+    The image is previewed by :func:`unetseg.io.display.display_rgb` (``bands``, 2-98 percentile stretch over
+    the ``valid`` pixels of each image; invalid ones black)."""
     n = len(images)
     fig, axes = plt.subplots(max(n, 1), 3, figsize=(10, 3.3 * max(n, 1)), squeeze=False)
     for row, (image, truth, pred) in enumerate(zip(images, truths, predictions)):
-        panels = ((display_rgb(image, bands), "image"),
+        ok = None if valid is None else valid[row]
+        panels = ((display_rgb(image, bands, valid=ok), "image"),
                   (colorize(truth, palette, ignore_index=ignore_index, unknown_color=IGNORE_COLOR), "truth"),
                   (colorize(pred, palette, unknown_color=IGNORE_COLOR), "prediction"))
         for ax, (data, title) in zip(axes[row], panels):

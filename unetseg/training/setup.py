@@ -153,6 +153,8 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
     torch.manual_seed(cfg.train.seed)  # identical initial weights whatever the data code consumed
     bare = make_model(cfg.model.name, kwargs).to(ctx.device)
     bare.normalization, bare.classes = normalization, classes
+    if train_ds.report is not None:  # validation predicts with the nodata rule a checkpoint will carry
+        bare.meta = {"nodata": train_ds.report.nodata.to_dict()}
     precision = training_precision(cfg.train.amp, ctx.device, cfg.train.channels_last)
     if cfg.train.channels_last:
         bare = bare.to(memory_format=torch.channels_last)

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..config import RunConfig
+from ..data.nodata import Nodata, valid_mask
 from ..errors import UnetsegError
 from ..inference import predict_tiled
 from ..models import load_model
@@ -266,6 +267,12 @@ class Trainer:
         kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
         if self.ctx.is_main and self.log.rows:
             plot_curves(self.log.rows, self.run_dir / "curves.png")
+        if err.bad_inputs:
+            files = self.c.train_ds.report.files if self.c.train_ds.report is not None else []
+            named = [files[i] if i < len(files) else f"training image {i}" for i in err.sources]
+            raise UnetsegError(f"training stopped at epoch {err.epoch}, step {err.step}: the input batch holds "
+                               f"{err.bad_inputs} NaN/Inf value(s), from {', '.join(named) or 'the training images'} "
+                               f"({kept}); check those images' values and data.nodata")
         raise UnetsegError(f"training stopped: {err} ({kept}); try a lower train.lr, train.grad_clip, "
                            "or train.amp=off")
 
@@ -304,6 +311,7 @@ class Trainer:
         items = c.val_items[:n]
         preds = [predict_tiled(model, image, tile_size=self.tcfg.val_tile_size, amp=validation_amp(c.precision))
                  for image, _ in items]
+        nodata = c.train_ds.report.nodata if c.train_ds.report is not None else Nodata(None)
         plot_samples([i for i, _ in items], [m for _, m in items], preds, c.classes.palette(),
                      self.run_dir / "samples.png", c.classes.names, c.train_ds.ignore_index,
-                     bands=self.config.display.bands)
+                     bands=self.config.display.bands, valid=[valid_mask(i, nodata.value, nodata.rule) for i, _ in items])

@@ -37,7 +37,8 @@ def valid_mask(image: np.ndarray, nodata: float | None, rule: str = "any") -> np
     Args:
         image: HxW or HxWxC array of any numeric dtype.
         nodata: the nodata value (compared in the image's dtype), or None: only NaN/Inf are invalid.
-        rule: ``"any"`` (default): invalid where any band is nodata or not finite; ``"all"``: where every band is.
+        rule: ``"any"`` (default): invalid where any band is nodata; ``"all"``: where every band is. A NaN/Inf in
+            any band makes the pixel invalid under either rule (the model cannot take it).
     """
     if rule not in NODATA_RULES:
         raise UnetsegError(f"nodata rule {rule!r} is not one of {', '.join(NODATA_RULES)}")
@@ -46,10 +47,11 @@ def valid_mask(image: np.ndarray, nodata: float | None, rule: str = "any") -> np
     if not needs_check(image.dtype, nodata):
         return np.ones(shape, bool)
     bands = image.reshape(shape[0], shape[1], -1)
-    bad = np.zeros(bands.shape, bool) if np.issubdtype(image.dtype, np.integer) else ~np.isfinite(bands)
+    bad = np.zeros(shape, bool) if np.issubdtype(image.dtype, np.integer) else ~np.isfinite(bands).all(axis=2)
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-        bad |= bands == nodata
-    return ~(bad.any(axis=2) if rule == "any" else bad.all(axis=2))
+        equal = bands == nodata
+        bad |= equal.any(axis=2) if rule == "any" else equal.all(axis=2)
+    return ~bad
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,8 @@ def test_rule_label_and_defaults(holey):
     assert (auto[10:20, 30:45] == 255).all() and auto[50, 60] != 255
     with pytest.raises(UnetsegError, match="nodata label 2 collides"):
         unetseg.predict_tiled(model, image, tile_size=64, amp=False, nodata_label=2)
+    with pytest.raises(UnetsegError, match="no valid pixel in the image"):
+        unetseg.predict_tiled(model, np.full((40, 50, 3), -5, np.float32), tile_size=32, amp=False, nodata=-5)
     # an integer image without nodata makes no invalid-pixel pass and writes no nodata label
     ints = (np.clip(image, -2, 2) * 50 + 128).astype(np.uint8)
     assert (unetseg.predict_tiled(tiny_unet("same", depth=2, in_channels=3), ints, tile_size=64, nodata=None) < 3).all()

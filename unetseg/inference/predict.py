@@ -209,4 +209,6 @@ def _run(model: nn.Module, image: Any, s: Settings, progress: bool, out: Any) ->
         for x, index, invalid in prefetch(batches):
             stitcher.add(forward(x), index, invalid)
             bar.update(len(index))
+    if s.invalid is not None and not s.invalid.valid_seen:
+        raise UnetsegError(f"no valid pixel in the image (every pixel is nodata {s.invalid.nodata}, NaN or Inf)")
     return stitcher.out

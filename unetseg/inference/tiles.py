@@ -23,12 +23,14 @@ READ_COLUMNS = 4096
 TileIndex = tuple[int, int]
 
 
-@dataclass(frozen=True)
+@dataclass
 class InvalidRule:
-    """Which input pixels are invalid: equal to ``nodata`` (None: only NaN/Inf) in ``rule`` ("any"|"all") bands."""
+    """Which input pixels are invalid: equal to ``nodata`` (None: only NaN/Inf) in ``rule`` ("any"|"all") bands.
+    ``valid_seen`` turns True once a tile with a valid pixel was read (tiles cover the image)."""
 
     nodata: float | None
     rule: str = "any"
+    valid_seen: bool = False
 
 
 def read_tiles(image: Any, grid: TileGrid, pad_mode: str) -> Iterator[tuple[TileIndex, np.ndarray]]:
@@ -72,6 +74,7 @@ def tile_batches(image: Any, grid: TileGrid, batch_size: int, pad_mode: str, nor
         bad = None
         if invalid is not None:
             bad = ~valid_mask(tile, invalid.nodata, invalid.rule)
+            invalid.valid_seen = invalid.valid_seen or not bad.all()
             if bad.any():
                 x[bad] = 0.0
             else:

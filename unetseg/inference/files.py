@@ -56,8 +56,10 @@ class MapStyle:
         return [*geotags, *nodata_tag(self.nodata)]
 
 
-def map_style(model: SegmentationModel, source: ImageSource, options: dict[str, Any], bands: Any) -> MapStyle:
-    """The :class:`MapStyle` of ``source`` under ``options`` (predict_tiled's nodata / nodata_label)."""
+def map_style(model: SegmentationModel, source: ImageSource, options: dict[str, Any], bands: Any,
+              overlays: bool) -> MapStyle:
+    """The :class:`MapStyle` of ``source`` under ``options`` (predict_tiled's nodata / nodata_label); the stretch
+    (read from the central window) only when ``overlays`` are drawn."""
     rule = invalid_rule(model, source.array, options.get("nodata", "auto"))
     k = model.num_classes
     label = None if rule is None else nodata_label(k, options.get("nodata_label"))
@@ -66,6 +68,8 @@ def map_style(model: SegmentationModel, source: ImageSource, options: dict[str, 
         palette = np.concatenate([palette, np.zeros((256 - k, 3), np.uint8)])
     if bands is None:
         bands = ((getattr(model, "meta", None) or {}).get("display") or {}).get("bands")
+    if not overlays:
+        return MapStyle(label, palette, bands, None, model.class_table.transparent, rule)
     side = min(STRETCH_WINDOW, source.shape[0]), min(STRETCH_WINDOW, source.shape[1])
     top, left = (source.shape[0] - side[0]) // 2, (source.shape[1] - side[1]) // 2
     window = np.asarray(source.array[top : top + side[0], left : left + side[1]])
@@ -103,7 +107,7 @@ def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list
     output = "probs" if "probs" in formats else "labels"
     settings = {k: v for k, v in options.items() if k in RECORDED_OPTIONS}
     settings["input"] = str(path)
-    style = map_style(model, source, options, bands)
+    style = map_style(model, source, options, bands, "overlay" in formats)
     if style.nodata is not None:
         options = {**options, "nodata_label": style.nodata}
     if source.is_tiff:

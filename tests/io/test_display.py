@@ -35,3 +35,17 @@ def test_overlay_blacks_out_nodata_labels_and_invalid_pixels(rng):
     palette = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
     out = display.overlay(image, labels, palette)
     assert (out[:4] == 0).all() and out[4:].any()
+
+
+def test_transparent_classes_travel_from_the_config_to_the_overlay(rng):
+    from unetseg.config.data import parse_data_config
+    from unetseg.data.classes import ClassTable
+
+    cfg = parse_data_config({"source": "folder", "images": "i", "masks": "m", "classes": [
+        {"name": "soil", "transparent": True}, {"name": "water", "color": [0, 0, 255]}]})
+    table = cfg.configured_classes()
+    assert table.transparent == (0,) and ClassTable.from_dict(table.to_dict()) == table
+    image = np.full((4, 6), 100, np.uint8)
+    labels = np.array([[0, 1] * 3] * 4, np.uint8)
+    out = display.overlay(image, labels, table.palette(), transparent=table.transparent)
+    assert (out[labels == 0] == 0).all() and (out[labels == 1] == [0, 0, 128]).all()

@@ -170,8 +170,9 @@ def build_datasets(
     ignore = train.info.get("ignore_index", cfg.ignore_index)
     files = list(train.info.get("files", []))
     nodata = Nodata(cfg.nodata, resolve_nodata(cfg.nodata, file_nodata(files[0]) if files else None), cfg.nodata_rule)
-    report = DataReport(data_warnings(train, cfg, ignore), train.info.get("split", {}), normalization.to_dict(),
-                        nodata, files)
+    split = train.info.get("split") or {"mode": "sample", "sample": cfg.sample, "train": {"images": len(train)},
+                                        "val": {"images": len(val)}}  # built-in samples have fixed splits
+    report = DataReport(data_warnings(train, cfg, ignore), split, normalization.to_dict(), nodata, files)
     input_size = _clamped_size(images, input_size, margin, fit_size, cfg, report.warnings)
     train.images = images
     weights = training_weights(train, cfg, ignore)

@@ -130,6 +130,10 @@ def test_training_data_ignores_invalid_pixels_and_fills_them_with_the_mean(tmp_p
     assert train.report.split == {"mode": "files", "train": {"files": ["a", "b"]}, "val": {"files": ["c"]}}
     assert train.report.nodata.to_dict() == {"setting": "auto", "value": ND, "rule": "any"}
     assert np.isnan(val.images[0][6, 7]).all()  # validation images stay as read; prediction applies the rule
+    augmented, *_ = build_datasets(folder_cfg(tmp_path / "images", tmp_path / "masks", class_values=[1, 2, 3],
+                                              val_files=["c"], augment=True), input_size=32, margin=0)
+    low, high = augmented.augmenter.value_range
+    assert low.min() > 0 and high.max() < 200  # the augmenter's range is that of the valid pixels
 
 
 def test_warnings_for_0_255_masks_and_classes_without_pixels(tmp_path, rng):

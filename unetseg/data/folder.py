@@ -248,7 +248,8 @@ def split_items(
         n_val = 0 if val_fraction == 0 else max(1, int(round(val_fraction * len(stems))))
         if n_val and n_val >= len(stems):
             raise UnetsegError(f"val_fraction={val_fraction} leaves no training images out of {len(stems)}; "
-                               "add images, lower val_fraction or set val_fraction: 0")
+                               "add images, use data.split: regions (blocks of each image), lower val_fraction "
+                               "or set val_fraction: 0")
         chosen = set(np.random.default_rng(seed).permutation(len(stems))[:n_val].tolist())
         val = [s for i, s in enumerate(stems) if i in chosen]
     train = [s for s in stems if s not in set(val)]

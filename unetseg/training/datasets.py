@@ -172,7 +172,8 @@ def build_datasets(
     nodata = Nodata(cfg.nodata, resolve_nodata(cfg.nodata, file_nodata(files[0]) if files else None), cfg.nodata_rule)
     split = train.info.get("split") or {"mode": "sample", "sample": cfg.sample, "train": {"images": len(train)},
                                         "val": {"images": len(val)}}  # built-in samples have fixed splits
-    report = DataReport(data_warnings(train, cfg, ignore), split, normalization.to_dict(), nodata, files)
+    stats = {"method": cfg.normalize, **normalization.to_dict()}
+    report = DataReport(data_warnings(train, cfg, ignore), split, stats, nodata, files)
     input_size = _clamped_size(images, input_size, margin, fit_size, cfg, report.warnings)
     train.images = images
     weights = training_weights(train, cfg, ignore)

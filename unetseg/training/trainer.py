@@ -176,6 +176,10 @@ class Trainer:
                 write_split(self.run_dir, report.split)
                 for line in report.warnings:
                     tqdm.write(f"unetseg train: warning: {line}")
+                if self.progress:
+                    stats = report.normalization
+                    tqdm.write(f"normalisation ({stats['method']}, valid training pixels) per band: mean "
+                               f"{[round(m, 4) for m in stats['mean']]}, std {[round(v, 4) for v in stats['std']]}")
         self.log = MetricsLog(self.run_dir / "metrics.csv", metric_columns(self.c.classes.names))
         if self.resume_payload is not None:
             self.log.load(max_step=self.state.global_step)

@@ -80,6 +80,21 @@ def test_non_finite_input_is_reported_as_input_not_as_an_optimiser_problem():
     assert info.value.bad_inputs == 1 and info.value.sources == (3,)
 
 
+def test_trainer_names_the_files_of_a_non_finite_input(tmp_path):
+    from types import SimpleNamespace
+
+    from unetseg.errors import UnetsegError
+    from unetseg.training.datasets import DataReport
+    from unetseg.training.trainer import Trainer
+
+    trainer = Trainer.__new__(Trainer)
+    trainer.run_dir, trainer.ctx, trainer.log = tmp_path, DistContext(0, 1, 0, torch.device("cpu")), SimpleNamespace(rows=[])
+    trainer.c = SimpleNamespace(train_ds=SimpleNamespace(report=DataReport(files=["a.tif", "b.tif"])))
+    with pytest.raises(UnetsegError, match=r"input batch holds 3 NaN/Inf value\(s\), from b\.tif") as info:
+        trainer._non_finite(NonFiniteLoss(1, 2, float("nan"), 3, (1,)))
+    assert "train.lr" not in str(info.value)
+
+
 def test_shipped_landsat_scene_trains_from_its_config_and_predicts_with_georeferencing(tmp_path):
     cfg = load_config(ROOT / "configs" / "landsat_nc_unet.yaml")
     train_ds, val, classes, norm = build_datasets(cfg.data, input_size=128, margin=0, context=20)

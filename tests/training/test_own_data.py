@@ -12,7 +12,6 @@ import unetseg
 from unetseg.cli import main
 from unetseg.config import load_config
 from unetseg.config.data import parse_data_config
-from unetseg.data.normalization import Normalization
 from unetseg.inference.amp import Precision
 from unetseg.losses import build_loss
 from unetseg.models.checkpoint import read_checkpoint

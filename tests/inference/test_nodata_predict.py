@@ -93,3 +93,21 @@ def test_cli_writes_nodata_tags_black_overlays_and_counts_invalid_pixels_apart(t
     summary = json.loads((out / "scene_summary.json").read_text())
     assert summary["nodata_pixels"] == int(file_invalid.sum()) == image.shape[0] * image.shape[1] - summary["pixels"]
     assert len(summary["classes"]) == 3
+
+
+def test_cli_nodata_and_bands_options(tmp_path, holey, capsys):
+    image, _ = holey
+    tifffile.imwrite(tmp_path / "s.tif", np.where(np.isfinite(image), image, 0).astype(np.float32))
+    model = tiny_unet("same", depth=2, in_channels=3)
+    unetseg.save_checkpoint(model, tmp_path / "m.pt")
+    base = ["predict", "--checkpoint", str(tmp_path / "m.pt"), "--input", str(tmp_path / "s.tif"), "--output",
+            str(tmp_path / "o"), "--tile-size", "64", "--amp", "off", "--format", "index,summary"]
+    assert main([*base, "--nodata", "-5", "--nodata-label", "9"]) == 0
+    labels = tifffile.imread(tmp_path / "o" / "s_index.tif")
+    assert (labels[10:20, 30:45] == 9).all() and json.loads((tmp_path / "o" / "s_summary.json").read_text())["nodata"] == -5
+    assert main([*base, "--nodata", "none"]) == 0
+    assert (tifffile.imread(tmp_path / "o" / "s_index.tif")[10:20, 30:45] < 3).all()
+    capsys.readouterr()
+    assert main([*base, "--bands", "0,1"]) == 2 and "--bands '0,1'" in capsys.readouterr().err
+    assert main([*base, "--nodata", "x"]) == 2 and "--nodata 'x'" in capsys.readouterr().err
+    assert main([*base, "--nodata-label", "1"]) == 1 and "nodata label 1 collides" in capsys.readouterr().err

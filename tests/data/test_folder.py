@@ -29,7 +29,7 @@ def write_rgb(path: Path, rgb: np.ndarray):
 
 def test_index_masks_and_default_classes(tmp_path):
     images, masks = make_folder(tmp_path)
-    items, classes = load_folder(images, masks)
+    items, classes, _ = load_folder(images, masks)
     assert [it.stem for it in items] == ["im0", "im1", "im2"]
     assert classes.num_classes == 3 and classes.names[0] == "background"
     assert items[0].image.dtype == np.uint8 and items[0].image.shape == (24, 32)
@@ -66,7 +66,7 @@ def test_colour_masks_and_ignore_colour(tmp_path):
     rgb[2:4] = (0, 0, 255)
     rgb[7, 7] = (255, 255, 255)
     write_rgb(masks / "a.png", rgb)
-    items, classes = load_folder(images, masks, classes=CLASSES, mask_mode="color", ignore_index=255,
+    items, classes, _ = load_folder(images, masks, classes=CLASSES, mask_mode="color", ignore_index=255,
                                  ignore_color=(255, 255, 255))
     mask = items[0].mask
     assert classes is CLASSES
@@ -102,7 +102,7 @@ def test_ignore_label_passes_but_other_out_of_range_values_fail(tmp_path):
     m = cv2.imread(str(masks / "im1.png"), cv2.IMREAD_UNCHANGED)
     m[0, :5] = 255
     cv2.imwrite(str(masks / "im1.png"), m)
-    items, classes = load_folder(images, masks, classes=CLASSES, ignore_index=255)
+    items, classes, _ = load_folder(images, masks, classes=CLASSES, ignore_index=255)
     assert (items[1].mask == 255).sum() == 5 and classes.num_classes == 3
     with pytest.raises(UnetsegError, match=r"im1\.png.*mask value 255.*3"):
         load_folder(images, masks, classes=CLASSES)

@@ -47,13 +47,16 @@ def test_class_table_uses_checkpoint_colours():
     assert table.names == ("bg", "cell") and table.palette().tolist() == [[1, 2, 3], [4, 5, 6]]
 
 
-def test_overlay_blends_classes_and_keeps_background(labels):
-    image = np.full((37, 53), 100, np.uint8)
+def test_overlay_tints_every_class_but_the_transparent_ones(labels):
+    image = np.full((37, 53), 100, np.uint8)  # constant: stretched to 0
     palette = np.array([[0, 0, 0], [200, 0, 0], [0, 200, 0], [0, 0, 200]], np.uint8)
     out = display.overlay(image, labels, palette, alpha=0.5)
     assert out.shape == (37, 53, 3) and out.dtype == np.uint8
-    np.testing.assert_array_equal(out[labels == 0], 100)
-    np.testing.assert_array_equal(out[labels == 1], [[150, 50, 50]] * int((labels == 1).sum()))
+    np.testing.assert_array_equal(out[labels == 1], [[100, 0, 0]] * int((labels == 1).sum()))
+    palette[0] = (40, 80, 120)
+    np.testing.assert_array_equal(display.overlay(image, labels, palette)[labels == 0], [[20, 40, 60]] * int((labels == 0).sum()))
+    clear = display.overlay(image, labels, palette, transparent=[0])
+    np.testing.assert_array_equal(clear[labels == 0], 0)
 
 
 def test_probs_npy_round_trip_and_summary(tmp_path, labels):

@@ -41,7 +41,9 @@ def test_streamed_tiff_equals_in_memory_prediction_and_keeps_geotags(tmp_path, r
     assert [t[0] for t in source.geotags] == [33550] and source.nodata == 0
     with TiffTileWriter(tmp_path / "out.tif", (300, 270), np.uint8, extratags=source.geotags) as writer:
         unetseg.predict_tiled(model, source.array, tile_size=96, out=writer, amp=False)
-    expected = unetseg.predict_tiled(model, image, tile_size=96, amp=False)
+    # the file's nodata 0 applies on the lazy path ("auto") as an explicit nodata=0 does in memory
+    expected = unetseg.predict_tiled(model, image, tile_size=96, amp=False, nodata=0)
+    assert (expected[(image == 0).any(axis=2)] == 255).all() and (expected != 255).any()
     with tifffile.TiffFile(tmp_path / "out.tif") as tif:
         page = tif.pages.first
         assert tif.is_bigtiff and page.is_tiled and page.tags[33550].value == (0.5, 0.5, 0.0)

@@ -30,7 +30,8 @@ def straight_run(tmp_path_factory):
 def test_run_folder_has_everything(default_run):
     result = default_run
     run = result.run_dir
-    for name in ("config.yaml", "metrics.csv", "best.pt", "last.pt", "curves.png", "samples.png", "summary.json"):
+    for name in ("config.yaml", "split.json", "metrics.csv", "best.pt", "last.pt", "curves.png", "samples.png",
+                 "summary.json"):
         assert (run / name).is_file(), name
     assert result.epochs == 2 and result.stopped_by == "epochs" and 0 <= result.best_miou <= 1
 

@@ -55,6 +55,29 @@ def comma_list(flag: str, text: str, choices: tuple[str, ...]) -> list[str]:
     return items
 
 
+def nodata_value(text: str) -> str | float | None:
+    """``--nodata``: "auto", "none" (only NaN/Inf invalid) or a number."""
+    if text.lower() in ("auto", "none"):
+        return None if text.lower() == "none" else "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise UnetsegError(f"--nodata {text!r}: must be a number, 'auto' or 'none'") from None
+
+
+def band_list(text: str | None) -> list[int] | None:
+    """``--bands R,G,B`` or ``--bands B``: 0-based band numbers (1 or 3 of them)."""
+    if text is None:
+        return None
+    try:
+        bands = [int(b) for b in text.split(",")]
+    except ValueError:
+        bands = []
+    if len(bands) not in (1, 3) or any(b < 0 for b in bands):
+        raise UnetsegError(f"--bands {text!r}: give three band numbers R,G,B or one, counted from 0")
+    return bands
+
+
 def first_line(err: BaseException) -> str:
     """An exception as one line: its message, or its type when it has none."""
     text = str(err).strip()

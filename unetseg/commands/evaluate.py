@@ -37,7 +37,8 @@ def format_scores(scores: dict[str, Any], class_names: Sequence[str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
-    from ..data.folder import load_folder
+    from ..data.folder import PixelRules, load_folder
+    from ..data.nodata import Nodata
     from ..models import load_model
     from ..training.datasets import load_splits
     from ..training.evaluate import score_images
@@ -54,11 +55,15 @@ def run(args: argparse.Namespace) -> int:
             raise UnetsegError(f"{args.config}: the config has no validation images")
         items = list(zip(val.images, val.masks))
         names = [f"{args.config} validation image {i}" for i in range(len(val))]
-        ignore_index = cfg.data.ignore_index
+        ignore_index = val.info.get("ignore_index", cfg.data.ignore_index)
         source = f"validation split of {args.config}"
     else:
         ignore_index = model.meta.get("ignore_index")
-        found, _ = load_folder(args.images, args.masks, classes=model.class_table, ignore_index=ignore_index)
+        trained = Nodata.from_dict(model.meta.get("nodata"))
+        values = model.meta.get("class_values")
+        rules = PixelRules(trained.setting, trained.rule, None, None if values is None else tuple(values))
+        found, _, ignore_index = load_folder(args.images, args.masks, classes=model.class_table,
+                                             ignore_index=ignore_index, rules=rules)
         items, names = [(it.image, it.mask) for it in found], [str(it.mask_path) for it in found]
         source = f"{len(items)} image(s) in {os.fspath(args.images)}"
     scores = score_images(model, items, num_classes=model.num_classes, ignore_index=ignore_index,

@@ -14,7 +14,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import UnetsegError
-from .common import comma_list, error_line, first_line, halo_arg, int_or_auto, torch_device
+from .common import band_list, comma_list, error_line, first_line, halo_arg, int_or_auto, nodata_value, torch_device
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +40,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("--tta", choices=["flips", "d4"], default=None, help="test-time augmentation (default: none)")
     predict.add_argument("--format", default="index,palette", metavar="LIST",
                          help=f"comma list of {','.join(MAP_FORMATS)} (default: index,palette)")
+    predict.add_argument("--nodata", default="auto", metavar="V",
+                         help="input nodata value: a number, 'none' (only NaN/Inf are invalid) or 'auto' (the "
+                              "file's GDAL_NODATA tag, else the checkpoint's; default: auto)")
+    predict.add_argument("--nodata-label", type=int, default=None, metavar="N",
+                         help="label of invalid pixels in the maps (default: 255 for uint8 maps, 65535 for uint16)")
+    predict.add_argument("--bands", default=None, metavar="R,G,B",
+                         help="image bands the overlay shows, from 0 (default: the checkpoint's display.bands, "
+                              "else the first three, or band 0)")
     predict.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     predict.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default="auto",
                          help="mixed precision: auto = fp16 on CUDA, bf16 on AMX/AVX512-BF16 CPUs, else off (default: auto)")
@@ -93,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     options = dict(tile_size=int_or_auto("--tile-size", args.tile_size),
                    batch_size=int_or_auto("--batch-size", args.batch_size), tta=args.tta,
                    halo=halo_arg(args.halo), compile={"on": True, "off": False}.get(args.compile, "auto"),
-                   amp=False if args.amp == "off" else args.amp, device=device)
+                   amp=False if args.amp == "off" else args.amp, device=device, nodata=nodata_value(args.nodata),
+                   nodata_label=args.nodata_label, bands=band_list(args.bands))
     failed = done = 0
     for path in tqdm(files, desc="images", unit="file", disable=len(files) < 2):
         try:

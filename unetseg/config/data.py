@@ -11,7 +11,10 @@ Example (YAML)::
         - {name: background, color: [0, 0, 0]}
         - {name: cell, color: [255, 0, 0]}
       ignore_index: 255
+      nodata: auto              # or a number, or null (NaN/Inf are always invalid)
+      class_values: [1, 2, 3]   # mask values of classes 0, 1, 2 (default: the value is the class id)
       val_fraction: 0.2
+      split: files              # or "regions": a seeded grid of blocks of each image (split_grid)
       patch_size: 572
       patches_per_epoch: 400
       augment: {elastic: {sigma: 10, p: 0.5}, gamma: false}
@@ -31,7 +34,8 @@ from ..errors import UnetsegError
 from .base import Strict, validate_section
 
 __all__ = [
-    "AffineAug", "AugmentConfig", "BrightnessContrastAug", "ClassSpec", "DataConfig", "ElasticAug", "GammaAug",
+    "AffineAug", "AugmentConfig", "BrightnessContrastAug", "ClassSpec", "DataConfig", "DisplayConfig", "ElasticAug",
+    "GammaAug",
     "ToggleAug", "WeightMapConfig", "parse_data_config",
 ]
 
@@ -137,16 +141,31 @@ class WeightMapConfig(Strict):
 
 
 class ClassSpec(Strict):
-    """One class: its name and RGB colour (colour optional for index masks)."""
+    """One class: its name, RGB colour (optional for index masks) and whether overlays leave it untinted."""
 
     name: str = Field(min_length=1)
     color: tuple[int, int, int] | None = None
+    transparent: bool = False
 
     @field_validator("color")
     @classmethod
     def _rgb(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
         if value is not None and not all(0 <= v <= 255 for v in value):
             raise ValueError(f"color must be three integers in 0..255, got {list(value)}")
+        return value
+
+
+class DisplayConfig(Strict):
+    """How previews (samples.png, overlays, the demo) show an image: ``bands`` [r, g, b] or [b] (0-based;
+    default the first three for 3+ bands, else band 0), stretched over the 2-98 percentiles of valid pixels."""
+
+    bands: list[int] | None = None
+
+    @field_validator("bands")
+    @classmethod
+    def _one_or_three(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (len(value) not in (1, 3) or any(b < 0 for b in value)):
+            raise ValueError(f"bands must be [r, g, b] or [b], band numbers from 0, got {value}")
         return value
 
 
@@ -161,6 +180,15 @@ class DataConfig(Strict):
         classes: class names (+ colours; required for colour masks). Default: from the data.
         ignore_index: label of unlabelled pixels (e.g. 255): no loss, kept through augmentation.
         ignore_color: RGB colour of unlabelled pixels in colour masks (mapped to ``ignore_index``).
+        nodata: ``"auto"`` (default: each TIFF's GDAL_NODATA tag), a number, or None; NaN/Inf are always
+            invalid. Invalid pixels enter no statistic, their labels are ignored, the model sees them as 0.
+        nodata_rule: ``"any"`` (default): a pixel is invalid when any band is nodata; ``"all"``: every band.
+        mask_nodata: mask value whose pixels are ignored (default: the mask file's GDAL_NODATA tag, if any).
+        normalize: ``"meanstd"`` (default) or ``"percentile"`` (1st/99th percentiles), per band, valid pixels.
+        class_values: mask values of classes 0..K-1 (ints, or floats holding integral values); default: the
+            mask value is the class id.
+        split: ``"files"`` (default: whole images) or ``"regions"`` (blocks of a ``split_grid`` of each image,
+            ``val_fraction`` of them to validation, with a gap of the model's context between the sides).
         val_fraction, val_files, split_seed: folder train/val split, by a seeded fraction or by
             explicit stems/file names (``val_files`` wins). Samples have fixed splits.
         patch_size: input side of training crops, rounded to the model's nearest valid input size.
@@ -178,7 +206,14 @@ class DataConfig(Strict):
     classes: list[ClassSpec] | None = None
     ignore_index: int | None = Field(None, ge=0)
     ignore_color: tuple[int, int, int] | None = None
+    nodata: Literal["auto"] | float | None = "auto"
+    nodata_rule: Literal["any", "all"] = "any"
+    mask_nodata: float | None = None
+    normalize: Literal["meanstd", "percentile"] = "meanstd"
+    class_values: list[float] | None = None
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    split: Literal["files", "regions"] = "files"
+    split_grid: tuple[int, int] = (4, 4)
     val_files: list[str] | None = None
     split_seed: int = Field(0, ge=0)
     patch_size: int = Field(256, ge=1)
@@ -210,6 +245,8 @@ class DataConfig(Strict):
             if stray:
                 raise ValueError(f"{', '.join(stray)} apply to source='folder' only (source='sample', "
                                  f"sample={self.sample!r} has a fixed split)")
+            if self.split != "files" or self.class_values is not None:
+                raise ValueError("split='regions' and class_values apply to source='folder' only")
             if self.mask_mode != "index" or self.classes is not None:
                 raise ValueError("mask_mode and classes apply to source='folder' only (samples carry their classes)")
         if self.mask_mode == "color":
@@ -220,13 +257,30 @@ class DataConfig(Strict):
                 raise ValueError(f"mask_mode='color': classes {uncoloured} have no color")
         if self.ignore_color is not None and self.ignore_index is None:
             raise ValueError(f"ignore_color={list(self.ignore_color)} requires ignore_index (the label it maps to)")
-        if self.classes is not None and self.ignore_index is not None and self.ignore_index < len(self.classes):
-            raise ValueError(f"ignore_index={self.ignore_index} is a class id (there are {len(self.classes)} "
+        n_classes = len(self.classes) if self.classes is not None else len(self.class_values or [])
+        if n_classes and self.ignore_index is not None and self.ignore_index < n_classes:
+            raise ValueError(f"ignore_index={self.ignore_index} is a class id (there are {n_classes} "
                              "classes); use a value >= the number of classes, e.g. 255")
+        self._check_class_values()
+        if self.split_grid[0] < 1 or self.split_grid[1] < 1 or self.split_grid[0] * self.split_grid[1] < 2:
+            raise ValueError(f"split_grid={list(self.split_grid)} needs at least 2 blocks (rows, cols >= 1)")
         cw = self.weight_map.class_weights
         if isinstance(cw, list) and self.classes is not None and len(cw) != len(self.classes):
             raise ValueError(f"weight_map.class_weights has {len(cw)} entries for {len(self.classes)} classes")
         return self
+
+    def _check_class_values(self) -> None:
+        values = self.class_values
+        if values is None:
+            return
+        if self.mask_mode != "index":
+            raise ValueError("class_values apply to mask_mode='index' only")
+        if not values or any(v != round(v) for v in values) or len(set(values)) != len(values):
+            raise ValueError(f"class_values must be distinct integral values, got {values}")
+        if self.classes is not None and len(self.classes) != len(values):
+            raise ValueError(f"class_values has {len(values)} entries for {len(self.classes)} classes")
+        if self.ignore_index is not None and self.ignore_index in values:
+            raise ValueError(f"ignore_index={self.ignore_index} is one of class_values {values}")
 
     def configured_classes(self) -> ClassTable | None:
         """The configured classes as a :class:`ClassTable` (default colours where none given), or None."""
@@ -235,7 +289,8 @@ class DataConfig(Strict):
         default = ClassTable.default(len(self.classes))
         colors = tuple(c.color if c.color is not None else default.colors[i] for i, c in enumerate(self.classes))
         try:
-            return ClassTable(tuple(c.name for c in self.classes), colors)
+            return ClassTable(tuple(c.name for c in self.classes), colors,
+                              tuple(i for i, c in enumerate(self.classes) if c.transparent))
         except ValueError as exc:
             raise UnetsegError(f"data.classes: {exc}") from None
 

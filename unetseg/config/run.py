@@ -6,6 +6,7 @@ A run config has four sections::
     data:  {...}                                            # unetseg.config.data.DataConfig
     train: {epochs: 30, batch_size: 8, optimizer: adam, lr: 1e-3, amp: auto, ...}
     loss:  {ce: 1.0, dice: 0.0, ...}
+    display: {bands: [3, 2, 1]}                             # optional: preview bands
 
 Every section rejects unknown keys. :func:`load_config` turns any problem (missing file, bad YAML,
 unknown key, bad value) into one :class:`~unetseg.errors.UnetsegError` line naming the dotted key
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..models import list_models, model_kwarg_names
 from .base import Strict, apply_overrides, read_yaml, validate_section
-from .data import DataConfig
+from .data import DataConfig, DisplayConfig
 
 __all__ = ["LossConfig", "ModelConfig", "RunConfig", "TrainConfig", "config_to_yaml", "load_config",
            "validate_config"]
@@ -127,12 +128,13 @@ class LossConfig(Strict):
 
 
 class RunConfig(Strict):
-    """A whole run: model, data, training and loss sections."""
+    """A whole run: model, data, training, loss and (optional) display sections."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
+    display: DisplayConfig = Field(default_factory=DisplayConfig)
 
 
 def validate_config(data: dict[str, Any], source: str = "config") -> RunConfig:

@@ -36,6 +36,7 @@ class ClassTable:
 
     names: tuple[str, ...]
     colors: tuple[tuple[int, int, int], ...]
+    transparent: tuple[int, ...] = ()  # class ids that overlays leave untinted
 
     def __post_init__(self) -> None:
         names = tuple(self.names)
@@ -63,6 +64,10 @@ class ClassTable:
             raise ValueError(f"ClassTable has {len(names)} names but {len(colors)} colours")
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "colors", tuple(colors))
+        clear = tuple(sorted({int(i) for i in self.transparent}))
+        if any(not 0 <= i < len(names) for i in clear):
+            raise ValueError(f"ClassTable transparent ids {list(clear)} must be class ids 0..{len(names) - 1}")
+        object.__setattr__(self, "transparent", clear)
 
     @property
     def num_classes(self) -> int:
@@ -75,7 +80,10 @@ class ClassTable:
 
     def to_dict(self) -> dict[str, list[Any]]:
         """``{"names": [...], "colors": [[r, g, b], ...]}`` -- JSON/YAML friendly."""
-        return {"names": list(self.names), "colors": [list(c) for c in self.colors]}
+        out: dict[str, list[Any]] = {"names": list(self.names), "colors": [list(c) for c in self.colors]}
+        if self.transparent:
+            out["transparent"] = list(self.transparent)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClassTable:
@@ -86,7 +94,7 @@ class ClassTable:
         colors = data.get("colors")
         if colors is None:
             colors = cls.default(len(names)).colors
-        return cls(tuple(names), tuple(tuple(c) for c in colors))
+        return cls(tuple(names), tuple(tuple(c) for c in colors), tuple(data.get("transparent", ())))
 
     @classmethod
     def default(cls, num_classes: int, names: Sequence[str] | None = None) -> ClassTable:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -95,6 +95,7 @@ class TrainPatches(Dataset):
         self.normalization = normalization
         self.patches_per_epoch = int(patches_per_epoch)
         self.ignore_index = ignore_index
+        self.report: Any = None  # what data preparation found (training.datasets.DataReport), if any
         self.seed = int(seed)
         self.epoch = 0
         self.images: list[np.ndarray] = []
@@ -154,7 +155,8 @@ class TrainPatches(Dataset):
         target_weight = crop["weight"][m : m + t, m : m + t]
         if self.ignore_index is not None:
             target_weight = np.where(target_mask == self.ignore_index, np.float32(0), target_weight)
-        return {"image": crop["image"], "mask": target_mask, "weight": target_weight.astype(np.float32, copy=False)}
+        return {"image": crop["image"], "mask": target_mask, "weight": target_weight.astype(np.float32, copy=False),
+                "source": k}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
@@ -165,6 +167,7 @@ class TrainPatches(Dataset):
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "mask": torch.from_numpy(np.ascontiguousarray(crop["mask"]).astype(np.int64)),
             "weight": torch.from_numpy(np.ascontiguousarray(crop["weight"])),
+            "source": torch.tensor(crop["source"]),  # index of the training image the crop came from
         }
 
 

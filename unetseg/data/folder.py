@@ -15,13 +15,17 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import UnetsegError
-from ..io.images import IMAGE_SUFFIXES, is_image_file, read_image
+from ..io.images import IMAGE_SUFFIXES, file_nodata, is_image_file, read_image
 from ..io.labels import label_dtype
 from .classes import ClassTable
+from .masks import colors_to_index, read_mask, read_mask_counted
+from .nodata import check_has_valid, resolve_nodata, valid_mask
+from .regions import region_split
 from .samples import SampleSplit
 
 __all__ = [
@@ -34,19 +38,20 @@ __all__ = [
     "split_items",
 ]
 
-MASK_MODES = ("index", "color")
 _SHOW = 5  # how many offending stems an error message lists
 
 
 @dataclass
 class FolderItem:
-    """One image/mask pair: ``image`` HxW or HxWxC (uint8/uint16/float32), ``mask`` HxW integer."""
+    """One image/mask pair: ``image`` HxW or HxWxC (uint8/uint16/float32), ``mask`` HxW integer; ``valid``
+    HxW bool (True = the image pixel holds data) or None when every pixel does."""
 
     stem: str
     image: np.ndarray
     mask: np.ndarray
     image_path: Path
     mask_path: Path
+    valid: np.ndarray | None = None
 
 
 def _listing(stems: Sequence[str]) -> str:
@@ -90,74 +95,42 @@ def find_pairs(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -> l
     return [(stem, images[stem], masks[stem]) for stem in sorted(images)]
 
 
-def colors_to_index(
-    rgb: np.ndarray, classes: ClassTable, *, ignore_color: Sequence[int] | None = None,
-    ignore_index: int | None = None, name: str = "mask",
-) -> np.ndarray:
-    """Map an HxWx3 RGB (or HxW gray, read as (v, v, v)) mask onto class ids via ``classes.colors``.
+DEFAULT_FILL = 255  # label of nodata pixels when no ignore_index is configured
 
-    Pixels of ``ignore_color`` become ``ignore_index``. Returns HxW uint8 (uint16 beyond 255).
-    Raises UnetsegError naming ``name`` and the first colour not in the table.
+
+@dataclass(frozen=True)
+class PixelRules:
+    """How mask values and invalid pixels become labels (the ``data:`` keys of the same names).
+
+    ``nodata``: image nodata setting ("auto": each TIFF's GDAL_NODATA tag; a number; None: only NaN/Inf);
+    ``nodata_rule``: "any" | "all" bands; ``mask_nodata``: mask value to ignore (default: the mask's tag);
+    ``class_values``: mask values of classes 0..K-1 (None: the value is the id).
     """
-    if rgb.ndim == 2:
-        rgb = np.repeat(rgb[..., None], 3, axis=2)
-    if not np.issubdtype(rgb.dtype, np.integer) or rgb.max(initial=0) > 255:
-        raise UnetsegError(f"{name}: colour masks must be 8-bit RGB, got dtype {rgb.dtype} "
-                           f"with values up to {rgb.max()}")
-    codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
-    table = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(classes.colors)}
-    if ignore_color is not None:
-        if ignore_index is None:
-            raise UnetsegError("ignore_color needs an ignore_index to map it to")
-        r, g, b = (int(v) for v in ignore_color)
-        table[(r << 16) | (g << 8) | b] = ignore_index
-    keys = np.array(sorted(table), np.int32)
-    values = np.array([table[k] for k in keys.tolist()], np.int64)
-    pos = np.clip(np.searchsorted(keys, codes), 0, len(keys) - 1)
-    unknown = keys[pos] != codes
-    if unknown.any():
-        y, x = np.argwhere(unknown)[0]
-        code = int(codes[y, x])
-        colour = (code >> 16, (code >> 8) & 255, code & 255)
-        raise UnetsegError(f"{name}: colour {colour} (at row {y}, column {x}; {int(unknown.sum())} pixel(s) "
-                           f"in all) is not in the class table {dict(zip(classes.names, classes.colors))}")
-    return values[pos].astype(label_dtype(int(values.max()) + 1))
+
+    nodata: str | float | None = "auto"
+    nodata_rule: str = "any"
+    mask_nodata: float | None = None
+    class_values: tuple[float, ...] | None = None
 
 
-def read_mask(
-    path: str | os.PathLike, *, mask_mode: str = "index", classes: ClassTable | None = None,
-    ignore_index: int | None = None, ignore_color: Sequence[int] | None = None,
-) -> np.ndarray:
-    """Read a mask as HxW class ids: uint8 (uint16 when ids exceed 255).
-
-    ``mask_mode="index"``: the pixel values are the ids (a gray mask saved as RGB with equal
-    channels is accepted). ``"color"``: RGB colours are mapped through ``classes`` (required) by
-    :func:`colors_to_index`; an alpha channel is dropped. Range checks are left to the caller.
-    """
-    path = Path(path)
-    if mask_mode not in MASK_MODES:
-        raise UnetsegError(f"mask_mode={mask_mode!r} is not one of {MASK_MODES}")
-    array = read_image(path)
-    if mask_mode == "color":
-        if classes is None:
-            raise UnetsegError("mask_mode='color' needs a class table (names and colours)")
-        if array.ndim == 3:
-            if array.shape[2] not in (3, 4):
-                raise UnetsegError(f"{path}: a colour mask needs 3 (RGB) or 4 (RGBA) channels, got {array.shape[2]}")
-            array = array[..., :3]
-        return colors_to_index(array, classes, ignore_color=ignore_color, ignore_index=ignore_index, name=str(path))
-    if array.ndim == 3:
-        if not all(np.array_equal(array[..., 0], array[..., c]) for c in range(1, min(array.shape[2], 3))):
-            raise UnetsegError(f"{path}: index mask has {array.shape[2]} channels with different values; "
-                               "use mask_mode='color' with a class table for colour masks")
-        array = array[..., 0]
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.array_equal(array, np.round(array)) or array.min() < 0:
-            raise UnetsegError(f"{path}: index mask must hold non-negative integers, got dtype {array.dtype}")
-    if array.min() < 0:
-        raise UnetsegError(f"{path}: index mask holds negative value {int(array.min())}")
-    top = int(array.max())
-    return array.astype(label_dtype(top + 1), copy=False)
+def _load_item(stem: str, image_path: Path, mask_path: Path, mask_kw: dict, rules: PixelRules,
+               fill: int) -> tuple[FolderItem, int]:
+    """One pair read and checked; nodata mask pixels and invalid image pixels labelled ``fill``.
+    Returns the item and how many pixels got ``fill``."""
+    image = read_image(image_path)
+    mask, filled = read_mask_counted(mask_path, class_values=rules.class_values, nodata=rules.mask_nodata,
+                                     nodata_label=fill, **mask_kw)
+    if image.shape[:2] != mask.shape:
+        raise UnetsegError(f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} (WxH) differs from "
+                           f"image {image_path.name} size {image.shape[1]}x{image.shape[0]}")
+    valid = valid_mask(image, resolve_nodata(rules.nodata, file_nodata(image_path)), rules.nodata_rule)
+    check_has_valid(valid, image_path)
+    if valid.all():
+        return FolderItem(stem, image, mask, image_path, mask_path), filled
+    mask = mask.astype(label_dtype(max(int(mask.max()), fill) + 1), copy=True)
+    filled += int((~valid & (mask != fill)).sum())
+    mask[~valid] = fill
+    return FolderItem(stem, image, mask, image_path, mask_path, valid), filled
 
 
 def load_folder(
@@ -168,64 +141,77 @@ def load_folder(
     mask_mode: str = "index",
     ignore_index: int | None = None,
     ignore_color: Sequence[int] | None = None,
-) -> tuple[list[FolderItem], ClassTable]:
+    rules: PixelRules = PixelRules(),
+) -> tuple[list[FolderItem], ClassTable, int | None]:
     """Read every image/mask pair of two folders (paired by stem) and check them.
 
     Args:
         images_dir, masks_dir: folders of PNG/JPEG/TIFF files.
         classes: class table. Required for ``mask_mode="color"``. For index masks it fixes
-            ``num_classes`` (else ``max label + 1``, at least 2, with default names/colours).
-        mask_mode: ``"index"`` (pixel = class id) or ``"color"`` (RGB looked up in ``classes``).
+            ``num_classes`` (else ``len(class_values)``, or ``max label + 1`` at least 2, with default names).
+        mask_mode: ``"index"`` (pixel = class id, or mapped by ``rules.class_values``) or ``"color"``.
         ignore_index: label that marks unlabelled pixels (e.g. 255); passes through unchanged.
         ignore_color: RGB colour mapped to ``ignore_index`` in colour masks.
+        rules: nodata and class-value rules (:class:`PixelRules`). Mask pixels that are the mask's nodata,
+            and pixels where the image is invalid, get the ignore label (``ignore_index``, else 255).
 
     Returns:
-        ``(items, classes)``: items sorted by stem; masks HxW uint8 (uint16 beyond 255).
+        ``(items, classes, ignore)``: items sorted by stem; masks HxW uint8 (uint16 beyond 255); the ignore
+        label in effect (``ignore_index``, else 255 when some pixel was nodata, else None).
 
     Raises:
         UnetsegError: missing/empty folder, unpaired or duplicate stems, unreadable file, image and
             mask of different sizes, images with different channel counts or dtypes, a mask
-            value >= num_classes that is not ``ignore_index``, an unknown mask colour.
+            value >= num_classes that is not ``ignore_index``, a value not in ``class_values``, an unknown mask
+            colour, an image without a valid pixel.
     """
     if ignore_index is not None and ignore_index < 0:
         raise UnetsegError(f"ignore_index must be >= 0, got {ignore_index}")
     if classes is not None and ignore_index is not None and ignore_index < classes.num_classes:
         raise UnetsegError(f"ignore_index {ignore_index} is a class id (there are {classes.num_classes} classes); "
                            "pick a value >= the number of classes, e.g. 255")
+    fill = ignore_index if ignore_index is not None else DEFAULT_FILL
+    mask_kw = dict(mask_mode=mask_mode, classes=classes, ignore_index=ignore_index, ignore_color=ignore_color)
     items: list[FolderItem] = []
-    first: FolderItem | None = None
+    filled = 0
     for stem, image_path, mask_path in find_pairs(images_dir, masks_dir):
-        image = read_image(image_path)
-        mask = read_mask(mask_path, mask_mode=mask_mode, classes=classes, ignore_index=ignore_index,
-                         ignore_color=ignore_color)
-        if image.shape[:2] != mask.shape:
-            raise UnetsegError(f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} (WxH) differs from "
-                               f"image {image_path.name} size {image.shape[1]}x{image.shape[0]}")
-        item = FolderItem(stem, image, mask, image_path, mask_path)
-        if first is None:
-            first = item
-        else:
-            if _channels(image) != _channels(first.image):
-                raise UnetsegError(f"{image_path}: {_channels(image)} channel(s), but {first.image_path.name} has "
-                                   f"{_channels(first.image)}; all images must have the same channels")
-            if image.dtype != first.image.dtype:
-                raise UnetsegError(f"{image_path}: dtype {image.dtype}, but {first.image_path.name} is "
-                                   f"{first.image.dtype}; all images must share one dtype")
+        item, n = _load_item(stem, image_path, mask_path, mask_kw, rules, fill)
+        filled += n
+        if items:
+            _check_like(item, items[0])
         items.append(item)
-
+    ignore = ignore_index if ignore_index is not None or not filled else fill
+    if classes is None and rules.class_values is not None:
+        classes = ClassTable.default(len(rules.class_values), [f"value{_shown(v)}" for v in rules.class_values])
     if classes is None:
-        top = max(int(_labels_max(it.mask, ignore_index)) for it in items)
+        top = max(int(_labels_max(it.mask, ignore)) for it in items)
         classes = ClassTable.default(max(top + 1, 2))
+    if ignore is not None and ignore < classes.num_classes:
+        raise UnetsegError(f"nodata pixels would get label {ignore}, which is a class id ({classes.num_classes} "
+                           "classes); set data.ignore_index to a value >= the number of classes")
     for it in items:
         bad = (it.mask >= classes.num_classes)
-        if ignore_index is not None:
-            bad &= it.mask != ignore_index
+        if ignore is not None:
+            bad &= it.mask != ignore
         if bad.any():
             value = int(it.mask[bad].max())
-            hint = "" if ignore_index is None else f" and is not the ignore label {ignore_index}"
+            hint = "" if ignore is None else f" and is not the ignore label {ignore}"
             raise UnetsegError(f"{it.mask_path}: mask value {value} is >= the number of classes "
                                f"({classes.num_classes}: {', '.join(classes.names)}){hint}")
-    return items, classes
+    return items, classes, ignore
+
+
+def _shown(value: float) -> int | float:
+    return int(value) if value == round(value) else value
+
+
+def _check_like(item: FolderItem, first: FolderItem) -> None:
+    if _channels(item.image) != _channels(first.image):
+        raise UnetsegError(f"{item.image_path}: {_channels(item.image)} channel(s), but {first.image_path.name} has "
+                           f"{_channels(first.image)}; all images must have the same channels")
+    if item.image.dtype != first.image.dtype:
+        raise UnetsegError(f"{item.image_path}: dtype {item.image.dtype}, but {first.image_path.name} is "
+                           f"{first.image.dtype}; all images must share one dtype")
 
 
 def _channels(image: np.ndarray) -> int:
@@ -262,7 +248,8 @@ def split_items(
         n_val = 0 if val_fraction == 0 else max(1, int(round(val_fraction * len(stems))))
         if n_val and n_val >= len(stems):
             raise UnetsegError(f"val_fraction={val_fraction} leaves no training images out of {len(stems)}; "
-                               "add images, lower val_fraction or set val_fraction: 0")
+                               "add images, use data.split: regions (blocks of each image), lower val_fraction "
+                               "or set val_fraction: 0")
         chosen = set(np.random.default_rng(seed).permutation(len(stems))[:n_val].tolist())
         val = [s for i, s in enumerate(stems) if i in chosen]
     train = [s for s in stems if s not in set(val)]
@@ -282,22 +269,52 @@ def folder_splits(
     val_fraction: float = 0.2,
     val_files: Sequence[str] | None = None,
     seed: int = 0,
+    rules: PixelRules = PixelRules(),
+    split: str = "files",
+    split_grid: tuple[int, int] = (4, 4),
+    gap: int = 0,
 ) -> tuple[SampleSplit, SampleSplit]:
-    """:func:`load_folder` + :func:`split_items` -> ``(train, val)`` :class:`SampleSplit` pairs.
+    """:func:`load_folder` + a split -> ``(train, val)`` :class:`SampleSplit` pairs.
 
-    ``instances`` is None (folder masks carry classes, not instances); ``info["stems"]`` and
-    ``info["files"]`` name the image files of each split.
+    ``split="files"``: whole images (:func:`split_items`); ``"regions"``: blocks of a ``split_grid`` of every
+    image (:func:`unetseg.data.regions.region_split`, ``gap`` = the model's context). ``instances`` is None;
+    ``info`` holds ``stems`` and ``files`` (names of the images), ``valid`` (per image HxW bool or None),
+    ``ignore_index`` (the ignore label in effect) and, on the train split, ``split`` (the split.json record).
     """
-    items, table = load_folder(images_dir, masks_dir, classes=classes, mask_mode=mask_mode,
-                               ignore_index=ignore_index, ignore_color=ignore_color)
-    train, val = split_items([it.stem for it in items], val_fraction=val_fraction, val_files=val_files, seed=seed)
+    items, table, ignore = load_folder(images_dir, masks_dir, classes=classes, mask_mode=mask_mode,
+                                       ignore_index=ignore_index, ignore_color=ignore_color, rules=rules)
+    if split == "regions":
+        if ignore is None:
+            ignore = _free_fill(table)
+        train, val, record = region_split(
+            [it.image for it in items], [it.mask for it in items], [it.valid for it in items],
+            [it.stem for it in items], grid=split_grid, val_fraction=val_fraction, seed=seed, gap=gap, ignore=ignore)
+        paths = {it.stem: str(it.image_path) for it in items}
+
+        def made(side: dict[str, list], extra: dict[str, Any]) -> SampleSplit:
+            return SampleSplit(images=side["images"], masks=side["masks"], instances=None, classes=table,
+                               info={"stems": side["names"], "files": [paths[n.split("@")[0]] for n in side["names"]],
+                                     "valid": side["valid"], "ignore_index": ignore, **extra})
+
+        return made(train, {"split": record}), made(val, {})
+    train_stems, val_stems = split_items([it.stem for it in items], val_fraction=val_fraction, val_files=val_files,
+                                         seed=seed)
     by_stem = {it.stem: it for it in items}
 
-    def make(stems: list[str]) -> SampleSplit:
+    def make(stems: list[str], extra: dict[str, Any]) -> SampleSplit:
         chosen = [by_stem[s] for s in stems]
         return SampleSplit(
             images=[it.image for it in chosen], masks=[it.mask for it in chosen], instances=None, classes=table,
-            info={"stems": stems, "files": [str(it.image_path) for it in chosen]},
+            info={"stems": stems, "files": [str(it.image_path) for it in chosen], "valid": [it.valid for it in chosen],
+                  "ignore_index": ignore, **extra},
         )
 
-    return make(train), make(val)
+    record = {"mode": "files", "train": {"files": train_stems}, "val": {"files": val_stems}}
+    return make(train_stems, {"split": record}), make(val_stems, {})
+
+
+def _free_fill(table: ClassTable) -> int:
+    if DEFAULT_FILL < table.num_classes:
+        raise UnetsegError(f"split='regions' needs an ignore label >= the number of classes ({table.num_classes}); "
+                           "set data.ignore_index")
+    return DEFAULT_FILL

@@ -63,19 +63,42 @@ class Normalization:
                    scale=None if d.get("scale") is None else float(d["scale"]))
 
     @classmethod
-    def from_images(cls, images: Sequence[np.ndarray], scale: float | None = None) -> "Normalization":
-        """Per-channel mean/std over a list of HxW[xC] images (the training set)."""
+    def from_images(cls, images: Sequence[np.ndarray], scale: float | None = None,
+                    valid: Sequence[np.ndarray | None] | None = None, method: str = "meanstd",
+                    max_samples: int = 2_000_000) -> "Normalization":
+        """Per-channel statistics over the valid pixels of a list of HxW[xC] images (the training set).
+
+        Args:
+            images: the images (one channel count).
+            scale: divisor applied first (None: by the first image's dtype).
+            valid: optional HxW bool masks (True = valid pixel, see :func:`unetseg.data.nodata.valid_mask`);
+                None (or a None entry) = every pixel. Invalid pixels enter no statistic.
+            method: ``"meanstd"`` (default): mean and standard deviation; ``"percentile"``: the 1st/99th
+                percentiles p1, p99 stored as mean = (p1 + p99) / 2, std = (p99 - p1) / 2, so that the
+                p1..p99 range maps onto -1..1.
+            max_samples: percentiles are taken over at most about this many valid pixels (a regular subsample).
+        """
+        if method not in ("meanstd", "percentile"):
+            raise ValueError(f"normalize={method!r} is not 'meanstd' or 'percentile'")
         first = images[0]
         scale_value = scale if scale is not None else dtype_scale(first.dtype)
         channels = 1 if first.ndim == 2 else first.shape[-1]
-        total = np.zeros(channels, np.float64)
-        total_sq = np.zeros(channels, np.float64)
-        count = 0
-        for image in images:
-            flat = image.reshape(-1, channels).astype(np.float64) / scale_value
-            total += flat.sum(0)
-            total_sq += (flat**2).sum(0)
-            count += flat.shape[0]
-        mean = total / count
-        std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
+        flats = []
+        for i, image in enumerate(images):
+            flat = image.reshape(-1, channels)
+            mask = None if valid is None or valid[i] is None else np.asarray(valid[i]).reshape(-1)
+            flats.append(flat if mask is None or mask.all() else flat[mask])
+        count = sum(len(f) for f in flats)
+        if count == 0:
+            raise ValueError("the training images hold no valid pixel to compute the normalisation from")
+        if method == "percentile":
+            step = -(-count // max_samples)  # every step-th valid pixel: at most max_samples held at once
+            pixels = np.concatenate([f[::step] for f in flats]).astype(np.float64) / scale_value
+            low, high = np.percentile(pixels, [1, 99], axis=0)
+            mean, std = (low + high) / 2, (high - low) / 2
+        else:
+            total = sum(f.astype(np.float64).sum(0) for f in flats) / scale_value
+            total_sq = sum((f.astype(np.float64) ** 2).sum(0) for f in flats) / scale_value**2
+            mean = total / count
+            std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
         return cls(mean=tuple(mean.tolist()), std=tuple(np.maximum(std, 1e-6).tolist()), scale=scale)

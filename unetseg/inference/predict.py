@@ -14,8 +14,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.nodata import Nodata, needs_check, resolve_nodata
 from ..data.normalization import Normalization
 from ..errors import UnetsegError
+from ..io.labels import nodata_label as nodata_label_of
 from ..models.base import SegmentationModel
 from .amp import resolve_precision
 from .autotile import auto_batch_size, auto_tile_size, model_key, seconds_per_tile
@@ -24,7 +26,7 @@ from .graph import InferenceGraph, inference_graph, model_device
 from .grid import Geometry, TileGrid
 from .padding import check_pad_mode
 from .stitch import Stitcher
-from .tiles import prefetch, tile_batches
+from .tiles import InvalidRule, prefetch, tile_batches
 from .tta import Transform, tta_transforms
 
 BLENDS = ("crop", "gaussian")
@@ -69,6 +71,22 @@ class Settings:
     output: str
     graph: InferenceGraph
     normalization: Normalization
+    invalid: InvalidRule | None  # None: no pixel of this image can be invalid (integer dtype, no nodata value)
+    nodata_label: int | None
+
+
+def invalid_rule(model: nn.Module, image: Any, nodata: Any) -> InvalidRule | None:
+    """The invalid-pixel rule for ``image``, or None when none of its pixels can be invalid.
+
+    ``nodata`` "auto": the image's own ``nodata`` attribute (a file's GDAL_NODATA tag, e.g. from
+    :func:`unetseg.io.open_image`), else the value the checkpoint was trained with; the checkpoint's band rule.
+    """
+    meta = getattr(model, "meta", None) or {}
+    trained = Nodata.from_dict(meta.get("nodata")) if meta.get("nodata") else None
+    value = resolve_nodata(nodata, getattr(image, "nodata", None), trained)
+    if not needs_check(image.dtype, value):
+        return None
+    return InvalidRule(value, trained.rule if trained is not None else "any")
 
 
 def predict_tiled(
@@ -86,6 +104,8 @@ def predict_tiled(
     device: str | torch.device | None = None,
     normalization: Normalization | None = None,
     compile: bool | str = "auto",
+    nodata: Any = "auto",
+    nodata_label: int | None = None,
     progress: bool = False,
     out: Any = None,
     report: dict[str, Any] | None = None,
@@ -130,13 +150,20 @@ def predict_tiled(
             ``COMPILE_AFTER_SECONDS``, which compiling more than pays back. Batch norm is folded into the
             convolutions and weights are cast to the inference dtype either way
             (:class:`unetseg.inference.graph.InferenceGraph`). A failed compile falls back to eager with a notice.
+        nodata: "auto" (default): the image's own ``nodata`` attribute (a TIFF's GDAL_NODATA tag through
+            :func:`unetseg.io.open_image`), else the value and band rule the checkpoint was trained with; a number;
+            or None. NaN/Inf are invalid whatever this says. Invalid pixels are filled with 0 (the normalised
+            mean) before the model sees them, and get ``nodata_label`` (labels) or probabilities 0 (probs). No
+            extra pass is made over an integer image without a nodata value.
+        nodata_label: label of invalid pixels; default 255 (up to 255 classes: uint8) or 65535 (uint16). A value
+            that is a class id is refused.
         progress: show a tqdm bar over tiles.
         out: optional preallocated destination of the result's shape (numpy array, zarr array, or a
             streaming writer such as :class:`unetseg.io.TiffTileWriter`). Rows are written in
             increasing bands (``out[r0:r1] = band``), so a streaming destination never holds the image.
         report: optional dict, filled with the settings actually used (e.g. for a JSON summary):
             ``tile_shape`` [h, w], ``context`` (margin or halo, px per side), ``num_tiles``, ``batch_size``,
-            ``precision`` ("fp32" | "bf16" | "fp16") and ``device``.
+            ``precision`` ("fp32" | "bf16" | "fp16"), ``device`` and ``nodata`` (the value applied, or None).
 
     Returns:
         ``out`` if given, else a numpy array: labels HxW or probs HxWxK float32.
@@ -162,6 +189,9 @@ def predict_tiled(
     if len(norm.mean) not in (1, channels):
         raise UnetsegError(f"normalization has {len(norm.mean)} channel statistics but the image has {channels} channels")
 
+    invalid = invalid_rule(model, image, nodata)
+    if known and invalid is not None and output == "labels":
+        nodata_label_of(model.num_classes, nodata_label)  # refuse a colliding label before any work
     dev = torch.device(device) if device is not None else model_device(model)
     precision = resolve_precision(amp, dev)
     geometry = Geometry.of(model)
@@ -176,8 +206,9 @@ def predict_tiled(
         graph = inference_graph(model, dev, precision, compile=True)
     if report is not None:
         report.update(tile_shape=list(grid.tile_shape), context=grid.rows.context, num_tiles=grid.num_tiles,
-                      batch_size=batch, precision=precision.name, device=str(dev), compiled=graph.compiled)
-    settings = Settings(grid, batch, blend, pad_mode, transforms, output, graph, norm)
+                      batch_size=batch, precision=precision.name, device=str(dev), compiled=graph.compiled,
+                      nodata=None if invalid is None else invalid.nodata)
+    settings = Settings(grid, batch, blend, pad_mode, transforms, output, graph, norm, invalid, nodata_label)
     return _run(image, settings, progress, out)
 
 
@@ -194,11 +225,14 @@ def _should_compile(compile: bool | str, graph: InferenceGraph, key: str, grid: 
 def _run(image: Any, s: Settings, progress: bool, out: Any) -> Any:
     """Read tiles -> model -> stitch, with the reading one batch ahead in a background thread."""
     forward = TileForward(s.graph, s.transforms)
-    stitcher = Stitcher(s.grid, s.blend, s.output, out)
-    batches = tile_batches(image, s.grid, s.batch_size, s.pad_mode, s.normalization, s.graph.precision.channels_last)
+    stitcher = Stitcher(s.grid, s.blend, s.output, out, invalid=s.invalid is not None, nodata=s.nodata_label)
+    batches = tile_batches(image, s.grid, s.batch_size, s.pad_mode, s.normalization, s.graph.precision.channels_last,
+                           s.invalid)
     bar = tqdm(total=s.grid.num_tiles, desc="tiles", unit="tile", disable=not progress, leave=False)
     with torch.inference_mode(), bar:
-        for x, index in prefetch(batches):
-            stitcher.add(forward(x), index)
+        for x, index, invalid in prefetch(batches):
+            stitcher.add(forward(x), index, invalid)
             bar.update(len(index))
+    if s.invalid is not None and not s.invalid.valid_seen:
+        raise UnetsegError(f"no valid pixel in the image (every pixel is nodata {s.invalid.nodata}, NaN or Inf)")
     return stitcher.out

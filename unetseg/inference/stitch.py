@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import UnetsegError
-from ..io.labels import label_dtype
+from ..io.labels import map_dtype, nodata_label
 from .grid import AxisPlan, TileGrid
 from .tiles import TileIndex
 
@@ -38,11 +38,16 @@ def to_labels(probs: torch.Tensor) -> torch.Tensor:
     return labels
 
 
-def probs_to_labels(probs: np.ndarray) -> np.ndarray:
-    """HxWxK probabilities (numpy) -> HxW labels of :func:`unetseg.io.label_dtype` (the rule of :func:`to_labels`)."""
+def probs_to_labels(probs: np.ndarray, nodata: int | None = None) -> np.ndarray:
+    """HxWxK probabilities (numpy) -> HxW labels of :func:`unetseg.io.label_dtype` (the rule of :func:`to_labels`).
+
+    With a ``nodata`` label, pixels whose probabilities are all 0 (invalid input pixels) get that label."""
     k = probs.shape[-1]
     labels = to_labels(torch.from_numpy(np.ascontiguousarray(probs, np.float32)).permute(2, 0, 1)[None])[0]
-    return labels.numpy().astype(label_dtype(k), copy=False)
+    labels = labels.numpy().astype(map_dtype(k, nodata), copy=False)
+    if nodata is not None and k > 1:
+        labels[~probs.any(axis=-1)] = nodata
+    return labels
 
 
 def gaussian_weights(height: int, width: int) -> np.ndarray:
@@ -107,10 +112,17 @@ class Stitcher:
 
     ``out`` is None (a numpy array of the result's shape is made on the first batch) or any row sink
     (:class:`unetseg.io.RowSink`): labels HxW (:func:`unetseg.io.label_dtype` of K), or probs HxWxK float32.
+    With ``invalid`` (the input may hold invalid pixels), :meth:`add` takes each tile's invalid-pixel mask and
+    those pixels get the nodata label (``nodata``, default :func:`unetseg.io.labels.nodata_label`; the label
+    dtype then holds it too) or probabilities 0.
     """
 
-    def __init__(self, grid: TileGrid, blend: str, output: str, out: Any = None) -> None:
+    def __init__(self, grid: TileGrid, blend: str, output: str, out: Any = None, *, invalid: bool = False,
+                 nodata: int | None = None) -> None:
         self.grid, self.output, self.out = grid, output, out
+        self.track_invalid, self.nodata_arg = invalid, nodata
+        self.nodata: int | None = None
+        self.invalid: RowAccumulator | None = None
         rows = grid.rows
         self.weights = gaussian_weights(rows.out_size, grid.cols.out_size) if blend == "gaussian" else None
         self.labels_on_device = output == "labels" and self.weights is None
@@ -120,19 +132,24 @@ class Stitcher:
 
     def _start(self, k: int) -> None:
         rows, cols = self.grid.rows, self.grid.cols
+        if self.track_invalid:
+            self.nodata = nodata_label(k, self.nodata_arg) if self.output == "labels" else None
+            self.invalid = RowAccumulator(cols.length, (), np.dtype(bool), weighted=False)
+        dtype = map_dtype(k, self.nodata)
         if self.labels_on_device:
-            self.acc = RowAccumulator(cols.length, (), label_dtype(k), weighted=False)
+            self.acc = RowAccumulator(cols.length, (), dtype, weighted=False)
         else:
             self.acc = RowAccumulator(cols.length, (k,), np.dtype(np.float32), weighted=self.weights is not None)
         shape = (rows.length, cols.length) if self.output == "labels" else (rows.length, cols.length, k)
         if self.out is None:
-            self.out = np.zeros(shape, label_dtype(k) if self.output == "labels" else np.float32)
+            self.out = np.zeros(shape, dtype if self.output == "labels" else np.float32)
         got = getattr(self.out, "shape", None)
         if got is not None and tuple(got) != shape:
             raise UnetsegError(f"out has shape {tuple(got)}, expected {shape}")
 
-    def add(self, probs: torch.Tensor, index: list[TileIndex]) -> None:
-        """Stitch one batch: ``probs`` NKHW (the model output size) of the tiles ``index``."""
+    def add(self, probs: torch.Tensor, index: list[TileIndex], invalid: list[np.ndarray | None] | None = None) -> None:
+        """Stitch one batch: ``probs`` NKHW (the model output size) of the tiles ``index``; ``invalid``: per tile
+        None or its input-sized bool mask of invalid pixels (with ``invalid=True`` only)."""
         rows, cols = self.grid.rows, self.grid.cols
         if probs.shape[-2:] != (rows.out_size, cols.out_size):
             raise RuntimeError(f"model output {tuple(probs.shape[-2:])} for input {self.grid.tile_shape}, expected "
@@ -147,15 +164,26 @@ class Stitcher:
                 kept = probs[n : n + 1, :, pa : pa + b - a, pc : pc + d - c]
                 kept = to_labels(kept)[0] if self.labels_on_device else kept[0].permute(1, 2, 0)
                 acc.put((a, b), (c, d), kept.cpu().numpy())
+                self._put_invalid(invalid, n, (i, j), (a, b), (c, d))
                 self.done_in_row[i] += 1
         else:
             w = self.weights
-            for (i, j), p in zip(index, probs.permute(0, 2, 3, 1).cpu().numpy()):
+            for n, ((i, j), p) in enumerate(zip(index, probs.permute(0, 2, 3, 1).cpu().numpy())):
                 (a, b), (c, d) = _clip(rows, i), _clip(cols, j)
                 pa, pc = a - rows.output_range(i)[0], c - cols.output_range(j)[0]
                 acc.add((a, b), (c, d), p[pa : pa + b - a, pc : pc + d - c], w[pa : pa + b - a, pc : pc + d - c])
+                self._put_invalid(invalid, n, (i, j), (a, b), (c, d))
                 self.done_in_row[i] += 1
         self._release_finished_rows()
+
+    def _put_invalid(self, invalid: list[np.ndarray | None] | None, n: int, ij: TileIndex, rows: tuple[int, int],
+                     cols: tuple[int, int]) -> None:
+        """Record the invalid pixels of image rows/cols ``[a, b) x [c, d)`` from tile ``n``'s input mask."""
+        if invalid is None or invalid[n] is None or self.invalid is None:
+            return
+        r0, c0 = self.grid.rows.input_start(ij[0]), self.grid.cols.input_start(ij[1])
+        (a, b), (c, d) = rows, cols
+        self.invalid.put(rows, cols, invalid[n][a - r0 : b - r0, c - c0 : d - c0])
 
     def _release_finished_rows(self) -> None:
         rows, acc = self.grid.rows, self.acc
@@ -167,13 +195,15 @@ class Stitcher:
             else:
                 upto = min(max(rows.output_range(self.next_row + 1)[0], acc.top), rows.length)
             top = acc.top
-            self._write(acc.flush(upto), top)
+            self._write(acc.flush(upto), top, None if self.invalid is None else self.invalid.flush(upto))
             self.next_row += 1
 
-    def _write(self, band: np.ndarray, r0: int) -> None:
+    def _write(self, band: np.ndarray, r0: int, invalid: np.ndarray | None) -> None:
         if band.shape[0] == 0:
             return
         if self.output == "labels" and not self.labels_on_device:
-            band = probs_to_labels(band)
+            band = probs_to_labels(band).astype(map_dtype(band.shape[-1], self.nodata), copy=False)
+        if invalid is not None and invalid.any():
+            band[invalid] = self.nodata if self.output == "labels" else 0
         dtype = getattr(self.out, "dtype", None)
         self.out[r0 : r0 + band.shape[0]] = band if dtype is None else band.astype(dtype, copy=False)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..data.nodata import valid_mask
 from ..data.normalization import Normalization
 from .grid import TileGrid
 from .padding import gather_window
@@ -19,6 +21,16 @@ from .padding import gather_window
 READ_COLUMNS = 4096
 
 TileIndex = tuple[int, int]
+
+
+@dataclass
+class InvalidRule:
+    """Which input pixels are invalid: equal to ``nodata`` (None: only NaN/Inf) in ``rule`` ("any"|"all") bands.
+    ``valid_seen`` turns True once a tile with a valid pixel was read (tiles cover the image)."""
+
+    nodata: float | None
+    rule: str = "any"
+    valid_seen: bool = False
 
 
 def read_tiles(image: Any, grid: TileGrid, pad_mode: str) -> Iterator[tuple[TileIndex, np.ndarray]]:
@@ -40,22 +52,41 @@ def read_tiles(image: Any, grid: TileGrid, pad_mode: str) -> Iterator[tuple[Tile
 
 
 def tile_batches(image: Any, grid: TileGrid, batch_size: int, pad_mode: str, norm: Normalization,
-                 channels_last: bool) -> Iterator[tuple[torch.Tensor, list[TileIndex]]]:
-    """Normalised NCHW float32 tile batches in row-major order, with their (row, col) tile indices."""
+                 channels_last: bool, invalid: InvalidRule | None = None,
+                 ) -> Iterator[tuple[torch.Tensor, list[TileIndex], list[np.ndarray | None] | None]]:
+    """Normalised NCHW float32 tile batches in row-major order, with their (row, col) tile indices.
+
+    With an ``invalid`` rule, each tile's invalid pixels (:func:`unetseg.data.nodata.valid_mask`) are set to 0
+    (the normalised mean) and the third item lists per tile None or its HxW bool mask of invalid pixels (None
+    for the whole batch when no tile has one); without, the third item is None.
+    """
     tiles: list[np.ndarray] = []
     index: list[TileIndex] = []
+    masks: list[np.ndarray | None] = []
 
-    def emit() -> tuple[torch.Tensor, list[TileIndex]]:
+    def emit() -> tuple[torch.Tensor, list[TileIndex], list[np.ndarray | None] | None]:
         x = torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2)  # NHWC memory = channels_last
-        return (x if channels_last else x.contiguous()), list(index)
+        found = list(masks) if any(m is not None for m in masks) else None
+        return (x if channels_last else x.contiguous()), list(index), found
 
     for ij, tile in read_tiles(image, grid, pad_mode):
-        tiles.append(norm.apply(tile))
+        x = norm.apply(tile)
+        bad = None
+        if invalid is not None:
+            bad = ~valid_mask(tile, invalid.nodata, invalid.rule)
+            invalid.valid_seen = invalid.valid_seen or not bad.all()
+            if bad.any():
+                x[bad] = 0.0
+            else:
+                bad = None
+        tiles.append(x)
         index.append(ij)
+        masks.append(bad)
         if len(tiles) == batch_size:
             yield emit()
             tiles.clear()
             index.clear()
+            masks.clear()
     if tiles:
         yield emit()
 

@@ -27,6 +27,13 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def file_nodata(path: str | os.PathLike) -> float | None:
+    """The nodata value a file declares: a TIFF's GDAL_NODATA tag; None for other formats or without one."""
+    from .tiff import tiff_nodata
+
+    return tiff_nodata(path) if is_tiff(path) else None
+
+
 def supported_dtype(array: np.ndarray) -> np.ndarray:
     """uint8, uint16 and float32 as they are; bool -> uint8; any other dtype -> float32 (values kept)."""
     if array.dtype in (np.uint8, np.uint16, np.float32):

@@ -45,6 +45,7 @@ class YXCView:
         self.dtype = np.dtype(array.dtype)
         self.shape = (shape[self._y], shape[self._x]) + (() if self._c is None else (shape[self._c],))
         self.ndim = len(self.shape)
+        self.nodata: float | None = None  # the file's GDAL_NODATA value, set by open_tiff
 
     def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
         rows, cols = key
@@ -87,6 +88,15 @@ def _read_info(page: tifffile.TiffPage) -> TiffInfo:
     return TiffInfo(tags, nodata)
 
 
+def tiff_nodata(path: str | Path) -> float | None:
+    """The GDAL_NODATA tag value of a TIFF's first page (None without the tag or for unreadable files)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return _read_info(tif.pages.first).nodata
+    except Exception:  # noqa: BLE001  a damaged file is reported by the reader that reads its pixels
+        return None
+
+
 def open_tiff(path: str | Path) -> tuple[YXCView, TiffInfo]:
     """Open a TIFF lazily as an HxW[xC] view; a file that cannot be a 2-D image is a one-line UnetsegError."""
     path = Path(path)
@@ -108,4 +118,6 @@ def open_tiff(path: str | Path) -> tuple[YXCView, TiffInfo]:
     except Exception as err:  # noqa: BLE001  tifffile/zarr/codecs raise many types for damaged files
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UnetsegError(f"{path}: cannot read TIFF ({detail})") from None
-    return YXCView(array, axes, path), info
+    view = YXCView(array, axes, path)
+    view.nodata = info.nodata
+    return view, info

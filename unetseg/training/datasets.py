@@ -6,13 +6,19 @@ and/or class weights), and the training images become random, augmented patches 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 
 from ..config.data import DataConfig
 from ..data.classes import ClassTable
 from ..data.dataset import TrainPatches, ValImages, component_instances
-from ..data.folder import folder_splits
-from ..data.normalization import Normalization
+from ..data.folder import PixelRules, folder_splits
+from ..data.nodata import Nodata, fill_invalid, fill_value, resolve_nodata
+from ..io.images import file_nodata
+from ..data.normalization import Normalization, dtype_scale
 from ..data.samples import SampleSplit, load_sample
 from ..data.weightmap import border_weight_map, class_balance_weights
 from ..errors import UnetsegError
@@ -20,12 +26,16 @@ from ..errors import UnetsegError
 __all__ = ["build_datasets", "load_splits", "training_weights"]
 
 
-def load_splits(cfg: DataConfig) -> tuple[SampleSplit, SampleSplit]:
-    """The ``(train, val)`` splits that ``cfg`` names (a built-in sample or a folder)."""
+def load_splits(cfg: DataConfig, gap: int = 0) -> tuple[SampleSplit, SampleSplit]:
+    """The ``(train, val)`` splits that ``cfg`` names (a built-in sample or a folder); ``gap``: the model's
+    context, kept between training and validation regions under ``split: regions``."""
     if cfg.source == "folder":
+        rules = PixelRules(cfg.nodata, cfg.nodata_rule, cfg.mask_nodata,
+                           None if cfg.class_values is None else tuple(cfg.class_values))
         return folder_splits(cfg.images, cfg.masks, classes=cfg.configured_classes(), mask_mode=cfg.mask_mode,
                              ignore_index=cfg.ignore_index, ignore_color=cfg.ignore_color,
-                             val_fraction=cfg.val_fraction, val_files=cfg.val_files, seed=cfg.split_seed)
+                             val_fraction=cfg.val_fraction, val_files=cfg.val_files, seed=cfg.split_seed,
+                             rules=rules, split=cfg.split, split_grid=tuple(cfg.split_grid), gap=gap)
     try:
         train = load_sample(cfg.sample, "train", seed=cfg.split_seed, **cfg.sample_options)
         val = load_sample(cfg.sample, "val", seed=cfg.split_seed, **cfg.sample_options)
@@ -37,18 +47,20 @@ def load_splits(cfg: DataConfig) -> tuple[SampleSplit, SampleSplit]:
     return train, val
 
 
-def training_weights(split: SampleSplit, cfg: DataConfig) -> list[np.ndarray] | None:
+def training_weights(split: SampleSplit, cfg: DataConfig, ignore: int | None = None) -> list[np.ndarray] | None:
     """Loss weights per training image (HxW float32), or None when every weight would be 1.
 
     Border weight map (:func:`border_weight_map`) where ``weight_map.enabled`` and the split has
     instances (or ``from_components`` makes them from the masks); else the class weights alone
-    when ``class_weights`` is set; else None. Pixels with the ignore label get 0.
+    when ``class_weights`` is set; else None. Pixels with the ignore label (``ignore``, default
+    ``cfg.ignore_index``) get 0.
     """
     wm = cfg.weight_map
+    ignore = cfg.ignore_index if ignore is None else ignore
     num_classes = split.classes.num_classes
     table: np.ndarray | None = None
     if wm.class_weights == "balanced":
-        table = class_balance_weights(split.masks, num_classes, cfg.ignore_index)
+        table = class_balance_weights(split.masks, num_classes, ignore)
     elif wm.class_weights is not None:
         if len(wm.class_weights) != num_classes:
             raise UnetsegError(f"data.weight_map.class_weights has {len(wm.class_weights)} entries, but the data "
@@ -56,25 +68,79 @@ def training_weights(split: SampleSplit, cfg: DataConfig) -> list[np.ndarray] | 
         table = np.asarray(wm.class_weights, np.float32)
     instances = split.instances
     if wm.enabled and instances is None and wm.from_components:
-        instances = [component_instances(mask, cfg.ignore_index) for mask in split.masks]
+        instances = [component_instances(mask, ignore) for mask in split.masks]
     if wm.enabled and instances is not None:
         return [border_weight_map(inst, mask, w0=wm.w0, sigma=wm.sigma, class_weights=table,
-                                  ignore_index=cfg.ignore_index)
+                                  ignore_index=ignore)
                 for inst, mask in zip(instances, split.masks)]
     if table is None:
         return None
     weights = []
     for mask in split.masks:
-        labelled = mask if cfg.ignore_index is None else np.where(mask == cfg.ignore_index, 0, mask)
+        labelled = mask if ignore is None else np.where(mask == ignore, 0, mask)
         w = table[labelled]
-        if cfg.ignore_index is not None:
-            w[mask == cfg.ignore_index] = 0.0
+        if ignore is not None:
+            w[mask == ignore] = 0.0
         weights.append(w.astype(np.float32, copy=False))
     return weights
 
 
+@dataclass
+class DataReport:
+    """What the data preparation found, for the run folder: warnings (one line each), the split.json record
+    and the per-band normalisation statistics."""
+
+    warnings: list[str] = field(default_factory=list)
+    split: dict[str, Any] = field(default_factory=dict)
+    normalization: dict[str, Any] = field(default_factory=dict)
+    nodata: Nodata = Nodata()
+    files: list[str] = field(default_factory=list)  # the training images (names for messages)
+
+
+def data_warnings(split: SampleSplit, cfg: DataConfig, ignore: int | None) -> list[str]:
+    """One line per: class without a training pixel; masks holding exactly the values {0, 255}."""
+    counts = np.zeros(max(split.classes.num_classes, 256), np.int64)
+    for mask in split.masks:
+        c = np.bincount(mask.ravel(), minlength=len(counts))
+        counts += c[: len(counts)]
+    out = []
+    if cfg.mask_mode == "index" and cfg.class_values is None and set(np.flatnonzero(counts).tolist()) == {0, 255}:
+        out.append("the masks hold exactly the values 0 and 255: for a binary mask set data.class_values: [0, 255] "
+                   "(else 255 is class 255, or the ignore label)")
+    empty = [n for i, n in enumerate(split.classes.names) if counts[i] == 0 and i != ignore]
+    if empty:
+        out.append(f"class(es) with no pixel in the training set: {', '.join(empty)}")
+    return out
+
+
+def _clamped_size(images: list[np.ndarray], input_size: int, margin: int, fit: Callable[[int], int] | None,
+                  cfg: DataConfig, warnings: list[str]) -> int:
+    """``input_size``, or a smaller accepted size when the patch is larger than every training image."""
+    largest = max(min(im.shape[:2]) for im in images) + 2 * margin
+    if fit is None or input_size <= largest:
+        return input_size
+    size = fit(largest)
+    if size > largest:
+        size = max(fit(max(largest - (size - largest), 1)), 2 * margin + 1)
+    warnings.append(f"data.patch_size={cfg.patch_size} is larger than every training image (the largest fits "
+                    f"{largest - 2 * margin} px); clamped to {size}")
+    return size
+
+
+def _filled(images: list[np.ndarray], valid: list[np.ndarray | None], norm: Normalization) -> list[np.ndarray]:
+    """Images with invalid pixels set to the per-band mean (0 once normalised)."""
+    out = []
+    for image, ok in zip(images, valid):
+        if ok is not None:
+            scale = norm.scale if norm.scale is not None else dtype_scale(image.dtype)
+            image = fill_invalid(image, ok, fill_value(np.asarray(norm.mean) * scale, image.dtype))
+        out.append(image)
+    return out
+
+
 def build_datasets(
-    cfg: DataConfig, *, input_size: int, margin: int, seed: int = 0
+    cfg: DataConfig, *, input_size: int, margin: int, seed: int = 0, context: int | None = None,
+    fit_size: Callable[[int], int] | None = None,
 ) -> tuple[TrainPatches, ValImages, ClassTable, Normalization]:
     """Everything training needs from the data config.
 
@@ -84,17 +150,37 @@ def build_datasets(
             ``model.valid_input_size(cfg.patch_size)``.
         margin: ``model.margin`` (92 for the paper's U-Net, 0 for "same" padding).
         seed: base seed of crops and augmentation (the split uses ``cfg.split_seed``).
+        context: the model's context in pixels (default ``margin``): the gap of a region split.
+        fit_size: ``model.valid_input_size``, used to clamp a patch larger than every image.
 
     Returns:
-        ``(train, val, classes, normalization)``: :class:`TrainPatches`; :class:`ValImages` (whole
-        images, un-normalised); the class table; per-channel mean/std of the training images.
+        ``(train, val, classes, normalization)``: :class:`TrainPatches` (its ``ignore_index`` is the ignore
+        label in effect, its ``report`` a :class:`DataReport`); :class:`ValImages` (whole images as read,
+        un-normalised: prediction applies the nodata rule, their masks are ignored there); the class table;
+        per-band statistics of the valid training pixels.
     """
-    train, val = load_splits(cfg)
-    normalization = Normalization.from_images(train.images)
-    weights = training_weights(train, cfg)
+    train, val = load_splits(cfg, gap=margin if context is None else context)
+    none = [None] * len(train.images)
+    try:
+        normalization = Normalization.from_images(train.images, valid=train.info.get("valid", none),
+                                                  method=cfg.normalize)
+    except ValueError as err:
+        raise UnetsegError(f"data: {err}") from None
+    images = _filled(train.images, train.info.get("valid", none), normalization)
+    ignore = train.info.get("ignore_index", cfg.ignore_index)
+    files = list(train.info.get("files", []))
+    nodata = Nodata(cfg.nodata, resolve_nodata(cfg.nodata, file_nodata(files[0]) if files else None), cfg.nodata_rule)
+    split = train.info.get("split") or {"mode": "sample", "sample": cfg.sample, "train": {"images": len(train)},
+                                        "val": {"images": len(val)}}  # built-in samples have fixed splits
+    stats = {"method": cfg.normalize, **normalization.to_dict()}
+    report = DataReport(data_warnings(train, cfg, ignore), split, stats, nodata, files)
+    input_size = _clamped_size(images, input_size, margin, fit_size, cfg, report.warnings)
+    train.images = images
+    weights = training_weights(train, cfg, ignore)
     patches = TrainPatches(
-        train.images, train.masks, weights, input_size=input_size, margin=margin, normalization=normalization,
-        augment=cfg.augment, patches_per_epoch=cfg.patches_per_epoch, ignore_index=cfg.ignore_index, seed=seed,
+        images, train.masks, weights, input_size=input_size, margin=margin, normalization=normalization,
+        augment=cfg.augment, patches_per_epoch=cfg.patches_per_epoch, ignore_index=ignore, seed=seed,
     )
+    patches.report = report
     names = list(val.info.get("stems", [])) or [f"{cfg.sample or 'val'}-{i}" for i in range(len(val))]
     return patches, ValImages(list(val.images), list(val.masks), names), train.classes, normalization

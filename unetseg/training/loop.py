@@ -18,11 +18,14 @@ from .distributed import DistContext, all_reduce_sum, any_rank
 
 
 class NonFiniteLoss(Exception):
-    """The loss became NaN/Inf at ``epoch`` (1-based) and optimizer ``step``."""
+    """The loss became NaN/Inf at ``epoch`` (1-based) and optimizer ``step``; ``bad_inputs``: how many input
+    values of the batch were NaN/Inf, and ``sources`` the indices of the training images they came from."""
 
-    def __init__(self, epoch: int, step: int, value: float) -> None:
+    def __init__(self, epoch: int, step: int, value: float, bad_inputs: int = 0,
+                 sources: tuple[int, ...] = ()) -> None:
         super().__init__(f"loss is {value} at epoch {epoch}, step {step}")
         self.epoch, self.step, self.value = epoch, step, value
+        self.bad_inputs, self.sources = bad_inputs, sources
 
 
 class SkipSampler(Sampler[int]):
@@ -114,7 +117,11 @@ def train_epoch(
         value = float(reduced)
         if not math.isfinite(value):
             bar.close()
-            raise NonFiniteLoss(state.epoch + 1, state.global_step + 1, value)
+            bad = ~torch.isfinite(image)
+            per_item = bad.flatten(1).any(1).cpu()
+            source = batch.get("source")
+            sources = () if source is None else tuple(sorted(set(source[per_item].tolist())))
+            raise NonFiniteLoss(state.epoch + 1, state.global_step + 1, value, int(bad.sum()), sources)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()

@@ -42,14 +42,6 @@ def plot_curves(rows: Sequence[dict[str, str]], path: str | Path) -> Path:
     return Path(path)
 
 
-def _display(image: np.ndarray) -> np.ndarray:
-    """A multi-band image as an RGB preview: the first band in grey when there are not 3 or 4 bands."""
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] not in (3, 4):
-        image = image[..., 0]
-    return display_rgb(image[..., :3] if image.ndim == 3 else image)
-
-
 def plot_samples(
     images: Sequence[np.ndarray],
     truths: Sequence[np.ndarray],
@@ -58,12 +50,18 @@ def plot_samples(
     path: str | Path,
     class_names: Sequence[str] | None = None,
     ignore_index: int | None = None,
+    bands: Sequence[int] | None = None,
+    valid: Sequence[np.ndarray | None] | None = None,
 ) -> Path:
-    """A grid with one row per sample: image | ground truth | prediction (coloured by ``palette``)."""
+    """A grid with one row per sample: image | ground truth | prediction (coloured by ``palette``).
+
+    The image is previewed by :func:`unetseg.io.display.display_rgb` (``bands``, 2-98 percentile stretch over
+    the ``valid`` pixels of each image; invalid ones black)."""
     n = len(images)
     fig, axes = plt.subplots(max(n, 1), 3, figsize=(10, 3.3 * max(n, 1)), squeeze=False)
     for row, (image, truth, pred) in enumerate(zip(images, truths, predictions)):
-        panels = ((_display(image), "image"),
+        ok = None if valid is None else valid[row]
+        panels = ((display_rgb(image, bands, valid=ok), "image"),
                   (colorize(truth, palette, ignore_index=ignore_index, unknown_color=IGNORE_COLOR), "truth"),
                   (colorize(pred, palette, unknown_color=IGNORE_COLOR), "prediction"))
         for ax, (data, title) in zip(axes[row], panels):

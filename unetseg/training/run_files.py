@@ -1,4 +1,4 @@
-"""The files of a run folder besides checkpoints: config.yaml, summary.json, curves.png, samples.png."""
+"""The files of a run folder besides checkpoints: config.yaml, split.json, summary.json, curves.png, samples.png."""
 from __future__ import annotations
 
 import json
@@ -18,3 +18,8 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
     """summary.json: the outcome of the run (paths as strings)."""
     plain = json.loads(json.dumps(summary, default=str))
     return write_json(run_dir / "summary.json", plain)
+
+
+def write_split(run_dir: Path, record: dict[str, Any]) -> Path:
+    """split.json: which files (and, for a region split, which blocks) went to training and to validation."""
+    return write_json(run_dir / "split.json", json.loads(json.dumps(record, default=str)))

@@ -134,8 +134,10 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
     probe = make_model(cfg.model.name, {"in_channels": 1, "num_classes": 2, **cfg.model.kwargs}, "meta")
     input_size = probe.valid_input_size(cfg.data.patch_size)
     try:
-        train_ds, val, classes, normalization = build_datasets(cfg.data, input_size=input_size,
-                                                               margin=probe.margin, seed=cfg.train.seed)
+        context = probe.margin or probe.field_radius or 64  # what one output pixel sees beyond itself
+        train_ds, val, classes, normalization = build_datasets(cfg.data, input_size=input_size, margin=probe.margin,
+                                                               seed=cfg.train.seed, context=context,
+                                                               fit_size=probe.valid_input_size)
     except ValueError as err:  # a data-library check the data code did not phrase itself
         raise UnetsegError(f"data: {err}") from None
     val_items = list(val)  # [(image, mask)], split across ranks by slicing
@@ -151,6 +153,8 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
     torch.manual_seed(cfg.train.seed)  # identical initial weights whatever the data code consumed
     bare = make_model(cfg.model.name, kwargs).to(ctx.device)
     bare.normalization, bare.classes = normalization, classes
+    if train_ds.report is not None:  # validation predicts with the nodata rule a checkpoint will carry
+        bare.meta = {"nodata": train_ds.report.nodata.to_dict()}
     precision = training_precision(cfg.train.amp, ctx.device, cfg.train.channels_last)
     if cfg.train.channels_last:
         bare = bare.to(memory_format=torch.channels_last)
@@ -164,8 +168,8 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
     steps_per_epoch = per_rank // cfg.train.batch_size if drop_last else 1
     return Components(
         train_ds=train_ds, val_items=val_items, classes=classes, normalization=normalization,
-        input_size=input_size, resolved=resolved, bare=bare, model=model, precision=precision,
-        loss_fn=build_loss(cfg.loss, cfg.data.ignore_index, classes.num_classes).to(ctx.device),
+        input_size=train_ds.input_size, resolved=resolved, bare=bare, model=model, precision=precision,
+        loss_fn=build_loss(cfg.loss, train_ds.ignore_index, classes.num_classes).to(ctx.device),
         optimizer=optimizer,
         scaler=torch.amp.GradScaler("cuda") if precision.dtype == torch.float16 else None,
         sampler=sampler, drop_last=drop_last, steps_per_epoch=steps_per_epoch,

@@ -3,12 +3,14 @@
 A run folder holds::
 
     config.yaml          the resolved config (in_channels / num_classes filled from the data)
+    split.json           which files (and, for data.split: regions, which blocks) are training and validation
     metrics.csv          one row per epoch: epoch, step, time_s, train_loss, val_miou, val_accuracy,
                          iou_<class>..., lr, images_per_s
     best.pt, last.pt     checkpoints (best by validation mIoU; last.pt also holds the resume state)
     curves.png           train loss / val mIoU / learning rate against epoch
     samples.png          validation images | truth | prediction of best.pt
-    summary.json         the outcome (best mIoU, epochs, steps, why it stopped, per-rank weight digests)
+    summary.json         the outcome (best mIoU, epochs, steps, why it stopped, per-rank weight digests; under
+                         "data": warnings, per-band normalisation statistics, the nodata rule)
 
 The same code runs single-process or under ``torchrun --nproc_per_node N`` (DistributedDataParallel).
 """
@@ -26,6 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..config import RunConfig
+from ..data.nodata import Nodata, valid_mask
 from ..errors import UnetsegError
 from ..inference import predict_tiled
 from ..inference.halo import measure_halo
@@ -42,7 +45,7 @@ from .distributed import (
 from .evaluate import score_images
 from .loop import NonFiniteLoss, SkipSampler, StepState, train_epoch
 from .plots import plot_curves, plot_samples
-from .run_files import write_config, write_summary
+from .run_files import write_config, write_split, write_summary
 from .setup import build_components, check_resume_config, default_run_dir, finite_or_none, validation_amp
 
 
@@ -151,7 +154,10 @@ class Trainer:
 
     def meta(self, val_miou: float | None) -> dict[str, Any]:
         c = self.c
-        return {"normalization": c.normalization, "classes": c.classes, "ignore_index": self.config.data.ignore_index,
+        report = c.train_ds.report
+        return {"normalization": c.normalization, "classes": c.classes, "ignore_index": c.train_ds.ignore_index,
+                "nodata": report.nodata.to_dict() if report is not None else None,
+                "display": self.config.display.model_dump(), "class_values": self.config.data.class_values,
                 "input_size": c.input_size, "config": c.resolved.model_dump(mode="json"), "epoch": self.state.epoch,
                 "global_step": self.state.global_step, "val_miou": val_miou}
 
@@ -170,6 +176,15 @@ class Trainer:
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.run_dir, self.c.resolved)
+            report = self.c.train_ds.report
+            if report is not None:
+                write_split(self.run_dir, report.split)
+                for line in report.warnings:
+                    tqdm.write(f"unetseg train: warning: {line}")
+                if self.progress:
+                    stats = report.normalization
+                    tqdm.write(f"normalisation ({stats['method']}, valid training pixels) per band: mean "
+                               f"{[round(m, 4) for m in stats['mean']]}, std {[round(v, 4) for v in stats['std']]}")
         self.log = MetricsLog(self.run_dir / "metrics.csv", metric_columns(self.c.classes.names))
         if self.resume_payload is not None:
             self.log.load(max_step=self.state.global_step)
@@ -225,7 +240,7 @@ class Trainer:
     def _validate(self) -> dict[str, Any]:
         c = self.c
         return score_images(c.bare, c.val_items, num_classes=c.classes.num_classes,
-                            ignore_index=self.config.data.ignore_index, tile_size=self.tcfg.val_tile_size,
+                            ignore_index=c.train_ds.ignore_index, tile_size=self.tcfg.val_tile_size,
                             amp=validation_amp(c.precision), normalization=c.normalization, device=self.ctx.device,
                             ctx=self.ctx)
 
@@ -261,6 +276,12 @@ class Trainer:
         kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
         if self.ctx.is_main and self.log.rows:
             plot_curves(self.log.rows, self.run_dir / "curves.png")
+        if err.bad_inputs:
+            files = self.c.train_ds.report.files if self.c.train_ds.report is not None else []
+            named = [files[i] if i < len(files) else f"training image {i}" for i in err.sources]
+            raise UnetsegError(f"training stopped at epoch {err.epoch}, step {err.step}: the input batch holds "
+                               f"{err.bad_inputs} NaN/Inf value(s), from {', '.join(named) or 'the training images'} "
+                               f"({kept}); check those images' values and data.nodata")
         raise UnetsegError(f"training stopped: {err} ({kept}); try a lower train.lr, train.grad_clip, "
                            "or train.amp=off")
 
@@ -284,7 +305,11 @@ class Trainer:
             best_checkpoint=best_path, last_checkpoint=last_path,
         )
         if ctx.is_main:
-            write_summary(self.run_dir, {**asdict(result), "world_size": ctx.world_size, "device": str(ctx.device),
+            report = c.train_ds.report
+            data = {} if report is None else {"warnings": report.warnings, "normalization": report.normalization,
+                                              "nodata": report.nodata.to_dict()}
+            write_summary(self.run_dir, {**asdict(result), "data": data, "world_size": ctx.world_size,
+                                         "device": str(ctx.device),
                                          "rank_state_digests": digests, "ranks_identical": len(set(digests)) == 1})
         return result
 
@@ -306,5 +331,7 @@ class Trainer:
         items = c.val_items[:n]
         preds = [predict_tiled(model, image, tile_size=self.tcfg.val_tile_size, amp=validation_amp(c.precision))
                  for image, _ in items]
+        nodata = c.train_ds.report.nodata if c.train_ds.report is not None else Nodata(None)
         plot_samples([i for i, _ in items], [m for _, m in items], preds, c.classes.palette(),
-                     self.run_dir / "samples.png", c.classes.names, self.config.data.ignore_index)
+                     self.run_dir / "samples.png", c.classes.names, c.train_ds.ignore_index,
+                     bands=self.config.display.bands, valid=[valid_mask(i, nodata.value, nodata.rule) for i, _ in items])

@@ -1,0 +1,98 @@
+"""Region split: validation blocks cut out of the images themselves, for datasets of one or a few images.
+
+Each image is cut into a ``rows x cols`` grid of blocks; a seeded ``val_fraction`` of all blocks goes to
+validation (each block a validation image of its own). The training side keeps the whole images, but the
+validation blocks are marked invalid there (their pixels are filled like nodata, so no training crop sees
+them) and the labels within ``gap`` pixels of a validation block (the model's context) are ignored, so no
+training target is predicted from pixels next to validation ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import UnetsegError
+from ..io.labels import label_dtype
+
+
+@dataclass(frozen=True)
+class Block:
+    """Block ``(row, col)`` of image ``image`` (its index): pixel rows ``[r0, r1)``, columns ``[c0, c1)``."""
+
+    image: int
+    row: int
+    col: int
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+
+    def record(self, name: str) -> dict[str, Any]:
+        return {"file": name, "block": [self.row, self.col], "rows": [self.r0, self.r1], "cols": [self.c0, self.c1]}
+
+
+def grid_blocks(shapes: list[tuple[int, int]], grid: tuple[int, int]) -> list[Block]:
+    """Every block of every image, image by image, row-major; edges from ``linspace`` (sizes differ by <= 1)."""
+    blocks = []
+    for k, (h, w) in enumerate(shapes):
+        rows, cols = min(grid[0], h), min(grid[1], w)
+        ys = np.linspace(0, h, rows + 1).round().astype(int)
+        xs = np.linspace(0, w, cols + 1).round().astype(int)
+        blocks += [Block(k, i, j, int(ys[i]), int(ys[i + 1]), int(xs[j]), int(xs[j + 1]))
+                   for i in range(rows) for j in range(cols)]
+    return blocks
+
+
+def choose_val_blocks(blocks: list[Block], val_fraction: float, seed: int) -> set[int]:
+    """Indices of the validation blocks: ``round(val_fraction * n)`` (>= 1 when val_fraction > 0), seeded."""
+    n_val = 0 if val_fraction == 0 else max(1, int(round(val_fraction * len(blocks))))
+    if n_val >= len(blocks):
+        raise UnetsegError(f"val_fraction={val_fraction} takes all {len(blocks)} region block(s) for validation; "
+                           "lower val_fraction or use a finer data.split_grid")
+    return set(np.random.default_rng(seed).permutation(len(blocks))[:n_val].tolist())
+
+
+def region_split(
+    images: list[np.ndarray], masks: list[np.ndarray], valid: list[np.ndarray | None], names: list[str], *,
+    grid: tuple[int, int], val_fraction: float, seed: int, gap: int, ignore: int,
+) -> tuple[dict[str, list], dict[str, list], dict[str, Any]]:
+    """Split images into training images (validation blocks invalid, labels ignored within ``gap`` of them)
+    and validation blocks.
+
+    Returns ``(train, val, record)``: train and val as ``{"images", "masks", "valid", "names"}`` lists
+    (valid: HxW bool or None), and the split.json record (files and regions per side).
+    """
+    blocks = grid_blocks([m.shape for m in masks], grid)
+    chosen = choose_val_blocks(blocks, val_fraction, seed)
+    train: dict[str, list] = {"images": [], "masks": [], "valid": [], "names": []}
+    val: dict[str, list] = {"images": [], "masks": [], "valid": [], "names": []}
+    record: dict[str, Any] = {"mode": "regions", "grid": list(grid), "gap": gap,
+                              "train": {"files": [], "regions": []}, "val": {"files": [], "regions": []}}
+    for k, (image, mask, ok, name) in enumerate(zip(images, masks, valid, names)):
+        mine = [(n, b) for n, b in enumerate(blocks) if b.image == k]
+        held = [b for n, b in mine if n in chosen]
+        kept = [b for n, b in mine if n not in chosen]
+        for b in held:
+            val["images"].append(image[b.r0 : b.r1, b.c0 : b.c1])
+            val["masks"].append(mask[b.r0 : b.r1, b.c0 : b.c1])
+            val["valid"].append(None if ok is None else ok[b.r0 : b.r1, b.c0 : b.c1])
+            val["names"].append(f"{name}@r{b.row}c{b.col}")
+            record["val"]["regions"].append(b.record(name))
+        if held and name not in record["val"]["files"]:
+            record["val"]["files"].append(name)
+        if not kept:
+            continue
+        train_valid = np.ones(mask.shape, bool) if ok is None else ok.copy()
+        train_mask = mask.astype(label_dtype(max(int(mask.max()), ignore) + 1), copy=True)
+        for b in held:
+            train_valid[b.r0 : b.r1, b.c0 : b.c1] = False
+            train_mask[max(b.r0 - gap, 0) : b.r1 + gap, max(b.c0 - gap, 0) : b.c1 + gap] = ignore
+        train["images"].append(image)
+        train["masks"].append(train_mask)
+        train["valid"].append(None if train_valid.all() else train_valid)
+        train["names"].append(name)
+        record["train"]["files"].append(name)
+        record["train"]["regions"] += [b.record(name) for b in kept]
+    return train, val, record

@@ -66,6 +66,12 @@ class Settings:
     device: torch.device
     normalization: Normalization
 
+    def report(self) -> dict[str, Any]:
+        """The settings a summary records (see ``report`` of :func:`predict_tiled`)."""
+        return dict(tile_shape=list(self.grid.tile_shape), context=self.grid.rows.context,
+                    num_tiles=self.grid.num_tiles, batch_size=self.batch_size, precision=self.precision.name,
+                    device=str(self.device))
+
 
 def predict_tiled(
     model: nn.Module,
@@ -130,6 +136,23 @@ def predict_tiled(
     Returns:
         ``out`` if given, else a numpy array: labels HxW or probs HxWxK float32.
     """
+    settings = tiled_settings(model, image, tile_size=tile_size, batch_size=batch_size, blend=blend,
+                              pad_mode=pad_mode, halo=halo, tta=tta, output=output, amp=amp, device=device,
+                              normalization=normalization)
+    if report is not None:
+        report.update(settings.report())
+    with inference_model(model, settings.device) as net:
+        return run_tiles(net, image, settings, progress, out)
+
+
+def tiled_settings(model: nn.Module, image: Any, *, tile_size: int | str = 512, batch_size: int | str = "auto",
+                   blend: str = "crop", pad_mode: str = "reflect", halo: int | str = "auto", tta: str | None = None,
+                   output: str = "labels", amp: str | bool | None = "auto", device: str | torch.device | None = None,
+                   normalization: Normalization | None = None) -> Settings:
+    """Check the options of :func:`predict_tiled` against ``model`` and ``image`` and resolve every "auto".
+
+    The arguments mean what they mean for :func:`predict_tiled`; the tile grid covers the whole image.
+    """
     if blend not in BLENDS:
         raise UnetsegError(f"blend={blend!r} is not one of {', '.join(BLENDS)}")
     if output not in OUTPUTS:
@@ -151,23 +174,19 @@ def predict_tiled(
 
     dev = torch.device(device) if device is not None else model_device(model)
     precision = resolve_precision(amp, dev)
-    geometry = Geometry.of(model)
     if batch == "auto":
         batch = auto_batch_size(dev)
-    with inference_model(model, dev) as net:
-        if tile == "auto":
+    if tile == "auto":
+        with inference_model(model, dev) as net:
             tile = auto_tile_size(net, (height, width), channels=channels, batch_size=batch,
                                   device=dev, precision=precision, halo=halo)
-        grid = TileGrid.build((height, width), tile, geometry, halo)
-        if report is not None:
-            report.update(tile_shape=list(grid.tile_shape), context=grid.rows.context, num_tiles=grid.num_tiles,
-                          batch_size=batch, precision=precision.name, device=str(dev))
-        settings = Settings(grid, batch, blend, pad_mode, transforms, output, precision, dev, norm)
-        return _run(net, image, settings, progress, out)
+    grid = TileGrid.build((height, width), tile, Geometry.of(model), halo)
+    return Settings(grid, batch, blend, pad_mode, transforms, output, precision, dev, norm)
 
 
-def _run(model: nn.Module, image: Any, s: Settings, progress: bool, out: Any) -> Any:
-    """Read tiles -> model -> stitch, with the reading one batch ahead in a background thread."""
+def run_tiles(model: nn.Module, image: Any, s: Settings, progress: bool = False, out: Any = None) -> Any:
+    """Read the tiles of ``s.grid`` from ``image`` -> ``model`` (eval mode, on ``s.device``) -> stitch into ``out``,
+    with the reading one batch ahead in a background thread. Returns ``out`` (a new numpy array if None)."""
     forward = TileForward(model, s.transforms, s.precision, s.device)
     stitcher = Stitcher(s.grid, s.blend, s.output, out)
     batches = tile_batches(image, s.grid, s.batch_size, s.pad_mode, s.normalization, s.precision.channels_last)

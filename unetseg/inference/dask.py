@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,20 +52,29 @@ def worker_model(model: nn.Module | str | os.PathLike, device: str = "cpu") -> n
         return _load_model(path, os.stat(path).st_mtime_ns, device)
 
 
+@dataclass(frozen=True)
+class FileRef:
+    """An image file (or zarr folder) and pyramid level that each worker opens itself."""
+
+    path: str
+    level: int = 0
+
+
 @functools.lru_cache(maxsize=4)
-def _open_source(path: str, mtime_ns: int) -> Any:
+def _open_source(ref: FileRef, mtime_ns: int) -> Any:
     from ..io.source import open_image
 
-    return open_image(path).array
+    return open_image(ref.path, ref.level).array
 
 
 def worker_source(source: Any) -> Any:
-    """``source`` itself (an array), or the image at that path opened lazily once per process."""
-    if not isinstance(source, (str, os.PathLike)):
+    """``source`` itself (an array), or the image at that path / :class:`FileRef` opened lazily once per process."""
+    if isinstance(source, (str, os.PathLike)):
+        source = FileRef(os.fspath(source))
+    if not isinstance(source, FileRef):
         return source
-    path = os.fspath(source)
     with _LOCK:
-        return _open_source(path, os.stat(path).st_mtime_ns)
+        return _open_source(source, os.stat(source.path).st_mtime_ns)
 
 
 def predict_block(model: Any, source: Any, settings: Settings, block: tuple[AxisBlock, AxisBlock], out: Any
@@ -99,8 +108,9 @@ def predict_dask(model_or_checkpoint: nn.Module | str | os.PathLike, source: Any
     Args:
         model_or_checkpoint: a model (sent once to each worker) or a checkpoint path (each worker process loads
             it once; the workers must see the file).
-        source: HxW[xC] image: an array (numpy, zarr, any lazy array the workers can receive) or a path the
-            workers open lazily with :func:`unetseg.io.open_image` (TIFF, zarr/OME-Zarr, ...).
+        source: HxW[xC] image: an array (numpy, zarr, any lazy array the workers can receive), or a path or
+            :class:`FileRef` (path + pyramid level) that each worker opens lazily with
+            :func:`unetseg.io.open_image` (TIFF, zarr/OME-Zarr, whole-slide, ...).
         out: a zarr array of the result's shape (labels HxW; probs HxWxK) whose chunk sides are multiples of the
             tile grid's step (or cover their axis), or a path where a zarr array with chunks of about ``chunk``
             px is created (labels only; dtype from the model's class count). Writers must not overlap, so each
@@ -117,34 +127,42 @@ def predict_dask(model_or_checkpoint: nn.Module | str | os.PathLike, source: Any
     Returns:
         ``out`` (the zarr array).
     """
-    dask = _dask()
     if options.get("blend", "crop") != "crop":
         raise UnetsegError("predict_dask supports blend='crop' only (gaussian blending needs neighbouring chunks)")
     for name in ("progress", "out", "report"):
         if name in options:
             raise UnetsegError(f"predict_dask does not take {name}=")
     model = _options_model(model_or_checkpoint)
-    image = worker_source(source)
-    settings = tiled_settings(model, image, **options)
+    settings = tiled_settings(model, worker_source(source), **options)
     if isinstance(out, (str, os.PathLike)):
         out = _create_labels(out, model, settings, chunk)
+    found = map_blocks(model_or_checkpoint, source, settings, out, client)
+    if counts is not None and found is not None:
+        counts[:] = found.tolist()
+    return out
+
+
+def map_blocks(model_or_checkpoint: Any, source: Any, settings: Settings, out: Any, client: Any = None
+               ) -> np.ndarray | None:
+    """Run one Dask task per chunk of ``out`` (see :func:`predict_dask`); returns the class counts (labels)."""
+    dask = _dask()
     sides = tuple(int(c) for c in out.chunks[:2])
     check_block_sides(settings.grid, sides)
     shape = settings.grid.rows.length, settings.grid.cols.length
     if tuple(out.shape[:2]) != shape:
         raise UnetsegError(f"out has shape {tuple(out.shape)}, the image {shape}")
-    shared_model = dask.delayed(model_or_checkpoint if isinstance(model_or_checkpoint, nn.Module)
-                                else os.fspath(model_or_checkpoint), traverse=False)
+    ref = model_or_checkpoint if isinstance(model_or_checkpoint, nn.Module) else os.fspath(model_or_checkpoint)
+    shared_model = dask.delayed(ref, traverse=False)  # one graph node: sent once to each worker that needs it
     shared_source = dask.delayed(source, traverse=False)
     task = dask.delayed(predict_block, pure=False)
     tasks = [task(shared_model, shared_source, settings, b, out) for b in blocks(settings.grid, sides)]
     results = client.gather(client.compute(tasks)) if client is not None else dask.compute(*tasks)
-    if counts is not None and settings.output == "labels":
-        total = np.zeros(max(len(r) for r in results), np.int64)
-        for r in results:
-            total[: len(r)] += r
-        counts[:] = total.tolist()
-    return out
+    if settings.output != "labels":
+        return None
+    total = np.zeros(max(len(r) for r in results), np.int64)
+    for r in results:
+        total[: len(r)] += r
+    return total
 
 
 def _create_labels(path: str | os.PathLike, model: nn.Module, settings: Settings, chunk: Any) -> Any:

@@ -28,25 +28,38 @@ from .stitch import probs_to_labels
 
 # predict_tiled options that a summary records next to the settings predict_tiled reports
 RECORDED_OPTIONS = ("tile_size", "batch_size", "tta", "amp")
+OME_ZARR_CHUNKS = (1024, 1024)  # one process writes row bands in order: any chunking is aligned enough
+
+
+def ome_zarr_writer(stem: Path, source: ImageSource, model: SegmentationModel, chunks: tuple[int, int]) -> Any:
+    """The ``<stem>_index.ome.zarr`` labels writer for ``source`` (its pixel size kept), with the model's classes."""
+    from ..io.ome_zarr_labels import OmeZarrLabelsWriter
+
+    table = model.class_table
+    return OmeZarrLabelsWriter(f"{stem}_index.ome.zarr", source.shape[:2], label_dtype(model.num_classes), chunks,
+                               class_names=list(table.names), colors=table.palette(),
+                               pixel_size=source.pixel_size, unit=source.unit)
 
 
 def _labels_of(band: np.ndarray, as_probs: bool) -> np.ndarray:
     return probs_to_labels(band) if as_probs else band
 
 
-def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list[str], **options: Any) -> list[Path]:
-    """Segment image ``path`` and write each requested map as ``<stem>_<format>.<ext>``; returns the written paths.
+def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list[str], level: int = 0,
+                 **options: Any) -> list[Path]:
+    """Segment image ``path`` (pyramid ``level``) and write each requested map as ``<stem>_<format>.<ext>``
+    (ome-zarr: ``<stem>_index.ome.zarr``); returns the written paths.
 
     ``formats`` come from :data:`unetseg.io.MAP_FORMATS`; ``options`` go to :func:`predict_tiled`.
     """
-    source = open_image(path)
+    source = open_image(path, level)
     channels = image_channels(source.array)
     if channels != model.in_channels:
         raise UnetsegError(f"{path}: image has {channels} channel(s) but the model expects {model.in_channels}")
     output = "probs" if "probs" in formats else "labels"
     settings = {k: v for k, v in options.items() if k in RECORDED_OPTIONS}
     settings["input"] = str(path)
-    if source.is_tiff:
+    if not isinstance(source.array, np.ndarray):  # lazy (TIFF, zarr): streamed
         return _predict_streaming(model, source, stem, formats, output, settings, options)
 
     result = predict_tiled(model, source.array, output=output, progress=True, report=settings, **options)
@@ -65,6 +78,10 @@ def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list
         written.append(maps.write_rgb(f"{stem}_overlay.png", overlay(source.array, labels, palette)))
     if output == "probs":
         written.append(maps.write_probs(f"{stem}_probs.npy", result))
+    if "ome-zarr" in formats:
+        with ome_zarr_writer(stem, source, model, OME_ZARR_CHUNKS) as writer:
+            writer[0 : len(labels)] = labels
+        written.append(writer.path)
     if "summary" in formats:
         counts = class_counts([labels], model.num_classes)
         written.append(maps.write_json(f"{stem}_summary.json", summary(labels.shape, counts, table.names, **settings)))
@@ -107,6 +124,10 @@ def _predict_streaming(model: SegmentationModel, source: ImageSource, stem: Path
             probs_path = Path(f"{stem}_probs.npy")
             written.append(probs_path)
             add(stack.enter_context(NpyWriter(probs_path, (height, width, k), np.float16)), lambda b: b)
+        if "ome-zarr" in formats:
+            zarr_writer = stack.enter_context(ome_zarr_writer(stem, source, model, OME_ZARR_CHUNKS))
+            written.append(zarr_writer.path)
+            add(zarr_writer, labels)
         if "summary" in formats:
             consumers.append(lambda r0, b: counts.__iadd__(class_counts([labels(b)], k)[:k]))
         shape = (height, width, k) if as_probs else (height, width)

@@ -7,7 +7,8 @@ HxWxC, the form every reader in :mod:`unetseg.io` returns.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,8 @@ class TiffInfo:
 
     geotags: list[tuple]
     nodata: float | None
+    pixel_size: tuple[float, float] | None = None  # (y, x) at the level read
+    unit: str | None = None
 
 
 def _read_info(page: tifffile.TiffPage) -> TiffInfo:
@@ -87,19 +90,46 @@ def _read_info(page: tifffile.TiffPage) -> TiffInfo:
     return TiffInfo(tags, nodata)
 
 
-def open_tiff(path: str | Path) -> tuple[YXCView, TiffInfo]:
-    """Open a TIFF lazily as an HxW[xC] view; a file that cannot be a 2-D image is a one-line UnetsegError."""
+def _pixel_size(tif: tifffile.TiffFile, page: tifffile.TiffPage, full: tuple[int, ...], shape: tuple[int, ...],
+                axes: str) -> dict[str, Any]:
+    """Pixel size (y, x) and unit at the level of ``shape``: from OME-XML, else the resolution tags (cm/inch)."""
+    size = None
+    unit = "micrometer"
+    if tif.is_ome:
+        with contextlib.suppress(Exception):  # malformed OME-XML: no pixel size rather than no image
+            pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+            pixels = (pixels[0] if isinstance(pixels, list) else pixels)["Pixels"]
+            size = float(pixels["PhysicalSizeY"]), float(pixels["PhysicalSizeX"])
+            unit = {"µm": "micrometer", "nm": "nanometer", "mm": "millimeter"}.get(pixels.get("PhysicalSizeXUnit", "µm"))
+    if size is None:
+        per_unit = {2: 25400.0, 3: 10000.0}.get(int(page.tags.valueof("ResolutionUnit", 1)))  # um per inch / cm
+        xres, yres = page.tags.valueof("XResolution"), page.tags.valueof("YResolution")
+        if per_unit and xres and yres and xres[0] and yres[0]:
+            size = per_unit * yres[1] / yres[0], per_unit * xres[1] / xres[0]
+    if size is None:
+        return {}
+    y, x = axes.index("Y"), axes.index("X")
+    return {"pixel_size": (size[0] * full[y] / shape[y], size[1] * full[x] / shape[x]), "unit": unit}
+
+
+def open_tiff(path: str | Path, level: int = 0) -> tuple[YXCView, TiffInfo]:
+    """Open a TIFF lazily as an HxW[xC] view of pyramid ``level`` (0: full size; sub-resolutions of pyramidal
+    and whole-slide TIFFs as tifffile sees them); a file that cannot be a 2-D image, or has no such level, is a
+    one-line UnetsegError."""
     path = Path(path)
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
+            if not 0 <= level < len(series.levels):
+                raise UnetsegError(f"{path}: has {len(series.levels)} pyramid level(s), level {level} does not exist")
             axes, page = series.axes, tif.pages.first
             info = _read_info(page)
+            info = replace(info, **_pixel_size(tif, page, series.levels[0].shape, series.levels[level].shape, axes))
             memmappable = page.is_memmappable and len(tif.series) == 1 and len(series.levels) == 1
         if memmappable:
             array = tifffile.memmap(path, mode="r")
         else:
-            group_or_array = zarr.open(tifffile.imread(path, aszarr=True, series=0, level=0), mode="r")
+            group_or_array = zarr.open(tifffile.imread(path, aszarr=True, series=0, level=level), mode="r")
             array = group_or_array["0"] if isinstance(group_or_array, zarr.Group) else group_or_array
         if len(array.shape) != len(axes):  # memmap of a squeezed page: trust the array's own shape
             axes = "YXS"[: len(array.shape)] if len(array.shape) in (2, 3) else axes

@@ -12,16 +12,14 @@ from unetseg.io.zarr_io import create_array
 
 from ..conftest import tiny_unet
 
-distributed = pytest.importorskip("distributed")
+pytest.importorskip("distributed")
 
 EXACT = dict(amp=False, batch_size=1)
 
 
-@pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as c:
-        yield c
+@pytest.fixture
+def client(dask_client):
+    return dask_client
 
 
 @pytest.mark.parametrize("padding", ["valid", "same"])

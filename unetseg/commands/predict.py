@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.dask_files import dask_client
     from ..inference.shard import Shard
     from ..io.atomic import remove_stale_temporaries
-    from ..io.manifest import is_done
+    from ..io.manifest import file_state, is_done
     from ..io.ome_zarr_labels import remove_stale_folders
     from ..io.maps import MAP_FORMATS
     from ..io.source import find_images
@@ -106,18 +106,21 @@ def run(args: argparse.Namespace) -> int:
         for folder in {out_dir, *(s.parent for s in stems.values())}:
             remove_stale_temporaries(folder)  # left by a killed earlier run (other shards may be writing now)
             remove_stale_folders(folder)
-    todo = [f for f in mine if not is_done(stems[f], f, formats)]
-    if len(todo) < len(mine):
-        tqdm.write(f"unetseg predict: {len(mine) - len(todo)} input(s) already done, skipped", file=sys.stderr)
     options = dict(tile_size=int_or_auto("--tile-size", args.tile_size),
                    batch_size=int_or_auto("--batch-size", args.batch_size), tta=args.tta,
                    amp=False if args.amp == "off" else args.amp, device=device)
+    # what makes an earlier output the same as this run's (the device index does not: ranks may swap GPUs)
+    run_key = {"checkpoint": file_state(args.checkpoint), "formats": formats, "level": args.level,
+               **options, "device": device.type}
+    todo = [f for f in mine if not is_done(stems[f], f, run_key)]
+    if len(todo) < len(mine):
+        tqdm.write(f"unetseg predict: {len(mine) - len(todo)} input(s) already done, skipped", file=sys.stderr)
     with dask_client(args.dask) as client:
-        return _predict_all(todo, model, stems, formats, options, client, args)
+        return _predict_all(todo, model, stems, formats, options, client, args, run_key)
 
 
 def _predict_all(files: list[Path], model, stems: dict[Path, Path], formats: list[str], options: dict,
-                 client, args: argparse.Namespace) -> int:
+                 client, args: argparse.Namespace, run_key: dict) -> int:
     from ..inference.dask_files import predict_file_dask
     from ..inference.files import predict_file
     from ..io.atomic import is_fatal
@@ -131,7 +134,7 @@ def _predict_all(files: list[Path], model, stems: dict[Path, Path], formats: lis
                                             level=args.level, chunk=args.chunk, **options)
             else:
                 written = predict_file(model, path, stems[path], formats, level=args.level, **options)
-            write_manifest(stems[path], path, formats, written)
+            write_manifest(stems[path], path, run_key, written)
             done += 1
         except KeyboardInterrupt:
             raise

@@ -1,7 +1,8 @@
 """Per-input manifests: ``<stem>.done.json``, written atomically once every output of an input is complete.
 
 A re-run (a preempted cluster job, a sharded batch started again) skips an input whose manifest names the
-same input file (path, size, modification time), the same requested formats, and outputs that all exist.
+same input file and checkpoint (path, size, modification time), the same run settings (formats, tiling,
+precision, ...), and outputs that all still exist. Anything else is done again.
 """
 from __future__ import annotations
 
@@ -17,23 +18,27 @@ def manifest_path(stem: Path) -> Path:
     return Path(f"{stem}.done.json")
 
 
-def _input_state(path: Path) -> dict[str, Any]:
-    stat = path.stat()
-    return {"input": os.fspath(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+def file_state(path: str | os.PathLike) -> dict[str, Any]:
+    """What identifies a file's version: resolved path, size, modification time (ns)."""
+    stat = os.stat(path)
+    return {"path": os.fspath(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def write_manifest(stem: Path, path: Path, formats: list[str], outputs: list[Path]) -> Path:
-    """Record that ``path``'s outputs ``outputs`` (for ``formats``) are complete."""
-    return write_json(manifest_path(stem), {**_input_state(path), "formats": sorted(formats),
-                                            "outputs": [os.fspath(o) for o in outputs]})
+def _key(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps({"input": file_state(path), **settings}, default=str))  # as it reads back
 
 
-def is_done(stem: Path, path: Path, formats: list[str]) -> bool:
-    """True when a manifest says ``path`` was already segmented into ``formats`` and those outputs still exist."""
+def write_manifest(stem: Path, path: Path, settings: dict[str, Any], outputs: list[Path]) -> Path:
+    """Record that input ``path``, run with ``settings`` (JSON-able), has its outputs ``outputs`` complete."""
+    return write_json(manifest_path(stem), {**_key(path, settings), "outputs": [os.fspath(o) for o in outputs]})
+
+
+def is_done(stem: Path, path: Path, settings: dict[str, Any]) -> bool:
+    """True when the manifest of ``stem`` records ``path`` as it is now, run with ``settings``, outputs present."""
     try:
         data = json.loads(manifest_path(stem).read_text())
-        state = _input_state(path)
+        key = _key(path, settings)
     except (OSError, ValueError):
         return False
-    same = all(data.get(k) == v for k, v in state.items()) and data.get("formats") == sorted(formats)
-    return same and all(Path(o).exists() for o in data.get("outputs", []))
+    outputs = data.pop("outputs", None)
+    return data == key and isinstance(outputs, list) and all(Path(o).exists() for o in outputs)

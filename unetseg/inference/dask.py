@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..errors import UnetsegError
 from ..models.base import SegmentationModel
@@ -142,9 +143,12 @@ def predict_dask(model_or_checkpoint: nn.Module | str | os.PathLike, source: Any
     return out
 
 
-def map_blocks(model_or_checkpoint: Any, source: Any, settings: Settings, out: Any, client: Any = None
-               ) -> np.ndarray | None:
-    """Run one Dask task per chunk of ``out`` (see :func:`predict_dask`); returns the class counts (labels)."""
+def map_blocks(model_or_checkpoint: Any, source: Any, settings: Settings, out: Any, client: Any = None,
+               progress: bool = False) -> np.ndarray | None:
+    """Run one Dask task per chunk of ``out`` (see :func:`predict_dask`); returns the class counts (labels).
+
+    ``progress``: a tqdm bar over finished chunks (with a distributed client).
+    """
     dask = _dask()
     sides = tuple(int(c) for c in out.chunks[:2])
     check_block_sides(settings.grid, sides)
@@ -156,13 +160,25 @@ def map_blocks(model_or_checkpoint: Any, source: Any, settings: Settings, out: A
     shared_source = dask.delayed(source, traverse=False)
     task = dask.delayed(predict_block, pure=False)
     tasks = [task(shared_model, shared_source, settings, b, out) for b in blocks(settings.grid, sides)]
-    results = client.gather(client.compute(tasks)) if client is not None else dask.compute(*tasks)
+    results = _compute(dask, tasks, client, progress)
     if settings.output != "labels":
         return None
     total = np.zeros(max(len(r) for r in results), np.int64)
     for r in results:
         total[: len(r)] += r
     return total
+
+
+def _compute(dask: Any, tasks: list, client: Any, progress: bool) -> list:
+    if client is None:
+        return list(dask.compute(*tasks))
+    from distributed import as_completed
+
+    futures = client.compute(tasks)
+    with tqdm(total=len(futures), desc="chunks", unit="chunk", disable=not progress, leave=False) as bar:
+        for _ in as_completed(futures):
+            bar.update(1)
+    return client.gather(futures)
 
 
 def _create_labels(path: str | os.PathLike, model: nn.Module, settings: Settings, chunk: Any) -> Any:

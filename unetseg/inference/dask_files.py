@@ -68,7 +68,8 @@ def predict_file_dask(model: SegmentationModel, checkpoint: str | os.PathLike, p
     source = open_image(path, level)
     settings = tiled_settings(model, source.array, **options)
     with ome_zarr_writer(stem, source, model, block_sides(settings.grid, chunk)) as writer:
-        counts = map_blocks(os.fspath(checkpoint), FileRef(os.fspath(path), level), settings, writer.level0, client)
+        counts = map_blocks(os.fspath(checkpoint), FileRef(os.fspath(path), level), settings, writer.level0, client,
+                            progress=True)
     written = [writer.path]
     if "summary" in formats:
         recorded = {k: v for k, v in options.items() if k in RECORDED_OPTIONS}

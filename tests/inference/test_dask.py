@@ -62,14 +62,27 @@ def test_dask_without_a_client_uses_local_threads(tmp_path, rng):
     np.testing.assert_array_equal(out[:], unetseg.predict_tiled(model, image, tile_size=48, **EXACT))
 
 
-def test_dask_rejects_misaligned_chunks_and_gaussian(tmp_path, rng):
+def test_dask_rejects_misaligned_chunks(tmp_path, rng):
     model = tiny_unet("same", depth=2)
     image = rng.integers(0, 256, (90, 70), dtype=np.uint8)
     out = create_array(tmp_path / "bad.zarr", image.shape, np.uint8, (30, 30))
     with pytest.raises(UnetsegError, match="not a multiple of the tile step"):
         unetseg.predict_dask(model, image, out, tile_size=32)
-    with pytest.raises(UnetsegError, match="crop"):
-        unetseg.predict_dask(model, image, tmp_path / "g.zarr", blend="gaussian")
+
+
+@pytest.mark.parametrize("padding, shape, chunk", [("same", (97, 83), 24), ("valid", (61, 90), 40)])
+def test_dask_gaussian_blend_equals_predict_tiled(client, tmp_path, rng, padding, shape, chunk):
+    """Overlapping tile outputs are summed in the same order in every chunk: the same floats as one process."""
+    model = tiny_unet(padding, depth=2)
+    image = rng.integers(0, 256, shape, dtype=np.uint8)
+    options = dict(tile_size=48, blend="gaussian", output="probs", **EXACT)
+    expected = unetseg.predict_tiled(model, image, **options)
+    grid = TileGrid.build(shape, 48, Geometry.of(model))
+    if padding == "same":  # tile outputs overlap (halo): neighbours reach into each chunk
+        assert grid.rows.out_size > grid.rows.step
+    out = create_array(tmp_path / "p.zarr", expected.shape, np.float32, block_sides(grid, chunk))
+    unetseg.predict_dask(model, image, out, client=client, **options)
+    np.testing.assert_array_equal(out[:], expected)
 
 
 def test_dask_loads_the_checkpoint_once_per_process_and_reads_the_file(client, tmp_path, rng):

@@ -4,7 +4,7 @@ A pixel's value depends on the tile that computed it (that tile's input window),
 *global* :class:`~unetseg.inference.grid.TileGrid` of the whole image: its sides are multiples of the grid's
 step, each of its tiles reads exactly the window it reads in a single-process run (mirrored at the image
 border by :func:`~unetseg.inference.padding.gather_window`), and the block's result equals the same rows and
-columns of :func:`unetseg.predict_tiled` (blend "crop"; same precision, halo and batch composition).
+columns of :func:`unetseg.predict_tiled` (same blend, precision, halo and batch composition).
 """
 from __future__ import annotations
 
@@ -36,40 +36,46 @@ def check_block_sides(grid: TileGrid, sides: tuple[int, ...]) -> None:
 
 @dataclass(frozen=True)
 class AxisBlock:
-    """The part ``[start, stop)`` of one axis that a block outputs, and the tiles ``[first, last]`` that compute it."""
+    """The part ``[start, stop)`` of one axis that a block outputs; the tiles ``first..last`` that compute it, whose
+    outputs (as the stitcher keeps them) span ``[origin, end)`` of the image."""
 
     start: int
     stop: int
     first: int
     last: int
+    origin: int
+    end: int
 
     @classmethod
-    def of(cls, plan: AxisPlan, start: int, side: int) -> "AxisBlock":
+    def of(cls, plan: AxisPlan, start: int, side: int, blend: str = "crop") -> "AxisBlock":
+        """Under "crop" a pixel comes from the one tile keeping it; under "gaussian" from every tile whose output
+        covers it (all of them are in the block, in the same order, so the weighted sums are the same floats)."""
         stop = min(start + side, plan.length)
-        first = min(start // plan.step, plan.count - 1)  # a block past the last tile's origin: the last tile
-        last = min((stop - 1) // plan.step, plan.count - 1)
-        return cls(start, stop, first, last)
-
-    def origin(self, plan: AxisPlan) -> int:
-        """First image pixel the block's tiles output (<= start)."""
-        return self.first * plan.step
+        step = plan.step
+        if blend == "crop":
+            first = min(start // step, plan.count - 1)  # a block past the last tile's origin: the last tile
+            last = min((stop - 1) // step, plan.count - 1)
+            end = plan.length if last == plan.count - 1 else (last + 1) * step
+            return cls(start, stop, first, last, first * step, end)
+        first = max(0, (start + plan.offset - plan.out_size) // step + 1)
+        last = min(plan.count - 1, -(-(stop + plan.offset) // step) - 1)
+        return cls(start, stop, first, last, plan.output_range(first)[0], min(plan.output_range(last)[1], plan.length))
 
     def sub_plan(self, plan: AxisPlan) -> AxisPlan:
-        """The tiles ``first..last`` as a plan of their own, in coordinates starting at :meth:`origin`, reading a
-        window that starts ``plan.context`` before it (hence context 0: the window already holds the context)."""
-        end = plan.length if self.last == plan.count - 1 else (self.last + 1) * plan.step
-        return replace(plan, length=end - self.origin(plan), context=0, count=self.last - self.first + 1)
+        """The tiles ``first..last`` as a plan of their own, in coordinates starting at :attr:`origin`, reading a
+        window that starts ``plan.context`` before tile ``first`` (hence context 0: the window holds it)."""
+        offset = plan.offset - (self.first * plan.step - self.origin)
+        return replace(plan, length=self.end - self.origin, context=0, offset=offset, count=self.last - self.first + 1)
 
     def window(self, plan: AxisPlan) -> tuple[int, int]:
         """Image range the block's tiles read (may reach past the image; mirrored there)."""
-        a = plan.input_start(self.first)
-        return a, plan.input_start(self.last) + plan.tile
+        return plan.input_start(self.first), plan.input_start(self.last) + plan.tile
 
 
-def blocks(grid: TileGrid, sides: tuple[int, int]) -> list[tuple[AxisBlock, AxisBlock]]:
+def blocks(grid: TileGrid, sides: tuple[int, int], blend: str = "crop") -> list[tuple[AxisBlock, AxisBlock]]:
     """The blocks of sides ``sides`` covering the image, in row-major order."""
-    rows = [AxisBlock.of(grid.rows, r, sides[0]) for r in range(0, grid.rows.length, sides[0])]
-    cols = [AxisBlock.of(grid.cols, c, sides[1]) for c in range(0, grid.cols.length, sides[1])]
+    rows = [AxisBlock.of(grid.rows, r, sides[0], blend) for r in range(0, grid.rows.length, sides[0])]
+    cols = [AxisBlock.of(grid.cols, c, sides[1], blend) for c in range(0, grid.cols.length, sides[1])]
     return [(r, c) for r in rows for c in cols]
 
 
@@ -81,8 +87,8 @@ def block_input(image: Any, grid: TileGrid, block: tuple[AxisBlock, AxisBlock], 
     return window, TileGrid(rb.sub_plan(grid.rows), cb.sub_plan(grid.cols))
 
 
-def crop_block(result: np.ndarray, grid: TileGrid, block: tuple[AxisBlock, AxisBlock]) -> np.ndarray:
+def crop_block(result: np.ndarray, block: tuple[AxisBlock, AxisBlock]) -> np.ndarray:
     """The block's own rows and columns of the result of its tiles (which may start before them)."""
     rb, cb = block
-    r0, c0 = rb.start - rb.origin(grid.rows), cb.start - cb.origin(grid.cols)
+    r0, c0 = rb.start - rb.origin, cb.start - cb.origin
     return result[r0 : r0 + rb.stop - rb.start, c0 : c0 + cb.stop - cb.start]

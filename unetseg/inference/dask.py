@@ -85,7 +85,7 @@ def predict_block(model: Any, source: Any, settings: Settings, block: tuple[Axis
     net = worker_model(model, str(settings.device))
     window, grid = block_input(image, settings.grid, block, settings.pad_mode)
     with inference_model(net, settings.device) as net:
-        result = crop_block(run_tiles(net, window, replace(settings, grid=grid)), settings.grid, block)
+        result = crop_block(run_tiles(net, window, replace(settings, grid=grid)), block)
     rb, cb = block
     out[rb.start : rb.stop, cb.start : cb.stop] = result
     return np.bincount(result.ravel()) if settings.output == "labels" else None
@@ -121,15 +121,14 @@ def predict_dask(model_or_checkpoint: nn.Module | str | os.PathLike, source: Any
         client: a ``distributed.Client``; default the current one if any, else Dask's local threads.
         counts: optional list that receives the per-class pixel counts (int64, labels output).
         **options: :func:`unetseg.predict_tiled` options (tile_size, batch_size, halo, pad_mode, tta, output,
-            amp, device, normalization). ``blend`` must be "crop". The result is bit for bit the single-process
-            one for the same options when the batch composition does not change the model's floats
-            (``batch_size=1``, the CPU default).
+            amp, device, normalization, blend). The result is bit for bit the single-process one for the same
+            options when the batch composition does not change the model's floats (``batch_size=1``, the CPU
+            default). Under blend "gaussian" a task also runs the neighbouring tiles whose outputs reach into
+            its chunk.
 
     Returns:
         ``out`` (the zarr array).
     """
-    if options.get("blend", "crop") != "crop":
-        raise UnetsegError("predict_dask supports blend='crop' only (gaussian blending needs neighbouring chunks)")
     for name in ("progress", "out", "report"):
         if name in options:
             raise UnetsegError(f"predict_dask does not take {name}=")
@@ -159,7 +158,7 @@ def map_blocks(model_or_checkpoint: Any, source: Any, settings: Settings, out: A
     shared_model = dask.delayed(ref, traverse=False)  # one graph node: sent once to each worker that needs it
     shared_source = dask.delayed(source, traverse=False)
     task = dask.delayed(predict_block, pure=False)
-    tasks = [task(shared_model, shared_source, settings, b, out) for b in blocks(settings.grid, sides)]
+    tasks = [task(shared_model, shared_source, settings, b, out) for b in blocks(settings.grid, sides, settings.blend)]
     results = _compute(dask, tasks, client, progress)
     if settings.output != "labels":
         return None

@@ -18,6 +18,7 @@ from ..errors import UnetsegError
 from ..io import maps
 from ..io.display import colorize, overlay
 from ..io.labels import label_dtype
+from ..io.ome_zarr_labels import pyramid_levels
 from ..io.sinks import BandFanout, NpyWriter
 from ..io.source import ImageSource, open_image
 from ..io.summary import class_counts, summary
@@ -102,7 +103,13 @@ def _predict_streaming(model: SegmentationModel, source: ImageSource, stem: Path
         def tiff(kind: str, shape: tuple[int, ...], dtype: Any, **kw: Any) -> TiffTileWriter:
             path = Path(f"{stem}_{kind}.tif")
             written.append(path)
-            return stack.enter_context(TiffTileWriter(path, shape, dtype, extratags=source.geotags, **kw))
+            return stack.enter_context(TiffTileWriter(path, shape, dtype, extratags=source.geotags, levels=levels,
+                                                      resolution=resolution, **kw))
+
+        levels = pyramid_levels((height, width))  # sub-resolutions down to ~256 px, for viewers
+        resolution = None  # pixels per cm, when the input's pixel size is known in micrometres
+        if source.pixel_size is not None and source.unit == "micrometer":
+            resolution = (1e4 / source.pixel_size[1], 1e4 / source.pixel_size[0])
 
         def add(writer: Any, convert: Callable[[np.ndarray], np.ndarray]) -> None:
             consumers.append(lambda r0, b: writer.__setitem__(slice(r0, r0 + len(b)), convert(b)))

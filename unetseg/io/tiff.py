@@ -7,7 +7,7 @@ HxWxC, the form every reader in :mod:`unetseg.io` returns.
 """
 from __future__ import annotations
 
-import contextlib
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -90,26 +90,38 @@ def _read_info(page: tifffile.TiffPage) -> TiffInfo:
     return TiffInfo(tags, nodata)
 
 
-def _pixel_size(tif: tifffile.TiffFile, page: tifffile.TiffPage, full: tuple[int, ...], shape: tuple[int, ...],
-                axes: str) -> dict[str, Any]:
-    """Pixel size (y, x) and unit at the level of ``shape``: from OME-XML, else the resolution tags (cm/inch)."""
-    size = None
-    unit = "micrometer"
-    if tif.is_ome:
-        with contextlib.suppress(Exception):  # malformed OME-XML: no pixel size rather than no image
-            pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
-            pixels = (pixels[0] if isinstance(pixels, list) else pixels)["Pixels"]
-            size = float(pixels["PhysicalSizeY"]), float(pixels["PhysicalSizeX"])
-            unit = {"µm": "micrometer", "nm": "nanometer", "mm": "millimeter"}.get(pixels.get("PhysicalSizeXUnit", "µm"))
-    if size is None:
-        per_unit = {2: 25400.0, 3: 10000.0}.get(int(page.tags.valueof("ResolutionUnit", 1)))  # um per inch / cm
-        xres, yres = page.tags.valueof("XResolution"), page.tags.valueof("YResolution")
-        if per_unit and xres and yres and xres[0] and yres[0]:
-            size = per_unit * yres[1] / yres[0], per_unit * xres[1] / xres[0]
-    if size is None:
+def _resolution_um(page: tifffile.TiffPage) -> tuple[float, float] | None:
+    """(y, x) pixel size in micrometres from a page's resolution tags (unit inch or cm), if it has them."""
+    per_unit = {2: 25400.0, 3: 10000.0}.get(int(page.tags.valueof("ResolutionUnit", 1)))  # um per inch / cm
+    xres, yres = page.tags.valueof("XResolution"), page.tags.valueof("YResolution")
+    if per_unit and xres and yres and xres[0] and yres[0]:
+        return per_unit * yres[1] / yres[0], per_unit * xres[1] / xres[0]
+    return None
+
+
+def _ome_size(tif: tifffile.TiffFile) -> tuple[tuple[float, float], str | None] | None:
+    try:
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+        pixels = (pixels[0] if isinstance(pixels, list) else pixels)["Pixels"]
+        size = float(pixels["PhysicalSizeY"]), float(pixels["PhysicalSizeX"])
+    except (KeyError, TypeError, ValueError):  # no or malformed OME pixel size: none rather than no image
+        return None
+    return size, {"µm": "micrometer", "nm": "nanometer", "mm": "millimeter"}.get(pixels.get("PhysicalSizeXUnit", "µm"))
+
+
+def _pixel_size(tif: tifffile.TiffFile, series: Any, level: int) -> dict[str, Any]:
+    """Pixel size (y, x) and unit at ``level``: the level's own resolution tags, else level 0's (or OME-XML's
+    PhysicalSize) scaled by the level's power-of-2 reduction; {} when the file does not say."""
+    own = _resolution_um(series.levels[level].pages[0])
+    if own is not None:
+        return {"pixel_size": own, "unit": "micrometer"}
+    base = _resolution_um(series.levels[0].pages[0])
+    found = (base, "micrometer") if base is not None else _ome_size(tif) if tif.is_ome else None
+    if found is None:
         return {}
-    y, x = axes.index("Y"), axes.index("X")
-    return {"pixel_size": (size[0] * full[y] / shape[y], size[1] * full[x] / shape[x]), "unit": unit}
+    x = series.axes.index("X")
+    factor = 2 ** round(math.log2(series.levels[0].shape[x] / series.levels[level].shape[x]))
+    return {"pixel_size": (found[0][0] * factor, found[0][1] * factor), "unit": found[1]}
 
 
 def open_tiff(path: str | Path, level: int = 0) -> tuple[YXCView, TiffInfo]:
@@ -124,7 +136,7 @@ def open_tiff(path: str | Path, level: int = 0) -> tuple[YXCView, TiffInfo]:
                 raise UnetsegError(f"{path}: has {len(series.levels)} pyramid level(s), level {level} does not exist")
             axes, page = series.axes, tif.pages.first
             info = _read_info(page)
-            info = replace(info, **_pixel_size(tif, page, series.levels[0].shape, series.levels[level].shape, axes))
+            info = replace(info, **_pixel_size(tif, series, level))
             memmappable = page.is_memmappable and len(tif.series) == 1 and len(series.levels) == 1
         if memmappable:
             array = tifffile.memmap(path, mode="r")

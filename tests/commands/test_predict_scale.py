@@ -127,3 +127,22 @@ def test_bad_shard_is_one_line(tmp_path, capsys, checkpoint):
                  str(tmp_path / "o"), "--shard", "3/3"]) != 0
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(err) == 1 and "--shard '3/3'" in err[0]
+
+
+def test_level_follows_pixel_size_flag_or_the_checkpoint(tmp_path, rng):
+    model = tiny_unet("same", depth=2, in_channels=1, num_classes=2)
+    image = rng.integers(0, 256, (128, 96), dtype=np.uint8)
+    path = tmp_path / "pyr.tif"
+    with tifffile.TiffWriter(path) as tif:  # 1 um pixels, then 2 and 4 um
+        tif.write(image, subifds=2, tile=(32, 32), resolution=(1e4, 1e4), resolutionunit="CENTIMETER")
+        tif.write(image[::2, ::2], subfiletype=1, tile=(32, 32))
+        tif.write(image[::4, ::4], subfiletype=1, tile=(32, 32))
+    args = ["predict", "--input", str(path), "--format", "index", *EXACT]
+    plain = unetseg.save_checkpoint(model, tmp_path / "plain.pt")
+    assert main([*args, "--checkpoint", str(plain), "--output", str(tmp_path / "a"), "--pixel-size", "2.2"]) == 0
+    assert tifffile.imread(tmp_path / "a" / "pyr_index.tif").shape == (64, 48)
+    at4 = unetseg.save_checkpoint(model, tmp_path / "at4.pt", pixel_size=4.0)  # the model was trained at 4 um
+    assert main([*args, "--checkpoint", str(at4), "--output", str(tmp_path / "b")]) == 0
+    assert tifffile.imread(tmp_path / "b" / "pyr_index.tif").shape == (32, 24)
+    assert main([*args, "--checkpoint", str(at4), "--output", str(tmp_path / "c"), "--level", "0"]) == 0
+    assert tifffile.imread(tmp_path / "c" / "pyr_index.tif").shape == (128, 96)

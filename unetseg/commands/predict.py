@@ -38,8 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     predict.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default="auto",
                          help="mixed precision: auto = fp16 on CUDA, bf16 on AMX/AVX512-BF16 CPUs, else off (default: auto)")
-    predict.add_argument("--level", type=int, default=0, metavar="N",
-                         help="pyramid level of pyramidal TIFF, whole-slide and OME-Zarr inputs (default: 0, full size)")
+    predict.add_argument("--level", type=int, default=None, metavar="N",
+                         help="pyramid level of pyramidal TIFF, whole-slide and OME-Zarr inputs, 0 = full size "
+                              "(default: the level nearest the pixel size the checkpoint records, else 0)")
+    predict.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                         help="segment the pyramid level whose pixel size (from the file's metadata) is nearest UM")
     predict.add_argument("--dask", default=None, metavar="local:N|ADDRESS",
                          help="spread each image's output chunks over Dask workers: local:N starts N worker processes "
                               "here, tcp://host:8786 uses a running cluster (its workers must see the checkpoint and "
@@ -111,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                    amp=False if args.amp == "off" else args.amp, device=device)
     # what makes an earlier output the same as this run's (the device index does not: ranks may swap GPUs)
     run_key = {"checkpoint": file_state(args.checkpoint), "formats": formats, "level": args.level,
-               **options, "device": device.type}
+               "pixel_size": args.pixel_size, **options, "device": device.type}
     todo = [f for f in mine if not is_done(stems[f], f, run_key)]
     if len(todo) < len(mine):
         tqdm.write(f"unetseg predict: {len(mine) - len(todo)} input(s) already done, skipped", file=sys.stderr)
@@ -124,16 +127,19 @@ def _predict_all(files: list[Path], model, stems: dict[Path, Path], formats: lis
     from ..inference.dask_files import predict_file_dask
     from ..inference.files import predict_file
     from ..io.atomic import is_fatal
+    from ..io.levels import input_level
     from ..io.manifest import write_manifest
 
     failed = done = 0
+    trained = model.meta.get("pixel_size") if isinstance(getattr(model, "meta", None), dict) else None
     for path in tqdm(files, desc="images", unit="file", disable=len(files) < 2):
         try:
+            level = input_level(path, args.level, args.pixel_size, trained)
             if client is not None:
                 written = predict_file_dask(model, args.checkpoint, path, stems[path], formats, client=client,
-                                            level=args.level, chunk=args.chunk, **options)
+                                            level=level, chunk=args.chunk, **options)
             else:
-                written = predict_file(model, path, stems[path], formats, level=args.level, **options)
+                written = predict_file(model, path, stems[path], formats, level=level, **options)
             write_manifest(stems[path], path, run_key, written)
             done += 1
         except KeyboardInterrupt:

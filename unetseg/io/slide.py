@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UnetsegError
+from .levels import MissingLevel
 from .tiff import YXCView
 
 SLIDE_SUFFIXES = (".svs", ".ndpi", ".scn", ".bif", ".qptiff")
@@ -31,7 +32,7 @@ def open_slide(path: str | os.PathLike, level: int = 0) -> tuple[YXCView, tuple[
     try:
         slide = tiffslide.TiffSlide(path)
         if not 0 <= level < slide.level_count:
-            raise UnetsegError(f"{path}: has {slide.level_count} pyramid level(s), level {level} does not exist")
+            raise MissingLevel(f"{path}: has {slide.level_count} pyramid level(s), level {level} does not exist")
         array: Any = slide.zarr_group[str(level)]
         props = slide.properties
         down = float(slide.level_downsamples[level])

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UnetsegError
+from .levels import MissingLevel
 from .images import is_image_file, is_tiff, read_image
 from .slide import is_slide, open_slide
 from .tiff import open_tiff
@@ -57,7 +58,7 @@ def open_image(path: str | os.PathLike, level: int = 0) -> ImageSource:
         view, info = open_tiff(path, level)
         return ImageSource(path, view, info.geotags, info.nodata, info.pixel_size, info.unit)
     if level:
-        raise UnetsegError(f"{path}: has one level only (level {level} asked)")
+        raise MissingLevel(f"{path}: has one level only (level {level} asked)")
     return ImageSource(path, read_image(path))
 
 

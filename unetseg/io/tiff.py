@@ -17,6 +17,7 @@ import tifffile
 import zarr
 
 from ..errors import UnetsegError
+from .levels import MissingLevel
 
 # GeoTIFF: ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory, GeoDoubleParams,
 # GeoAsciiParams (GDAL_NODATA, 42113, is written per output dtype, not copied)
@@ -133,7 +134,7 @@ def open_tiff(path: str | Path, level: int = 0) -> tuple[YXCView, TiffInfo]:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             if not 0 <= level < len(series.levels):
-                raise UnetsegError(f"{path}: has {len(series.levels)} pyramid level(s), level {level} does not exist")
+                raise MissingLevel(f"{path}: has {len(series.levels)} pyramid level(s), level {level} does not exist")
             axes, page = series.axes, tif.pages.first
             info = _read_info(page)
             info = replace(info, **_pixel_size(tif, series, level))

@@ -10,6 +10,7 @@ import numpy as np
 import zarr
 
 from ..errors import OutputError, UnetsegError
+from .levels import MissingLevel
 from .tiff import YXCView
 
 ZARR_MARKERS = (".zgroup", ".zarray", "zarr.json")
@@ -43,7 +44,7 @@ def _ome_level(group: zarr.Group, path: Path, level: int) -> tuple[Any, str, tup
         raise UnetsegError(f"{path}: zarr group without OME-Zarr multiscales metadata")
     datasets = ms[0]["datasets"]
     if not 0 <= level < len(datasets):
-        raise UnetsegError(f"{path}: has {len(datasets)} pyramid level(s), level {level} does not exist")
+        raise MissingLevel(f"{path}: has {len(datasets)} pyramid level(s), level {level} does not exist")
     axes = [a["name"] if isinstance(a, dict) else a for a in ms[0].get("axes", ["y", "x"])]
     letters = "".join({"c": "C", "t": "T", "z": "Z", "y": "Y", "x": "X"}.get(a.lower(), "Q") for a in axes)
     scale = None
@@ -67,7 +68,7 @@ def open_zarr(path: str | os.PathLike, level: int = 0) -> tuple[YXCView, tuple[f
             array, letters, scale, unit = _ome_level(node, path, level)
         else:
             if level:
-                raise UnetsegError(f"{path}: a plain zarr array has one level only (level {level} asked)")
+                raise MissingLevel(f"{path}: a plain zarr array has one level only (level {level} asked)")
             array, scale, unit = node, None, None
             letters = {2: "YX", 3: "YXS" if node.shape[-1] <= MAX_BANDS else "SYX"}.get(node.ndim, "Q" * node.ndim)
     except UnetsegError:

@@ -146,3 +146,16 @@ def test_level_follows_pixel_size_flag_or_the_checkpoint(tmp_path, rng):
     assert tifffile.imread(tmp_path / "b" / "pyr_index.tif").shape == (32, 24)
     assert main([*args, "--checkpoint", str(at4), "--output", str(tmp_path / "c"), "--level", "0"]) == 0
     assert tifffile.imread(tmp_path / "c" / "pyr_index.tif").shape == (128, 96)
+
+
+def test_zarr_inputs_default_to_ome_zarr_labels(tmp_path, rng, checkpoint):
+    model, ckpt = checkpoint
+    image = rng.integers(0, 256, (50, 40), dtype=np.uint8)
+    zarr.open_array(str(tmp_path / "in" / "scan.zarr"), mode="w", shape=image.shape, dtype=image.dtype)[:] = image
+    assert main(["predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "in"), "--output",
+                 str(tmp_path / "in"), *EXACT]) == 0  # the output folder may be the input folder
+    labels = zarr.open_group(str(tmp_path / "in" / "scan_index.ome.zarr"), mode="r")["0"][:]
+    np.testing.assert_array_equal(labels, unetseg.predict_tiled(model, image, tile_size=32, amp=False))
+    assert main(["predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "in"), "--output",
+                 str(tmp_path / "in"), *EXACT]) == 0  # the labels are not taken for a new input
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["scan.done.json", "scan.zarr", "scan_index.ome.zarr"]

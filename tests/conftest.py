@@ -79,3 +79,19 @@ def briefly_trained_unet(padding: str = "same", steps: int = 60, seed: int = 0) 
 @pytest.fixture(scope="session")
 def trained_same_unet() -> unetseg.UNet:
     return briefly_trained_unet("same")
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """One in-process Dask LocalCluster (2 workers x 1 thread) shared by every Dask test; shut down at the end."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def dask_client(dask_cluster):
+    distributed = pytest.importorskip("distributed")
+    with distributed.Client(dask_cluster) as client:
+        yield client

@@ -8,6 +8,7 @@ from .data.classes import ClassTable  # noqa: E402
 from .data.normalization import Normalization  # noqa: E402
 from .errors import UnetsegError  # noqa: E402
 from .inference import predict_tiled  # noqa: E402
+from .inference.dask import predict_dask  # noqa: E402
 from .models import (  # noqa: E402
     ConvAutoencoder, SegmentationModel, SmpModel, UNet, build_model, list_models, load_model, register_model,
     save_checkpoint,
@@ -17,5 +18,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ClassTable", "ConvAutoencoder", "Normalization", "SegmentationModel", "SmpModel", "UNet", "UnetsegError",
-    "build_model", "list_models", "load_model", "predict_tiled", "register_model", "save_checkpoint",
+    "build_model", "list_models", "load_model", "predict_dask", "predict_tiled", "register_model", "save_checkpoint",
 ]

@@ -38,8 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          help="torch.compile the model: auto = when the image is large enough to pay it back "
                               "(default: auto)")
     predict.add_argument("--tta", choices=["flips", "d4"], default=None, help="test-time augmentation (default: none)")
-    predict.add_argument("--format", default="index,palette", metavar="LIST",
-                         help=f"comma list of {','.join(MAP_FORMATS)} (default: index,palette)")
+    predict.add_argument("--format", default=None, metavar="LIST",
+                         help=f"comma list of {','.join(MAP_FORMATS)} (default: ome-zarr for zarr inputs and "
+                              "with --dask, else index,palette)")
     predict.add_argument("--nodata", default="auto", metavar="V",
                          help="input nodata value: a number, 'none' (only NaN/Inf are invalid) or 'auto' (the "
                               "file's GDAL_NODATA tag, else the checkpoint's; default: auto)")
@@ -51,6 +52,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     predict.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default="auto",
                          help="mixed precision: auto = fp16 on CUDA, bf16 on AMX/AVX512-BF16 CPUs, else off (default: auto)")
+    predict.add_argument("--level", type=int, default=None, metavar="N",
+                         help="pyramid level of pyramidal TIFF, whole-slide and OME-Zarr inputs, 0 = full size "
+                              "(default: the level nearest the pixel size the checkpoint records, else 0)")
+    predict.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                         help="segment the pyramid level whose pixel size (from the file's metadata) is nearest UM")
+    predict.add_argument("--dask", default=None, metavar="local:N|ADDRESS",
+                         help="spread each image's output chunks over Dask workers: local:N starts N worker processes "
+                              "here, tcp://host:8786 uses a running cluster (its workers must see the checkpoint and "
+                              "the inputs); writes ome-zarr (and summary) outputs")
+    predict.add_argument("--chunk", type=int, default=2048, metavar="PX",
+                         help="with --dask: output chunk side, rounded to whole tiles (default: 2048)")
+    predict.add_argument("--shard", default=None, metavar="I/N",
+                         help="segment only shard I (0-based) of N of the sorted inputs; under torchrun the shard "
+                              "comes from RANK/WORLD_SIZE. Inputs whose outputs are complete (<stem>.done.json) are "
+                              "skipped, so a re-run resumes")
 
 
 def output_stems(files: list[Path], out_dir: Path) -> dict[Path, Path]:
@@ -78,35 +94,69 @@ def output_stems(files: list[Path], out_dir: Path) -> dict[Path, Path]:
 
 def run(args: argparse.Namespace) -> int:
     """Returns 0, or 1 when any input failed (each reported on one line)."""
-    from ..io.atomic import is_fatal, remove_stale_temporaries
+    from ..inference.dask_files import dask_client
+    from ..inference.shard import Shard
+    from ..io.atomic import remove_stale_temporaries
+    from ..io.manifest import file_state, is_done
+    from ..io.ome_zarr_labels import remove_stale_folders
     from ..io.maps import MAP_FORMATS
     from ..io.source import find_images
-    from ..inference.files import predict_file
+    from ..io.zarr_io import is_zarr
     from ..models import load_model
 
-    formats = comma_list("--format", args.format, MAP_FORMATS)
-    device = torch_device(args.device)
+    files = find_images(args.input)
+    if not files:
+        raise UnetsegError(f"--input {' '.join(args.input)}: no image files found")
+    default = "ome-zarr" if args.dask or all(is_zarr(f) for f in files) else "index,palette"
+    formats = comma_list("--format", args.format or default, MAP_FORMATS)
+    shard = Shard.parse(args.shard) if args.shard else Shard.from_env()
+    device = shard.device(torch_device(args.device))
     model = load_model(args.checkpoint, device=device)
     out_dir = Path(args.output)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UnetsegError(f"--output {out_dir}: cannot create folder ({err.strerror})") from None
-    files = find_images(args.input)
-    if not files:
-        raise UnetsegError(f"--input {' '.join(args.input)}: no image files found")
-    stems = output_stems(files, out_dir)
-    for folder in {out_dir, *(s.parent for s in stems.values())}:
-        remove_stale_temporaries(folder)  # left by a killed earlier run
+    stems = output_stems(sorted(files, key=str), out_dir)  # every shard names every input alike
+    mine = shard.select(files)
+    if shard.count == 1:
+        for folder in {out_dir, *(s.parent for s in stems.values())}:
+            remove_stale_temporaries(folder)  # left by a killed earlier run (other shards may be writing now)
+            remove_stale_folders(folder)
     options = dict(tile_size=int_or_auto("--tile-size", args.tile_size),
                    batch_size=int_or_auto("--batch-size", args.batch_size), tta=args.tta,
                    halo=halo_arg(args.halo), compile={"on": True, "off": False}.get(args.compile, "auto"),
                    amp=False if args.amp == "off" else args.amp, device=device, nodata=nodata_value(args.nodata),
                    nodata_label=args.nodata_label, bands=band_list(args.bands))
+    # what makes an earlier output the same as this run's (the device index does not: ranks may swap GPUs)
+    run_key = {"checkpoint": file_state(args.checkpoint), "formats": formats, "level": args.level,
+               "pixel_size": args.pixel_size, **options, "device": device.type}
+    todo = [f for f in mine if not is_done(stems[f], f, run_key)]
+    if len(todo) < len(mine):
+        tqdm.write(f"unetseg predict: {len(mine) - len(todo)} input(s) already done, skipped", file=sys.stderr)
+    with dask_client(args.dask) as client:
+        return _predict_all(todo, model, stems, formats, options, client, args, run_key)
+
+
+def _predict_all(files: list[Path], model, stems: dict[Path, Path], formats: list[str], options: dict,
+                 client, args: argparse.Namespace, run_key: dict) -> int:
+    from ..inference.dask_files import predict_file_dask
+    from ..inference.files import predict_file
+    from ..io.atomic import is_fatal
+    from ..io.levels import input_level
+    from ..io.manifest import write_manifest
+
     failed = done = 0
+    trained = model.meta.get("pixel_size") if isinstance(getattr(model, "meta", None), dict) else None
     for path in tqdm(files, desc="images", unit="file", disable=len(files) < 2):
         try:
-            predict_file(model, path, stems[path], formats, **options)
+            level = input_level(path, args.level, args.pixel_size, trained)
+            if client is not None:
+                written = predict_file_dask(model, args.checkpoint, path, stems[path], formats, client=client,
+                                            level=level, chunk=args.chunk, **options)
+            else:
+                written = predict_file(model, path, stems[path], formats, level=level, **options)
+            write_manifest(stems[path], path, run_key, written)
             done += 1
         except KeyboardInterrupt:
             raise

@@ -20,6 +20,7 @@ from ..io import maps
 from ..data.nodata import valid_mask
 from ..io.display import colorize, overlay, preview_bands, stretch_limits
 from ..io.labels import map_dtype, nodata_label
+from ..io.ome_zarr_labels import pyramid_levels
 from ..io.sinks import BandFanout, NpyWriter
 from ..io.source import ImageSource, open_image
 from ..io.summary import class_counts, summary
@@ -32,6 +33,19 @@ from .tiles import InvalidRule
 # predict_tiled options that a summary records next to the settings predict_tiled reports
 RECORDED_OPTIONS = ("tile_size", "batch_size", "tta", "amp", "halo")
 STRETCH_WINDOW = 2048  # streaming overlays take their stretch from the central window of this side
+OME_ZARR_CHUNKS = (1024, 1024)  # one process writes row bands in order: any chunking is aligned enough
+
+
+def ome_zarr_writer(stem: Path, source: ImageSource, model: SegmentationModel, chunks: tuple[int, int],
+                    nodata: int | None = None) -> Any:
+    """The ``<stem>_index.ome.zarr`` labels writer for ``source`` (its pixel size kept), with the model's classes
+    (``nodata``: the label of invalid pixels, which may widen the dtype)."""
+    from ..io.ome_zarr_labels import OmeZarrLabelsWriter
+
+    table = model.class_table
+    return OmeZarrLabelsWriter(f"{stem}_index.ome.zarr", source.shape[:2], map_dtype(model.num_classes, nodata), chunks,
+                               class_names=list(table.names), colors=table.palette(),
+                               pixel_size=source.pixel_size, unit=source.unit)
 
 
 @dataclass
@@ -90,9 +104,10 @@ def _summary(shape: tuple[int, ...], counts: np.ndarray, style: MapStyle, names:
     return summary(shape, counts[:k], names, **settings, **extra)
 
 
-def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list[str], *,
+def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list[str], level: int = 0, *,
                  bands: list[int] | None = None, **options: Any) -> list[Path]:
-    """Segment image ``path`` and write each requested map as ``<stem>_<format>.<ext>``; returns the written paths.
+    """Segment image ``path`` (pyramid ``level``) and write each requested map as ``<stem>_<format>.<ext>``
+    (ome-zarr: ``<stem>_index.ome.zarr``); returns the written paths.
 
     ``formats`` come from :data:`unetseg.io.MAP_FORMATS`; ``bands``: preview bands of the overlay (default the
     checkpoint's ``display.bands``, else :func:`unetseg.io.display.preview_bands`); ``options`` go to
@@ -100,7 +115,7 @@ def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list
     GDAL_NODATA tag on TIFF label maps), black in palettes and overlays, 0 probabilities, and are counted apart
     in the summary.
     """
-    source = open_image(path)
+    source = open_image(path, level)
     channels = image_channels(source.array)
     if channels != model.in_channels:
         raise UnetsegError(f"{path}: image has {channels} channel(s) but the model expects {model.in_channels}")
@@ -110,7 +125,7 @@ def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list
     style = map_style(model, source, options, bands, "overlay" in formats)
     if style.nodata is not None:
         options = {**options, "nodata_label": style.nodata}
-    if source.is_tiff:
+    if not isinstance(source.array, np.ndarray):  # lazy (TIFF, zarr): streamed
         return _predict_streaming(model, source, stem, formats, output, settings, options, style)
 
     result = predict_tiled(model, source.array, output=output, progress=True, report=settings, **options)
@@ -128,6 +143,10 @@ def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list
         written.append(maps.write_rgb(f"{stem}_overlay.png", style.overlay(source.array, labels)))
     if output == "probs":
         written.append(maps.write_probs(f"{stem}_probs.npy", result))
+    if "ome-zarr" in formats:
+        with ome_zarr_writer(stem, source, model, OME_ZARR_CHUNKS, style.nodata) as writer:
+            writer[0 : len(labels)] = labels
+        written.append(writer.path)
     if "summary" in formats:
         counts = class_counts([labels], model.num_classes)
         written.append(maps.write_json(f"{stem}_summary.json",
@@ -148,7 +167,13 @@ def _predict_streaming(model: SegmentationModel, source: ImageSource, stem: Path
         def tiff(kind: str, shape: tuple[int, ...], dtype: Any, tags: list[tuple], **kw: Any) -> TiffTileWriter:
             path = Path(f"{stem}_{kind}.tif")
             written.append(path)
-            return stack.enter_context(TiffTileWriter(path, shape, dtype, extratags=tags, **kw))
+            return stack.enter_context(TiffTileWriter(path, shape, dtype, extratags=tags, levels=levels,
+                                                      resolution=resolution, **kw))
+
+        levels = pyramid_levels((height, width))  # sub-resolutions down to ~256 px, for viewers
+        resolution = None  # pixels per cm, when the input's pixel size is known in micrometres
+        if source.pixel_size is not None and source.unit == "micrometer":
+            resolution = (1e4 / source.pixel_size[1], 1e4 / source.pixel_size[0])
 
         def add(writer: Any, convert: Callable[[np.ndarray], np.ndarray]) -> None:
             consumers.append(lambda r0, b: writer.__setitem__(slice(r0, r0 + len(b)), convert(b)))
@@ -172,6 +197,10 @@ def _predict_streaming(model: SegmentationModel, source: ImageSource, stem: Path
             written.append(probs_path)
             add(stack.enter_context(NpyWriter(probs_path, (height, width, k), np.float16)), lambda b: b)
         tally = Tally(k)
+        if "ome-zarr" in formats:
+            zarr_writer = stack.enter_context(ome_zarr_writer(stem, source, model, OME_ZARR_CHUNKS, style.nodata))
+            written.append(zarr_writer.path)
+            add(zarr_writer, labels)
         if "summary" in formats:
             consumers.append(lambda r0, b: tally.add(labels(b)))
         shape = (height, width, k) if as_probs else (height, width)

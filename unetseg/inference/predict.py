@@ -7,7 +7,7 @@ finished row bands to the destination. :mod:`.grid` decides where the tiles go.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -19,7 +19,7 @@ from ..data.normalization import Normalization
 from ..errors import UnetsegError
 from ..io.labels import nodata_label as nodata_label_of
 from ..models.base import SegmentationModel
-from .amp import resolve_precision
+from .amp import Precision, resolve_precision
 from .autotile import auto_batch_size, auto_tile_size, model_key, seconds_per_tile
 from .forward import TileForward
 from .graph import InferenceGraph, inference_graph, model_device
@@ -61,7 +61,8 @@ def positive_int_or_auto(name: str, value: Any) -> int | str:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything one tiled prediction runs with, resolved (no "auto" left)."""
+    """Everything one tiled prediction runs with, resolved (no "auto" left). Plain data, so it travels to Dask
+    workers; the model's :class:`~unetseg.inference.graph.InferenceGraph` is built (and cached) where it runs."""
 
     grid: TileGrid
     batch_size: int
@@ -69,10 +70,19 @@ class Settings:
     pad_mode: str
     transforms: list[Transform]
     output: str
-    graph: InferenceGraph
+    precision: Precision
+    device: torch.device
     normalization: Normalization
+    compile: bool
     invalid: InvalidRule | None  # None: no pixel of this image can be invalid (integer dtype, no nodata value)
     nodata_label: int | None
+
+    def report(self) -> dict[str, Any]:
+        """The settings a summary records (see ``report`` of :func:`predict_tiled`)."""
+        return dict(tile_shape=list(self.grid.tile_shape), context=self.grid.rows.context,
+                    num_tiles=self.grid.num_tiles, batch_size=self.batch_size, precision=self.precision.name,
+                    device=str(self.device), compiled=self.compile,
+                    nodata=None if self.invalid is None else self.invalid.nodata)
 
 
 def invalid_rule(model: nn.Module, image: Any, nodata: Any) -> InvalidRule | None:
@@ -168,6 +178,23 @@ def predict_tiled(
     Returns:
         ``out`` if given, else a numpy array: labels HxW or probs HxWxK float32.
     """
+    settings = tiled_settings(model, image, tile_size=tile_size, batch_size=batch_size, blend=blend,
+                              pad_mode=pad_mode, halo=halo, tta=tta, output=output, amp=amp, device=device,
+                              normalization=normalization, compile=compile, nodata=nodata, nodata_label=nodata_label)
+    if report is not None:
+        report.update(settings.report())
+    return run_tiles(model, image, settings, progress, out, report=report)
+
+
+def tiled_settings(model: nn.Module, image: Any, *, tile_size: int | str = "auto", batch_size: int | str = "auto",
+                   blend: str = "crop", pad_mode: str = "reflect", halo: int | str = "auto", tta: str | None = None,
+                   output: str = "labels", amp: str | bool | None = "auto", device: str | torch.device | None = None,
+                   normalization: Normalization | None = None, compile: bool | str = "auto", nodata: Any = "auto",
+                   nodata_label: int | None = None) -> Settings:
+    """Check the options of :func:`predict_tiled` against ``model`` and ``image`` and resolve every "auto".
+
+    The arguments mean what they mean for :func:`predict_tiled`; the tile grid covers the whole image.
+    """
     if blend not in BLENDS:
         raise UnetsegError(f"blend={blend!r} is not one of {', '.join(BLENDS)}")
     if output not in OUTPUTS:
@@ -202,14 +229,8 @@ def predict_tiled(
     if tile == "auto":
         tile = auto_tile_size(graph, key, (height, width), geometry, channels=channels, batch_size=batch, halo=halo)
     grid = TileGrid.build((height, width), tile, geometry, halo)
-    if _should_compile(compile, graph, key, grid, channels, batch):
-        graph = inference_graph(model, dev, precision, compile=True)
-    if report is not None:
-        report.update(tile_shape=list(grid.tile_shape), context=grid.rows.context, num_tiles=grid.num_tiles,
-                      batch_size=batch, precision=precision.name, device=str(dev), compiled=graph.compiled,
-                      nodata=None if invalid is None else invalid.nodata)
-    settings = Settings(grid, batch, blend, pad_mode, transforms, output, graph, norm, invalid, nodata_label)
-    return _run(image, settings, progress, out)
+    return Settings(grid, batch, blend, pad_mode, transforms, output, precision, dev, norm,
+                    _should_compile(compile, graph, key, grid, channels, batch), invalid, nodata_label)
 
 
 def _should_compile(compile: bool | str, graph: InferenceGraph, key: str, grid: TileGrid, channels: int,
@@ -222,17 +243,27 @@ def _should_compile(compile: bool | str, graph: InferenceGraph, key: str, grid: 
     return seconds is not None and seconds * grid.num_tiles > COMPILE_AFTER_SECONDS
 
 
-def _run(image: Any, s: Settings, progress: bool, out: Any) -> Any:
-    """Read tiles -> model -> stitch, with the reading one batch ahead in a background thread."""
-    forward = TileForward(s.graph, s.transforms)
-    stitcher = Stitcher(s.grid, s.blend, s.output, out, invalid=s.invalid is not None, nodata=s.nodata_label)
-    batches = tile_batches(image, s.grid, s.batch_size, s.pad_mode, s.normalization, s.graph.precision.channels_last,
-                           s.invalid)
+def run_tiles(model: nn.Module, image: Any, s: Settings, progress: bool = False, out: Any = None, *,
+              require_valid: bool = True, report: dict[str, Any] | None = None) -> Any:
+    """Read the tiles of ``s.grid`` from ``image`` -> the model's inference graph -> stitch into ``out``, with the
+    reading one batch ahead in a background thread. Returns ``out`` (a new numpy array if None).
+
+    ``require_valid``: raise when no pixel of ``image`` is valid (a Dask block may be all nodata; an image not).
+    ``report``: its ``compiled`` entry is corrected if compiling failed and the graph fell back to eager.
+    """
+    graph = inference_graph(model, s.device, s.precision, compile=s.compile)
+    invalid = None if s.invalid is None else replace(s.invalid, valid_seen=False)
+    forward = TileForward(graph, s.transforms)
+    stitcher = Stitcher(s.grid, s.blend, s.output, out, invalid=invalid is not None, nodata=s.nodata_label)
+    batches = tile_batches(image, s.grid, s.batch_size, s.pad_mode, s.normalization, s.precision.channels_last,
+                           invalid)
     bar = tqdm(total=s.grid.num_tiles, desc="tiles", unit="tile", disable=not progress, leave=False)
     with torch.inference_mode(), bar:
-        for x, index, invalid in prefetch(batches):
-            stitcher.add(forward(x), index, invalid)
+        for x, index, tile_invalid in prefetch(batches):
+            stitcher.add(forward(x), index, tile_invalid)
             bar.update(len(index))
-    if s.invalid is not None and not s.invalid.valid_seen:
-        raise UnetsegError(f"no valid pixel in the image (every pixel is nodata {s.invalid.nodata}, NaN or Inf)")
+    if report is not None:
+        report["compiled"] = graph.compiled
+    if require_valid and invalid is not None and not invalid.valid_seen:
+        raise UnetsegError(f"no valid pixel in the image (every pixel is nodata {invalid.nodata}, NaN or Inf)")
     return stitcher.out

@@ -20,7 +20,7 @@ from .atomic import atomic_path
 from .images import is_tiff
 from .labels import label_dtype
 
-MAP_FORMATS = ("index", "palette", "overlay", "probs", "summary")
+MAP_FORMATS = ("index", "palette", "overlay", "probs", "summary", "ome-zarr")  # ome-zarr: index map, unetseg[scale]
 
 
 def _verify_image(shape: tuple[int, ...]):

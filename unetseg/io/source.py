@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UnetsegError
+from .levels import MissingLevel
 from .images import is_image_file, is_tiff, read_image
+from .slide import is_slide, open_slide
 from .tiff import open_tiff
+from .zarr_io import is_zarr, open_zarr
 
 # Outputs unetseg writes are named "<stem>_<kind>.<ext>"; a folder given as input skips them, so an output
 # folder inside (or equal to) an input folder is never read back as input.
@@ -24,6 +27,8 @@ class ImageSource:
     array: Any
     geotags: list[tuple] = field(default_factory=list)  # tifffile ``extratags`` to copy onto TIFF outputs
     nodata: float | None = None  # the file's own nodata value (GDAL_NODATA tag), if any
+    pixel_size: tuple[float, float] | None = None  # (y, x) physical size of a pixel at the level read, if known
+    unit: str | None = None  # of pixel_size ("micrometer", ...)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -34,17 +39,26 @@ class ImageSource:
         return is_tiff(self.path)
 
 
-def open_image(path: str | os.PathLike) -> ImageSource:
-    """Open an image for :func:`unetseg.predict_tiled`: TIFF lazily, other formats in memory (RGB order).
+def open_image(path: str | os.PathLike, level: int = 0) -> ImageSource:
+    """Open an image for :func:`unetseg.predict_tiled`: TIFF and zarr/OME-Zarr lazily, other formats in memory
+    (RGB order). ``level``: the pyramid level of a pyramidal TIFF, whole-slide image or OME-Zarr (0 = full size).
 
-    Raises UnetsegError naming the file when it is missing or unreadable.
+    Raises UnetsegError naming the file when it is missing or unreadable, or has no such level.
     """
     path = Path(path)
+    if is_zarr(path):
+        view, pixel_size, unit = open_zarr(path, level)
+        return ImageSource(path, view, pixel_size=pixel_size, unit=unit)
     if not path.is_file():
         raise UnetsegError(f"{path}: no such file")
+    if is_slide(path):
+        view, pixel_size, unit = open_slide(path, level)
+        return ImageSource(path, view, pixel_size=pixel_size, unit=unit)
     if is_tiff(path):
-        view, info = open_tiff(path)
-        return ImageSource(path, view, info.geotags, info.nodata)
+        view, info = open_tiff(path, level)
+        return ImageSource(path, view, info.geotags, info.nodata, info.pixel_size, info.unit)
+    if level:
+        raise MissingLevel(f"{path}: has one level only (level {level} asked)")
     return ImageSource(path, read_image(path))
 
 
@@ -62,8 +76,9 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     found: list[Path] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
-            found += sorted(f for f in p.iterdir() if is_image_file(f) and not is_unetseg_output(f))
+        if p.is_dir() and not is_zarr(p):
+            found += sorted(f for f in p.iterdir() if (is_image_file(f) or is_zarr(f) or is_slide(f))
+                            and not is_unetseg_output(f) and not f.name.startswith("."))
         else:
             found.append(p)
     return found

@@ -7,7 +7,8 @@ HxWxC, the form every reader in :mod:`unetseg.io` returns.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import tifffile
 import zarr
 
 from ..errors import UnetsegError
+from .levels import MissingLevel
 
 # GeoTIFF: ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory, GeoDoubleParams,
 # GeoAsciiParams (GDAL_NODATA, 42113, is written per output dtype, not copied)
@@ -69,6 +71,8 @@ class TiffInfo:
 
     geotags: list[tuple]
     nodata: float | None
+    pixel_size: tuple[float, float] | None = None  # (y, x) at the level read
+    unit: str | None = None
 
 
 def _read_info(page: tifffile.TiffPage) -> TiffInfo:
@@ -97,19 +101,58 @@ def tiff_nodata(path: str | Path) -> float | None:
         return None
 
 
-def open_tiff(path: str | Path) -> tuple[YXCView, TiffInfo]:
-    """Open a TIFF lazily as an HxW[xC] view; a file that cannot be a 2-D image is a one-line UnetsegError."""
+def _resolution_um(page: tifffile.TiffPage) -> tuple[float, float] | None:
+    """(y, x) pixel size in micrometres from a page's resolution tags (unit inch or cm), if it has them."""
+    per_unit = {2: 25400.0, 3: 10000.0}.get(int(page.tags.valueof("ResolutionUnit", 1)))  # um per inch / cm
+    xres, yres = page.tags.valueof("XResolution"), page.tags.valueof("YResolution")
+    if per_unit and xres and yres and xres[0] and yres[0]:
+        return per_unit * yres[1] / yres[0], per_unit * xres[1] / xres[0]
+    return None
+
+
+def _ome_size(tif: tifffile.TiffFile) -> tuple[tuple[float, float], str | None] | None:
+    try:
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+        pixels = (pixels[0] if isinstance(pixels, list) else pixels)["Pixels"]
+        size = float(pixels["PhysicalSizeY"]), float(pixels["PhysicalSizeX"])
+    except (KeyError, TypeError, ValueError):  # no or malformed OME pixel size: none rather than no image
+        return None
+    return size, {"µm": "micrometer", "nm": "nanometer", "mm": "millimeter"}.get(pixels.get("PhysicalSizeXUnit", "µm"))
+
+
+def _pixel_size(tif: tifffile.TiffFile, series: Any, level: int) -> dict[str, Any]:
+    """Pixel size (y, x) and unit at ``level``: the level's own resolution tags, else level 0's (or OME-XML's
+    PhysicalSize) scaled by the level's power-of-2 reduction; {} when the file does not say."""
+    own = _resolution_um(series.levels[level].pages[0])
+    if own is not None:
+        return {"pixel_size": own, "unit": "micrometer"}
+    base = _resolution_um(series.levels[0].pages[0])
+    found = (base, "micrometer") if base is not None else _ome_size(tif) if tif.is_ome else None
+    if found is None:
+        return {}
+    x = series.axes.index("X")
+    factor = 2 ** round(math.log2(series.levels[0].shape[x] / series.levels[level].shape[x]))
+    return {"pixel_size": (found[0][0] * factor, found[0][1] * factor), "unit": found[1]}
+
+
+def open_tiff(path: str | Path, level: int = 0) -> tuple[YXCView, TiffInfo]:
+    """Open a TIFF lazily as an HxW[xC] view of pyramid ``level`` (0: full size; sub-resolutions of pyramidal
+    and whole-slide TIFFs as tifffile sees them); a file that cannot be a 2-D image, or has no such level, is a
+    one-line UnetsegError."""
     path = Path(path)
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
+            if not 0 <= level < len(series.levels):
+                raise MissingLevel(f"{path}: has {len(series.levels)} pyramid level(s), level {level} does not exist")
             axes, page = series.axes, tif.pages.first
             info = _read_info(page)
+            info = replace(info, **_pixel_size(tif, series, level))
             memmappable = page.is_memmappable and len(tif.series) == 1 and len(series.levels) == 1
         if memmappable:
             array = tifffile.memmap(path, mode="r")
         else:
-            group_or_array = zarr.open(tifffile.imread(path, aszarr=True, series=0, level=0), mode="r")
+            group_or_array = zarr.open(tifffile.imread(path, aszarr=True, series=0, level=level), mode="r")
             array = group_or_array["0"] if isinstance(group_or_array, zarr.Group) else group_or_array
         if len(array.shape) != len(axes):  # memmap of a squeezed page: trust the array's own shape
             axes = "YXS"[: len(array.shape)] if len(array.shape) in (2, 3) else axes

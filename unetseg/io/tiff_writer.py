@@ -11,20 +11,35 @@ from typing import Any
 
 import numpy as np
 import tifffile
+import zarr
 
 from ..errors import OutputError
 from .atomic import atomic_path, describe_os_error, is_fatal
 from .tiff import GDAL_NODATA
 
 
-def verify_tiff(shape: tuple[int, ...], dtype: np.dtype):
-    """A check for :func:`atomic_path`: the file's header parses and declares ``shape`` and ``dtype``."""
+def verify_tiff(shape: tuple[int, ...], dtype: np.dtype, levels: int = 1):
+    """A check for :func:`atomic_path`: the file's header parses and declares ``shape``, ``dtype`` and ``levels``."""
     def check(path: Path) -> None:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             if tuple(series.shape) != tuple(shape) or np.dtype(series.dtype) != np.dtype(dtype):
                 raise ValueError(f"read back shape {series.shape} {series.dtype}, wrote {shape} {dtype}")
+            if len(series.levels) != levels:
+                raise ValueError(f"read back {len(series.levels)} pyramid levels, wrote {levels}")
     return check
+
+
+def downsampled_tiles(source: Any, shape: tuple[int, ...], tile: tuple[int, int]) -> Iterator[np.ndarray]:
+    """Tiles (row-major) of ``source[::2, ::2]`` (nearest: labels stay labels), ``shape`` its HxW[xC]; each tile
+    reads only its 2x window of the lazy ``source``."""
+    th, tw = tile
+    for top in range(0, shape[0], th):
+        for left in range(0, shape[1], tw):
+            part = np.asarray(source[2 * top : 2 * (top + th), 2 * left : 2 * (left + tw)])[::2, ::2]
+            block = np.zeros((th, tw, *shape[2:]), part.dtype)
+            block[: part.shape[0], : part.shape[1]] = part
+            yield block
 
 
 def nodata_tag(value: float | int | None) -> list[tuple]:
@@ -50,11 +65,16 @@ class TiffTileWriter:
         compression: tifffile compression, default "zlib".
         extratags: tifffile extratags (e.g. GeoTIFF tags from :class:`ImageSource`).
         colormap: optional (256, 3) uint8 RGB palette; the file is then a palette-colour TIFF (uint8 only).
+        levels: pyramid levels (default 1: none). Levels 1.. are sub-resolutions (SubIFDs, as OME-TIFF and
+            tifffile read them) made by nearest downsampling of the level above, read back from the file
+            tile by tile once it is written, so memory stays flat.
+        resolution: optional (x, y) pixels per centimetre of level 0 (TIFF resolution tags).
     """
 
     def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype: Any, *,
                  tile: tuple[int, int] = (256, 256), compression: str | None = "zlib",
-                 extratags: Sequence[tuple] = (), colormap: np.ndarray | None = None) -> None:
+                 extratags: Sequence[tuple] = (), colormap: np.ndarray | None = None, levels: int = 1,
+                 resolution: tuple[float, float] | None = None) -> None:
         self.path = Path(path)
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
@@ -62,6 +82,8 @@ class TiffTileWriter:
         self.compression = compression
         self.extratags = list(extratags)
         self.colormap = colormap
+        self.levels = levels
+        self.resolution = resolution
         self._rows_written = 0
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
@@ -70,7 +92,7 @@ class TiffTileWriter:
 
     def __enter__(self) -> "TiffTileWriter":
         self._stack = ExitStack()
-        tmp = self._stack.enter_context(atomic_path(self.path, verify=verify_tiff(self.shape, self.dtype)))
+        tmp = self._stack.enter_context(atomic_path(self.path, verify=verify_tiff(self.shape, self.dtype, self.levels)))
         self._thread = threading.Thread(target=self._write, args=(tmp,), name="unetseg-tiff-writer", daemon=True)
         self._thread.start()
         return self
@@ -104,9 +126,24 @@ class TiffTileWriter:
                 kwargs.update(photometric="rgb")
             else:
                 kwargs.update(photometric="minisblack")
+            kwargs.update(dtype=self.dtype, tile=self.tile, compression=self.compression)
+
+            def resolution(level: int) -> dict[str, Any]:
+                if self.resolution is None:
+                    return {}
+                return {"resolution": tuple(r / 2**level for r in self.resolution), "resolutionunit": "CENTIMETER"}
+
             with tifffile.TiffWriter(tmp, bigtiff=True) as tif:
-                tif.write(self._tiles(), shape=self.shape, dtype=self.dtype, tile=self.tile,
-                          compression=self.compression, extratags=self.extratags, **kwargs)
+                tif.write(self._tiles(), shape=self.shape, extratags=self.extratags,
+                          subifds=self.levels - 1 or None, **resolution(0), **kwargs)
+                shape = self.shape
+                for level in range(1, self.levels):
+                    tif.filehandle.flush()
+                    shape = (-(-shape[0] // 2), -(-shape[1] // 2), *shape[2:])
+                    with tifffile.TiffFile(tmp) as done:
+                        above = zarr.open(done.series[0].levels[level - 1].aszarr(), mode="r")
+                        tif.write(downsampled_tiles(above, shape, self.tile), shape=shape, subfiletype=1,
+                                  **resolution(level), **kwargs)
         except BaseException as err:
             self._error = err
             while True:  # unblock a producer waiting on a full queue

@@ -1,0 +1,122 @@
+"""predict_dask on a Dask LocalCluster equals predict_tiled bit for bit, on awkward sizes and chunkings."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import unetseg
+from unetseg.errors import UnetsegError
+from unetseg.inference.blocks import block_sides
+from unetseg.inference.grid import Geometry, TileGrid
+from unetseg.io.zarr_io import create_array
+
+from ..conftest import tiny_unet
+
+pytest.importorskip("distributed")
+
+EXACT = dict(amp=False, batch_size=1)
+
+
+@pytest.fixture
+def client(dask_client):
+    return dask_client
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("shape, chunk, tile", [
+    ((37, 50), 256, 48),     # image smaller than one chunk
+    ((100, 97), 48, 44),     # sides not multiples of the chunk, many small chunks
+    ((201, 150, 2), 70, 60),  # two bands, chunk rounded to the step
+])
+def test_dask_equals_predict_tiled(client, tmp_path, rng, padding, shape, chunk, tile):
+    channels = shape[2] if len(shape) == 3 else 1
+    model = tiny_unet(padding, depth=2, in_channels=channels)
+    image = rng.integers(0, 256, shape, dtype=np.uint8)
+    expected = unetseg.predict_tiled(model, image, tile_size=tile, **EXACT)
+    counts: list[int] = []
+    out = unetseg.predict_dask(model, image, tmp_path / "labels.zarr", chunk=chunk, client=client, counts=counts,
+                               tile_size=tile, **EXACT)
+    grid = TileGrid.build(shape[:2], tile, Geometry.of(model))
+    assert grid.num_tiles > 1 or shape[0] < 64
+    assert all(c % s == 0 for c, s in zip(out.chunks, (grid.rows.step, grid.cols.step)))
+    np.testing.assert_array_equal(out[:], expected)
+    assert counts == np.bincount(expected.ravel()).tolist()
+
+
+def test_dask_probs_from_a_checkpoint_into_a_given_zarr(client, tmp_path, rng):
+    model = tiny_unet("same", depth=2)
+    ckpt = tmp_path / "m.pt"
+    unetseg.save_checkpoint(model, ckpt)
+    image = rng.integers(0, 256, (90, 70), dtype=np.uint8)
+    expected = unetseg.predict_tiled(unetseg.load_model(ckpt), image, tile_size=32, output="probs", **EXACT)
+    grid = TileGrid.build(image.shape, 32, Geometry.of(model))
+    out = create_array(tmp_path / "probs.zarr", expected.shape, np.float32, block_sides(grid, 40))
+    unetseg.predict_dask(ckpt, image, out, client=client, tile_size=32, output="probs", **EXACT)
+    np.testing.assert_array_equal(out[:], expected)
+
+
+def test_dask_without_a_client_uses_local_threads(tmp_path, rng):
+    model = tiny_unet("valid", depth=2)
+    image = rng.integers(0, 256, (75, 66), dtype=np.uint8)
+    out = unetseg.predict_dask(model, image, tmp_path / "l.zarr", chunk=32, tile_size=48, **EXACT)
+    np.testing.assert_array_equal(out[:], unetseg.predict_tiled(model, image, tile_size=48, **EXACT))
+
+
+def test_dask_rejects_misaligned_chunks(tmp_path, rng):
+    model = tiny_unet("same", depth=2)
+    image = rng.integers(0, 256, (90, 70), dtype=np.uint8)
+    out = create_array(tmp_path / "bad.zarr", image.shape, np.uint8, (30, 30))
+    with pytest.raises(UnetsegError, match="not a multiple of the tile step"):
+        unetseg.predict_dask(model, image, out, tile_size=32)
+
+
+@pytest.mark.parametrize("padding, shape, chunk", [("same", (97, 83), 24), ("valid", (61, 90), 40)])
+def test_dask_gaussian_blend_equals_predict_tiled(client, tmp_path, rng, padding, shape, chunk):
+    """Overlapping tile outputs are summed in the same order in every chunk: the same floats as one process."""
+    model = tiny_unet(padding, depth=2)
+    image = rng.integers(0, 256, shape, dtype=np.uint8)
+    options = dict(tile_size=48, blend="gaussian", output="probs", **EXACT)
+    expected = unetseg.predict_tiled(model, image, **options)
+    grid = TileGrid.build(shape, 48, Geometry.of(model))
+    if padding == "same":  # tile outputs overlap (halo): neighbours reach into each chunk
+        assert grid.rows.out_size > grid.rows.step
+    out = create_array(tmp_path / "p.zarr", expected.shape, np.float32, block_sides(grid, chunk))
+    unetseg.predict_dask(model, image, out, client=client, **options)
+    np.testing.assert_array_equal(out[:], expected)
+
+
+def test_dask_loads_the_checkpoint_once_per_process_and_reads_the_file(client, tmp_path, rng):
+    import tifffile
+
+    from unetseg.inference.dask import _load_model
+
+    model = tiny_unet("same", depth=2)
+    ckpt = tmp_path / "m.pt"
+    unetseg.save_checkpoint(model, ckpt)
+    image = rng.integers(0, 256, (80, 70), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "in.tif", image, tile=(32, 32), compression="zlib")
+    _load_model.cache_clear()
+    out = unetseg.predict_dask(ckpt, tmp_path / "in.tif", tmp_path / "l.zarr", chunk=32, client=client,
+                               tile_size=32, **EXACT)
+    np.testing.assert_array_equal(out[:], unetseg.predict_tiled(model, image, tile_size=32, **EXACT))
+    info = _load_model.cache_info()
+    assert info.misses == 1 and info.hits >= 4  # one process (client + 2 threaded workers), one load, many tasks
+
+
+def test_dask_tasks_survive_the_trip_to_worker_processes(tmp_path, rng):
+    """Process workers get each task pickled: settings (TTA lambdas included), blocks and the zarr output."""
+    import cloudpickle
+
+    from unetseg.inference.blocks import blocks
+    from unetseg.inference.dask import predict_block
+    from unetseg.inference.predict import tiled_settings
+
+    model = tiny_unet("same", depth=2)
+    image = rng.integers(0, 256, (40, 36), dtype=np.uint8)
+    settings = tiled_settings(model, image, tile_size=32, tta="flips", **EXACT)
+    out = create_array(tmp_path / "l.zarr", image.shape, np.uint8, block_sides(settings.grid, 32))
+    args = cloudpickle.loads(cloudpickle.dumps((model, image, settings, blocks(settings.grid, out.chunks), out)))
+    for block in args[3]:
+        predict_block(*args[:3], block, args[4])
+    expected = unetseg.predict_tiled(model, image, tile_size=32, tta="flips", **EXACT)
+    np.testing.assert_array_equal(out[:], expected)

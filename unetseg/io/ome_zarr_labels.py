@@ -1,0 +1,151 @@
+"""Index maps as OME-Zarr labels (NGFF 0.4): ``<out>.ome.zarr/{0,1,...}``, a multiscale label image.
+
+The folder is itself a label image (``multiscales`` + ``image-label`` metadata at its root), so it opens on
+its own with ``ome-zarr``/napari/``zarr``, and can be moved as it is into an image's ``labels/`` group.
+
+Level 0 is written chunk by chunk by whoever predicts (Dask tasks, or row bands of one process); on a clean
+exit the lower levels are made chunk by chunk by nearest downsampling (every 2nd pixel: labels stay labels),
+the NGFF metadata (axes, per-level pixel size, class colours and names) is written with ``ome-zarr``'s own
+writers, the store is checked, and the folder is renamed onto its final name: a finished name only ever
+holds a complete pyramid. Needs ``pip install unetseg[scale]`` (ome-zarr).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from ..errors import OutputError, UnetsegError
+from .atomic import describe_os_error, is_fatal
+
+LABEL_NAME = "segmentation"
+SMALLEST_LEVEL = 256  # stop the pyramid once a level fits in this many pixels per side
+
+
+def pyramid_levels(shape: tuple[int, int], smallest: int = SMALLEST_LEVEL) -> int:
+    """Levels (halving each time) until the larger side is at most ``smallest`` px; at least 1."""
+    levels, side = 1, max(shape)
+    while side > smallest:
+        side = -(-side // 2)
+        levels += 1
+    return levels
+
+
+def downsample_level(src: Any, dst: Any) -> None:
+    """``dst = src[::2, ::2]`` (nearest), read and written one ``dst`` chunk at a time."""
+    ch, cw = dst.chunks[:2]
+    for r in range(0, dst.shape[0], ch):
+        for c in range(0, dst.shape[1], cw):
+            rows, cols = min(ch, dst.shape[0] - r), min(cw, dst.shape[1] - c)
+            block = np.asarray(src[2 * r : 2 * (r + rows), 2 * c : 2 * (c + cols)])
+            dst[r : r + rows, c : c + cols] = block[::2, ::2]
+
+
+class OmeZarrLabelsWriter:
+    """``with OmeZarrLabelsWriter(path, shape, dtype, chunks, ...) as w:`` write ``w.level0`` (any chunk order).
+
+    Args:
+        path: the final folder, e.g. ``out/img_index.ome.zarr``; replaced if it exists.
+        shape: (H, W) of the label image. dtype: its integer dtype. chunks: (h, w) of every level's chunks.
+        levels: pyramid levels (default: until the larger side is <= 256 px).
+        class_names: names of the label values 0..K-1 (NGFF ``properties``); colors: their RGB(A) 0-255.
+        pixel_size: (y, x) physical size of a level-0 pixel; unit: its unit (e.g. "micrometer"), if known.
+    """
+
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, int], dtype: Any, chunks: tuple[int, int], *,
+                 levels: int | None = None, class_names: list[str] | None = None, colors: Any = None,
+                 pixel_size: tuple[float, float] | None = None, unit: str | None = None) -> None:
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.chunks = tuple(int(c) for c in chunks)
+        self.levels = levels or pyramid_levels(self.shape)
+        self.class_names, self.colors = class_names, colors
+        self.pixel_size, self.unit = pixel_size, unit
+        self._tmp: Path | None = None
+        self.level0: Any = None
+
+    def __enter__(self) -> OmeZarrLabelsWriter:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent))
+            group = zarr.open_group(str(self._tmp), mode="w", zarr_format=2)
+            self.level0 = self._array(group, 0, self.shape)
+        except Exception as err:  # noqa: BLE001  nothing half-made is left behind
+            self._discard()
+            raise OutputError(self.path, describe_os_error(err), fatal=is_fatal(err)) from err
+        return self
+
+    def _array(self, group: Any, level: int, shape: tuple[int, ...]) -> Any:
+        return group.create_array(str(level), shape=shape, chunks=self.chunks, dtype=self.dtype, fill_value=0,
+                                  chunk_key_encoding={"name": "v2", "separator": "/"})  # NGFF 0.4 keys
+
+    def __setitem__(self, key: Any, band: np.ndarray) -> None:
+        """Row-band sink form (``w[r0:r1] = band``) for one-process prediction."""
+        self.level0[key] = band
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self._discard()
+            return
+        try:
+            self._finish()
+            if self.path.exists():
+                shutil.rmtree(self.path)
+            os.replace(self._tmp, self.path)
+        except Exception as err:  # noqa: BLE001  any failure while finishing is a bad output
+            self._discard()
+            raise OutputError(self.path, describe_os_error(err), fatal=is_fatal(err)) from err
+
+    def _discard(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _finish(self) -> None:
+        from ome_zarr.format import FormatV04
+        from ome_zarr.writer import write_multiscales_metadata
+
+        labels = zarr.open_group(str(self._tmp), mode="r+", zarr_format=2)
+        shapes = [self.shape]
+        for level in range(1, self.levels):
+            shapes.append(tuple(-(-s // 2) for s in shapes[-1]))
+            downsample_level(labels[str(level - 1)], self._array(labels, level, shapes[-1]))
+        base = self.pixel_size or (1.0, 1.0)
+        datasets = [{"path": str(n), "coordinateTransformations": [
+            {"type": "scale", "scale": [base[0] * 2**n, base[1] * 2**n]}]} for n in range(len(shapes))]
+        axes = [{"name": a, "type": "space", **({"unit": self.unit} if self.unit else {})} for a in "yx"]
+        fmt = FormatV04()
+        write_multiscales_metadata(labels, datasets, fmt=fmt, axes=axes, name=LABEL_NAME)
+        labels.attrs["image-label"] = {**self._label_metadata(), "version": fmt.version}
+        self._verify(shapes)
+
+    def _label_metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {}
+        if self.colors is not None:
+            meta["colors"] = [{"label-value": i, "rgba": [int(v) for v in c][:3] + [255]}
+                              for i, c in enumerate(self.colors)]
+        if self.class_names is not None:
+            meta["properties"] = [{"label-value": i, "class": n} for i, n in enumerate(self.class_names)]
+        return meta
+
+    def _verify(self, shapes: list[tuple[int, ...]]) -> None:
+        labels = zarr.open_group(str(self._tmp), mode="r")
+        for n, shape in enumerate(shapes):
+            if tuple(labels[str(n)].shape) != shape:
+                raise UnetsegError(f"level {n} reads back with shape {labels[str(n)].shape}, expected {shape}")
+        if len(labels.attrs["multiscales"][0]["datasets"]) != len(shapes):
+            raise UnetsegError("multiscales metadata does not list every level")
+
+
+def remove_stale_folders(folder: str | os.PathLike) -> None:
+    """Delete OME-Zarr temporaries (``.<name>.<random>.part`` folders) a killed run left in ``folder``."""
+    for entry in Path(folder).glob(".*.ome.zarr.*.part"):
+        if entry.is_dir():
+            with contextlib.suppress(OSError):
+                shutil.rmtree(entry)

@@ -59,6 +59,14 @@ def output_stems(files: list[Path], out_dir: Path) -> dict[Path, Path]:
                 stems[f] = out_dir / f.resolve().parent.name / stem
             else:
                 stems[f] = out_dir / f"{stem}_{n + 1}"
+    taken: set[Path] = set()
+    for f, target in stems.items():  # a renamed stem may meet another input's own (a.png -> a_png, a_png.tif)
+        unique, n = target, 1
+        while unique in taken:
+            n += 1
+            unique = target.with_name(f"{target.name}_{n}")
+        stems[f] = unique
+        taken.add(unique)
     return stems
 
 
@@ -96,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         except Exception as err:  # noqa: BLE001  one bad file must not stop the batch, nor show a traceback
             failed += 1
-            message = first_line(err)
+            message = first_line(err) if isinstance(err, UnetsegError) else f"{type(err).__name__}: {first_line(err)}"
             error_line("predict", message if str(path) in message else f"{path}: {message}")
             if is_fatal(err):
                 left = len(files) - done - failed

@@ -11,8 +11,7 @@ from ..errors import UnetsegError
 from .images import is_image_file, is_tiff, read_image
 from .tiff import open_tiff
 
-# Outputs unetseg writes are named "<stem>_<kind>.<ext>"; a folder given as input skips them, so an output
-# folder inside (or equal to) an input folder is never read back as input.
+# Outputs unetseg writes are named "<stem>_<kind>.<ext>"; a folder given as input skips them.
 OUTPUT_KINDS = ("index", "palette", "overlay", "probs", "summary")
 
 
@@ -48,22 +47,34 @@ def open_image(path: str | os.PathLike) -> ImageSource:
     return ImageSource(path, read_image(path))
 
 
-def is_unetseg_output(path: Path) -> bool:
-    """True for a file named like one of unetseg's outputs (``<stem>_index.png``, ``<stem>_probs.tif``, ...)."""
-    stem = path.name.split(".")[0]
-    return any(stem.endswith(f"_{kind}") for kind in OUTPUT_KINDS)
+def output_source_stem(path: Path) -> str | None:
+    """For a file named like one of unetseg's outputs (``<stem>_index.png``, ``<stem>_probs.tif``, ...) the
+    ``<stem>`` part, else None."""
+    name = path.name.split(".")[0]
+    for kind in OUTPUT_KINDS:
+        if name.endswith(f"_{kind}") and len(name) > len(kind) + 1:
+            return name[: -len(kind) - 1]
+    return None
+
+
+def _skip_outputs(files: list[Path]) -> list[Path]:
+    """``files`` of one folder without unetseg's outputs: a file named ``<x>_<kind>.<ext>`` is an output when
+    an image of stem ``x`` (or named ``x`` with its dot as ``_``, e.g. ``a.tif`` for ``a_tif``) is there too."""
+    sources = {f.stem for f in files} | {f.name.replace(".", "_") for f in files}
+    return [f for f in files if output_source_stem(f) not in sources]
 
 
 def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Files given directly, plus the image files (by suffix, sorted) in any folders given.
 
-    Inside folders, hidden files and files named like unetseg outputs are skipped.
+    Inside folders, hidden files and unetseg's outputs next to their source image are skipped, so an output
+    folder equal to an input folder is never read back as input.
     """
     found: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found += sorted(f for f in p.iterdir() if is_image_file(f) and not is_unetseg_output(f))
+            found += _skip_outputs(sorted(f for f in p.iterdir() if is_image_file(f)))
         else:
             found.append(p)
     return found

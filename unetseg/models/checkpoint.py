@@ -70,7 +70,8 @@ def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     """Atomically write a checkpoint dict, verified by reading it back: a crash or a full disk mid-write never
     leaves a corrupt file at ``path`` (an existing checkpoint there stays as it was)."""
     with atomic_path(path, verify=lambda tmp: read_checkpoint(tmp)) as tmp:
-        torch.save(payload, tmp)
+        with open(tmp, "wb") as f:  # a file object: a failed write surfaces as its OSError (ENOSPC, ...)
+            torch.save(payload, f)
     return Path(path)
 
 
@@ -101,7 +102,7 @@ def _foreign_kind(path: str | os.PathLike) -> str | None:
     if any("/code/" in n or n.endswith("constants.pkl") for n in names):
         return "is a TorchScript export, not a unetseg checkpoint (use torch.jit.load for it)"
     if bad is not None:
-        return f"is damaged (member {bad!r} fails its checksum)"
+        return f"is damaged (its part {bad.split('/', 1)[-1]!r} fails its checksum)"
     return None
 
 
@@ -157,19 +158,20 @@ def model_from_payload(payload: dict[str, Any], device: str | torch.device = "cp
     config, meta = payload["model"], payload.get("meta", {})
     try:
         model = build_model(config["name"], **config["kwargs"])
-    except (ValueError, TypeError, UnetsegError) as err:
+    except Exception as err:  # noqa: BLE001  any constructor error means the stored arguments are bad
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UnetsegError(f"checkpoint {source}: model {config['name']!r} cannot be built from its stored "
-                           f"arguments ({str(err).splitlines()[0]})") from None
+                           f"arguments ({message})") from None
     try:
         model.load_state_dict(payload["state_dict"])
-    except RuntimeError:
+    except Exception:  # noqa: BLE001  RuntimeError for shapes/keys; others for tensors of odd kinds
         raise UnetsegError(f"checkpoint {source}: weights do not fit model {config['name']!r} "
                            f"({_describe_mismatch(model, payload['state_dict'])})") from None
     try:
         model.normalization = Normalization.from_dict(meta["normalization"]) if "normalization" in meta else None
         model.classes = _stored_classes(meta)
     except (ValueError, KeyError, TypeError) as err:
-        raise UnetsegError(f"checkpoint {source}: damaged meta data ({err})") from None
+        raise UnetsegError(f"checkpoint {source}: damaged meta data ({type(err).__name__}: {err})") from None
     model.meta = meta
     return model.to(device).eval()
 

@@ -26,8 +26,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..config import RunConfig
-from ..errors import UnetsegError
+from ..errors import OutputError, UnetsegError
 from ..inference import predict_tiled
+from ..io.atomic import remove_stale_temporaries
 from ..models import load_model
 from .checkpointing import (
     BEST_NAME, LAST_NAME, read_resume_state, restore_training, save_run_checkpoint, training_state,
@@ -137,7 +138,7 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------------
 
     def _restore(self) -> None:
-        tr = restore_training(self.c, self.resume_payload)
+        tr = restore_training(self.c, self.resume_payload, self.run_dir / LAST_NAME)
         self.state = StepState(**tr["state"])
         self.best_miou = tr["best_miou"] if tr["best_miou"] is not None else -math.inf
         self.best_epoch, self.last_miou = tr["best_epoch"], tr["last_miou"]
@@ -157,13 +158,25 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------
 
+    def _kept(self) -> str:
+        last = self.run_dir / LAST_NAME
+        return f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
+
     def run(self) -> RunResult:
+        """Train to the end; a failed write (a full disk) stops the run with one line, last.pt left as it was."""
+        try:
+            return self._run()
+        except OutputError as err:
+            raise UnetsegError(f"training stopped: {err} ({self._kept()})") from err
+
+    def _run(self) -> RunResult:
         ctx, tcfg = self.ctx, self.tcfg
         self.c = build_components(self.config, ctx, self._progress)
         if self.resume_payload is not None:
             self._restore()
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.run_dir)  # left by a run killed while writing
             write_config(self.run_dir, self.c.resolved)
         self.log = MetricsLog(self.run_dir / "metrics.csv", metric_columns(self.c.classes.names))
         if self.resume_payload is not None:
@@ -252,11 +265,9 @@ class Trainer:
         self.save_last()
 
     def _non_finite(self, err: NonFiniteLoss) -> None:
-        last = self.run_dir / LAST_NAME
-        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
         if self.ctx.is_main and self.log.rows:
             plot_curves(self.log.rows, self.run_dir / "curves.png")
-        raise UnetsegError(f"training stopped: {err} ({kept}); try a lower train.lr, train.grad_clip, "
+        raise UnetsegError(f"training stopped: {err} ({self._kept()}); try a lower train.lr, train.grad_clip, "
                            "or train.amp=off")
 
     def _finish(self, stopped_by: str, images_per_s: float) -> RunResult:

@@ -149,6 +149,17 @@ def _describe_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
     return "; ".join(parts) or "the weights do not load"
 
 
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """``model.load_state_dict(state)``; weights that do not fit are one UnetsegError naming ``source`` and
+    the first missing, unexpected or wrong-shape weight."""
+    try:
+        model.load_state_dict(state)
+    except Exception:  # noqa: BLE001  RuntimeError for shapes/keys; others for tensors of odd kinds
+        name = model.config["name"] if isinstance(model, SegmentationModel) else type(model).__name__
+        raise UnetsegError(f"checkpoint {source}: weights do not fit model {name!r} "
+                           f"({_describe_mismatch(model, state)})") from None
+
+
 def model_from_payload(payload: dict[str, Any], device: str | torch.device = "cpu",
                        source: str | os.PathLike = "checkpoint") -> SegmentationModel:
     """Rebuild the model a checkpoint dict describes, with its weights and facts, in eval mode.
@@ -162,11 +173,7 @@ def model_from_payload(payload: dict[str, Any], device: str | torch.device = "cp
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UnetsegError(f"checkpoint {source}: model {config['name']!r} cannot be built from its stored "
                            f"arguments ({message})") from None
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except Exception:  # noqa: BLE001  RuntimeError for shapes/keys; others for tensors of odd kinds
-        raise UnetsegError(f"checkpoint {source}: weights do not fit model {config['name']!r} "
-                           f"({_describe_mismatch(model, payload['state_dict'])})") from None
+    load_weights(model, payload["state_dict"], source)
     try:
         model.normalization = Normalization.from_dict(meta["normalization"]) if "normalization" in meta else None
         model.classes = _stored_classes(meta)

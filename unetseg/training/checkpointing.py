@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import UnetsegError
-from ..models.checkpoint import checkpoint_payload, read_checkpoint, write_checkpoint
+from ..models.checkpoint import checkpoint_payload, load_weights, read_checkpoint, write_checkpoint
 
 BEST_NAME = "best.pt"
 LAST_NAME = "last.pt"
@@ -94,8 +94,8 @@ def restore_training(c: Any, payload: dict[str, Any], path: str | Path = LAST_NA
 
     Raises a one-line UnetsegError naming ``path`` when the stored state does not fit this run.
     """
+    load_weights(c.bare, payload["state_dict"], path)
     try:
-        c.bare.load_state_dict(payload["state_dict"])
         tr = payload["training"]
         c.optimizer.load_state_dict(tr["optimizer"])
         c.scheduler.load_state_dict(tr["scheduler"])

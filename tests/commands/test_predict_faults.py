@@ -129,7 +129,8 @@ def test_inputs_sharing_a_stem_get_their_own_outputs(tmp_path, ckpt, capsys, rng
         "a.tif": _tif(tmp_path / "flat" / "a.tif", rng),
     }
     out = tmp_path / "out"
-    assert predict(ckpt, [tmp_path / "s1", tmp_path / "s2", tmp_path / "flat"], out) == 0
+    twice = tmp_path / "flat" / "a.png"  # a file given again is done once
+    assert predict(ckpt, [tmp_path / "s1", tmp_path / "s2", tmp_path / "flat", twice], out) == 0
     model = unetseg.load_model(ckpt)
     outputs = {"s1/scan.png": out / "s1" / "scan_index.png", "s2/scan.png": out / "s2" / "scan_index.png",
                "a.png": out / "a_png_index.png", "a.tif": out / "a_tif_index.tif"}

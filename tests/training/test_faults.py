@@ -20,30 +20,37 @@ RESUMABLE = {"train": {"scheduler": "none", "epochs": 1}}
 
 
 @needs_dev_full
-def test_full_disk_during_training_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
-    original = trainer_module.Trainer._end_of_epoch
-    calls = []
+@pytest.mark.parametrize("full_at", ["metrics.csv", "last.pt"])
+def test_full_disk_during_training_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch, full_at):
+    """The disk fills up in the second epoch, before its metrics row or before its last.pt (torch's zip writer)."""
+    save = trainer_module.save_run_checkpoint
 
-    def end_of_epoch(self, *args, **kwargs):
-        calls.append(self.state.epoch)
-        if len(calls) == 2:  # the disk fills up during the second epoch
+    def save_run_checkpoint(path, model, meta, training=None):
+        if meta["epoch"] == 2 and path.name == full_at:
             fill_disk(monkeypatch)
-        return original(self, *args, **kwargs)
+        return save(path, model, meta, training)
 
-    monkeypatch.setattr(trainer_module.Trainer, "_end_of_epoch", end_of_epoch)
+    append = trainer_module.MetricsLog.append
+
+    def append_row(self, values):
+        if len(self.rows) == 1 and full_at == "metrics.csv":
+            fill_disk(monkeypatch)
+        return append(self, values)
+
+    monkeypatch.setattr(trainer_module, "save_run_checkpoint", save_run_checkpoint)
+    monkeypatch.setattr(trainer_module.MetricsLog, "append", append_row)
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(merge(TINY, {"train": {"plot_samples": 0}})))
     run = tmp_path / "run"
     assert main(["train", str(config), "--out", str(run)]) == 2
     lines = cli_lines(capsys)
-    assert lines == [f"unetseg train: error: training stopped: cannot write {run / 'metrics.csv'}: No space left "
+    assert lines == [f"unetseg train: error: training stopped: cannot write {run / full_at}: No space left "
                      f"on device (the last good checkpoint is {run / 'last.pt'})"]
     last = read_checkpoint(run / "last.pt")
     assert last["training"]["state"]["epoch"] == 1 and last["meta"]["epoch"] == 1
-    assert read_checkpoint(run / "best.pt")["meta"]["epoch"] == 1
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
     rows = list(csv.DictReader(open(run / "metrics.csv")))
-    assert [r["epoch"] for r in rows] == ["1"]
+    assert [r["epoch"] for r in rows] == (["1"] if full_at == "metrics.csv" else ["1", "2"])
 
 
 def test_metrics_time_never_goes_back_across_resume(tmp_path, tiny_config, monkeypatch):

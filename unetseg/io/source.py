@@ -68,7 +68,7 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Files given directly, plus the image files (by suffix, sorted) in any folders given.
 
     Inside folders, hidden files and unetseg's outputs next to their source image are skipped, so an output
-    folder equal to an input folder is never read back as input.
+    folder equal to an input folder is never read back as input. Each file comes once.
     """
     found: list[Path] = []
     for item in inputs:
@@ -77,4 +77,4 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             found += _skip_outputs(sorted(f for f in p.iterdir() if is_image_file(f)))
         else:
             found.append(p)
-    return found
+    return list(dict.fromkeys(found))  # a file named twice (or inside a folder also given) is done once

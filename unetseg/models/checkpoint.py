@@ -110,7 +110,10 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Load a checkpoint dict safely (weights_only); anything else is a one-line UnetsegError naming the file."""
     if not os.path.isfile(path):
         raise UnetsegError(f"checkpoint not found: {path}")
-    kind = _foreign_kind(path)
+    try:
+        kind = _foreign_kind(path)
+    except OSError as err:  # unreadable (permissions, I/O error)
+        raise UnetsegError(f"checkpoint {path} cannot be read ({err.strerror or err})") from None
     if kind is not None:
         raise UnetsegError(f"checkpoint {path} cannot be read: it {kind}")
     try:

@@ -10,6 +10,7 @@ import tifffile
 
 import unetseg
 from unetseg.errors import OutputError
+from unetseg.export import export_model
 from unetseg.io import maps
 from unetseg.io.atomic import atomic_path, is_fatal, remove_stale_temporaries
 from unetseg.io.sinks import NpyWriter
@@ -19,6 +20,10 @@ from ..faults import fill_disk, needs_dev_full
 
 LABELS = np.arange(40 * 48, dtype=np.uint8).reshape(40, 48) % 3
 PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255]], np.uint8)
+
+
+def _tiny():
+    return unetseg.UNet(1, 2, base_channels=2, depth=2, padding="same").eval()
 
 
 def _streamed(writer_cls, path, data):
@@ -36,7 +41,7 @@ WRITERS = {
     "probs.tif": lambda p: maps.write_probs(p, np.ones((40, 48, 3)) / 3),
     "summary.json": lambda p: maps.write_json(p, {"a": 1}),
     "metrics.csv": lambda p: maps.write_text(p, "a,b\n1,2\n"),
-    "model.pt": lambda p: unetseg.save_checkpoint(unetseg.UNet(1, 2, base_channels=2, depth=1), p),
+    "model.pt": lambda p: unetseg.save_checkpoint(_tiny(), p),
     "stream.tif": lambda p: _streamed(TiffTileWriter, p, np.zeros((40, 48), np.uint8)),
     "stream.npy": lambda p: _streamed(NpyWriter, p, np.zeros((40, 48, 2), np.float16)),
 }
@@ -58,6 +63,15 @@ def test_full_disk_is_one_error_naming_the_file_and_leaves_nothing(tmp_path, mon
         assert info.value.fatal and is_fatal(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == [kept.name]
     assert kept.read_bytes() == b"previous version"
+
+
+@needs_dev_full
+def test_export_on_a_full_disk_is_one_error(tmp_path, monkeypatch):
+    """torch's own file writer aborted the whole process (C++ terminate, exit 134) on a full disk."""
+    fill_disk(monkeypatch)
+    with pytest.raises(OutputError, match=r"m\.ts: No space left on device$"):
+        export_model(_tiny(), tmp_path / "m.ts", format="torchscript", tile_size=32)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("name", WRITERS)

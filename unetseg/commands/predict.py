@@ -23,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     predict = sub.add_parser("predict", help="segment images of any size by overlap-tile inference",
                              description="Segment images (files or folders; TIFFs larger than memory are streamed) "
                                          "with a trained checkpoint and write segmentation maps named "
-                                         "<input stem>_<format> into the output folder.")
+                                         "<input stem>_<format> into the output folder (inputs sharing a stem "
+                                         "keep their extension or folder name). A bad input is reported on one "
+                                         "line and the others are done; the exit code is then 1.")
     predict.add_argument("--checkpoint", required=True, help="checkpoint written by training (best.pt/last.pt)")
     predict.add_argument("--input", required=True, nargs="+", metavar="PATH", help="image files and/or folders")
     predict.add_argument("--output", required=True, metavar="DIR", help="output folder")

@@ -144,13 +144,14 @@ def test_output_folder_equal_to_input_folder_twice(tmp_path, ckpt, capsys, rng):
     folder = tmp_path / "data"
     _png(folder / "a.png", rng)
     _tif(folder / "b.tif", rng)
+    _png(folder / "scan.v2.png", rng)
     _png(folder / "road_overlay.png", rng)  # named like an output, but no road.png: a real input
     assert predict(ckpt, [folder], folder, "index,palette,overlay") == 0
     first = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert predict(ckpt, [folder], folder, "index,palette,overlay") == 0
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == first  # the outputs were not read as inputs
-    assert {"a_index.png", "b_index.tif", "road_overlay_index.png"} <= set(first)
-    assert len(first) == 3 + 3 * 3
+    assert {"a_index.png", "b_index.tif", "scan.v2_index.png", "road_overlay_index.png"} <= set(first)
+    assert len(first) == 4 + 4 * 3
 
 
 KILL_AFTER_FIRST_BAND = """

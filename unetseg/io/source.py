@@ -50,7 +50,7 @@ def open_image(path: str | os.PathLike) -> ImageSource:
 def output_source_stem(path: Path) -> str | None:
     """For a file named like one of unetseg's outputs (``<stem>_index.png``, ``<stem>_probs.tif``, ...) the
     ``<stem>`` part, else None."""
-    name = path.name.split(".")[0]
+    name = path.stem
     for kind in OUTPUT_KINDS:
         if name.endswith(f"_{kind}") and len(name) > len(kind) + 1:
             return name[: -len(kind) - 1]

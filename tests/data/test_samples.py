@@ -1,7 +1,6 @@
 """Built-in sample datasets and class tables."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -228,13 +227,10 @@ def test_fashion_later_item_wins_in_pixels_and_labels() -> None:
 
 
 def test_fashion_4096_scene_builds() -> None:
-    t = time.perf_counter()
     img, lab, inst = FashionScenes(seed=0).scene(4096, 4096)
-    elapsed = time.perf_counter() - t
     assert img.shape == lab.shape == inst.shape == (4096, 4096)
     assert img.dtype == np.uint8 and lab.dtype == np.uint8 and inst.dtype == np.int32
     assert 0.1 < (lab > 0).mean() < 0.6 and lab.max() == 10
-    assert elapsed < 20  # ~0.6 s on one core; generous for a loaded CI machine
 
 
 def test_fashion_bad_arguments() -> None:

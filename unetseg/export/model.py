@@ -1,6 +1,7 @@
 """Model export for deployment: TorchScript (torch.jit.trace) or ONNX (torch.onnx.export)."""
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import UnetsegError
-from ..io.atomic import atomic_path
+from ..io.maps import write_bytes
 from ..inference.grid import Geometry
 from ..models.base import SegmentationModel
 
@@ -45,19 +46,22 @@ def export_model(model: nn.Module, path: str | os.PathLike, format: str = "onnx"
     meta = {"normalization": model.normalization.to_dict() if known and model.normalization else None,
             "classes": model.class_table.to_dict() if known else None,
             "config": model.config if known else None, "input_size": side}
+    # Both formats are encoded in memory and written with plain writes: torch's own file writer aborts the
+    # process (a C++ terminate, no message) when the disk fills up under it.
     if format == "torchscript":
         with torch.inference_mode(False), torch.no_grad():
             traced = torch.jit.trace(model, x)
-        with atomic_path(path) as tmp:
-            torch.jit.save(traced, str(tmp), _extra_files={"unetseg.json": json.dumps(meta, default=str)})
-        return path
+        encoded = io.BytesIO()
+        torch.jit.save(traced, encoded, _extra_files={"unetseg.json": json.dumps(meta, default=str)})
+        return write_bytes(path, encoded.getvalue())
     try:
         import onnx  # noqa: F401  (torch.onnx needs it to build the graph)
     except ImportError:
         raise UnetsegError("ONNX export needs the 'onnx' package: install it (e.g. `uv pip install onnx`)") from None
     spatial = Geometry.of(model).padding == "same"
     axes = {0: "batch", 2: "height", 3: "width"} if spatial else {0: "batch"}
-    with atomic_path(path) as tmp, torch.no_grad():
-        torch.onnx.export(model, (x,), str(tmp), input_names=["image"], output_names=["logits"],
+    encoded = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(model, (x,), encoded, input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": axes, "logits": axes})
-    return path
+    return write_bytes(path, encoded.getvalue())

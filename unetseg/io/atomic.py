@@ -12,15 +12,17 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import OutputError
 
-# Temporary files are ".<stem>.<random>.part<suffix>": the suffix stays last because writers such as
-# OpenCV pick the format from it.
-TEMP_PATTERN = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.part(\.[A-Za-z0-9]+)*$")
+# Temporary files are ".<stem>.<pid>.<random>.part<suffix>": the suffix stays last because writers such as
+# OpenCV pick the format from it; the writer's process id tells a stale file (its process is gone) from one
+# that another run writing into the same folder is still busy with.
+TEMP_PATTERN = re.compile(r"^\..+?(?:\.(?P<pid>\d+))?\.[A-Za-z0-9_]{8}\.part(\.[A-Za-z0-9]+)*$")
 
 # errno values after which every later write to the same place fails too: stop a batch instead of
 # reporting each remaining input.
@@ -41,13 +43,26 @@ def describe_os_error(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def os_error_in(err: BaseException | None) -> OSError | None:
+    """The OSError behind ``err``: itself, or one in its cause/context chain (torch and tifffile wrap them)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def is_fatal(err: BaseException) -> bool:
     """True when ``err`` (or its cause) means no later write can succeed either (disk full, read-only)."""
-    while err is not None:
-        if isinstance(err, OSError) and err.errno in FATAL_ERRNOS:
-            return True
+    seen = set()
+    while err is not None and id(err) not in seen:
         if isinstance(err, OutputError):
             return err.fatal
+        if isinstance(err, OSError) and err.errno in FATAL_ERRNOS:
+            return True
+        seen.add(id(err))
         err = err.__cause__ or err.__context__  # type: ignore[assignment]
     return False
 
@@ -76,7 +91,8 @@ def atomic_path(path: str | os.PathLike, verify: Callable[[Path], None] | None =
     final = Path(path)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".part{final.suffix}", dir=final.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(final), suffix=f".part{final.suffix}",
+                                        dir=final.parent)
         os.close(fd)
     except OSError as err:
         raise OutputError(final, describe_os_error(err), fatal=is_fatal(err)) from err
@@ -86,8 +102,11 @@ def atomic_path(path: str | os.PathLike, verify: Callable[[Path], None] | None =
             yield tmp
         except OutputError:
             raise
-        except OSError as err:
-            raise OutputError(final, describe_os_error(err), fatal=is_fatal(err)) from err
+        except Exception as err:
+            cause = os_error_in(err)  # a failed write, however the writing library wraps it
+            if cause is None:
+                raise
+            raise OutputError(final, describe_os_error(cause), fatal=is_fatal(cause)) from err
         try:
             size = tmp.stat().st_size
             if size == 0:
@@ -106,15 +125,41 @@ def atomic_path(path: str | os.PathLike, verify: Callable[[Path], None] | None =
             tmp.unlink()
 
 
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: a process of another user has that id
+        return True
+    return True
+
+
+def temp_prefix(final: Path) -> str:
+    """The start of a temporary's name for ``final``: hidden, with the writing process's id."""
+    return f".{final.stem}.{os.getpid()}."
+
+
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete unetseg's own temporary files (left by a killed run) in ``folder``; returns what was removed."""
-    removed = []
+    """Delete unetseg's own temporary files (and OME-Zarr temporary folders) in ``folder`` whose writing process
+    is gone (a killed run).
+
+    Those of a live process (another run writing into the same folder on this machine) and anything else are
+    left alone. Returns the paths removed.
+    """
+    removed: list[Path] = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():
-        if entry.is_file() and TEMP_PATTERN.match(entry.name):
-            with contextlib.suppress(OSError):
-                entry.unlink()
-                removed.append(entry)
+        match = TEMP_PATTERN.match(entry.name)
+        if match is None or entry.is_symlink() or not (entry.is_file() or entry.is_dir()):
+            continue
+        if match["pid"] is not None and _process_alive(int(match["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            removed.append(entry)
     return removed

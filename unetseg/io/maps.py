@@ -1,10 +1,11 @@
 """Segmentation-map writers: class-index maps, palette PNGs, RGB images, probability maps, JSON files.
 
 Every writer goes through :func:`unetseg.io.atomic.atomic_path` with a check that reads the written file
-back (PNG/TIFF header, or the whole small file): a final name only ever holds a complete, verified file.
+back (the whole small file, or the TIFF/.npy header): a final name only ever holds a complete, verified file.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -19,35 +20,38 @@ from ..errors import OutputError, UnetsegError
 from .atomic import atomic_path
 from .images import is_tiff
 from .labels import label_dtype
+from .sinks import NpyWriter
+from .tiff_writer import nodata_tag, verify_tiff
 
 MAP_FORMATS = ("index", "palette", "overlay", "probs", "summary", "ome-zarr")  # ome-zarr: index map, unetseg[scale]
 
 
-def _verify_image(shape: tuple[int, ...]):
-    """Check for atomic_path: the file opens (header only) and declares ``shape`` (H, W)."""
-    def check(path: Path) -> None:
-        if is_tiff(path):
-            with tifffile.TiffFile(path) as tif:
-                got = tuple(tif.series[0].shape[:2])
-        else:
-            with PIL.Image.open(path) as img:
-                got = (img.height, img.width)
-        if got != tuple(shape[:2]):
-            raise ValueError(f"file reads back as {got[1]}x{got[0]}, expected {shape[1]}x{shape[0]}")
-    return check
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """``data`` as the file ``path``, read back and compared before it becomes final.
+
+    Encoded images go through here too: a library that writes the file itself may report success on a
+    failed write (OpenCV does), while a plain write raises ``No space left on device``.
+    """
+    path = Path(path)
+
+    def check(tmp: Path) -> None:
+        if tmp.read_bytes() != data:
+            raise ValueError("the file does not read back as written")
+    with atomic_path(path, verify=check) as tmp:
+        tmp.write_bytes(data)
+    return path
 
 
 def _write_cv2(path: Path, image: np.ndarray) -> None:
-    with atomic_path(path, verify=_verify_image(image.shape)) as tmp:
-        if not cv2.imwrite(str(tmp), image):
-            raise OutputError(path, "OpenCV could not encode this file")
+    ok, encoded = cv2.imencode(path.suffix, image)
+    if not ok:
+        raise OutputError(path, "OpenCV could not encode this file")
+    write_bytes(path, encoded.tobytes())
 
 
 def write_index(path: str | os.PathLike, labels: np.ndarray, *, nodata: int | None = None,
                 extratags: list[tuple] | None = None) -> Path:
     """Class-index map: PNG (uint8, uint16 beyond 256 labels) or TIFF (zlib, GeoTIFF ``extratags``), by suffix."""
-    from .tiff_writer import nodata_tag
-
     path = Path(path)
     labels = np.asarray(labels)
     top = int(labels.max(initial=0))
@@ -55,7 +59,7 @@ def write_index(path: str | os.PathLike, labels: np.ndarray, *, nodata: int | No
         raise UnetsegError(f"{path}: {top + 1} classes do not fit a 16-bit index map")
     data = labels.astype(label_dtype(top + 1))
     if is_tiff(path):
-        with atomic_path(path, verify=_verify_image(data.shape)) as tmp:
+        with atomic_path(path, verify=verify_tiff(data.shape, data.dtype)) as tmp:
             tifffile.imwrite(tmp, data, compression="zlib", photometric="minisblack",
                              extratags=[*(extratags or []), *nodata_tag(nodata)])
     else:
@@ -75,16 +79,16 @@ def write_palette_png(path: str | os.PathLike, labels: np.ndarray, palette: np.n
         raise UnetsegError(f"{path}: a palette PNG holds at most 256 classes")
     image = PIL.Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8))
     image.putpalette(palette.tobytes(), rawmode="RGB")  # mode L -> P, indices unchanged
-    with atomic_path(path, verify=_verify_image(labels.shape)) as tmp:
-        image.save(tmp, format="PNG")
-    return path
+    encoded = io.BytesIO()
+    image.save(encoded, format="PNG")
+    return write_bytes(path, encoded.getvalue())
 
 
 def write_rgb(path: str | os.PathLike, rgb: np.ndarray) -> Path:
     """HxWx3 uint8 RGB image (PNG/JPEG/TIFF by suffix)."""
     path = Path(path)
     if is_tiff(path):
-        with atomic_path(path, verify=_verify_image(rgb.shape)) as tmp:
+        with atomic_path(path, verify=verify_tiff(rgb.shape, rgb.dtype)) as tmp:
             tifffile.imwrite(tmp, rgb, compression="zlib", photometric="rgb")
     else:
         _write_cv2(path, cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
@@ -96,36 +100,19 @@ def write_probs(path: str | os.PathLike, probs: np.ndarray) -> Path:
     path = Path(path)
     data = np.asarray(probs).astype(np.float16)
     if is_tiff(path):
-        with atomic_path(path, verify=_verify_image(data.shape)) as tmp:
+        with atomic_path(path, verify=verify_tiff(data.shape, data.dtype)) as tmp:
             tifffile.imwrite(tmp, data, compression="zlib", photometric="minisblack", planarconfig="contig")
         return path
-
-    def check(tmp: Path) -> None:
-        if np.load(tmp, mmap_mode="r").shape != data.shape:
-            raise ValueError("the .npy header does not read back")
-    with atomic_path(path, verify=check) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, data)
+    with NpyWriter(path, data.shape, data.dtype) as writer:
+        writer[0 : len(data)] = data
     return path
 
 
 def write_json(path: str | os.PathLike, data: dict[str, Any]) -> Path:
-    """``data`` as indented JSON (verified by parsing it back)."""
-    path = Path(path)
-    with atomic_path(path, verify=lambda tmp: json.loads(tmp.read_text())) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    return path
+    """``data`` as indented JSON (verified by reading the bytes back)."""
+    return write_bytes(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """A small text file (config.yaml, CSV), read back and compared before it becomes final."""
-    path = Path(path)
-
-    data = text.encode()
-
-    def check(tmp: Path) -> None:
-        if tmp.read_bytes() != data:
-            raise ValueError("the text does not read back")
-    with atomic_path(path, verify=check) as tmp:
-        tmp.write_bytes(data)
-    return path
+    return write_bytes(path, text.encode())

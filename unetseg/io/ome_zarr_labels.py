@@ -11,7 +11,6 @@ holds a complete pyramid. Needs ``pip install unetseg[scale]`` (ome-zarr).
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -22,7 +21,7 @@ import numpy as np
 import zarr
 
 from ..errors import OutputError, UnetsegError
-from .atomic import describe_os_error, is_fatal
+from .atomic import describe_os_error, is_fatal, temp_prefix
 
 LABEL_NAME = "segmentation"
 SMALLEST_LEVEL = 256  # stop the pyramid once a level fits in this many pixels per side
@@ -74,7 +73,7 @@ class OmeZarrLabelsWriter:
     def __enter__(self) -> OmeZarrLabelsWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent))
+            self._tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(self.path), suffix=".part", dir=self.path.parent))
             group = zarr.open_group(str(self._tmp), mode="w", zarr_format=2)
             self.level0 = self._array(group, 0, self.shape)
         except Exception as err:  # noqa: BLE001  nothing half-made is left behind
@@ -141,11 +140,3 @@ class OmeZarrLabelsWriter:
                 raise UnetsegError(f"level {n} reads back with shape {labels[str(n)].shape}, expected {shape}")
         if len(labels.attrs["multiscales"][0]["datasets"]) != len(shapes):
             raise UnetsegError("multiscales metadata does not list every level")
-
-
-def remove_stale_folders(folder: str | os.PathLike) -> None:
-    """Delete OME-Zarr temporaries (``.<name>.<random>.part`` folders) a killed run left in ``folder``."""
-    for entry in Path(folder).glob(".*.ome.zarr.*.part"):
-        if entry.is_dir():
-            with contextlib.suppress(OSError):
-                shutil.rmtree(entry)

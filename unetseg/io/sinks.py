@@ -57,8 +57,19 @@ class NpyWriter:
         self._file: Any = None
 
     def _check(self, tmp: Path) -> None:
-        if np.load(tmp, mmap_mode="r").shape != self.shape:
-            raise ValueError("the .npy header does not read back")
+        """The header reads back with the declared shape and dtype, and the file holds all the data."""
+        with open(tmp, "rb") as f:
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(np.lib.format.read_magic(f))
+            if read_header is None:
+                raise ValueError("the .npy header does not read back")
+            shape, fortran, dtype = read_header(f)
+            data_start = f.tell()
+        if tuple(shape) != self.shape or np.dtype(dtype) != self.dtype or fortran:
+            raise ValueError(f"the .npy header reads back as {shape} {dtype}, wrote {self.shape} {self.dtype}")
+        expected = data_start + int(np.prod(self.shape)) * self.dtype.itemsize
+        if tmp.stat().st_size != expected:
+            raise ValueError(f"the file holds {tmp.stat().st_size} bytes, expected {expected}")
 
     def __enter__(self) -> NpyWriter:
         tmp = self._stack.enter_context(atomic_path(self.path, verify=self._check))

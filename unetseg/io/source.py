@@ -14,8 +14,7 @@ from .slide import is_slide, open_slide
 from .tiff import open_tiff
 from .zarr_io import is_zarr, open_zarr
 
-# Outputs unetseg writes are named "<stem>_<kind>.<ext>"; a folder given as input skips them, so an output
-# folder inside (or equal to) an input folder is never read back as input.
+# Outputs unetseg writes are named "<stem>_<kind>.<ext>"; a folder given as input skips them.
 OUTPUT_KINDS = ("index", "palette", "overlay", "probs", "summary")
 
 
@@ -62,23 +61,35 @@ def open_image(path: str | os.PathLike, level: int = 0) -> ImageSource:
     return ImageSource(path, read_image(path))
 
 
-def is_unetseg_output(path: Path) -> bool:
-    """True for a file named like one of unetseg's outputs (``<stem>_index.png``, ``<stem>_probs.tif``, ...)."""
-    stem = path.name.split(".")[0]
-    return any(stem.endswith(f"_{kind}") for kind in OUTPUT_KINDS)
+def output_source_stem(path: Path) -> str | None:
+    """For a file named like one of unetseg's outputs (``<stem>_index.png``, ``<stem>_probs.tif``, ...) the
+    ``<stem>`` part, else None. OME outputs (``<stem>_index.ome.zarr``, ``.ome.tif``) count too."""
+    name = path.stem.removesuffix(".ome")
+    for kind in OUTPUT_KINDS:
+        if name.endswith(f"_{kind}") and len(name) > len(kind) + 1:
+            return name[: -len(kind) - 1]
+    return None
+
+
+def _skip_outputs(files: list[Path]) -> list[Path]:
+    """``files`` of one folder without unetseg's outputs: a file named ``<x>_<kind>.<ext>`` is an output when
+    an image of stem ``x`` (or named ``x`` with its dot as ``_``, e.g. ``a.tif`` for ``a_tif``) is there too."""
+    sources = {f.stem for f in files} | {f.name.replace(".", "_") for f in files}
+    return [f for f in files if output_source_stem(f) not in sources]
 
 
 def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Files given directly, plus the image files (by suffix, sorted) in any folders given.
 
-    Inside folders, hidden files and files named like unetseg outputs are skipped.
+    Inside folders, hidden files and unetseg's outputs next to their source image are skipped, so an output
+    folder equal to an input folder is never read back as input. Each file comes once.
     """
     found: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir() and not is_zarr(p):
-            found += sorted(f for f in p.iterdir() if (is_image_file(f) or is_zarr(f) or is_slide(f))
-                            and not is_unetseg_output(f) and not f.name.startswith("."))
+            found += _skip_outputs(sorted(f for f in p.iterdir() if not f.name.startswith(".")
+                                          and (is_image_file(f) or is_zarr(f) or is_slide(f))))
         else:
             found.append(p)
-    return found
+    return list(dict.fromkeys(found))  # a file named twice (or inside a folder also given) is done once

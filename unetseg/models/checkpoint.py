@@ -70,7 +70,8 @@ def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     """Atomically write a checkpoint dict, verified by reading it back: a crash or a full disk mid-write never
     leaves a corrupt file at ``path`` (an existing checkpoint there stays as it was)."""
     with atomic_path(path, verify=lambda tmp: read_checkpoint(tmp)) as tmp:
-        torch.save(payload, tmp)
+        with open(tmp, "wb") as f:  # a file object: a failed write surfaces as its OSError (ENOSPC, ...)
+            torch.save(payload, f)
     return Path(path)
 
 
@@ -101,7 +102,7 @@ def _foreign_kind(path: str | os.PathLike) -> str | None:
     if any("/code/" in n or n.endswith("constants.pkl") for n in names):
         return "is a TorchScript export, not a unetseg checkpoint (use torch.jit.load for it)"
     if bad is not None:
-        return f"is damaged (member {bad!r} fails its checksum)"
+        return f"is damaged (its part {bad.split('/', 1)[-1]!r} fails its checksum)"
     return None
 
 
@@ -109,7 +110,10 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Load a checkpoint dict safely (weights_only); anything else is a one-line UnetsegError naming the file."""
     if not os.path.isfile(path):
         raise UnetsegError(f"checkpoint not found: {path}")
-    kind = _foreign_kind(path)
+    try:
+        kind = _foreign_kind(path)
+    except OSError as err:  # unreadable (permissions, I/O error)
+        raise UnetsegError(f"checkpoint {path} cannot be read ({err.strerror or err})") from None
     if kind is not None:
         raise UnetsegError(f"checkpoint {path} cannot be read: it {kind}")
     try:
@@ -148,6 +152,17 @@ def _describe_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
     return "; ".join(parts) or "the weights do not load"
 
 
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """``model.load_state_dict(state)``; weights that do not fit are one UnetsegError naming ``source`` and
+    the first missing, unexpected or wrong-shape weight."""
+    try:
+        model.load_state_dict(state)
+    except Exception:  # noqa: BLE001  RuntimeError for shapes/keys; others for tensors of odd kinds
+        name = model.config["name"] if isinstance(model, SegmentationModel) else type(model).__name__
+        raise UnetsegError(f"checkpoint {source}: weights do not fit model {name!r} "
+                           f"({_describe_mismatch(model, state)})") from None
+
+
 def model_from_payload(payload: dict[str, Any], device: str | torch.device = "cpu",
                        source: str | os.PathLike = "checkpoint") -> SegmentationModel:
     """Rebuild the model a checkpoint dict describes, with its weights and facts, in eval mode.
@@ -157,19 +172,16 @@ def model_from_payload(payload: dict[str, Any], device: str | torch.device = "cp
     config, meta = payload["model"], payload.get("meta", {})
     try:
         model = build_model(config["name"], **config["kwargs"])
-    except (ValueError, TypeError, UnetsegError) as err:
+    except Exception as err:  # noqa: BLE001  any constructor error means the stored arguments are bad
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UnetsegError(f"checkpoint {source}: model {config['name']!r} cannot be built from its stored "
-                           f"arguments ({str(err).splitlines()[0]})") from None
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError:
-        raise UnetsegError(f"checkpoint {source}: weights do not fit model {config['name']!r} "
-                           f"({_describe_mismatch(model, payload['state_dict'])})") from None
+                           f"arguments ({message})") from None
+    load_weights(model, payload["state_dict"], source)
     try:
         model.normalization = Normalization.from_dict(meta["normalization"]) if "normalization" in meta else None
         model.classes = _stored_classes(meta)
     except (ValueError, KeyError, TypeError) as err:
-        raise UnetsegError(f"checkpoint {source}: damaged meta data ({err})") from None
+        raise UnetsegError(f"checkpoint {source}: damaged meta data ({type(err).__name__}: {err})") from None
     model.meta = meta
     return model.to(device).eval()
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import UnetsegError
-from ..models.checkpoint import checkpoint_payload, read_checkpoint, write_checkpoint
+from ..models.checkpoint import checkpoint_payload, load_weights, read_checkpoint, write_checkpoint
 
 BEST_NAME = "best.pt"
 LAST_NAME = "last.pt"
@@ -89,13 +89,23 @@ def training_state(c: Any, state: Any, best_miou: float | None, best_epoch: int 
     }
 
 
-def restore_training(c: Any, payload: dict[str, Any]) -> dict[str, Any]:
-    """Load last.pt's weights and optimisation state into the run's components ``c``; returns its training dict."""
-    c.bare.load_state_dict(payload["state_dict"])
-    tr = payload["training"]
-    c.optimizer.load_state_dict(tr["optimizer"])
-    c.scheduler.load_state_dict(tr["scheduler"])
-    if c.scaler is not None and tr.get("scaler"):
-        c.scaler.load_state_dict(tr["scaler"])
-    set_rng_state(tr["rng"])
+def restore_training(c: Any, payload: dict[str, Any], path: str | Path = LAST_NAME) -> dict[str, Any]:
+    """Load last.pt's weights and optimisation state into the run's components ``c``; returns its training dict.
+
+    Raises a one-line UnetsegError naming ``path`` when the stored state does not fit this run.
+    """
+    load_weights(c.bare, payload["state_dict"], path)
+    try:
+        tr = payload["training"]
+        c.optimizer.load_state_dict(tr["optimizer"])
+        c.scheduler.load_state_dict(tr["scheduler"])
+        if c.scaler is not None and tr.get("scaler"):
+            c.scaler.load_state_dict(tr["scaler"])
+        set_rng_state(tr["rng"])
+        for key in ("state", "best_miou", "best_epoch", "last_miou"):
+            tr[key]  # noqa: B018  checked here so a damaged file fails before training starts
+    except Exception as err:  # noqa: BLE001  torch/KeyError/TypeError: the file's state does not fit
+        what = f"missing {err}" if isinstance(err, KeyError) else str(err).strip().splitlines()[0]
+        raise UnetsegError(f"--resume: {path} cannot be resumed: its training state is damaged or does not fit "
+                           f"this run ({type(err).__name__}: {what})") from None
     return tr

@@ -29,9 +29,10 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..data.nodata import Nodata, valid_mask
-from ..errors import UnetsegError
+from ..errors import OutputError, UnetsegError
 from ..inference import predict_tiled
 from ..inference.halo import measure_halo
+from ..io.atomic import remove_stale_temporaries
 from ..models import SegmentationModel, load_model
 from ..models.checkpoint import read_checkpoint, write_checkpoint
 from .checkpointing import (
@@ -145,7 +146,7 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------------
 
     def _restore(self) -> None:
-        tr = restore_training(self.c, self.resume_payload)
+        tr = restore_training(self.c, self.resume_payload, self.run_dir / LAST_NAME)
         self.state = StepState(**tr["state"])
         self.best_miou = tr["best_miou"] if tr["best_miou"] is not None else -math.inf
         self.best_epoch, self.last_miou = tr["best_epoch"], tr["last_miou"]
@@ -168,13 +169,25 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------
 
+    def _kept(self) -> str:
+        last = self.run_dir / LAST_NAME
+        return f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
+
     def run(self) -> RunResult:
+        """Train to the end; a failed write (a full disk) stops the run with one line, last.pt left as it was."""
+        try:
+            return self._run()
+        except OutputError as err:
+            raise UnetsegError(f"training stopped: {err} ({self._kept()})") from err
+
+    def _run(self) -> RunResult:
         ctx, tcfg = self.ctx, self.tcfg
         self.c = build_components(self.config, ctx, self._progress)
         if self.resume_payload is not None:
             self._restore()
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.run_dir)  # left by a run killed while writing
             write_config(self.run_dir, self.c.resolved)
             report = self.c.train_ds.report
             if report is not None:
@@ -272,8 +285,6 @@ class Trainer:
         self.save_last()
 
     def _non_finite(self, err: NonFiniteLoss) -> None:
-        last = self.run_dir / LAST_NAME
-        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
         if self.ctx.is_main and self.log.rows:
             plot_curves(self.log.rows, self.run_dir / "curves.png")
         if err.bad_inputs:
@@ -281,8 +292,8 @@ class Trainer:
             named = [files[i] if i < len(files) else f"training image {i}" for i in err.sources]
             raise UnetsegError(f"training stopped at epoch {err.epoch}, step {err.step}: the input batch holds "
                                f"{err.bad_inputs} NaN/Inf value(s), from {', '.join(named) or 'the training images'} "
-                               f"({kept}); check those images' values and data.nodata")
-        raise UnetsegError(f"training stopped: {err} ({kept}); try a lower train.lr, train.grad_clip, "
+                               f"({self._kept()}); check those images' values and data.nodata")
+        raise UnetsegError(f"training stopped: {err} ({self._kept()}); try a lower train.lr, train.grad_clip, "
                            "or train.amp=off")
 
     def _finish(self, stopped_by: str, images_per_s: float) -> RunResult:

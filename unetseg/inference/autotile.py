@@ -1,7 +1,8 @@
 """tile_size="auto" and batch_size="auto": pick what segments a given image fastest on this model and device.
 
 batch_size="auto" is 1 on CPUs and 4 on GPUs (:func:`auto_batch_size`). For tile_size="auto" each candidate
-(256, 512, 768, 1024 px, rounded to sizes the model accepts and shrunk to what the image needs) is timed
+(256 to 2048 px, rounded to sizes the model accepts, then shrunk to the smallest tile that still covers the
+image with as many tiles, so no tile computes rows past the image's end) is timed
 with one forward pass of a full batch after a warm-up pass; the estimated time of the whole
 image is ``tiles(image, candidate) * seconds_per_tile(candidate)``, which accounts for the margin/halo each
 tile wastes. Candidates whose activations would exceed the memory budget are skipped. Timings are cached
@@ -19,7 +20,7 @@ from torch import nn
 from .graph import InferenceGraph
 from .grid import Geometry, TileGrid
 
-CANDIDATES = (256, 512, 768, 1024)
+CANDIDATES = (256, 512, 768, 1024, 1536, 2048)
 _SECONDS_PER_TILE: dict[tuple, float] = {}
 _BYTES_PER_PIXEL: dict[tuple, float] = {}
 
@@ -69,7 +70,8 @@ def _activation_bytes_per_pixel(graph: InferenceGraph, x: torch.Tensor) -> float
 
 def seconds_per_tile(graph: InferenceGraph, model_key: str, shape: tuple[int, int], *, channels: int,
                      batch_size: int) -> float | None:
-    """Measured seconds per tile of ``shape`` at ``batch_size`` (after a warm-up forward; cached per model
+    """Measured seconds per tile of ``shape`` at ``batch_size`` (after a warm-up forward on GPUs or when compiled;
+    cached per model
     config, device, precision and shape), or None when one batch would exceed the memory budget."""
     device = graph.device
     base_key = (model_key, str(device), graph.precision, channels)
@@ -85,8 +87,10 @@ def seconds_per_tile(graph: InferenceGraph, model_key: str, shape: tuple[int, in
             _BYTES_PER_PIXEL[base_key] = _activation_bytes_per_pixel(graph, x)
             if _BYTES_PER_PIXEL[base_key] * batch_size * shape[0] * shape[1] > budget:
                 return None
-        else:
-            graph(x)  # oneDNN and cuDNN build their kernels on the first call at a shape
+        elif device.type == "cuda" or graph.compiled:
+            graph(x)  # cuDNN autotunes, inductor compiles, on the first call at a shape
+        # On CPUs oneDNN's first call at a new shape is only 10-15% slower, alike for every size: timed as it is,
+        # which halves the cost of choosing (smp ResNet-18 U-Net, AVX512-BF16 EPYC).
         _synchronize(device)
         start = time.perf_counter()
         graph(x)
@@ -100,6 +104,16 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def balanced_tile(image_shape: tuple[int, int], tile: int, geometry: Geometry, halo: int | str) -> int:
+    """The smallest tile side (in steps of the model stride) that tiles ``image_shape`` with no more tiles than
+    ``tile`` does: a 2048 px image with a 96 px halo needs 2x2 tiles of 1216 px, not 2x2 of 1536."""
+    count = TileGrid.build(image_shape, tile, geometry, halo).num_tiles
+    while tile - geometry.stride > 0 and TileGrid.build(image_shape, tile - geometry.stride, geometry,
+                                                          halo).num_tiles <= count:
+        tile -= geometry.stride
+    return tile
+
+
 def auto_tile_size(graph: InferenceGraph, model_key: str, image_shape: tuple[int, int], geometry: Geometry, *,
                    channels: int, batch_size: int, halo: int | str = "auto") -> int:
     """The candidate tile side (px) with the shortest estimated time for an ``image_shape`` image.
@@ -109,6 +123,7 @@ def auto_tile_size(graph: InferenceGraph, model_key: str, image_shape: tuple[int
     """
     grids = {}
     for c in CANDIDATES:
+        c = balanced_tile(image_shape, c, geometry, halo)
         grid = TileGrid.build(image_shape, c, geometry, halo)
         grids.setdefault(grid.tile_shape, (c, grid))
     options = sorted(grids.values(), key=lambda cg: cg[1].tile_shape[0] * cg[1].tile_shape[1])

@@ -80,7 +80,7 @@ class TrainConfig(Strict):
     step_gamma: float = Field(0.1, gt=0)
     poly_power: float = Field(0.9, gt=0)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
-    channels_last: bool = False
+    channels_last: bool = True  # NHWC: nuclei config 9.0 -> 10.0 img/s in bf16, 5.6 -> 5.9 in fp32 (AVX512-BF16 EPYC)
     seed: int = 0
     deterministic: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"

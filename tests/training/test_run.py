@@ -161,3 +161,18 @@ def test_same_padding_run_records_the_measured_halo_in_best_pt(tmp_path, tiny_co
     model = unetseg.load_model(result.best_checkpoint)
     assert model.meta["halo"] == halo and halo["pixels"] % model.stride == 0
     assert 0 <= halo["pixels"] <= model.field_radius + model.stride and 0 < halo["agreement"] <= 1
+
+
+def test_training_runs_in_channels_last_by_default(tiny_config):
+    import torch
+
+    from unetseg.training.distributed import DistContext
+    from unetseg.training.setup import build_components
+
+    ctx = DistContext(0, 1, 0, torch.device("cpu"))
+    default = build_components(tiny_config(), ctx, lambda step, steps: 0.0)
+    assert default.precision.channels_last
+    weight = next(p for p in default.bare.parameters() if p.dim() == 4 and p.shape[-1] > 1)
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    plain = build_components(tiny_config(train={"channels_last": False}), ctx, lambda step, steps: 0.0)
+    assert not plain.precision.channels_last

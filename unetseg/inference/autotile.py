@@ -2,11 +2,11 @@
 
 batch_size="auto" is 1 on CPUs and 4 on GPUs (:func:`auto_batch_size`). For tile_size="auto" each candidate
 (256 to 2048 px, rounded to sizes the model accepts, then shrunk to the smallest tile that still covers the
-image with as many tiles, so no tile computes rows past the image's end) is timed
-with one forward pass of a full batch after a warm-up pass; the estimated time of the whole
-image is ``tiles(image, candidate) * seconds_per_tile(candidate)``, which accounts for the margin/halo each
-tile wastes. Candidates whose activations would exceed the memory budget are skipped. Timings are cached
-per (model config, device, precision, channels, tile shape), so a model is timed once per process.
+image with as many tiles, so no tile computes rows past the image's end) is timed with one forward pass of a
+full batch (after a warm-up pass on GPUs or when compiled); the estimated time of the whole image is
+``tiles(image, candidate) * seconds_per_tile(candidate)``, which accounts for the margin/halo each tile
+wastes. Candidates whose activations would exceed the memory budget are skipped. Timings are cached per
+(model config, device, precision, channels, tile shape), so a model is timed once per process.
 """
 from __future__ import annotations
 
@@ -71,8 +71,8 @@ def _activation_bytes_per_pixel(graph: InferenceGraph, x: torch.Tensor) -> float
 def seconds_per_tile(graph: InferenceGraph, model_key: str, shape: tuple[int, int], *, channels: int,
                      batch_size: int) -> float | None:
     """Measured seconds per tile of ``shape`` at ``batch_size`` (after a warm-up forward on GPUs or when compiled;
-    cached per model
-    config, device, precision and shape), or None when one batch would exceed the memory budget."""
+    cached per model config, device, precision and shape), or None when one batch would exceed the memory
+    budget."""
     device = graph.device
     base_key = (model_key, str(device), graph.precision, channels)
     key = (*base_key, batch_size, *shape)

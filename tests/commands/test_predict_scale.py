@@ -44,6 +44,22 @@ def test_dask_cli_writes_ome_zarr_labels_equal_to_one_process(tmp_path, rng, che
     assert sum(c["pixels"] for c in summary["classes"]) == 100 * 75 and len(summary["classes"]) == 3
 
 
+def test_dask_cli_all_nodata_image_is_one_line_and_writes_nothing(tmp_path, capsys, checkpoint, dask_cluster):
+    _, ckpt = checkpoint
+    tifffile.imwrite(tmp_path / "holes.tif", np.full((100, 75), -9999, np.float32), tile=(32, 32),
+                     extratags=[(42113, "s", 0, "-9999", True)])  # GDAL_NODATA
+    tifffile.imwrite(tmp_path / "good.tif", np.ones((40, 30), np.float32))
+    out = tmp_path / "out"
+    code = main(["predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "holes.tif"),
+                 str(tmp_path / "good.tif"), "--output", str(out), "--dask", dask_cluster.scheduler_address,
+                 "--chunk", "40", *EXACT, "--tile-size", "64"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if "error" in line]
+    assert code == 1 and len(errors) == 1, lines
+    assert str(tmp_path / "holes.tif") in errors[0] and "no valid pixel" in errors[0] and "-9999" in errors[0]
+    assert sorted(p.name for p in out.iterdir()) == ["good.done.json", "good_index.ome.zarr"]
+
+
 def test_dask_cli_refuses_formats_it_does_not_write(tmp_path, capsys, checkpoint, dask_cluster):
     _, ckpt = checkpoint
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((20, 20), np.uint8))

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..errors import UnetsegError
 from ..models.base import SegmentationModel
 from .blocks import AxisBlock, block_input, block_sides, blocks, check_block_sides, crop_block
-from .predict import Settings, run_tiles, tiled_settings
+from .predict import NoValidPixel, Settings, run_tiles, tiled_settings
 
 DEFAULT_CHUNK = 2048
 _LOCK = threading.Lock()
@@ -78,16 +78,18 @@ def worker_source(source: Any) -> Any:
 
 
 def predict_block(model: Any, source: Any, settings: Settings, block: tuple[AxisBlock, AxisBlock], out: Any
-                  ) -> np.ndarray | None:
-    """One task: predict ``block`` of the global grid, write it into ``out``; returns its class counts (labels)."""
+                  ) -> tuple[np.ndarray | None, bool]:
+    """One task: predict ``block`` of the global grid, write it into ``out``; returns its class counts (labels,
+    else None) and whether it held a valid pixel."""
     image = worker_source(source)
     net = worker_model(model, str(settings.device))
     window, grid = block_input(image, settings.grid, block, settings.pad_mode)
+    validity: list[bool] = []
     # the model's inference graph is built once per worker (cached while the weights are unchanged)
-    result = crop_block(run_tiles(net, window, replace(settings, grid=grid), require_valid=False), block)
+    result = crop_block(run_tiles(net, window, replace(settings, grid=grid), validity=validity), block)
     rb, cb = block
     out[rb.start : rb.stop, cb.start : cb.stop] = result
-    return np.bincount(result.ravel()) if settings.output == "labels" else None
+    return (np.bincount(result.ravel()) if settings.output == "labels" else None), validity[0]
 
 
 def _options_model(model_or_checkpoint: Any) -> nn.Module:
@@ -159,11 +161,13 @@ def map_blocks(model_or_checkpoint: Any, source: Any, settings: Settings, out: A
     task = dask.delayed(predict_block, pure=False)
     tasks = [task(shared_model, shared_source, settings, b, out) for b in blocks(settings.grid, sides, settings.blend)]
     results = _compute(dask, tasks, client, progress)
+    if not any(valid for _, valid in results):
+        raise NoValidPixel(settings.invalid.nodata)
     if settings.output != "labels":
         return None
-    total = np.zeros(max(len(r) for r in results), np.int64)
-    for r in results:
-        total[: len(r)] += r
+    total = np.zeros(max(len(counts) for counts, _ in results), np.int64)
+    for counts, _ in results:
+        total[: len(counts)] += counts
     return total
 
 

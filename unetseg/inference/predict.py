@@ -59,6 +59,11 @@ def positive_int_or_auto(name: str, value: Any) -> int | str:
     return number
 
 
+class NoValidPixel(UnetsegError):
+    def __init__(self, nodata: Any) -> None:
+        super().__init__(f"no valid pixel in the image (every pixel is nodata {nodata}, NaN or Inf)")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything one tiled prediction runs with, resolved (no "auto" left). Plain data, so it travels to Dask
@@ -244,11 +249,12 @@ def _should_compile(compile: bool | str, graph: InferenceGraph, key: str, grid: 
 
 
 def run_tiles(model: nn.Module, image: Any, s: Settings, progress: bool = False, out: Any = None, *,
-              require_valid: bool = True, report: dict[str, Any] | None = None) -> Any:
+              validity: list[bool] | None = None, report: dict[str, Any] | None = None) -> Any:
     """Read the tiles of ``s.grid`` from ``image`` -> the model's inference graph -> stitch into ``out``, with the
     reading one batch ahead in a background thread. Returns ``out`` (a new numpy array if None).
 
-    ``require_valid``: raise when no pixel of ``image`` is valid (a Dask block may be all nodata; an image not).
+    ``validity``: None raises when no pixel of ``image`` is valid; a list gets whether any was appended instead
+    (a Dask block may be all nodata, its image not).
     ``report``: its ``compiled`` entry is corrected if compiling failed and the graph fell back to eager.
     """
     graph = inference_graph(model, s.device, s.precision, compile=s.compile)
@@ -264,6 +270,9 @@ def run_tiles(model: nn.Module, image: Any, s: Settings, progress: bool = False,
             bar.update(len(index))
     if report is not None:
         report["compiled"] = graph.compiled
-    if require_valid and invalid is not None and not invalid.valid_seen:
-        raise UnetsegError(f"no valid pixel in the image (every pixel is nodata {invalid.nodata}, NaN or Inf)")
+    valid_seen = invalid is None or invalid.valid_seen
+    if validity is not None:
+        validity.append(valid_seen)
+    elif not valid_seen:
+        raise NoValidPixel(invalid.nodata)
     return stitcher.out

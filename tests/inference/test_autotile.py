@@ -1,7 +1,10 @@
+import time
+
 import pytest
+import torch
 
 import unetseg
-from unetseg.inference.autotile import CANDIDATES, balanced_tile
+from unetseg.inference.autotile import CANDIDATES, balanced_tile, seconds_per_tile
 from unetseg.inference.grid import Geometry, TileGrid
 
 MODELS = {
@@ -29,3 +32,24 @@ def test_balanced_tile_spares_the_work_past_the_image_end():
     grid = TileGrid.build((2048, 2048), tile, geometry, "exact")
     assert grid.num_tiles == 4 and tile < 2048
     assert 2 * (tile - 2 * halo) - 2048 < 2 * geometry.stride  # two tiles' cores cover the side, barely
+
+
+class FirstCallSlowGraph:
+    """A stand-in inference graph whose first call at each shape is slow, as oneDNN's is while it JITs kernels."""
+
+    def __init__(self) -> None:
+        self.device, self.precision, self.compiled = torch.device("cpu"), "bf16", False
+        self.net = torch.nn.Identity()
+        self.seen: set = set()
+
+    def __call__(self, x):
+        time.sleep(0.01 if x.shape in self.seen else 0.3)
+        self.seen.add(x.shape)
+        return x
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (96, 96)])
+def test_tiles_are_timed_after_a_warm_up_at_their_shape(shape):
+    graph = FirstCallSlowGraph()
+    seconds_per_tile(graph, f"first-call-slow-{shape}", (32, 32), channels=1, batch_size=1)  # the base key's first
+    assert seconds_per_tile(graph, f"first-call-slow-{shape}", shape, channels=1, batch_size=1) < 0.2

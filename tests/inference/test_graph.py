@@ -1,4 +1,4 @@
-"""The inference graph: batch norm folded, weights pre-cast, compiled, never touching the caller's model."""
+"""The inference graph: rewritten (see test_fusion), weights pre-cast, compiled, never touching the caller's model."""
 import warnings
 
 import numpy as np
@@ -10,51 +10,13 @@ from unetseg.data.samples import load_sample
 from unetseg.inference import predict_tiled
 from unetseg.inference.amp import Precision
 from unetseg.inference.grid import Geometry
-from unetseg.inference.graph import InferenceGraph, fold_batchnorm, has_normalization
+from unetseg.inference.graph import InferenceGraph
 
 from ..conftest import tiny_unet, whole_image_probs
 
 
 def count_bn(model):
     return sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
-
-
-@pytest.mark.parametrize("padding", ["same", "valid"])
-def test_unet_batchnorm_folds_into_the_convolutions_exactly(padding):
-    model = tiny_unet(padding, depth=2)
-    x = torch.rand(2, 1, 92, 92) if padding == "valid" else torch.rand(2, 1, 64, 64)
-    folded = fold_batchnorm(model, x[:1])
-    assert count_bn(model) > 0 and count_bn(folded) == 0
-    with torch.no_grad():
-        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
-
-
-def test_smp_encoder_and_decoder_batchnorms_fold_too():
-    torch.manual_seed(0)
-    model = unetseg.build_model("smp-unet", encoder_name="resnet18", in_channels=3, num_classes=2).eval()
-    x = torch.rand(1, 3, 64, 64)
-    folded = fold_batchnorm(model, x)
-    assert count_bn(folded) == 0 and not has_normalization(folded)
-    with torch.no_grad():
-        torch.testing.assert_close(folded(x), model(x), rtol=1e-3, atol=1e-3)
-
-
-def test_a_conv_whose_output_is_used_twice_is_not_folded():
-    class Branchy(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv, self.bn = torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.BatchNorm2d(2)
-
-        def forward(self, x):
-            y = self.conv(x)
-            return self.bn(y) + y  # folding BN into conv would change the second use
-
-    model = Branchy().eval()
-    with torch.no_grad():
-        model.bn.running_mean.fill_(0.5)
-        model.bn.running_var.fill_(4.0)
-    x = torch.rand(1, 1, 32, 32)
-    assert fold_batchnorm(model, x) is model
 
 
 def test_graph_leaves_the_callers_model_alone_and_casts_weights_once():

@@ -3,7 +3,7 @@
 batch_size="auto" is 1 on CPUs and 4 on GPUs (:func:`auto_batch_size`). For tile_size="auto" each candidate
 (256 to 2048 px, rounded to sizes the model accepts, then shrunk to the smallest tile that still covers the
 image with as many tiles, so no tile computes rows past the image's end) is timed with one forward pass of a
-full batch (after a warm-up pass on GPUs or when compiled); the estimated time of the whole image is
+full batch after a warm-up pass at its shape; the estimated time of the whole image is
 ``tiles(image, candidate) * seconds_per_tile(candidate)``, which accounts for the margin/halo each tile
 wastes. Candidates whose activations would exceed the memory budget are skipped. Timings are cached per
 (model config, device, precision, channels, tile shape), so a model is timed once per process.
@@ -70,9 +70,8 @@ def _activation_bytes_per_pixel(graph: InferenceGraph, x: torch.Tensor) -> float
 
 def seconds_per_tile(graph: InferenceGraph, model_key: str, shape: tuple[int, int], *, channels: int,
                      batch_size: int) -> float | None:
-    """Measured seconds per tile of ``shape`` at ``batch_size`` (after a warm-up forward on GPUs or when compiled;
-    cached per model config, device, precision and shape), or None when one batch would exceed the memory
-    budget."""
+    """Measured seconds per tile of ``shape`` at ``batch_size`` (after a warm-up forward at that shape; cached per
+    model config, device, precision and shape), or None when one batch would exceed the memory budget."""
     device = graph.device
     base_key = (model_key, str(device), graph.precision, channels)
     key = (*base_key, batch_size, *shape)
@@ -87,10 +86,10 @@ def seconds_per_tile(graph: InferenceGraph, model_key: str, shape: tuple[int, in
             _BYTES_PER_PIXEL[base_key] = _activation_bytes_per_pixel(graph, x)
             if _BYTES_PER_PIXEL[base_key] * batch_size * shape[0] * shape[1] > budget:
                 return None
-        elif device.type == "cuda" or graph.compiled:
-            graph(x)  # cuDNN autotunes, inductor compiles, on the first call at a shape
-        # On CPUs oneDNN's first call at a new shape is only 10-15% slower, alike for every size: timed as it is,
-        # which halves the cost of choosing (smp ResNet-18 U-Net, AVX512-BF16 EPYC).
+        else:
+            # cuDNN autotunes, inductor compiles, oneDNN JITs its kernels on the first call at a shape: 1.3-1.9x
+            # slower than later calls on an AMX Xeon (base-16 U-Net, bf16), and unevenly so across sizes
+            graph(x)
         _synchronize(device)
         start = time.perf_counter()
         graph(x)

@@ -1,11 +1,11 @@
-"""The model as inference runs it: an eval copy with batch norm folded into the convolutions, weights in the
-inference dtype, channels_last, and optionally compiled with ``torch.compile``.
+"""The model as inference runs it: an eval copy with batch norm folded into the convolutions (and, on CPUs,
+each ReLU fused into the convolution before it), weights in the inference dtype, channels_last, and optionally
+compiled with ``torch.compile``.
 
-Inference needs no batch-norm pass: in eval mode it is an affine map per channel, which folds exactly into
-the preceding convolution's weights and bias, so one memory-bound pass over every activation disappears.
-Without normalisation layers left, the weights can be cast once to bf16/fp16 instead of autocast casting
-them on every call. The caller's model is never changed (the graph works on a copy), and a prepared graph
-is cached per model until its parameters change (training steps bump their version counters).
+The rewrites are in :mod:`.fusion`. Without normalisation layers left, the weights can be cast once to
+bf16/fp16 instead of autocast casting them on every call. The caller's model is never changed (the graph
+works on a copy), and a prepared graph is cached per model until its parameters change (training steps bump
+their version counters).
 """
 from __future__ import annotations
 
@@ -13,14 +13,13 @@ import copy
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..models.base import SegmentationModel
 from .amp import Precision
+from .fusion import fold_batchnorm, fuse_conv_relu
 from .grid import Geometry
 
 NORM_LAYERS = (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d, nn.LayerNorm, nn.SyncBatchNorm)
@@ -43,64 +42,6 @@ def _probe_input(model: nn.Module, device: torch.device) -> torch.Tensor | None:
     geometry = Geometry.of(model)
     side = geometry.smallest_valid_at_least(2 * geometry.margin + 2 * geometry.stride)
     return torch.randn(1, channels, side, side, generator=torch.Generator().manual_seed(0)).to(device)
-
-
-def _conv_bn_pairs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str]]:
-    """(conv name, batch-norm name) pairs where, in one probe forward, the BN's input *is* the conv's output.
-
-    Found by running the model, not by reading its code, so it holds for any architecture (torchvision
-    ResNet blocks inside smp encoders included). A module called more than once is left alone.
-    """
-    names = {m: n for n, m in model.named_modules()}
-    calls: dict[nn.Module, int] = {}
-    outputs: dict[int, tuple[torch.Tensor, nn.Module]] = {}  # id(conv output) -> (output kept alive, conv)
-    pairs: list[tuple[nn.Module, nn.Module]] = []
-
-    def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
-        calls[module] = calls.get(module, 0) + 1
-        if isinstance(module, nn.Conv2d) and isinstance(output, torch.Tensor):
-            outputs[id(output)] = (output, module)
-        elif isinstance(module, nn.BatchNorm2d) and inputs and id(inputs[0]) in outputs:
-            kept, conv = outputs[id(inputs[0])]
-            if kept is inputs[0]:
-                pairs.append((conv, module))
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return [(names[c], names[b]) for c, b in pairs if calls[c] == 1 and calls[b] == 1]
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
-
-
-def fold_batchnorm(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d into it, in place; returns ``model``.
-
-    The folded model is checked against the original on ``x``; if they differ beyond float rounding (a conv
-    output also used elsewhere, say) the original is returned unchanged.
-    """
-    pairs = _conv_bn_pairs(model, x)
-    if not pairs:
-        return model
-    folded = copy.deepcopy(model)
-    for conv_name, bn_name in pairs:
-        conv, bn = folded.get_submodule(conv_name), folded.get_submodule(bn_name)
-        if conv.weight.dtype != torch.float32 or not bn.track_running_stats or bn.running_mean is None:
-            continue
-        _replace(folded, conv_name, fuse_conv_bn_eval(conv, bn))
-        _replace(folded, bn_name, nn.Identity())
-    with torch.no_grad():
-        ref, got = model(x).float(), folded(x).float()
-    if not torch.allclose(ref, got, rtol=1e-3, atol=1e-3 * max(1.0, float(ref.abs().max()))):
-        return model
-    return folded
 
 
 def has_normalization(model: nn.Module) -> bool:
@@ -131,6 +72,10 @@ class InferenceGraph:
         # Pre-cast weights when no normalisation layer is left (their statistics want fp32, which autocast keeps).
         self.cast = precision.dtype is not None and not has_normalization(net)
         self.net = copy.deepcopy(net).to(precision.dtype) if self.cast else net
+        if device.type == "cpu" and not compile and probe is not None:  # inductor fuses on its own
+            dtype = precision.dtype if self.cast else torch.float32
+            fmt = torch.channels_last if precision.channels_last else torch.contiguous_format
+            self.net = fuse_conv_relu(self.net, probe.to(dtype).contiguous(memory_format=fmt))
         self.compiled = False
         self._run: Callable[[torch.Tensor], torch.Tensor] = self.net
         if compile:

@@ -33,6 +33,7 @@ import zarr
 
 import unetseg
 from unetseg.data.scenes import mirror_tile
+from unetseg.inference.allocator import keep_freed_memory
 from unetseg.inference.dask_files import dask_client, predict_file_dask
 from unetseg.inference.files import predict_file
 
@@ -166,6 +167,7 @@ def main() -> int:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    keep_freed_memory()  # as `unetseg predict` does (the Dask workers do it in their first task)
     torch.manual_seed(0)
     model = unetseg.UNet(1, 2, base_channels=args.base, depth=4, padding="same").eval()
     ckpt = unetseg.save_checkpoint(model, work / "model.pt")

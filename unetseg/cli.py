@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from .commands import demo, evaluate, export, predict, train
 from .commands.common import error_line, first_line
 from .errors import UnetsegError
+from .inference.allocator import keep_freed_memory
 
 COMMANDS = {"demo": demo, "train": train, "predict": predict, "evaluate": evaluate, "export": export}
 
@@ -34,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, or a bad argument that argparse already reported in one line
         return int(done.code or 0) if not isinstance(done.code, str) else 2
+    keep_freed_memory()  # a command's process is ours: every forward pass reuses memory instead of faulting it in
     try:
         return int(COMMANDS[args.command].run(args) or 0)
     except UnetsegError as err:

@@ -120,3 +120,22 @@ def test_dask_tasks_survive_the_trip_to_worker_processes(tmp_path, rng):
         predict_block(*args[:3], block, args[4])
     expected = unetseg.predict_tiled(model, image, tile_size=32, tta="flips", **EXACT)
     np.testing.assert_array_equal(out[:], expected)
+
+
+def test_each_task_keeps_freed_memory_in_its_worker_process(tmp_path, rng, monkeypatch):
+    """Dask workers start with MALLOC_TRIM_THRESHOLD_=65536 (every activation page-faulted anew): each task
+    raises the thresholds in its process first (a cached call, so once per process)."""
+    from unetseg.inference import dask as dask_module
+    from unetseg.inference.blocks import blocks
+    from unetseg.inference.predict import tiled_settings
+
+    calls = []
+    monkeypatch.setattr(dask_module, "keep_freed_memory", lambda: calls.append(1))
+    model = tiny_unet("same", depth=2)
+    image = rng.integers(0, 256, (40, 36), dtype=np.uint8)
+    settings = tiled_settings(model, image, tile_size=32, **EXACT)
+    out = create_array(tmp_path / "l.zarr", image.shape, np.uint8, block_sides(settings.grid, 32))
+    tasks = blocks(settings.grid, out.chunks)
+    for block in tasks:
+        dask_module.predict_block(model, image, settings, block, out)
+    assert len(calls) == len(tasks) > 1

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UnetsegError
 from ..models.base import SegmentationModel
+from .allocator import keep_freed_memory
 from .blocks import AxisBlock, block_input, block_sides, blocks, check_block_sides, crop_block
 from .predict import NoValidPixel, Settings, run_tiles, tiled_settings
 
@@ -81,6 +82,7 @@ def predict_block(model: Any, source: Any, settings: Settings, block: tuple[Axis
                   ) -> tuple[np.ndarray | None, bool]:
     """One task: predict ``block`` of the global grid, write it into ``out``; returns its class counts (labels,
     else None) and whether it held a valid pixel."""
+    keep_freed_memory()  # once per worker process: undoes Dask's MALLOC_TRIM_THRESHOLD_, which slows torch 1.25x
     image = worker_source(source)
     net = worker_model(model, str(settings.device))
     window, grid = block_input(image, settings.grid, block, settings.pad_mode)

@@ -30,7 +30,8 @@ def test_big_temporaries_stop_faulting_once_freed_memory_is_kept():
     run = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True, check=True)
     default, kept, applied = run.stdout.split()
     assert applied == "True"
-    assert int(default) > 6 * 4096 and int(kept) < int(default) / 20  # 64 MiB = 16k pages of 4 KiB per call
+    # a fresh 64 MiB mapping faults 16k 4-KiB pages (32 with transparent huge pages); reused heap memory: none
+    assert int(default) >= 6 * 32 and int(kept) * 20 < int(default)
 
 
 def test_commands_keep_freed_memory(monkeypatch, tmp_path):

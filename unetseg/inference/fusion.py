@@ -11,6 +11,10 @@ Pairs are found by running the model on a probe input, not by reading its code, 
 architecture (torchvision ResNet blocks inside smp encoders included). A module called more than once is
 left alone, and every rewrite is checked against the original on the probe; if they differ beyond float
 rounding (a conv output also used elsewhere, say) the original is returned unchanged.
+
+Written here rather than taken from torch: ``torch.fx.experimental.optimization.fuse`` folds batch norm only
+in models that symbolic tracing accepts (smp's are not all traceable), and TorchScript's
+``optimize_for_inference`` needs a scripted model; ``torch.compile`` does both but costs seconds per shape.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ U-Net (depth 4), both with ``--unet-base`` channels (64 is the paper's network).
 are *briefly trained* (``--fit-steps`` Adam steps on random crops) on the benchmark image's own nuclei labels:
 a random network's outputs are near-ties everywhere, so its label agreement would measure rounding noise; a
 trained network is decisive away from object boundaries, as real models are. Same-padding models then get their
-halo measured (:func:`unetseg.inference.halo.measure_halo`), as training does.
+halo measured (:func:`unetseg.training.halo.measure_halo`), as training does.
 
 Image: the built-in nuclei sample tiled with flips to SIZE^2 and coloured into RGB with smooth per-channel gains.
 
@@ -42,11 +42,13 @@ import torch.nn.functional as F
 
 import unetseg
 from unetseg.data.scenes import mirror_tile
-from unetseg.inference.amp import cpu_has_fast_bf16, resolve_precision
+from unetseg.inference import tiled
 from unetseg.inference.autotile import auto_batch_size
 from unetseg.inference.graph import InferenceGraph
-from unetseg.inference.grid import Geometry, TileGrid
-from unetseg.inference.halo import measure_halo
+from unetseg.inference.grid import TileGrid
+from unetseg.models.geometry import Geometry
+from unetseg.models.precision import cpu_has_fast_bf16, resolve_precision
+from unetseg.training.halo import measure_halo
 
 
 class PeakRSS:
@@ -259,8 +261,8 @@ def build_models(args: argparse.Namespace, image: np.ndarray, labels: np.ndarray
         fit_briefly(model.to(device), image, labels, args.fit_steps, 256)
         if model.padding == "same":  # what training records in the checkpoint (halo="auto")
             probes = [image[:512, :512], image[-512:, -512:]]
-            model.meta["halo"] = measure_halo(model, probes, device=device)
-            print(f"[{name}] measured halo {model.meta['halo']}", file=sys.stderr)
+            model.meta = model.meta.with_halo(measure_halo(model, probes, device=device))
+            print(f"[{name}] measured halo {model.meta.halo}", file=sys.stderr)
     return models
 
 
@@ -306,14 +308,12 @@ def bench_model(model: torch.nn.Module, image: np.ndarray, args: argparse.Namesp
     for key, fn in methods.items():
         print(f"  {key} ...", file=sys.stderr)
         fn(image[:768, :768])  # warm-up: kernels, the tile-size measurement of "auto" (cached), compilation
-        trials = [timed(lambda: fn(image), px) for _ in range(repeats)]
+        trials = [timed(lambda fn=fn: fn(image), px) for _ in range(repeats)]
         labels, stats = max(trials, key=lambda t: t[1]["mps"])
         stats["peak_rss_mib"] = max(t[1]["peak_rss_mib"] for t in trials)
         stats["label_agreement"] = float((labels == reference).mean())
         runs[key] = stats
-    report: dict = {}
-    unetseg.predict_tiled(model, image[:768, :768], report=report)
-    runs["defaults_chose"] = report
+    runs["defaults_chose"] = tiled(model, image[:768, :768]).report.as_dict()
     monai_best = max(runs["c_monai_sw4"]["mps"], runs["e_monai_sw1"]["mps"])
     for key in METHOD_LABELS:
         if key in runs:

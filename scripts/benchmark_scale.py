@@ -33,9 +33,10 @@ import zarr
 
 import unetseg
 from unetseg.data.scenes import mirror_tile
+from unetseg.inference import TileOptions
 from unetseg.inference.allocator import keep_freed_memory
-from unetseg.inference.dask_files import dask_client, predict_file_dask
-from unetseg.inference.files import predict_file
+from unetseg.inference.dask import dask_client
+from unetseg.outputs import predict_file, predict_file_dask
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,7 +128,7 @@ def run_single(model, path: Path, out: Path, options: dict) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     with PeakRSS() as rss:
         start = time.perf_counter()
-        written = predict_file(model, path, out / f"single_{path.name.split('.')[0]}", ["ome-zarr"], **options)
+        written = predict_file(model, path, out / f"single_{path.name.split('.')[0]}", ["ome-zarr"], options=options)
         seconds = time.perf_counter() - start
     return {"seconds": seconds, "peak_rss_mib": rss.peak["self"], "output": str(written[0])}
 
@@ -136,7 +137,7 @@ def run_dask(model, ckpt: Path, path: Path, out: Path, workers: int, chunk: int,
     with dask_client(f"local:{workers}") as client, WorkerRSS(client) as rss:
         start = time.perf_counter()
         written = predict_file_dask(model, ckpt, path, out / f"dask{workers}_{path.name.split('.')[0]}", ["ome-zarr"],
-                                    client=client, chunk=chunk, **options)
+                                    client=client, chunk=chunk, options=options)
         seconds = time.perf_counter() - start
     return {"workers": workers, "seconds": seconds, "peak_rss_mib_per_worker": sorted(rss.peak.values()),
             "output": str(written[0])}
@@ -172,8 +173,8 @@ def main() -> int:
     model = unetseg.UNet(1, 2, base_channels=args.base, depth=4, padding="same").eval()
     ckpt = unetseg.save_checkpoint(model, work / "model.pt")
     model = unetseg.load_model(ckpt, device=args.device)
-    options = dict(tile_size=args.tile_size, batch_size=args.batch_size,
-                   amp=False if args.amp == "off" else args.amp, device=torch.device(args.device))
+    options = TileOptions(tile_size=args.tile_size, batch_size=args.batch_size,
+                          amp=False if args.amp == "off" else args.amp, device=torch.device(args.device))
     t0 = time.perf_counter()
     inputs = write_inputs(work, args.side, args.inputs.split(","))
     results: dict = {"side": args.side, "cpus": os.cpu_count(), "device": args.device,

@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from unetseg.config import load_config
-    from unetseg.inference.amp import Precision, cpu_has_fast_bf16
     from unetseg.losses import build_loss
     from unetseg.models import build_model
+    from unetseg.models.precision import Precision, cpu_has_fast_bf16
     from unetseg.training.optim import build_optimizer
 
     cfg = load_config(args.config, args.overrides)

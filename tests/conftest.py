@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import unetseg
-from unetseg.inference.grid import Geometry
+from unetseg.models.geometry import Geometry
 
 
 def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -4,8 +4,8 @@ import re
 import numpy as np
 import PIL.Image
 
-from unetseg.data import scenes as demo
 from unetseg.cli import main
+from unetseg.data import scenes as demo
 from unetseg.data.samples import load_sample
 
 

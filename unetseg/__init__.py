@@ -10,7 +10,14 @@ from .errors import UnetsegError  # noqa: E402
 from .inference import predict_tiled  # noqa: E402
 from .inference.dask import predict_dask  # noqa: E402
 from .models import (  # noqa: E402
-    ConvAutoencoder, SegmentationModel, SmpModel, UNet, build_model, list_models, load_model, register_model,
+    ConvAutoencoder,
+    SegmentationModel,
+    SmpModel,
+    UNet,
+    build_model,
+    list_models,
+    load_model,
+    register_model,
     save_checkpoint,
 )
 

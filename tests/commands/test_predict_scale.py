@@ -83,7 +83,7 @@ def _run(ckpt, folder, out, *extra):
 
 
 def _count_calls(monkeypatch, fail_at=None):
-    import unetseg.inference.files as files
+    import unetseg.outputs as files
 
     calls, real = [], files.predict_file
 

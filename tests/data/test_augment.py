@@ -7,10 +7,15 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from unetseg.data.augment import (  # noqa: E402
-    Augmenter, PaperElasticDeform, _Affine, build_augmentation, remap_channels, seed_pipeline,
-)
 from unetseg.config.data import AugmentConfig  # noqa: E402
+from unetseg.data.augment import (  # noqa: E402
+    Augmenter,
+    PaperElasticDeform,
+    _Affine,
+    build_augmentation,
+    remap_channels,
+    seed_pipeline,
+)
 
 
 def blobs(shape=(64, 64), classes=4, seed=0):

@@ -6,11 +6,11 @@ from torch.utils.data import DataLoader
 
 from unetseg.config.data import DataConfig, parse_data_config
 from unetseg.data.dataset import TrainPatches, component_instances
-from unetseg.training.datasets import build_datasets, training_weights
 from unetseg.data.normalization import Normalization
 from unetseg.data.samples import load_sample
 from unetseg.errors import UnetsegError
 from unetseg.models.sizes import SizeRule
+from unetseg.training.datasets import build_datasets, training_weights
 
 PAPER = SizeRule(depth=4, padding="valid")
 

@@ -7,8 +7,8 @@ import tifffile
 
 from unetseg.data.classes import ClassTable
 from unetseg.data.folder import find_pairs, folder_splits, load_folder, read_mask, split_items
-from unetseg.io import read_image
 from unetseg.errors import UnetsegError
+from unetseg.io import read_image
 
 CLASSES = ClassTable(("background", "cell", "debris"), ((0, 0, 0), (255, 0, 0), (0, 0, 255)))
 

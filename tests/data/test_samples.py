@@ -1,7 +1,6 @@
 """Built-in sample datasets and class tables."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -9,12 +8,10 @@ from unetseg.data.classes import ClassTable
 from unetseg.data.sample_split import load_npz
 from unetseg.data.samples import (
     FashionScenes,
-
     border_between_instances,
     list_samples,
     load_sample,
 )
-
 
 # ---------------------------------------------------------------------------- registry / errors
 
@@ -126,7 +123,7 @@ def test_brain_shapes_and_classes() -> None:
         assert s.instances is None
         assert s.classes.names == ("background", "grey matter", "white matter")
         assert len(s.images) == len(s.masks) == len(s.info["z"]) > 10
-        for img, mask in zip(s.images, s.masks):
+        for img, mask in zip(s.images, s.masks, strict=True):
             assert img.shape == mask.shape == (208, 176)
             assert img.dtype == np.uint8 and mask.dtype == np.uint8
             assert mask.max() <= 2 and (mask > 0).sum() >= 600
@@ -165,7 +162,7 @@ def test_fashion_scenes_sample_shapes_and_disjoint_items() -> None:
     assert (len(train), len(val)) == (8, 4)
     assert train.classes.num_classes == 11 and train.classes.names[0] == "background"
     for s in (train, val):
-        for img, lab, inst in zip(s.images, s.masks, s.instances):
+        for img, lab, inst in zip(s.images, s.masks, s.instances, strict=True):
             assert img.shape == lab.shape == inst.shape == (256, 256)
             assert img.dtype == np.uint8 and lab.dtype == np.uint8 and inst.dtype == np.int32
             assert lab.max() <= 10
@@ -179,7 +176,7 @@ def test_fashion_scenes_sample_deterministic_and_seeded() -> None:
     b = load_sample("fashion-scenes", "val", seed=5, size=(64, 96), n_scenes=2)
     c = load_sample("fashion-scenes", "val", seed=6, size=(64, 96), n_scenes=2)
     assert a.images[0].shape == (64, 96) and len(a) == 2
-    for x, y in zip(a.images + a.masks + a.instances, b.images + b.masks + b.instances):
+    for x, y in zip(a.images + a.masks + a.instances, b.images + b.masks + b.instances, strict=True):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a.images[0], c.images[0])
 
@@ -187,7 +184,7 @@ def test_fashion_scenes_sample_deterministic_and_seeded() -> None:
 def test_fashion_scenes_generator_deterministic() -> None:
     s1 = FashionScenes(seed=3).scene(128, 160)
     s2 = FashionScenes(seed=3).scene(128, 160)
-    for x, y in zip(s1, s2):
+    for x, y in zip(s1, s2, strict=True):
         np.testing.assert_array_equal(x, y)
     g = FashionScenes(seed=3)
     g.scene(128, 160)

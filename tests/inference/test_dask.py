@@ -6,9 +6,12 @@ import pytest
 
 import unetseg
 from unetseg.errors import UnetsegError
+from unetseg.inference import TileOptions, tiled
 from unetseg.inference.blocks import block_sides
-from unetseg.inference.grid import Geometry, TileGrid
+from unetseg.inference.dask import dask_tiled
+from unetseg.inference.grid import TileGrid
 from unetseg.io.zarr_io import create_array
+from unetseg.models.geometry import Geometry
 
 from ..conftest import tiny_unet
 
@@ -32,15 +35,35 @@ def test_dask_equals_predict_tiled(client, tmp_path, rng, padding, shape, chunk,
     channels = shape[2] if len(shape) == 3 else 1
     model = tiny_unet(padding, depth=2, in_channels=channels)
     image = rng.integers(0, 256, shape, dtype=np.uint8)
-    expected = unetseg.predict_tiled(model, image, tile_size=tile, **EXACT)
-    counts: list[int] = []
-    out = unetseg.predict_dask(model, image, tmp_path / "labels.zarr", chunk=chunk, client=client, counts=counts,
-                               tile_size=tile, **EXACT)
+    expected = tiled(model, image, TileOptions(tile_size=tile, **EXACT))
+    result = dask_tiled(model, image, tmp_path / "labels.zarr", chunk=chunk, client=client,
+                        options=TileOptions(tile_size=tile, **EXACT))
+    out = result.output
     grid = TileGrid.build(shape[:2], tile, Geometry.of(model))
     assert grid.num_tiles > 1 or shape[0] < 64
-    assert all(c % s == 0 for c, s in zip(out.chunks, (grid.rows.step, grid.cols.step)))
-    np.testing.assert_array_equal(out[:], expected)
-    assert counts == np.bincount(expected.ravel()).tolist()
+    assert all(c % s == 0 for c, s in zip(out.chunks, (grid.rows.step, grid.cols.step), strict=True))
+    np.testing.assert_array_equal(out[:], expected.output)
+    np.testing.assert_array_equal(result.class_counts, expected.class_counts)
+    assert result.class_counts.tolist() == np.bincount(expected.output.ravel(), minlength=3).tolist()
+    assert result.pixels == expected.pixels == shape[0] * shape[1]
+
+
+@pytest.mark.parametrize("classes", [3, 300])
+def test_dask_with_nodata_equals_predict_tiled_whatever_the_class_count(client, tmp_path, rng, classes):
+    """Invalid pixels get the nodata label at the same places on both paths (a Dask block's tiles read their
+    context from its window), in a map wide enough for it (65535 with 300 classes: uint16 on both paths)."""
+    model = tiny_unet("same", depth=2, num_classes=classes)
+    image = rng.normal(0, 1, (90, 77)).astype(np.float32)
+    image[:20, :30] = -5.0
+    image[50, 60] = np.nan
+    options = TileOptions(tile_size=32, nodata=-5.0, **EXACT)
+    expected = tiled(model, image, options)
+    result = dask_tiled(model, image, tmp_path / "labels.zarr", chunk=32, client=client, options=options)
+    label = 255 if classes == 3 else 65535
+    assert result.output.dtype == expected.output.dtype == (np.uint8 if classes == 3 else np.uint16)
+    np.testing.assert_array_equal(result.output[:], expected.output)
+    assert (expected.output == label).sum() == 20 * 30 + 1 == result.invalid_pixels == expected.invalid_pixels
+    np.testing.assert_array_equal(result.class_counts, expected.class_counts)
 
 
 def test_dask_probs_from_a_checkpoint_into_a_given_zarr(client, tmp_path, rng):
@@ -109,13 +132,13 @@ def test_dask_tasks_survive_the_trip_to_worker_processes(tmp_path, rng):
 
     from unetseg.inference.blocks import blocks
     from unetseg.inference.dask import predict_block
-    from unetseg.inference.predict import tiled_settings
+    from unetseg.inference.plan import plan_tiles
 
     model = tiny_unet("same", depth=2)
     image = rng.integers(0, 256, (40, 36), dtype=np.uint8)
-    settings = tiled_settings(model, image, tile_size=32, tta="flips", **EXACT)
-    out = create_array(tmp_path / "l.zarr", image.shape, np.uint8, block_sides(settings.grid, 32))
-    args = cloudpickle.loads(cloudpickle.dumps((model, image, settings, blocks(settings.grid, out.chunks), out)))
+    plan = plan_tiles(model, image, TileOptions(tile_size=32, tta="flips", **EXACT))
+    out = create_array(tmp_path / "l.zarr", image.shape, np.uint8, block_sides(plan.grid, 32))
+    args = cloudpickle.loads(cloudpickle.dumps((model, image, plan, blocks(plan.grid, out.chunks), out)))
     for block in args[3]:
         predict_block(*args[:3], block, args[4])
     expected = unetseg.predict_tiled(model, image, tile_size=32, tta="flips", **EXACT)
@@ -127,15 +150,15 @@ def test_each_task_keeps_freed_memory_in_its_worker_process(tmp_path, rng, monke
     raises the thresholds in its process first (a cached call, so once per process)."""
     from unetseg.inference import dask as dask_module
     from unetseg.inference.blocks import blocks
-    from unetseg.inference.predict import tiled_settings
+    from unetseg.inference.plan import plan_tiles
 
     calls = []
     monkeypatch.setattr(dask_module, "keep_freed_memory", lambda: calls.append(1))
     model = tiny_unet("same", depth=2)
     image = rng.integers(0, 256, (40, 36), dtype=np.uint8)
-    settings = tiled_settings(model, image, tile_size=32, **EXACT)
-    out = create_array(tmp_path / "l.zarr", image.shape, np.uint8, block_sides(settings.grid, 32))
-    tasks = blocks(settings.grid, out.chunks)
+    plan = plan_tiles(model, image, TileOptions(tile_size=32, **EXACT))
+    out = create_array(tmp_path / "l.zarr", image.shape, np.uint8, block_sides(plan.grid, 32))
+    tasks = blocks(plan.grid, out.chunks)
     for block in tasks:
-        dask_module.predict_block(model, image, settings, block, out)
+        dask_module.predict_block(model, image, plan, block, out)
     assert len(calls) == len(tasks) > 1

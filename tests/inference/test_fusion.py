@@ -7,9 +7,9 @@ import torch
 
 import unetseg
 from unetseg.inference import predict_tiled
-from unetseg.inference.amp import Precision
 from unetseg.inference.fusion import ConvReLU2d, fold_batchnorm, fuse_conv_relu, fused_relu_available
 from unetseg.inference.graph import InferenceGraph, has_normalization
+from unetseg.models.precision import Precision
 
 from ..conftest import tiny_unet
 

@@ -7,10 +7,10 @@ import torch
 
 import unetseg
 from unetseg.data.samples import load_sample
-from unetseg.inference import predict_tiled
-from unetseg.inference.amp import Precision
-from unetseg.inference.grid import Geometry
+from unetseg.inference import TileOptions, predict_tiled, tiled
 from unetseg.inference.graph import InferenceGraph
+from unetseg.models.geometry import Geometry
+from unetseg.models.precision import Precision
 
 from ..conftest import tiny_unet, whole_image_probs
 
@@ -54,10 +54,9 @@ def test_folded_labels_equal_eager_labels(trained_same_unet, nuclei_image):
 
 def test_compiled_labels_equal_eager_labels(trained_same_unet, nuclei_image):
     eager = predict_tiled(trained_same_unet, nuclei_image, tile_size=128, amp=False, compile=False)
-    report = {}
-    compiled = predict_tiled(trained_same_unet, nuclei_image, tile_size=128, amp=False, compile=True, report=report)
-    assert report["compiled"] is True
-    assert (compiled == eager).mean() >= 0.9999
+    result = tiled(trained_same_unet, nuclei_image, TileOptions(tile_size=128, amp=False, compile=True))
+    assert result.report.compiled is True
+    assert (result.output == eager).mean() >= 0.9999
 
 
 def test_a_failing_compile_falls_back_to_eager_with_a_notice(monkeypatch, nuclei_image):

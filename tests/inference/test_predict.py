@@ -7,8 +7,9 @@ import unetseg
 from unetseg.errors import UnetsegError
 from unetseg.inference import predict_tiled
 from unetseg.inference.autotile import auto_batch_size
-from unetseg.inference.grid import Geometry, TileGrid
+from unetseg.inference.grid import TileGrid
 from unetseg.inference.tta import tta_transforms
+from unetseg.models.geometry import Geometry
 
 from ..conftest import tiny_unet, whole_image_probs
 
@@ -53,7 +54,7 @@ def test_rows_read_in_several_windows_give_the_same_result(rng, monkeypatch, pad
     model = tiny_unet(padding, depth=2)
     image = rng.integers(0, 256, (300, 777), dtype=np.uint8)
     expected = predict_tiled(model, image, tile_size=64, output="probs", amp=False)
-    monkeypatch.setattr(unetseg.inference.tiles, "READ_COLUMNS", 100)  # 2-3 tiles per window read
+    monkeypatch.setattr(unetseg.inference.splitter, "READ_COLUMNS", 100)  # 2-3 tiles per window read
     np.testing.assert_array_equal(predict_tiled(model, image, tile_size=64, output="probs", amp=False), expected)
 
 
@@ -166,6 +167,6 @@ def test_batch_size_auto_is_one_tile_on_cpu_and_any_batch_gives_the_same_labels(
     for batch_size in (3, np.int64(16)):
         np.testing.assert_array_equal(predict_tiled(model, image, tile_size=64, batch_size=batch_size, amp=False),
                                       expected)
-    for bad in (0, -2, 2.5, "4", None):
+    for bad in (0, -2, 2.5, "four", None, True):
         with pytest.raises(UnetsegError, match=f"batch_size={bad!r} must be a positive integer or 'auto'"):
             predict_tiled(model, image, tile_size=64, batch_size=bad)

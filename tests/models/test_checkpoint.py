@@ -66,5 +66,5 @@ def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         unetseg.save_checkpoint(model, path, epoch=2)
     monkeypatch.undo()
-    assert torch.load(path, weights_only=True)["meta"]["epoch"] == 1
+    assert torch.load(path, weights_only=True)["meta"]["training"]["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]

@@ -1,7 +1,7 @@
 """Bad input gives one clear line on stderr and exit code 2 (no traceback), nothing lost."""
+import cv2
 import numpy as np
 import yaml
-import cv2
 
 from unetseg.cli import main
 

@@ -26,7 +26,7 @@ def test_full_disk_during_training_keeps_the_last_good_checkpoint(tmp_path, caps
     save = trainer_module.save_run_checkpoint
 
     def save_run_checkpoint(path, model, meta, training=None):
-        if meta["epoch"] == 2 and path.name == full_at:
+        if meta["training"].epoch == 2 and path.name == full_at:
             fill_disk(monkeypatch)
         return save(path, model, meta, training)
 
@@ -47,7 +47,7 @@ def test_full_disk_during_training_keeps_the_last_good_checkpoint(tmp_path, caps
     assert lines == [f"unetseg train: error: training stopped: cannot write {run / full_at}: No space left "
                      f"on device (the last good checkpoint is {run / 'last.pt'})"]
     last = read_checkpoint(run / "last.pt")
-    assert last["training"]["state"]["epoch"] == 1 and last["meta"]["epoch"] == 1
+    assert last["training"]["state"]["epoch"] == 1 and last["meta"]["training"]["epoch"] == 1
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [r["epoch"] for r in rows] == (["1"] if full_at == "metrics.csv" else ["1", "2"])

@@ -12,9 +12,8 @@ import unetseg
 from unetseg.cli import main
 from unetseg.config import load_config
 from unetseg.config.data import parse_data_config
-from unetseg.inference.amp import Precision
 from unetseg.losses import build_loss
-from unetseg.models.checkpoint import read_checkpoint
+from unetseg.models.precision import Precision
 from unetseg.training import train
 from unetseg.training.datasets import build_datasets
 from unetseg.training.distributed import DistContext
@@ -43,9 +42,9 @@ def test_one_scene_run_with_nodata_class_values_and_region_split(tmp_path, rng):
     data = json.loads((run / "summary.json").read_text())["data"]
     assert all(95 < m < 105 for m in data["normalization"]["mean"])  # the -99999 pixels are not in them
     assert data["nodata"] == {"setting": "auto", "value": ND, "rule": "any"}
-    meta = read_checkpoint(run / "best.pt")["meta"]
-    assert meta["nodata"]["value"] == ND and meta["class_values"] == [1, 2, 3] and meta["ignore_index"] == 255
-    assert meta["display"] == {"bands": [2, 1, 0]} and (run / "samples.png").exists()
+    meta = unetseg.load_model(run / "best.pt").meta
+    assert meta.nodata.value == ND and meta.class_values == (1, 2, 3) and meta.ignore_index == 255
+    assert meta.display_bands == (2, 1, 0) and (run / "samples.png").exists()
     assert np.isfinite(result.best_miou)
 
 
@@ -114,3 +113,37 @@ def test_shipped_landsat_scene_trains_from_its_config_and_predicts_with_georefer
     assert (labels[invalid] == 255).all() and (labels[~invalid] < 7).all()
     summary = json.loads((tmp_path / "out" / "nc_landsat_summary.json").read_text())
     assert summary["nodata_pixels"] == int(invalid.sum()) == 33209
+
+
+def test_a_tiff_pixel_size_is_recorded_and_predict_segments_the_matching_pyramid_level(tmp_path, rng):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for n in range(2):
+        image = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+        tifffile.imwrite(tmp_path / "images" / f"s{n}.tif", image, resolution=(5e3, 5e3),
+                         resolutionunit="CENTIMETER")  # 2 um pixels
+        tifffile.imwrite(tmp_path / "masks" / f"s{n}.tif", (image > 128).astype(np.uint8))
+    cfg = make_config(model={"padding": "same", "dropout": 0.0},
+                      data={"source": "folder", "sample": None, "images": str(tmp_path / "images"),
+                            "masks": str(tmp_path / "masks"), "val_fraction": 0.5, "weight_map": False},
+                      train={"epochs": 1})
+    best = train(cfg, tmp_path / "run", progress=False).best_checkpoint
+    meta = unetseg.load_model(best).meta
+    assert meta.pixel_size == pytest.approx((2.0, 2.0)) and meta.pixel_unit == "micrometer"
+
+    pyramid = rng.integers(0, 256, (128, 96), dtype=np.uint8)
+    with tifffile.TiffWriter(tmp_path / "pyr.tif") as tif:  # 1 um pixels, then 2 and 4 um
+        tif.write(pyramid, subifds=2, tile=(32, 32), resolution=(1e4, 1e4), resolutionunit="CENTIMETER")
+        tif.write(pyramid[::2, ::2], subfiletype=1, tile=(32, 32))
+        tif.write(pyramid[::4, ::4], subfiletype=1, tile=(32, 32))
+    assert main(["predict", "--checkpoint", str(best), "--input", str(tmp_path / "pyr.tif"), "--output",
+                 str(tmp_path / "out"), "--format", "index", "--amp", "off"]) == 0
+    assert tifffile.imread(tmp_path / "out" / "pyr_index.tif").shape == (64, 48)  # level 1: 2 um, as trained
+
+
+def test_data_pixel_size_overrides_the_files_and_is_checked(tmp_path):
+    from unetseg.errors import UnetsegError
+
+    assert parse_data_config({"pixel_size": [0.5, 0.25], "pixel_unit": "meter"}).pixel_size == (0.5, 0.25)
+    with pytest.raises(UnetsegError, match="pixel_size"):
+        parse_data_config({"pixel_size": -1})

@@ -157,10 +157,11 @@ def test_fp16_on_cpu_is_a_clear_error(tmp_path, tiny_config):
 def test_same_padding_run_records_the_measured_halo_in_best_pt(tmp_path, tiny_config):
     result = train(tiny_config(model={"padding": "same", "dropout": 0.0}, train={"epochs": 1}), tmp_path / "r",
                    progress=False)
-    halo = read_checkpoint(result.best_checkpoint)["meta"]["halo"]
+    stored = read_checkpoint(result.best_checkpoint)["meta"]["halo"]
     model = unetseg.load_model(result.best_checkpoint)
-    assert model.meta["halo"] == halo and halo["pixels"] % model.stride == 0
-    assert 0 <= halo["pixels"] <= model.field_radius + model.stride and 0 < halo["agreement"] <= 1
+    halo = model.meta.halo
+    assert stored["pixels"] == halo.pixels and halo.pixels % model.stride == 0
+    assert 0 <= halo.pixels <= model.field_radius + model.stride and 0 < halo.agreement <= 1
 
 
 def test_training_runs_in_channels_last_by_default(tiny_config):

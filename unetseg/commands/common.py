@@ -9,32 +9,6 @@ from tqdm.auto import tqdm
 from ..errors import UnetsegError
 
 
-def int_or_auto(flag: str, text: str) -> int | str:
-    """``--tile-size`` / ``--batch-size`` text: a positive integer or "auto"; else a UnetsegError naming the flag."""
-    if text == "auto":
-        return "auto"
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise UnetsegError(f"{flag} {text!r}: must be a positive integer or 'auto'")
-    return value
-
-
-def halo_arg(text: str) -> int | str:
-    """``--halo`` text: "auto", "exact" or a number of pixels >= 0."""
-    if text in ("auto", "exact"):
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise UnetsegError(f"--halo {text!r}: must be a number of pixels >= 0, 'auto' or 'exact'")
-    return value
-
-
 def torch_device(text: str) -> torch.device:
     """``--device``: a torch device that exists on this machine."""
     try:

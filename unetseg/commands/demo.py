@@ -38,7 +38,7 @@ def demo_config_path() -> Path:
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..data.scenes import held_out_scene
-    from ..inference import predict_tiled
+    from ..inference import predict_tiled, tiled
     from ..io import maps
     from ..io.display import display_rgb, overlay
     from ..metrics import ConfusionMatrix
@@ -61,14 +61,14 @@ def run(args: argparse.Namespace) -> int:
 
     image, truth, names, palette = held_out_scene(args.size)
     print(f"[2/3] segmenting a {args.size}x{args.size} image built from the held-out validation strip")
-    report: dict = {}
     start = time.perf_counter()
-    labels = predict_tiled(model, image, tile_size="auto", progress=True, report=report)
+    result = tiled(model, image, progress=True)
     seconds = time.perf_counter() - start
+    labels, report = result.output, result.report
     whole = predict_tiled(model, image, tile_size=2 * args.size, halo="exact", amp=False)  # one tile: whole image
     # The exactness claim is about tiling, so it is checked in fp32 with the receptive-field halo, whatever
     # precision and (measured) halo the defaults use.
-    fp32_tiles = predict_tiled(model, image, tile_size=report["tile_shape"][0], halo="exact", amp=False)
+    fp32_tiles = predict_tiled(model, image, tile_size=report.tile_shape[0], halo="exact", amp=False)
 
     scores = ConfusionMatrix(len(names))
     scores.update(labels, truth)
@@ -83,10 +83,10 @@ def run(args: argparse.Namespace) -> int:
     ]
     print("[3/3] results")
     print(f"      tiled inference: {seconds:.1f} s ({image.size / seconds / 1e6:.2f} MP/s, "
-          f"{report['precision']}, tile {report['tile_shape'][0]} px)")
+          f"{report.precision}, tile {report.tile_shape[0]} px)")
     print(f"      mIoU vs truth: {result['miou']:.3f} ("
-          + ", ".join(f"{n} {iou:.3f}" for n, iou in zip(names, result["iou"])) + ")")
+          + ", ".join(f"{n} {iou:.3f}" for n, iou in zip(names, result["iou"], strict=True)) + ")")
     print(f"      label agreement with whole-image prediction (one fp32 pass): fp32 tiles with the exact halo "
-          f"{exact:.4%}; defaults ({report['precision']}, {report['context']} px halo) {agreement:.4%}")
+          f"{exact:.4%}; defaults ({report.precision}, {report.context} px halo) {agreement:.4%}")
     print("      wrote " + ", ".join(str(p) for p in written))
     return 0

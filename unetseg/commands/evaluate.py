@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import UnetsegError
-from .common import int_or_auto
+from ..inference.options import int_or_auto
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def format_scores(scores: dict[str, Any], class_names: Sequence[str]) -> str:
     """A plain-text table: per-class IoU and Dice, then mIoU, mean Dice and pixel accuracy."""
     width = max([len(n) for n in class_names] + [5])
     lines = [f"{'class':<{width}}  {'IoU':>7}  {'Dice':>7}"]
-    for name, iou, dice in zip(class_names, scores["iou"], scores["dice"]):
+    for name, iou, dice in zip(class_names, scores["iou"], scores["dice"], strict=True):
         fmt = lambda v: "    n/a" if math.isnan(v) else f"{v:7.4f}"  # noqa: E731
         lines.append(f"{name:<{width}}  {fmt(iou)}  {fmt(dice)}")
     lines.append(f"mIoU {scores['miou']:.4f}   mean Dice {scores['mdice']:.4f}   "
@@ -53,21 +53,20 @@ def run(args: argparse.Namespace) -> int:
         _, val = load_splits(cfg.data)
         if not len(val):
             raise UnetsegError(f"{args.config}: the config has no validation images")
-        items = list(zip(val.images, val.masks))
+        items = list(zip(val.images, val.masks, strict=True))
         names = [f"{args.config} validation image {i}" for i in range(len(val))]
         ignore_index = val.info.get("ignore_index", cfg.data.ignore_index)
         source = f"validation split of {args.config}"
     else:
-        ignore_index = model.meta.get("ignore_index")
-        trained = Nodata.from_dict(model.meta.get("nodata"))
-        values = model.meta.get("class_values")
-        rules = PixelRules(trained.setting, trained.rule, None, None if values is None else tuple(values))
+        ignore_index = model.meta.ignore_index
+        trained = model.meta.nodata or Nodata()
+        rules = PixelRules(trained.setting, trained.rule, None, model.meta.class_values)
         found, _, ignore_index = load_folder(args.images, args.masks, classes=model.class_table,
                                              ignore_index=ignore_index, rules=rules)
         items, names = [(it.image, it.mask) for it in found], [str(it.mask_path) for it in found]
         source = f"{len(items)} image(s) in {os.fspath(args.images)}"
     scores = score_images(model, items, num_classes=model.num_classes, ignore_index=ignore_index,
-                          tile_size=int_or_auto("--tile-size", args.tile_size), names=names, progress=True)
+                          tile_size=int_or_auto(args.tile_size, "--tile-size"), names=names, progress=True)
     print(f"{args.checkpoint} on {source}:")
     print(format_scores(scores, model.class_table.names))
     return 0

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import argparse
 
+from ..export import EXPORT_FORMATS
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     export = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript",
-                            description="Export a trained checkpoint for deployment (ONNX or TorchScript; the "
-                                        "normalisation and classes travel with the file).")
+                            description="Export a trained checkpoint for deployment. The classes, normalisation, "
+                                        "nodata rule, halo and input sizes travel with the file: ONNX metadata "
+                                        "properties (with the keys QGIS's Deepness plugin reads; the graph outputs "
+                                        "class probabilities) or TorchScript's unetseg.json extra file (logits).")
     export.add_argument("--checkpoint", required=True, help="checkpoint written by training (best.pt/last.pt)")
-    export.add_argument("--format", required=True, choices=["onnx", "torchscript"], help="export format")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="export format")
     export.add_argument("--output", required=True, metavar="FILE", help="the exported file")
     export.add_argument("--tile-size", type=int, default=None,
                         help="example input side (default: 572 for valid-padding models, else 512)")

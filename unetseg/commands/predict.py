@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from ..errors import UnetsegError
-from .common import band_list, comma_list, error_line, first_line, halo_arg, int_or_auto, nodata_value, torch_device
+from ..inference.dask import DEFAULT_CHUNK
+from ..inference.options import COMPILE_CHOICES, DEFAULTS
+from ..inference.tta import TTAS
+from ..models.precision import AMP_CHOICES
+from .common import band_list, comma_list, error_line, first_line, nodata_value, torch_device
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..io.maps import MAP_FORMATS
+    from ..outputs import output_kinds
 
     predict = sub.add_parser("predict", help="segment images of any size by overlap-tile inference",
                              description="Segment images (files or folders; TIFFs larger than memory are streamed) "
@@ -29,31 +32,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("--checkpoint", required=True, help="checkpoint written by training (best.pt/last.pt)")
     predict.add_argument("--input", required=True, nargs="+", metavar="PATH", help="image files and/or folders")
     predict.add_argument("--output", required=True, metavar="DIR", help="output folder")
-    predict.add_argument("--tile-size", default="auto",
-                         help="tile side in pixels or 'auto' (default: auto)")
-    predict.add_argument("--batch-size", default="auto",
-                         help="tiles per forward pass or 'auto': 1 on CPU, 4 on GPU (default: auto)")
-    predict.add_argument("--halo", default="auto", metavar="N|auto|exact",
+    predict.add_argument("--tile-size", default=DEFAULTS.tile_size,
+                         help=f"tile side in pixels or 'auto' (default: {DEFAULTS.tile_size})")
+    predict.add_argument("--batch-size", default=DEFAULTS.batch_size,
+                         help=f"tiles per forward pass or 'auto': 1 on CPU, 4 on GPU (default: {DEFAULTS.batch_size})")
+    predict.add_argument("--halo", default=DEFAULTS.halo, metavar="N|auto|exact",
                          help="context per tile side of same-padding models: pixels, 'exact' (receptive field: "
-                              "tiles == whole image) or 'auto' (measured after training, else exact; default)")
-    predict.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                              "tiles == whole image) or 'auto' (measured after training, else exact; "
+                              f"default: {DEFAULTS.halo})")
+    predict.add_argument("--compile", choices=COMPILE_CHOICES, default=DEFAULTS.compile,
                          help="torch.compile the model: auto = when the image is large enough to pay it back "
-                              "(default: auto)")
-    predict.add_argument("--tta", choices=["flips", "d4"], default=None, help="test-time augmentation (default: none)")
+                              f"(default: {DEFAULTS.compile})")
+    predict.add_argument("--tta", choices=[t for t in TTAS if t], default=DEFAULTS.tta,
+                         help="test-time augmentation (default: none)")
     predict.add_argument("--format", default=None, metavar="LIST",
-                         help=f"comma list of {','.join(MAP_FORMATS)} (default: ome-zarr for zarr inputs and "
+                         help=f"comma list of {','.join(output_kinds())} (default: ome-zarr for zarr inputs and "
                               "with --dask, else index,palette)")
-    predict.add_argument("--nodata", default="auto", metavar="V",
+    predict.add_argument("--nodata", default=DEFAULTS.nodata, metavar="V",
                          help="input nodata value: a number, 'none' (only NaN/Inf are invalid) or 'auto' (the "
-                              "file's GDAL_NODATA tag, else the checkpoint's; default: auto)")
-    predict.add_argument("--nodata-label", type=int, default=None, metavar="N",
+                              f"file's GDAL_NODATA tag, else the checkpoint's; default: {DEFAULTS.nodata})")
+    predict.add_argument("--nodata-label", type=int, default=DEFAULTS.nodata_label, metavar="N",
                          help="label of invalid pixels in the maps (default: 255 for uint8 maps, 65535 for uint16)")
     predict.add_argument("--bands", default=None, metavar="R,G,B",
                          help="image bands the overlay shows, from 0 (default: the checkpoint's display.bands, "
                               "else the first three, or band 0)")
     predict.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    predict.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default="auto",
-                         help="mixed precision: auto = fp16 on CUDA, bf16 on AMX/AVX512-BF16 CPUs, else off (default: auto)")
+    predict.add_argument("--amp", choices=AMP_CHOICES, default=DEFAULTS.amp,
+                         help="mixed precision: auto = fp16 on CUDA, bf16 on AMX/AVX512-BF16 CPUs, else off "
+                              f"(default: {DEFAULTS.amp})")
     predict.add_argument("--level", type=int, default=None, metavar="N",
                          help="pyramid level of pyramidal TIFF, whole-slide and OME-Zarr inputs, 0 = full size "
                               "(default: the level nearest the pixel size the checkpoint records, else 0)")
@@ -63,61 +69,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          help="spread each image's output chunks over Dask workers: local:N starts N worker processes "
                               "here, tcp://host:8786 uses a running cluster (its workers must see the checkpoint and "
                               "the inputs); writes ome-zarr (and summary) outputs")
-    predict.add_argument("--chunk", type=int, default=2048, metavar="PX",
-                         help="with --dask: output chunk side, rounded to whole tiles (default: 2048)")
+    predict.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, metavar="PX",
+                         help=f"with --dask: output chunk side, rounded to whole tiles (default: {DEFAULT_CHUNK})")
     predict.add_argument("--shard", default=None, metavar="I/N",
                          help="segment only shard I (0-based) of N of the sorted inputs; under torchrun the shard "
                               "comes from RANK/WORLD_SIZE. Inputs whose outputs are complete (<stem>.done.json) are "
                               "skipped, so a re-run resumes")
 
 
-def output_stems(files: list[Path], out_dir: Path) -> dict[Path, Path]:
-    """A distinct output stem per input: ``OUT/<stem>``; inputs sharing a stem keep their extension
-    (``a_png``, ``a_tif``) or, when the file names are equal too, their parent folder's name as a sub-folder."""
-    groups: dict[str, list[Path]] = defaultdict(list)
-    for f in files:
-        groups[f.stem].append(f)
-    stems: dict[Path, Path] = {}
-    for stem, group in groups.items():
-        if len(group) == 1:
-            stems[group[0]] = out_dir / stem
-            continue
-        names = [f.name for f in group]
-        parents = [f.resolve().parent.name for f in group]
-        for n, f in enumerate(group):
-            if names.count(f.name) == 1:
-                stems[f] = out_dir / f.name.replace(".", "_")
-            elif parents.count(f.resolve().parent.name) == 1:
-                stems[f] = out_dir / f.resolve().parent.name / stem
-            else:
-                stems[f] = out_dir / f"{stem}_{n + 1}"
-    taken: set[Path] = set()
-    for f, target in stems.items():  # a renamed stem may meet another input's own (a.png -> a_png, a_png.tif)
-        unique, n = target, 1
-        while unique in taken:
-            n += 1
-            unique = target.with_name(f"{target.name}_{n}")
-        stems[f] = unique
-        taken.add(unique)
-    return stems
-
-
 def run(args: argparse.Namespace) -> int:
     """Returns 0, or 1 when any input failed (each reported on one line)."""
-    from ..inference.dask_files import dask_client
-    from ..inference.shard import Shard
+    from ..inference.dask import dask_client
+    from ..inference.options import TileOptions, int_or_auto
     from ..io.atomic import remove_stale_temporaries
-    from ..io.manifest import file_state, is_done
-    from ..io.maps import MAP_FORMATS
-    from ..io.source import find_images
     from ..io.zarr_io import is_zarr
     from ..models import load_model
+    from ..models.geometry import parse_halo
+    from ..outputs import output_kinds
+    from ..outputs.batch import Shard, find_inputs
+    from ..outputs.manifest import file_state, is_done
+    from ..outputs.naming import output_stems
 
-    files = find_images(args.input)
+    files = find_inputs(args.input)
     if not files:
         raise UnetsegError(f"--input {' '.join(args.input)}: no image files found")
     default = "ome-zarr" if args.dask or all(is_zarr(f) for f in files) else "index,palette"
-    formats = comma_list("--format", args.format or default, MAP_FORMATS)
+    formats = comma_list("--format", args.format or default, output_kinds())
     shard = Shard.parse(args.shard) if args.shard else Shard.from_env()
     device = shard.device(torch_device(args.device))
     model = load_model(args.checkpoint, device=device)
@@ -131,40 +108,40 @@ def run(args: argparse.Namespace) -> int:
     if shard.count == 1:
         for folder in {out_dir, *(s.parent for s in stems.values())}:
             remove_stale_temporaries(folder)  # left by a killed earlier run (other shards may be writing now)
-    options = dict(tile_size=int_or_auto("--tile-size", args.tile_size),
-                   batch_size=int_or_auto("--batch-size", args.batch_size), tta=args.tta,
-                   halo=halo_arg(args.halo), compile={"on": True, "off": False}.get(args.compile, "auto"),
-                   amp=False if args.amp == "off" else args.amp, device=device, nodata=nodata_value(args.nodata),
-                   nodata_label=args.nodata_label, bands=band_list(args.bands))
+    options = TileOptions(tile_size=int_or_auto(args.tile_size, "--tile-size"),
+                          batch_size=int_or_auto(args.batch_size, "--batch-size"), tta=args.tta,
+                          halo=parse_halo(args.halo, "--halo"), compile=args.compile,
+                          amp=False if args.amp == "off" else args.amp, device=device,
+                          nodata=nodata_value(args.nodata), nodata_label=args.nodata_label)
+    bands = band_list(args.bands)
     # what makes an earlier output the same as this run's (the device index does not: ranks may swap GPUs)
     run_key = {"checkpoint": file_state(args.checkpoint), "formats": formats, "level": args.level,
-               "pixel_size": args.pixel_size, **options, "device": device.type}
+               "pixel_size": args.pixel_size, **options.recorded(), "compile": options.compile,
+               "nodata": options.nodata, "nodata_label": options.nodata_label, "bands": bands, "device": device.type}
     todo = [f for f in mine if not is_done(stems[f], f, run_key)]
     if len(todo) < len(mine):
         tqdm.write(f"unetseg predict: {len(mine) - len(todo)} input(s) already done, skipped", file=sys.stderr)
     with dask_client(args.dask) as client:
-        return _predict_all(todo, model, stems, formats, options, client, args, run_key)
+        return _predict_all(todo, model, stems, formats, options, bands, client, args, run_key)
 
 
-def _predict_all(files: list[Path], model, stems: dict[Path, Path], formats: list[str], options: dict,
+def _predict_all(files: list[Path], model, stems: dict[Path, Path], formats: list[str], options, bands,
                  client, args: argparse.Namespace, run_key: dict) -> int:
-    from ..inference.dask_files import predict_file_dask
-    from ..inference.files import predict_file
     from ..io.atomic import is_fatal
     from ..io.levels import input_level
-    from ..io.manifest import write_manifest
+    from ..outputs import Done, predict_file, predict_file_dask
 
     failed = done = 0
-    trained = model.meta.get("pixel_size") if isinstance(getattr(model, "meta", None), dict) else None
     for path in tqdm(files, desc="images", unit="file", disable=len(files) < 2):
         try:
-            level = input_level(path, args.level, args.pixel_size, trained)
+            level = input_level(path, args.level, args.pixel_size, model.meta.pixel_size_um())
+            finished = Done(path, run_key)
             if client is not None:
-                written = predict_file_dask(model, args.checkpoint, path, stems[path], formats, client=client,
-                                            level=level, chunk=args.chunk, **options)
+                predict_file_dask(model, args.checkpoint, path, stems[path], formats, client=client, level=level,
+                                  chunk=args.chunk, options=options, done=finished)
             else:
-                written = predict_file(model, path, stems[path], formats, level=level, **options)
-            write_manifest(stems[path], path, run_key, written)
+                predict_file(model, path, stems[path], formats, level=level, options=options, bands=bands,
+                             done=finished)
             done += 1
         except KeyboardInterrupt:
             raise

@@ -185,6 +185,10 @@ class DataConfig(Strict):
         nodata_rule: ``"any"`` (default): a pixel is invalid when any band is nodata; ``"all"``: every band.
         mask_nodata: mask value whose pixels are ignored (default: the mask file's GDAL_NODATA tag, if any).
         normalize: ``"meanstd"`` (default) or ``"percentile"`` (1st/99th percentiles), per band, valid pixels.
+        pixel_size: physical size of a training-image pixel, one number or [y, x], in ``pixel_unit``
+            (default: what the images' metadata records: TIFF resolution tags, OME-XML, GeoTIFF pixel scale).
+            The checkpoint keeps it, and ``unetseg predict`` segments the pyramid level nearest it by default.
+        pixel_unit: the unit of ``pixel_size`` (default "micrometer"; "nanometer", "millimeter", "meter", ...).
         class_values: mask values of classes 0..K-1 (ints, or floats holding integral values); default: the
             mask value is the class id.
         split: ``"files"`` (default: whole images) or ``"regions"`` (blocks of a ``split_grid`` of each image,
@@ -210,6 +214,8 @@ class DataConfig(Strict):
     nodata_rule: Literal["any", "all"] = "any"
     mask_nodata: float | None = None
     normalize: Literal["meanstd", "percentile"] = "meanstd"
+    pixel_size: float | tuple[float, float] | None = None
+    pixel_unit: str = "micrometer"
     class_values: list[float] | None = None
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     split: Literal["files", "regions"] = "files"
@@ -262,6 +268,9 @@ class DataConfig(Strict):
             raise ValueError(f"ignore_index={self.ignore_index} is a class id (there are {n_classes} "
                              "classes); use a value >= the number of classes, e.g. 255")
         self._check_class_values()
+        sizes = [self.pixel_size] if isinstance(self.pixel_size, (int, float)) else list(self.pixel_size or [])
+        if any(not s > 0 for s in sizes):
+            raise ValueError(f"pixel_size must be positive, got {self.pixel_size}")
         if self.split_grid[0] < 1 or self.split_grid[1] < 1 or self.split_grid[0] * self.split_grid[1] < 2:
             raise ValueError(f"split_grid={list(self.split_grid)} needs at least 2 blocks (rows, cols >= 1)")
         cw = self.weight_map.class_weights

@@ -5,6 +5,11 @@ from .normalization import Normalization
 from .samples import FashionScenes, SampleSplit, list_samples, load_sample
 from .weightmap import border_weight_map, class_balance_weights
 
+__all__ = [
+    "ClassTable", "FashionScenes", "Normalization", "SampleSplit", "border_weight_map", "class_balance_weights",
+    "folder_splits", "list_samples", "load_folder", "load_sample", "read_mask",
+]
+
 # Augmentation and training datasets import albumentations and torch (seconds): loaded on first use,
 # so `import unetseg` for inference does not pay for them.
 _LAZY = {

@@ -153,7 +153,7 @@ def seed_pipeline(pipeline: A.Compose, seed: int | Sequence[int]) -> None:
     seq = np.random.SeedSequence(seed)
     states = seq.generate_state(len(pipeline.transforms) + 1)
     pipeline.set_random_seed(int(states[0]))
-    for transform, state in zip(pipeline.transforms, states[1:]):
+    for transform, state in zip(pipeline.transforms, states[1:], strict=True):
         transform.set_random_seed(int(state))
 
 

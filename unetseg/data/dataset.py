@@ -42,7 +42,7 @@ class ValImages:
         return self.images[i], self.masks[i]
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        return iter(zip(self.images, self.masks))
+        return iter(zip(self.images, self.masks, strict=True))
 
 
 def _pad(array: np.ndarray, before: tuple[int, int], after: tuple[int, int], fill: int | None) -> np.ndarray:
@@ -102,7 +102,7 @@ class TrainPatches(Dataset):
         self.masks: list[np.ndarray] = []
         self.weights: list[np.ndarray] = []
         areas = []
-        for i, (image, mask) in enumerate(zip(images, masks)):
+        for i, (image, mask) in enumerate(zip(images, masks, strict=True)):
             h, w = mask.shape
             if ignore_index is not None and ignore_index > np.iinfo(mask.dtype).max:
                 mask = mask.astype(np.int32)

@@ -162,7 +162,7 @@ class FashionScenes:
         items = self.items
         # Python scalars in the loop: numpy scalar arithmetic would dominate the run time.
         for k, (i, h, w, y0, x0, fl) in enumerate(
-            zip(which.tolist(), hs.tolist(), ws.tolist(), y0s.tolist(), x0s.tolist(), flips.tolist())
+            zip(which.tolist(), hs.tolist(), ws.tolist(), y0s.tolist(), x0s.tolist(), flips.tolist(), strict=True)
         ):
             ya, yb = max(y0, 0), min(y0 + h, height)
             xa, xb = max(x0, 0), min(x0 + w, width)

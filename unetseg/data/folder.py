@@ -21,8 +21,8 @@ import numpy as np
 
 from ..errors import UnetsegError
 from ..io.images import IMAGE_SUFFIXES, file_nodata, is_image_file, read_image
-from ..io.labels import label_dtype
 from .classes import ClassTable
+from .labels import label_dtype
 from .masks import colors_to_index, read_mask, read_mask_counted
 from .nodata import check_has_valid, resolve_nodata, valid_mask
 from .regions import region_split

@@ -9,8 +9,8 @@ import numpy as np
 
 from ..errors import UnetsegError
 from ..io.images import file_nodata, read_image
-from ..io.labels import label_dtype
 from .classes import ClassTable
+from .labels import label_dtype
 from .nodata import valid_mask
 
 __all__ = ["MASK_MODES", "colors_to_index", "read_mask", "read_mask_counted"]
@@ -48,7 +48,7 @@ def colors_to_index(
         code = int(codes[y, x])
         colour = (code >> 16, (code >> 8) & 255, code & 255)
         raise UnetsegError(f"{name}: colour {colour} (at row {y}, column {x}; {int(unknown.sum())} pixel(s) "
-                           f"in all) is not in the class table {dict(zip(classes.names, classes.colors))}")
+                           f"in all) is not in the class table {dict(zip(classes.names, classes.colors, strict=True))}")
     return values[pos].astype(label_dtype(int(values.max()) + 1))
 
 

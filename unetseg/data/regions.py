@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnetsegError
-from ..io.labels import label_dtype
+from .labels import label_dtype
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def region_split(
     val: dict[str, list] = {"images": [], "masks": [], "valid": [], "names": []}
     record: dict[str, Any] = {"mode": "regions", "grid": list(grid), "gap": gap,
                               "train": {"files": [], "regions": []}, "val": {"files": [], "regions": []}}
-    for k, (image, mask, ok, name) in enumerate(zip(images, masks, valid, names)):
+    for k, (image, mask, ok, name) in enumerate(zip(images, masks, valid, names, strict=True)):
         mine = [(n, b) for n, b in enumerate(blocks) if b.image == k]
         held = [b for n, b in mine if n in chosen]
         kept = [b for n, b in mine if n not in chosen]

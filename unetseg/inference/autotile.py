@@ -17,8 +17,9 @@ import psutil
 import torch
 from torch import nn
 
+from ..models.geometry import Geometry
 from .graph import InferenceGraph
-from .grid import Geometry, TileGrid
+from .grid import TileGrid
 
 CANDIDATES = (256, 512, 768, 1024, 1536, 2048)
 _SECONDS_PER_TILE: dict[tuple, float] = {}

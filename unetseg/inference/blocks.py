@@ -28,7 +28,7 @@ def block_sides(grid: TileGrid, chunk: int | tuple[int, int]) -> tuple[int, int]
 
 def check_block_sides(grid: TileGrid, sides: tuple[int, ...]) -> None:
     """Raise a one-line UnetsegError unless each side is a multiple of the step or covers its whole axis."""
-    for side, plan, axis in zip(sides, (grid.rows, grid.cols), ("rows", "columns")):
+    for side, plan, axis in zip(sides, (grid.rows, grid.cols), ("rows", "columns"), strict=True):
         if side % plan.step and side < plan.length:
             raise UnetsegError(f"output chunks of {side} {axis} are not a multiple of the tile step {plan.step}: "
                                "make them with unetseg.inference.blocks.block_sides")

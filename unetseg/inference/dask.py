@@ -8,22 +8,28 @@ shared graph node that each worker receives once. Dask is optional (``pip instal
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.labels import label_counts, map_dtype
 from ..errors import UnetsegError
 from ..models.base import SegmentationModel
 from .allocator import keep_freed_memory
 from .blocks import AxisBlock, block_input, block_sides, blocks, check_block_sides, crop_block
-from .predict import NoValidPixel, Settings, run_tiles, tiled_settings
+from .merger import probs_to_labels
+from .options import DEFAULTS, TileOptions
+from .plan import TilePlan, plan_tiles
+from .predict import run_tiles
+from .result import TiledResult
 
 DEFAULT_CHUNK = 2048
 _LOCK = threading.Lock()
@@ -78,20 +84,22 @@ def worker_source(source: Any) -> Any:
         return _open_source(source, os.stat(source.path).st_mtime_ns)
 
 
-def predict_block(model: Any, source: Any, settings: Settings, block: tuple[AxisBlock, AxisBlock], out: Any
-                  ) -> tuple[np.ndarray | None, bool]:
-    """One task: predict ``block`` of the global grid, write it into ``out``; returns its class counts (labels,
-    else None) and whether it held a valid pixel."""
+def predict_block(model: Any, source: Any, plan: TilePlan, block: tuple[AxisBlock, AxisBlock], out: Any
+                  ) -> TiledResult:
+    """One task: predict ``block`` of the global grid and write it into ``out``; returns the block's result
+    (its pixels and class counts; no output)."""
     keep_freed_memory()  # once per worker process: undoes Dask's MALLOC_TRIM_THRESHOLD_, which slows torch 1.25x
     image = worker_source(source)
-    net = worker_model(model, str(settings.device))
-    window, grid = block_input(image, settings.grid, block, settings.pad_mode)
-    validity: list[bool] = []
+    net = worker_model(model, str(plan.device))
+    window, grid = block_input(image, plan.grid, block, plan.pad_mode)
     # the model's inference graph is built once per worker (cached while the weights are unchanged)
-    result = crop_block(run_tiles(net, window, replace(settings, grid=grid), validity=validity), block)
+    done = run_tiles(net, window, plan.on_grid(grid))
+    result = crop_block(done.output, block)
     rb, cb = block
     out[rb.start : rb.stop, cb.start : cb.stop] = result
-    return (np.bincount(result.ravel()) if settings.output == "labels" else None), validity[0]
+    k = result.shape[2] if plan.output == "probs" else len(done.class_counts)
+    labels = probs_to_labels(result, plan.nodata_label) if plan.output == "probs" else result
+    return TiledResult(None, done.report, result.shape[0] * result.shape[1], label_counts(labels, k))
 
 
 def _options_model(model_or_checkpoint: Any) -> nn.Module:
@@ -105,8 +113,7 @@ def _options_model(model_or_checkpoint: Any) -> nn.Module:
 
 
 def predict_dask(model_or_checkpoint: nn.Module | str | os.PathLike, source: Any, out: Any, *,
-                 chunk: int | tuple[int, int] = DEFAULT_CHUNK, client: Any = None, counts: list | None = None,
-                 **options: Any) -> Any:
+                 chunk: int | tuple[int, int] = DEFAULT_CHUNK, client: Any = None, **options: Any) -> Any:
     """Segment one (huge) image on a Dask cluster, chunk by chunk into ``out``; equal to :func:`predict_tiled`.
 
     Args:
@@ -117,60 +124,56 @@ def predict_dask(model_or_checkpoint: nn.Module | str | os.PathLike, source: Any
             :func:`unetseg.io.open_image` (TIFF, zarr/OME-Zarr, whole-slide, ...).
         out: a zarr array of the result's shape (labels HxW; probs HxWxK) whose chunk sides are multiples of the
             tile grid's step (or cover their axis), or a path where a zarr array with chunks of about ``chunk``
-            px is created (labels only; dtype from the model's class count). Writers must not overlap, so each
-            task writes whole chunks.
+            px is created (labels only; dtype :func:`unetseg.data.labels.map_dtype`). Writers must not overlap,
+            so each task writes whole chunks.
         chunk: output chunk side(s) in px when ``out`` is a path, rounded to multiples of the tile step
             (default 2048). One task per chunk; each reads its chunk plus the tile context.
         client: a ``distributed.Client``; default the current one if any, else Dask's local threads.
-        counts: optional list that receives the per-class pixel counts (int64, labels output).
-        **options: :func:`unetseg.predict_tiled` options (tile_size, batch_size, halo, pad_mode, tta, output,
-            amp, device, normalization, blend). The result is bit for bit the single-process one for the same
-            options when the batch composition does not change the model's floats (``batch_size=1``, the CPU
-            default). Under blend "gaussian" a task also runs the neighbouring tiles whose outputs reach into
-            its chunk.
+        **options: :func:`unetseg.predict_tiled` options (:class:`~unetseg.inference.options.TileOptions`:
+            tile_size, batch_size, halo, pad_mode, tta, output, amp, device, normalization, blend, nodata, ...).
+            The result is bit for bit the single-process one for the same options when the batch composition
+            does not change the model's floats (``batch_size=1``, the CPU default). Under blend "gaussian" a task
+            also runs the neighbouring tiles whose outputs reach into its chunk.
 
     Returns:
-        ``out`` (the zarr array).
+        ``out`` (the zarr array). :func:`dask_tiled` returns the whole :class:`TiledResult` (class counts too).
     """
-    for name in ("progress", "out", "report"):
-        if name in options:
-            raise UnetsegError(f"predict_dask does not take {name}=")
+    return dask_tiled(model_or_checkpoint, source, out, chunk=chunk, client=client,
+                      options=TileOptions.of("predict_dask", **options)).output
+
+
+def dask_tiled(model_or_checkpoint: nn.Module | str | os.PathLike, source: Any, out: Any, *,
+               chunk: int | tuple[int, int] = DEFAULT_CHUNK, client: Any = None,
+               options: TileOptions = DEFAULTS, progress: bool = False) -> TiledResult:
+    """:func:`predict_dask` as a result object (output, settings, pixel and class counts); raises NoValidPixel
+    when no pixel of the image held data."""
     model = _options_model(model_or_checkpoint)
-    settings = tiled_settings(model, worker_source(source), **options)
+    plan = plan_tiles(model, worker_source(source), options)
     if isinstance(out, (str, os.PathLike)):
-        out = _create_labels(out, model, settings, chunk)
-    found = map_blocks(model_or_checkpoint, source, settings, out, client)
-    if counts is not None and found is not None:
-        counts[:] = found.tolist()
-    return out
+        out = _create_labels(out, model, plan, chunk)
+    return map_blocks(model_or_checkpoint, source, plan, out, client, progress=progress)
 
 
-def map_blocks(model_or_checkpoint: Any, source: Any, settings: Settings, out: Any, client: Any = None,
-               progress: bool = False) -> np.ndarray | None:
-    """Run one Dask task per chunk of ``out`` (see :func:`predict_dask`); returns the class counts (labels).
+def map_blocks(model_or_checkpoint: Any, source: Any, plan: TilePlan, out: Any, client: Any = None,
+               progress: bool = False) -> TiledResult:
+    """Run one Dask task per chunk of ``out`` (see :func:`predict_dask`) and merge the blocks' results.
 
     ``progress``: a tqdm bar over finished chunks (with a distributed client).
     """
     dask = _dask()
     sides = tuple(int(c) for c in out.chunks[:2])
-    check_block_sides(settings.grid, sides)
-    shape = settings.grid.rows.length, settings.grid.cols.length
+    check_block_sides(plan.grid, sides)
+    shape = plan.grid.rows.length, plan.grid.cols.length
     if tuple(out.shape[:2]) != shape:
         raise UnetsegError(f"out has shape {tuple(out.shape)}, the image {shape}")
     ref = model_or_checkpoint if isinstance(model_or_checkpoint, nn.Module) else os.fspath(model_or_checkpoint)
     shared_model = dask.delayed(ref, traverse=False)  # one graph node: sent once to each worker that needs it
     shared_source = dask.delayed(source, traverse=False)
     task = dask.delayed(predict_block, pure=False)
-    tasks = [task(shared_model, shared_source, settings, b, out) for b in blocks(settings.grid, sides, settings.blend)]
-    results = _compute(dask, tasks, client, progress)
-    if not any(valid for _, valid in results):
-        raise NoValidPixel(settings.invalid.nodata)
-    if settings.output != "labels":
-        return None
-    total = np.zeros(max(len(counts) for counts, _ in results), np.int64)
-    for counts, _ in results:
-        total[: len(counts)] += counts
-    return total
+    tasks = [task(shared_model, shared_source, plan, b, out) for b in blocks(plan.grid, sides, plan.blend)]
+    parts = _compute(dask, tasks, client, progress)
+    compiled = all(p.report.compiled for p in parts)
+    return TiledResult.merged(parts, out, plan.report(compiled=compiled)).check_valid()
 
 
 def _compute(dask: Any, tasks: list, client: Any, progress: bool) -> list:
@@ -185,11 +188,46 @@ def _compute(dask: Any, tasks: list, client: Any, progress: bool) -> list:
     return client.gather(futures)
 
 
-def _create_labels(path: str | os.PathLike, model: nn.Module, settings: Settings, chunk: Any) -> Any:
-    from ..io.labels import label_dtype
+def _create_labels(path: str | os.PathLike, model: nn.Module, plan: TilePlan, chunk: Any) -> Any:
     from ..io.zarr_io import create_array
 
-    if settings.output != "labels" or not isinstance(model, SegmentationModel):
+    if plan.output != "labels" or not isinstance(model, SegmentationModel):
         raise UnetsegError("out= as a path needs output='labels' and a unetseg model; pass a zarr array otherwise")
-    shape = settings.grid.rows.length, settings.grid.cols.length
-    return create_array(path, shape, label_dtype(model.num_classes), block_sides(settings.grid, chunk))
+    shape = plan.grid.rows.length, plan.grid.cols.length
+    nodata = None if plan.invalid is None else plan.nodata_label
+    return create_array(path, shape, map_dtype(model.num_classes, nodata), block_sides(plan.grid, chunk))
+
+
+@contextlib.contextmanager
+def dask_client(spec: str | None) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``local:N`` (a LocalCluster of N single-threaded worker processes, the
+    machine's cores shared out as torch threads) or a scheduler address (``tcp://host:8786``); None for None."""
+    if spec is None:
+        yield None
+        return
+    try:
+        import distributed
+    except ImportError:
+        raise UnetsegError("--dask needs Dask: pip install 'unetseg[scale]'") from None
+    if spec.startswith("local:"):
+        workers = spec.removeprefix("local:")
+        if not workers.isdigit() or int(workers) < 1:
+            raise UnetsegError(f"--dask {spec!r}: local:N needs a positive number of workers")
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        with distributed.LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+            client.run(_set_torch_threads, threads)
+            yield client
+        return
+    try:
+        client = distributed.Client(spec, timeout="20s")
+    except (OSError, ValueError, TypeError) as err:
+        raise UnetsegError(f"--dask {spec}: cannot reach the Dask scheduler ({err})") from None
+    with client:
+        yield client
+
+
+def _set_torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)

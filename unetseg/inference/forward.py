@@ -6,6 +6,7 @@ chosen precision); test-time augmentations are averaged in probability space.
 from __future__ import annotations
 
 import torch
+
 from .graph import InferenceGraph
 from .tta import Transform
 

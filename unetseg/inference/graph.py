@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from ..models.base import SegmentationModel
-from .amp import Precision
+from ..models.geometry import Geometry
+from ..models.precision import Precision
 from .fusion import fold_batchnorm, fuse_conv_relu
-from .grid import Geometry
 
 NORM_LAYERS = (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d, nn.LayerNorm, nn.SyncBatchNorm)
 
@@ -54,7 +54,7 @@ class InferenceGraph:
     Args:
         model: the trained model (left untouched).
         device: where to run.
-        precision: dtype and memory format (:func:`unetseg.inference.amp.resolve_precision`).
+        precision: dtype and memory format (:func:`unetseg.models.precision.resolve_precision`).
         compile: wrap the graph in ``torch.compile`` (inductor, weights frozen). It compiles on the first
             call per input shape; if that fails the graph runs eagerly with a one-line notice.
     """

@@ -1,126 +1,47 @@
 """``predict_tiled``: overlap-tile inference of an image of any size, in memory or streamed, without seams.
 
-The pipeline: :mod:`.tiles` reads mirrored windows and batches them (in a background thread) ->
-:mod:`.forward` runs the model (precision, TTA) -> :mod:`.stitch` keeps each tile's share and hands
-finished row bands to the destination. :mod:`.grid` decides where the tiles go.
+The pipeline, in MONAI's shape: :func:`~unetseg.inference.plan.plan_tiles` resolves a frozen plan ->
+:mod:`.splitter` reads mirrored windows and batches them (in a background thread) -> :mod:`.forward` runs the
+model (precision, TTA) -> :mod:`.merger` keeps each tile's share and hands finished row bands to the sink.
+:func:`tiled` returns a :class:`~unetseg.inference.result.TiledResult`; :func:`predict_tiled` its output.
 """
 from __future__ import annotations
 
-import operator
-from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.nodata import Nodata, needs_check, resolve_nodata
 from ..data.normalization import Normalization
-from ..errors import UnetsegError
-from ..io.labels import nodata_label as nodata_label_of
-from ..models.base import SegmentationModel
-from .amp import Precision, resolve_precision
-from .autotile import auto_batch_size, auto_tile_size, model_key, seconds_per_tile
 from .forward import TileForward
-from .graph import InferenceGraph, inference_graph, model_device
-from .grid import Geometry, TileGrid
-from .padding import check_pad_mode
-from .stitch import Stitcher
-from .tiles import InvalidRule, prefetch, tile_batches
-from .tta import Transform, tta_transforms
+from .graph import inference_graph
+from .merger import Merger
+from .options import DEFAULTS, TileOptions
+from .plan import TilePlan, plan_tiles
+from .result import TiledResult
+from .splitter import prefetch, tile_batches
 
-BLENDS = ("crop", "gaussian")
-# compile="auto" compiles when the image's estimated eager time exceeds this: compiling costs ~5-20 s on a
-# 2-core CPU (cold cache) and saves ~10-20 % of each forward, so it pays back on minutes of work.
-COMPILE_AFTER_SECONDS = 120.0
-MIN_TILES_TO_COMPILE = 16  # below this the estimate is not worth its two timing forwards
-OUTPUTS = ("labels", "probs")
-
-
-def image_channels(image: Any) -> int:
-    shape = tuple(image.shape)
-    if len(shape) == 2:
-        return 1
-    if len(shape) == 3:
-        return int(shape[2])
-    raise UnetsegError(f"image must be HxW or HxWxC, got shape {shape}")
-
-
-def positive_int_or_auto(name: str, value: Any) -> int | str:
-    """``value`` if it is "auto" or a positive integer (ints and numpy integers, not floats or strings)."""
-    if isinstance(value, str) and value == "auto":
-        return value
-    try:
-        number = operator.index(value)
-    except TypeError:
-        number = 0
-    if number < 1:
-        raise UnetsegError(f"{name}={value!r} must be a positive integer or 'auto'")
-    return number
-
-
-class NoValidPixel(UnetsegError):
-    def __init__(self, nodata: Any) -> None:
-        super().__init__(f"no valid pixel in the image (every pixel is nodata {nodata}, NaN or Inf)")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything one tiled prediction runs with, resolved (no "auto" left). Plain data, so it travels to Dask
-    workers; the model's :class:`~unetseg.inference.graph.InferenceGraph` is built (and cached) where it runs."""
-
-    grid: TileGrid
-    batch_size: int
-    blend: str
-    pad_mode: str
-    transforms: list[Transform]
-    output: str
-    precision: Precision
-    device: torch.device
-    normalization: Normalization
-    compile: bool
-    invalid: InvalidRule | None  # None: no pixel of this image can be invalid (integer dtype, no nodata value)
-    nodata_label: int | None
-
-    def report(self) -> dict[str, Any]:
-        """The settings a summary records (see ``report`` of :func:`predict_tiled`)."""
-        return dict(tile_shape=list(self.grid.tile_shape), context=self.grid.rows.context,
-                    num_tiles=self.grid.num_tiles, batch_size=self.batch_size, precision=self.precision.name,
-                    device=str(self.device), compiled=self.compile,
-                    nodata=None if self.invalid is None else self.invalid.nodata)
-
-
-def invalid_rule(model: nn.Module, image: Any, nodata: Any) -> InvalidRule | None:
-    """The invalid-pixel rule for ``image``, or None when none of its pixels can be invalid.
-
-    ``nodata`` "auto": the image's own ``nodata`` attribute (a file's GDAL_NODATA tag, e.g. from
-    :func:`unetseg.io.open_image`), else the value the checkpoint was trained with; the checkpoint's band rule.
-    """
-    meta = getattr(model, "meta", None) or {}
-    trained = Nodata.from_dict(meta.get("nodata")) if meta.get("nodata") else None
-    value = resolve_nodata(nodata, getattr(image, "nodata", None), trained)
-    if not needs_check(image.dtype, value):
-        return None
-    return InvalidRule(value, trained.rule if trained is not None else "any")
+D = DEFAULTS
 
 
 def predict_tiled(
     model: nn.Module,
     image: Any,
     *,
-    tile_size: int | str = "auto",
-    batch_size: int | str = "auto",
-    blend: str = "crop",
-    pad_mode: str = "reflect",
-    halo: int | str = "auto",
-    tta: str | None = None,
-    output: str = "labels",
-    amp: str | bool | None = "auto",
-    device: str | torch.device | None = None,
-    normalization: Normalization | None = None,
-    compile: bool | str = "auto",
-    nodata: Any = "auto",
-    nodata_label: int | None = None,
+    tile_size: int | str = D.tile_size,
+    batch_size: int | str = D.batch_size,
+    blend: str = D.blend,
+    pad_mode: str = D.pad_mode,
+    halo: int | str = D.halo,
+    tta: str | None = D.tta,
+    output: str = D.output,
+    amp: str | bool | None = D.amp,
+    device: str | torch.device | None = D.device,
+    normalization: Normalization | None = D.normalization,
+    compile: bool | str = D.compile,
+    nodata: Any = D.nodata,
+    nodata_label: int | None = D.nodata_label,
     progress: bool = False,
     out: Any = None,
     report: dict[str, Any] | None = None,
@@ -137,8 +58,9 @@ def predict_tiled(
             and numpy slicing: zarr, :func:`unetseg.io.open_image`). C must equal
             ``model.in_channels``. Read one tile row at a time.
         tile_size: model input side in pixels (rounded to a size the model accepts; shrunk per axis to what
-            the image needs), or "auto" (default): the candidate (256..1024 px) with the shortest measured time
-            for this image, model, device and precision (:func:`unetseg.inference.autotile.auto_tile_size`).
+            the image needs), or "auto" (default): the candidate (:data:`unetseg.inference.autotile.CANDIDATES`,
+            256..2048 px) with the shortest measured time for this image, model, device and precision, among
+            those whose activations fit the memory budget (:func:`unetseg.inference.autotile.auto_tile_size`).
         batch_size: tiles per forward pass, or "auto" (default): 1 on CPUs, 4 on GPUs
             (:func:`unetseg.inference.autotile.auto_batch_size`).
         blend: "crop" (default): each tile contributes only its centre, tiles abut. "gaussian": tile outputs
@@ -174,105 +96,44 @@ def predict_tiled(
             that is a class id is refused.
         progress: show a tqdm bar over tiles.
         out: optional preallocated destination of the result's shape (numpy array, zarr array, or a
-            streaming writer such as :class:`unetseg.io.TiffTileWriter`). Rows are written in
-            increasing bands (``out[r0:r1] = band``), so a streaming destination never holds the image.
-        report: optional dict, filled with the settings actually used (e.g. for a JSON summary):
-            ``tile_shape`` [h, w], ``context`` (margin or halo, px per side), ``num_tiles``, ``batch_size``,
-            ``precision`` ("fp32" | "bf16" | "fp16"), ``device`` and ``nodata`` (the value applied, or None).
+            streaming writer such as :class:`unetseg.io.TiffTileWriter`), or a band sink (an
+            :class:`unetseg.outputs.OutputSet`). Rows are written in increasing bands (``out[r0:r1] = band``), so a
+            streaming destination never holds the image.
+        report: kept for compatibility: a dict that receives :meth:`TileReport.as_dict` of the settings used.
+            :func:`tiled` returns them (and the class counts) in a :class:`~unetseg.inference.result.TiledResult`.
 
     Returns:
         ``out`` if given, else a numpy array: labels HxW or probs HxWxK float32.
     """
-    settings = tiled_settings(model, image, tile_size=tile_size, batch_size=batch_size, blend=blend,
-                              pad_mode=pad_mode, halo=halo, tta=tta, output=output, amp=amp, device=device,
-                              normalization=normalization, compile=compile, nodata=nodata, nodata_label=nodata_label)
+    options = TileOptions(tile_size=tile_size, batch_size=batch_size, blend=blend, pad_mode=pad_mode, halo=halo,
+                          tta=tta, output=output, amp=amp, device=device, normalization=normalization,
+                          compile=compile, nodata=nodata, nodata_label=nodata_label)
+    result = tiled(model, image, options, out=out, progress=progress).check_valid()
     if report is not None:
-        report.update(settings.report())
-    return run_tiles(model, image, settings, progress, out, report=report)
+        report.update(result.report.as_dict())
+    return result.output
 
 
-def tiled_settings(model: nn.Module, image: Any, *, tile_size: int | str = "auto", batch_size: int | str = "auto",
-                   blend: str = "crop", pad_mode: str = "reflect", halo: int | str = "auto", tta: str | None = None,
-                   output: str = "labels", amp: str | bool | None = "auto", device: str | torch.device | None = None,
-                   normalization: Normalization | None = None, compile: bool | str = "auto", nodata: Any = "auto",
-                   nodata_label: int | None = None) -> Settings:
-    """Check the options of :func:`predict_tiled` against ``model`` and ``image`` and resolve every "auto".
+def tiled(model: nn.Module, image: Any, options: TileOptions = DEFAULTS, *, out: Any = None,
+          progress: bool = False) -> TiledResult:
+    """:func:`predict_tiled` as a result object: plan, run, and return output, settings and class counts.
 
-    The arguments mean what they mean for :func:`predict_tiled`; the tile grid covers the whole image.
-    """
-    if blend not in BLENDS:
-        raise UnetsegError(f"blend={blend!r} is not one of {', '.join(BLENDS)}")
-    if output not in OUTPUTS:
-        raise UnetsegError(f"output={output!r} is not one of {', '.join(OUTPUTS)}")
-    check_pad_mode(pad_mode)
-    if not isinstance(compile, bool) and compile != "auto":
-        raise UnetsegError(f"compile={compile!r} must be True, False or 'auto'")
-    transforms = tta_transforms(tta)
-    tile = positive_int_or_auto("tile_size", tile_size)
-    batch = positive_int_or_auto("batch_size", batch_size)
-    channels = image_channels(image)
-    known = isinstance(model, SegmentationModel)
-    if known and channels != model.in_channels:
-        raise UnetsegError(f"image has {channels} channel(s) but the model expects {model.in_channels}")
-    height, width = int(image.shape[0]), int(image.shape[1])
-    if height < 1 or width < 1:
-        raise UnetsegError(f"image is empty: shape {tuple(image.shape)}")
-    norm = normalization or (model.normalization if known else None) or Normalization()
-    if len(norm.mean) not in (1, channels):
-        raise UnetsegError(f"normalization has {len(norm.mean)} channel statistics but the image has {channels} channels")
-
-    invalid = invalid_rule(model, image, nodata)
-    if known and invalid is not None and output == "labels":
-        nodata_label_of(model.num_classes, nodata_label)  # refuse a colliding label before any work
-    dev = torch.device(device) if device is not None else model_device(model)
-    precision = resolve_precision(amp, dev)
-    geometry = Geometry.of(model)
-    if batch == "auto":
-        batch = auto_batch_size(dev)
-    graph = inference_graph(model, dev, precision)
-    key = model_key(model)
-    if tile == "auto":
-        tile = auto_tile_size(graph, key, (height, width), geometry, channels=channels, batch_size=batch, halo=halo)
-    grid = TileGrid.build((height, width), tile, geometry, halo)
-    return Settings(grid, batch, blend, pad_mode, transforms, output, precision, dev, norm,
-                    _should_compile(compile, graph, key, grid, channels, batch), invalid, nodata_label)
+    A result whose image held no valid pixel is returned as it is (:meth:`TiledResult.check_valid` raises)."""
+    return run_tiles(model, image, plan_tiles(model, image, options), out=out, progress=progress)
 
 
-def _should_compile(compile: bool | str, graph: InferenceGraph, key: str, grid: TileGrid, channels: int,
-                    batch: int) -> bool:
-    if isinstance(compile, bool):
-        return compile
-    if grid.num_tiles < MIN_TILES_TO_COMPILE:
-        return False
-    seconds = seconds_per_tile(graph, key, grid.tile_shape, channels=channels, batch_size=batch)
-    return seconds is not None and seconds * grid.num_tiles > COMPILE_AFTER_SECONDS
-
-
-def run_tiles(model: nn.Module, image: Any, s: Settings, progress: bool = False, out: Any = None, *,
-              validity: list[bool] | None = None, report: dict[str, Any] | None = None) -> Any:
-    """Read the tiles of ``s.grid`` from ``image`` -> the model's inference graph -> stitch into ``out``, with the
-    reading one batch ahead in a background thread. Returns ``out`` (a new numpy array if None).
-
-    ``validity``: None raises when no pixel of ``image`` is valid; a list gets whether any was appended instead
-    (a Dask block may be all nodata, its image not).
-    ``report``: its ``compiled`` entry is corrected if compiling failed and the graph fell back to eager.
-    """
-    graph = inference_graph(model, s.device, s.precision, compile=s.compile)
-    invalid = None if s.invalid is None else replace(s.invalid, valid_seen=False)
-    forward = TileForward(graph, s.transforms)
-    stitcher = Stitcher(s.grid, s.blend, s.output, out, invalid=invalid is not None, nodata=s.nodata_label)
-    batches = tile_batches(image, s.grid, s.batch_size, s.pad_mode, s.normalization, s.precision.channels_last,
-                           invalid)
-    bar = tqdm(total=s.grid.num_tiles, desc="tiles", unit="tile", disable=not progress, leave=False)
+def run_tiles(model: nn.Module, image: Any, plan: TilePlan, *, out: Any = None, progress: bool = False) -> TiledResult:
+    """Read the tiles of ``plan.grid`` from ``image`` -> the model's inference graph -> merge into ``out`` (None:
+    a new numpy array), with the reading one batch ahead in a background thread."""
+    graph = inference_graph(model, plan.device, plan.precision, compile=plan.compile)
+    forward = TileForward(graph, plan.transforms)
+    merger = Merger(plan.grid, plan.blend, plan.output, out, invalid=plan.invalid is not None, nodata=plan.nodata_label)
+    batches = tile_batches(image, plan.grid, plan.batch_size, plan.pad_mode, plan.normalization,
+                           plan.precision.channels_last, plan.invalid)
+    bar = tqdm(total=plan.grid.num_tiles, desc="tiles", unit="tile", disable=not progress, leave=False)
     with torch.inference_mode(), bar:
         for x, index, tile_invalid in prefetch(batches):
-            stitcher.add(forward(x), index, tile_invalid)
+            merger.add(forward(x), index, tile_invalid)
             bar.update(len(index))
-    if report is not None:
-        report["compiled"] = graph.compiled
-    valid_seen = invalid is None or invalid.valid_seen
-    if validity is not None:
-        validity.append(valid_seen)
-    elif not valid_seen:
-        raise NoValidPixel(invalid.nodata)
-    return stitcher.out
+    pixels = plan.grid.rows.length * plan.grid.cols.length
+    return TiledResult(merger.out, plan.report(compiled=graph.compiled), pixels, merger.counts)

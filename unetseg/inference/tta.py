@@ -12,6 +12,11 @@ TTAS = (None, "flips", "d4")
 Transform = tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
 
 
+def check_tta(tta: str | None) -> None:
+    if tta not in TTAS:
+        raise UnetsegError(f"tta={tta!r} is not one of None, 'flips', 'd4'")
+
+
 def tta_transforms(tta: str | None) -> list[Transform]:
     """(forward, inverse) pairs on NCHW tensors: identity; + 3 flips ("flips"); + the 8 of the dihedral group ("d4")."""
     def flip(dims: tuple[int, ...]) -> Transform:
@@ -26,11 +31,10 @@ def tta_transforms(tta: str | None) -> list[Transform]:
             return torch.flip(y, (3,)) if flip_w else y
         return forward, inverse
 
+    check_tta(tta)
     identity: Transform = (lambda x: x), (lambda y: y)
     if tta is None:
         return [identity]
     if tta == "flips":
         return [identity, flip((3,)), flip((2,)), flip((2, 3))]
-    if tta == "d4":
-        return [rot(k, f) for f in (False, True) for k in range(4)]
-    raise UnetsegError(f"tta={tta!r} is not one of None, 'flips', 'd4'")
+    return [rot(k, f) for f in (False, True) for k in range(4)]

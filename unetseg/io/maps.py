@@ -19,11 +19,8 @@ import tifffile
 from ..errors import OutputError, UnetsegError
 from .atomic import atomic_path
 from .images import is_tiff
-from .labels import label_dtype
 from .sinks import NpyWriter
 from .tiff_writer import nodata_tag, verify_tiff
-
-MAP_FORMATS = ("index", "palette", "overlay", "probs", "summary", "ome-zarr")  # ome-zarr: index map, unetseg[scale]
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -51,13 +48,12 @@ def _write_cv2(path: Path, image: np.ndarray) -> None:
 
 def write_index(path: str | os.PathLike, labels: np.ndarray, *, nodata: int | None = None,
                 extratags: list[tuple] | None = None) -> Path:
-    """Class-index map: PNG (uint8, uint16 beyond 256 labels) or TIFF (zlib, GeoTIFF ``extratags``), by suffix."""
+    """Class-index map in the labels' own dtype (:func:`unetseg.data.labels.map_dtype`): PNG (uint8 or uint16)
+    or TIFF (zlib, GeoTIFF ``extratags`` and the ``nodata`` label's GDAL_NODATA tag), by suffix."""
     path = Path(path)
-    labels = np.asarray(labels)
-    top = int(labels.max(initial=0))
-    if top >= 65536:
-        raise UnetsegError(f"{path}: {top + 1} classes do not fit a 16-bit index map")
-    data = labels.astype(label_dtype(top + 1))
+    data = np.asarray(labels)
+    if data.dtype not in (np.uint8, np.uint16) and not is_tiff(path):
+        raise UnetsegError(f"{path}: a PNG index map holds uint8 or uint16 labels, not {data.dtype}")
     if is_tiff(path):
         with atomic_path(path, verify=verify_tiff(data.shape, data.dtype)) as tmp:
             tifffile.imwrite(tmp, data, compression="zlib", photometric="minisblack",

@@ -1,13 +1,12 @@
 """Row-band sinks: where :func:`unetseg.predict_tiled` hands its finished rows when ``out=`` is given.
 
 A sink is anything with ``shape``, ``dtype`` and ``sink[r0:r1] = band`` called with contiguous bands in
-increasing row order (:class:`RowSink`): a numpy or zarr array, :class:`unetseg.io.tiff_writer.TiffTileWriter`,
-:class:`NpyWriter`, or a :class:`BandFanout` that passes each band to several consumers.
+increasing row order (:class:`RowSink`): a numpy or zarr array, :class:`unetseg.io.tiff_writer.TiffTileWriter`
+or :class:`NpyWriter`. (:class:`unetseg.outputs.OutputSet` takes whole bands of labels and probabilities.)
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -25,20 +24,6 @@ class RowSink(Protocol):
     shape: tuple[int, ...]
 
     def __setitem__(self, key: slice, band: np.ndarray) -> None: ...
-
-
-class BandFanout:
-    """A sink that hands each finished band ``(first_row, band)`` to several consumers."""
-
-    def __init__(self, shape: tuple[int, ...], consumers: list[Callable[[int, np.ndarray], None]],
-                 dtype: Any = None) -> None:
-        self.shape = tuple(shape)
-        self.dtype = None if dtype is None else np.dtype(dtype)
-        self.consumers = consumers
-
-    def __setitem__(self, key: slice, band: np.ndarray) -> None:
-        for consume in self.consumers:
-            consume(key.start, band)
 
 
 class NpyWriter:

@@ -2,20 +2,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UnetsegError
-from .levels import MissingLevel
 from .images import is_image_file, is_tiff, read_image
+from .levels import MissingLevel
 from .slide import is_slide, open_slide
 from .tiff import open_tiff
 from .zarr_io import is_zarr, open_zarr
-
-# Outputs unetseg writes are named "<stem>_<kind>.<ext>"; a folder given as input skips them.
-OUTPUT_KINDS = ("index", "palette", "overlay", "probs", "summary")
 
 
 @dataclass
@@ -61,35 +58,30 @@ def open_image(path: str | os.PathLike, level: int = 0) -> ImageSource:
     return ImageSource(path, read_image(path))
 
 
-def output_source_stem(path: Path) -> str | None:
-    """For a file named like one of unetseg's outputs (``<stem>_index.png``, ``<stem>_probs.tif``, ...) the
-    ``<stem>`` part, else None. OME outputs (``<stem>_index.ome.zarr``, ``.ome.tif``) count too."""
-    name = path.stem.removesuffix(".ome")
-    for kind in OUTPUT_KINDS:
-        if name.endswith(f"_{kind}") and len(name) > len(kind) + 1:
-            return name[: -len(kind) - 1]
-    return None
+def recorded_pixel_size(path: str | os.PathLike) -> tuple[tuple[float, float], str | None] | None:
+    """The (y, x) pixel size and unit a file's metadata records (TIFF resolution tags, OME-XML, GeoTIFF pixel
+    scale, OME-Zarr axes), or None; formats without such metadata (PNG, JPEG) are not read."""
+    path = Path(path)
+    if not (is_tiff(path) or is_zarr(path) or is_slide(path)):
+        return None
+    source = open_image(path)
+    return None if source.pixel_size is None else (source.pixel_size, source.unit)
 
 
-def _skip_outputs(files: list[Path]) -> list[Path]:
-    """``files`` of one folder without unetseg's outputs: a file named ``<x>_<kind>.<ext>`` is an output when
-    an image of stem ``x`` (or named ``x`` with its dot as ``_``, e.g. ``a.tif`` for ``a_tif``) is there too."""
-    sources = {f.stem for f in files} | {f.name.replace(".", "_") for f in files}
-    return [f for f in files if output_source_stem(f) not in sources]
-
-
-def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+def find_images(inputs: Sequence[str | os.PathLike],
+                skip: Callable[[list[Path]], list[Path]] | None = None) -> list[Path]:
     """Files given directly, plus the image files (by suffix, sorted) in any folders given.
 
-    Inside folders, hidden files and unetseg's outputs next to their source image are skipped, so an output
-    folder equal to an input folder is never read back as input. Each file comes once.
+    Inside folders, hidden files are skipped, and ``skip`` (if given) filters each folder's list (the predict
+    command leaves out unetseg's own outputs, :func:`unetseg.outputs.naming.skip_outputs`). Each file comes once.
     """
     found: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir() and not is_zarr(p):
-            found += _skip_outputs(sorted(f for f in p.iterdir() if not f.name.startswith(".")
-                                          and (is_image_file(f) or is_zarr(f) or is_slide(f))))
+            files = sorted(f for f in p.iterdir() if not f.name.startswith(".")
+                           and (is_image_file(f) or is_zarr(f) or is_slide(f)))
+            found += files if skip is None else skip(files)
         else:
             found.append(p)
     return list(dict.fromkeys(found))  # a file named twice (or inside a folder also given) is done once

@@ -110,6 +110,36 @@ def _resolution_um(page: tifffile.TiffPage) -> tuple[float, float] | None:
     return None
 
 
+# GeoTIFF keys (GeoKeyDirectoryTag entries): the model type, and the linear units of projected CRSs
+_GT_MODEL_TYPE, _PROJ_LINEAR_UNITS = 1024, 3076
+_GEOGRAPHIC = 2
+_LINEAR_UNITS = {9001: "meter", 9002: "foot", 9003: "us-survey-foot"}
+
+
+def _geo_keys(page: tifffile.TiffPage) -> dict[int, Any]:
+    """The GeoKeyDirectory's directly-held values (key id -> value)."""
+    directory = page.tags.valueof(34735)
+    if not directory or len(directory) < 4:
+        return {}
+    count = int(directory[3])
+    entries = directory[4 : 4 + 4 * count]
+    return {int(entries[i]): entries[i + 3] for i in range(0, len(entries) - 3, 4) if int(entries[i + 1]) == 0}
+
+
+def _geotiff_size(page: tifffile.TiffPage) -> tuple[tuple[float, float], str | None] | None:
+    """(y, x) pixel size and unit from a GeoTIFF's ModelPixelScale (CRS units: "meter" for most projected
+    CRSs, "degree" for geographic ones), if the page has one."""
+    scale = page.tags.valueof(33550)
+    if not scale or len(scale) < 2 or not (scale[0] > 0 and scale[1] > 0):
+        return None
+    keys = _geo_keys(page)
+    if keys.get(_GT_MODEL_TYPE) == _GEOGRAPHIC:
+        unit = "degree"
+    else:
+        unit = _LINEAR_UNITS.get(int(keys.get(_PROJ_LINEAR_UNITS, 9001)))
+    return (float(scale[1]), float(scale[0])), unit
+
+
 def _ome_size(tif: tifffile.TiffFile) -> tuple[tuple[float, float], str | None] | None:
     try:
         pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
@@ -121,13 +151,16 @@ def _ome_size(tif: tifffile.TiffFile) -> tuple[tuple[float, float], str | None] 
 
 
 def _pixel_size(tif: tifffile.TiffFile, series: Any, level: int) -> dict[str, Any]:
-    """Pixel size (y, x) and unit at ``level``: the level's own resolution tags, else level 0's (or OME-XML's
-    PhysicalSize) scaled by the level's power-of-2 reduction; {} when the file does not say."""
-    own = _resolution_um(series.levels[level].pages[0])
+    """Pixel size (y, x) and unit at ``level``: a GeoTIFF's ModelPixelScale, else the level's own resolution
+    tags, else level 0's (or OME-XML's PhysicalSize) scaled by the level's power-of-2 reduction; {} when the file
+    does not say."""
+    first = series.levels[0].pages[0]
+    geo = _geotiff_size(first)
+    own = _resolution_um(series.levels[level].pages[0]) if geo is None else None
     if own is not None:
         return {"pixel_size": own, "unit": "micrometer"}
-    base = _resolution_um(series.levels[0].pages[0])
-    found = (base, "micrometer") if base is not None else _ome_size(tif) if tif.is_ome else None
+    base = _resolution_um(first)
+    found = geo or ((base, "micrometer") if base is not None else _ome_size(tif) if tif.is_ome else None)
     if found is None:
         return {}
     x = series.axes.index("X")

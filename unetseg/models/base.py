@@ -7,6 +7,7 @@ the constructor arguments, so a checkpoint can rebuild the model from nothing el
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 
 from ..data.classes import ClassTable
 from ..data.normalization import Normalization
+from .meta import CheckpointMeta
 from .sizes import SizeRule
 
 
@@ -21,9 +23,9 @@ class SegmentationModel(nn.Module):
     """Base class: geometry helpers, input checking, the constructor config and the checkpoint facts.
 
     Attributes:
-        normalization: how inputs are normalised (from training), or None: scale by dtype.
-        classes: class names and colours, or None: :meth:`ClassTable.default`.
-        meta: everything else the checkpoint recorded (plain data; empty for a new model).
+        meta: what the checkpoint recorded (:class:`~unetseg.models.meta.CheckpointMeta`; empty for a new model).
+        normalization: ``meta.normalization``: how inputs are normalised (from training), or None: scale by dtype.
+        classes: ``meta.classes``: class names and colours, or None: :meth:`ClassTable.default`.
     """
 
     registry_name: str = ""
@@ -34,9 +36,7 @@ class SegmentationModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self._config_kwargs: dict[str, Any] = {}
-        self.normalization: Normalization | None = None
-        self.classes: ClassTable | None = None
-        self.meta: dict[str, Any] = {}
+        self._meta = CheckpointMeta()
 
     @property
     def config(self) -> dict[str, Any]:
@@ -83,7 +83,37 @@ class SegmentationModel(nn.Module):
         self.size_rule.check(int(x.shape[-2]), "input height")
         self.size_rule.check(int(x.shape[-1]), "input width")
 
-    # -- classes ----------------------------------------------------------------------------------
+    # -- what the checkpoint records ------------------------------------------------------------------
+
+    @property
+    def meta(self) -> CheckpointMeta:
+        return self._meta
+
+    @meta.setter
+    def meta(self, value: CheckpointMeta | dict[str, Any]) -> None:
+        """A :class:`CheckpointMeta`, or its stored dict form (an unknown key is a ValueError naming it)."""
+        if isinstance(value, dict):
+            value = CheckpointMeta.from_dict(value, strict=True)
+        if not isinstance(value, CheckpointMeta):
+            raise TypeError(f"model.meta must be a CheckpointMeta or a dict, got {type(value).__name__}")
+        self._meta = value
+
+    @property
+    def normalization(self) -> Normalization | None:
+        return self.meta.normalization
+
+    @normalization.setter
+    def normalization(self, value: Normalization | None) -> None:
+        self._meta = replace(self._meta, normalization=value)
+
+    @property
+    def classes(self) -> ClassTable | None:
+        return self.meta.classes
+
+    @classes.setter
+    def classes(self, value: ClassTable | None) -> None:
+        self._meta = replace(self._meta, classes=value)
+
 
     @property
     def class_table(self) -> ClassTable:

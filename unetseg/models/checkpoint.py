@@ -1,4 +1,4 @@
-"""Checkpoints: weights + the model's constructor config + meta (normalisation, classes, ...).
+"""Checkpoints: weights + the model's constructor config + its typed meta record (:mod:`.meta`).
 
 Loading uses ``torch.load(weights_only=True)``: a checkpoint holds tensors and plain Python data only, so
 loading one never runs code from the file. Anything that is not a sound unetseg checkpoint (empty,
@@ -16,11 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.classes import ClassTable
-from ..data.normalization import Normalization
 from ..errors import UnetsegError
 from ..io.atomic import atomic_path
 from .base import SegmentationModel
+from .meta import CheckpointMeta
 from .registry import build_model, list_models
 
 CHECKPOINT_FORMAT = "unetseg-checkpoint-v1"
@@ -32,38 +31,22 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def _plain(value: Any) -> Any:
-    """Meta values as plain data (weights_only loads accept nothing else)."""
-    if isinstance(value, (Normalization, ClassTable)):
-        return value.to_dict()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def checkpoint_payload(model: nn.Module, **meta: Any) -> dict[str, Any]:
     """The dict that :func:`save_checkpoint` writes; training adds optimizer/scheduler/RNG state to it.
 
-    ``meta`` may name the classes as ``classes=ClassTable`` or as ``class_names=[...]`` (+ ``class_colors``);
-    the model's own ``normalization`` and ``classes`` are stored when ``meta`` gives none.
+    ``meta``: :class:`~unetseg.models.meta.CheckpointMeta` fields that replace the model's own ``model.meta``
+    (e.g. ``normalization=``, ``classes=ClassTable`` or ``class_names=[...]`` + ``class_colors=``,
+    ``pixel_size=0.5``, ``nodata=``); an unknown name is a TypeError naming it.
     """
     bare = unwrap(model)
     if not isinstance(bare, SegmentationModel):
         raise TypeError(f"save_checkpoint needs a unetseg model (from build_model), got {type(bare).__name__}")
-    names, colors = meta.pop("class_names", None), meta.pop("class_colors", None)
-    if names is not None or colors is not None:
-        default = ClassTable.default(len(names if names is not None else colors))
-        meta["classes"] = ClassTable(tuple(names if names is not None else default.names),
-                                     tuple(tuple(c) for c in (colors if colors is not None else default.colors)))
-    meta.setdefault("classes", bare.classes)
-    meta.setdefault("normalization", bare.normalization)
-    meta = {k: v for k, v in meta.items() if v is not None}
+    try:
+        record = bare.meta.updated(**meta)
+    except ValueError as err:
+        raise TypeError(f"save_checkpoint: {err}") from None
     state = {k: v.detach().cpu() for k, v in bare.state_dict().items()}
-    return {"format": CHECKPOINT_FORMAT, "model": bare.config, "state_dict": state, "meta": _plain(meta)}
+    return {"format": CHECKPOINT_FORMAT, "model": bare.config, "state_dict": state, "meta": record.to_dict()}
 
 
 def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -76,8 +59,9 @@ def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
-    """Save weights + constructor config + ``meta`` (e.g. normalization=..., class_names=[...],
-    class_colors=[[r, g, b], ...]) to ``path`` atomically. Returns the path."""
+    """Save weights + constructor config + the model's :class:`~unetseg.models.meta.CheckpointMeta`, updated
+    with ``meta`` (e.g. normalization=..., class_names=[...], class_colors=[[r, g, b], ...], pixel_size=0.5), to
+    ``path`` atomically. Returns the path."""
     return write_checkpoint(checkpoint_payload(model, **meta), path)
 
 
@@ -167,9 +151,10 @@ def model_from_payload(payload: dict[str, Any], device: str | torch.device = "cp
                        source: str | os.PathLike = "checkpoint") -> SegmentationModel:
     """Rebuild the model a checkpoint dict describes, with its weights and facts, in eval mode.
 
-    The returned model carries ``normalization``, ``classes`` and ``meta`` (the whole meta dict).
+    The returned model carries the checkpoint's :class:`~unetseg.models.meta.CheckpointMeta` as ``meta``
+    (``normalization`` and ``classes`` read from it).
     """
-    config, meta = payload["model"], payload.get("meta", {})
+    config = payload["model"]
     try:
         model = build_model(config["name"], **config["kwargs"])
     except Exception as err:  # noqa: BLE001  any constructor error means the stored arguments are bad
@@ -177,22 +162,16 @@ def model_from_payload(payload: dict[str, Any], device: str | torch.device = "cp
         raise UnetsegError(f"checkpoint {source}: model {config['name']!r} cannot be built from its stored "
                            f"arguments ({message})") from None
     load_weights(model, payload["state_dict"], source)
-    try:
-        model.normalization = Normalization.from_dict(meta["normalization"]) if "normalization" in meta else None
-        model.classes = _stored_classes(meta)
-    except (ValueError, KeyError, TypeError) as err:
-        raise UnetsegError(f"checkpoint {source}: damaged meta data ({type(err).__name__}: {err})") from None
-    model.meta = meta
+    model.meta = read_meta(payload, source)
     return model.to(device).eval()
 
 
-def _stored_classes(meta: dict[str, Any]) -> ClassTable | None:
-    if "classes" in meta:
-        return ClassTable.from_dict(meta["classes"])
-    if meta.get("class_names") is not None:  # checkpoints written before classes were stored as one table
-        colors = meta.get("class_colors") or ClassTable.default(len(meta["class_names"])).colors
-        return ClassTable(tuple(meta["class_names"]), tuple(tuple(c) for c in colors))
-    return None
+def read_meta(payload: dict[str, Any], source: str | os.PathLike = "checkpoint") -> CheckpointMeta:
+    """The typed meta record of a checkpoint dict (either schema); damaged values are one UnetsegError line."""
+    try:
+        return CheckpointMeta.from_dict(payload.get("meta", {}))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UnetsegError(f"checkpoint {source}: damaged meta data ({type(err).__name__}: {err})") from None
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> SegmentationModel:

@@ -64,7 +64,7 @@ class UNet(EncoderDecoder):
             skips.append(x)
             x = self.pool(x)
         x = self.dropout(self.bottleneck(x))
-        for up, conv, skip in zip(self.up, self.up_convs, reversed(skips)):
+        for up, conv, skip in zip(self.up, self.up_convs, reversed(skips), strict=True):
             x = up(x)
             x = conv(torch.cat([center_crop(skip, x.shape[-2], x.shape[-1]), x], dim=1))
         return self.head(x)

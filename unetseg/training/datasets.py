@@ -17,11 +17,13 @@ from ..data.classes import ClassTable
 from ..data.dataset import TrainPatches, ValImages, component_instances
 from ..data.folder import PixelRules, folder_splits
 from ..data.nodata import Nodata, fill_invalid, fill_value, resolve_nodata
-from ..io.images import file_nodata
 from ..data.normalization import Normalization, dtype_scale
 from ..data.samples import SampleSplit, load_sample
 from ..data.weightmap import border_weight_map, class_balance_weights
 from ..errors import UnetsegError
+from ..io.images import file_nodata
+from ..io.source import recorded_pixel_size
+from ..models.meta import pixel_size_pair
 
 __all__ = ["build_datasets", "load_splits", "training_weights"]
 
@@ -72,7 +74,7 @@ def training_weights(split: SampleSplit, cfg: DataConfig, ignore: int | None = N
     if wm.enabled and instances is not None:
         return [border_weight_map(inst, mask, w0=wm.w0, sigma=wm.sigma, class_weights=table,
                                   ignore_index=ignore)
-                for inst, mask in zip(instances, split.masks)]
+                for inst, mask in zip(instances, split.masks, strict=True)]
     if table is None:
         return None
     weights = []
@@ -95,6 +97,24 @@ class DataReport:
     normalization: dict[str, Any] = field(default_factory=dict)
     nodata: Nodata = Nodata()
     files: list[str] = field(default_factory=list)  # the training images (names for messages)
+    pixel_size: tuple[float, float] | None = None  # (y, x) of a training-image pixel, if known
+    pixel_unit: str | None = None
+
+
+def training_pixel_size(cfg: DataConfig, files: list[str], warnings: list[str]
+                        ) -> tuple[tuple[float, float] | None, str | None]:
+    """``data.pixel_size`` (in ``data.pixel_unit``), else what the training images' metadata records (the
+    first image's; a warning when the others differ by more than 1 %), else unknown."""
+    if cfg.pixel_size is not None:
+        return pixel_size_pair(cfg.pixel_size), cfg.pixel_unit
+    found = [size for size in map(recorded_pixel_size, files) if size is not None]
+    if not found:
+        return None, None
+    (size, unit), others = found[0], found[1:]
+    if any(u != unit or not np.allclose(s, size, rtol=0.01) for s, u in others):
+        warnings.append(f"the training images record different pixel sizes; the checkpoint keeps the first one, "
+                        f"{size[1]:g} {unit or ''} (set data.pixel_size to choose)")
+    return size, unit
 
 
 def data_warnings(split: SampleSplit, cfg: DataConfig, ignore: int | None) -> list[str]:
@@ -130,7 +150,7 @@ def _clamped_size(images: list[np.ndarray], input_size: int, margin: int, fit: C
 def _filled(images: list[np.ndarray], valid: list[np.ndarray | None], norm: Normalization) -> list[np.ndarray]:
     """Images with invalid pixels set to the per-band mean (0 once normalised)."""
     out = []
-    for image, ok in zip(images, valid):
+    for image, ok in zip(images, valid, strict=True):
         if ok is not None:
             scale = norm.scale if norm.scale is not None else dtype_scale(image.dtype)
             image = fill_invalid(image, ok, fill_value(np.asarray(norm.mean) * scale, image.dtype))
@@ -174,6 +194,7 @@ def build_datasets(
                                         "val": {"images": len(val)}}  # built-in samples have fixed splits
     stats = {"method": cfg.normalize, **normalization.to_dict()}
     report = DataReport(data_warnings(train, cfg, ignore), split, stats, nodata, files)
+    report.pixel_size, report.pixel_unit = training_pixel_size(cfg, files, report.warnings)
     input_size = _clamped_size(images, input_size, margin, fit_size, cfg, report.warnings)
     train.images = images
     weights = training_weights(train, cfg, ignore)

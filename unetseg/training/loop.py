@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 
-from ..inference.amp import Precision
+from ..models.precision import Precision
 from .distributed import DistContext, all_reduce_sum, any_rank
 
 

@@ -28,7 +28,7 @@ def _floats(rows: Sequence[dict[str, str]], key: str) -> tuple[list[float], list
 def plot_curves(rows: Sequence[dict[str, str]], path: str | Path) -> Path:
     """Train loss, validation mIoU and learning rate against epoch, from metrics.csv rows."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, key, title in zip(axes, ("train_loss", "val_miou", "lr"), ("train loss", "val mIoU", "learning rate")):
+    for ax, key, title in zip(axes, ("train_loss", "val_miou", "lr"), ("train loss", "val mIoU", "learning rate"), strict=True):
         xs, ys = _floats(rows, key)
         ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3)
         ax.set_title(title)
@@ -59,12 +59,12 @@ def plot_samples(
     the ``valid`` pixels of each image; invalid ones black)."""
     n = len(images)
     fig, axes = plt.subplots(max(n, 1), 3, figsize=(10, 3.3 * max(n, 1)), squeeze=False)
-    for row, (image, truth, pred) in enumerate(zip(images, truths, predictions)):
+    for row, (image, truth, pred) in enumerate(zip(images, truths, predictions, strict=True)):
         ok = None if valid is None else valid[row]
         panels = ((display_rgb(image, bands, valid=ok), "image"),
                   (colorize(truth, palette, ignore_index=ignore_index, unknown_color=IGNORE_COLOR), "truth"),
                   (colorize(pred, palette, unknown_color=IGNORE_COLOR), "prediction"))
-        for ax, (data, title) in zip(axes[row], panels):
+        for ax, (data, title) in zip(axes[row], panels, strict=True):
             ax.imshow(data, interpolation="nearest")
             ax.set_title(title if row == 0 else "")
             ax.axis("off")

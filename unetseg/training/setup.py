@@ -21,10 +21,11 @@ from ..data.classes import ClassTable
 from ..data.dataset import TrainPatches
 from ..data.normalization import Normalization
 from ..errors import UnetsegError
-from ..inference.amp import Precision, resolve_precision
 from ..losses import build_loss
 from ..models import build_model
 from ..models.base import SegmentationModel
+from ..models.meta import CheckpointMeta
+from ..models.precision import Precision, resolve_precision
 from .datasets import build_datasets
 from .distributed import DistContext
 from .optim import build_optimizer, build_scheduler
@@ -77,8 +78,10 @@ def make_model(name: str, kwargs: dict[str, Any], device: str | torch.device = "
         raise UnetsegError(f"model: {err}") from None
 
 
-def check_resume_config(saved: dict[str, Any], config: RunConfig, run_dir: Path) -> None:
+def check_resume_config(saved: dict[str, Any] | None, config: RunConfig, run_dir: Path) -> None:
     """A resumed run must keep model/data/loss/optimisation settings; only RESUMABLE_CHANGES may differ."""
+    if saved is None:
+        raise UnetsegError(f"--resume {run_dir}: its last.pt records no run config, so it cannot be resumed")
     current = config.model_dump(mode="json")
 
     def walk(a: Any, b: Any, key: str) -> str | None:
@@ -152,9 +155,9 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
 
     torch.manual_seed(cfg.train.seed)  # identical initial weights whatever the data code consumed
     bare = make_model(cfg.model.name, kwargs).to(ctx.device)
-    bare.normalization, bare.classes = normalization, classes
-    if train_ds.report is not None:  # validation predicts with the nodata rule a checkpoint will carry
-        bare.meta = {"nodata": train_ds.report.nodata.to_dict()}
+    # validation predicts with the normalisation, classes and nodata rule a checkpoint will carry
+    bare.meta = CheckpointMeta(classes=classes, normalization=normalization,
+                               nodata=None if train_ds.report is None else train_ds.report.nodata)
     precision = training_precision(cfg.train.amp, ctx.device, cfg.train.channels_last)
     if cfg.train.channels_last:
         bare = bare.to(memory_format=torch.channels_last)

@@ -31,24 +31,35 @@ from ..config import RunConfig
 from ..data.nodata import Nodata, valid_mask
 from ..errors import OutputError, UnetsegError
 from ..inference import predict_tiled
-from ..inference.halo import measure_halo
 from ..io.atomic import remove_stale_temporaries
 from ..models import SegmentationModel, load_model
-from ..models.checkpoint import read_checkpoint, write_checkpoint
+from ..models.checkpoint import read_checkpoint, read_meta, write_checkpoint
+from ..models.meta import TrainingRecord
 from .checkpointing import (
-    BEST_NAME, LAST_NAME, read_resume_state, restore_training, save_run_checkpoint, training_state,
+    BEST_NAME,
+    LAST_NAME,
+    read_resume_state,
+    restore_training,
+    save_run_checkpoint,
+    training_state,
 )
 from .csvlog import MetricsLog, metric_columns
 from .distributed import (
-    DistContext, all_gather_object, any_rank, broadcast_object, cleanup_distributed, setup_distributed,
-    state_digest, sync_buffers,
+    DistContext,
+    all_gather_object,
+    any_rank,
+    broadcast_object,
+    cleanup_distributed,
+    setup_distributed,
+    state_digest,
+    sync_buffers,
 )
 from .evaluate import score_images
+from .halo import measure_halo
 from .loop import NonFiniteLoss, SkipSampler, StepState, train_epoch
 from .plots import plot_curves, plot_samples
 from .run_files import write_config, write_split, write_summary
 from .setup import build_components, check_resume_config, default_run_dir, finite_or_none, validation_amp
-
 
 HALO_PROBE_IMAGES = 4  # validation images the halo is measured on after training
 
@@ -112,7 +123,8 @@ class Trainer:
         if resume is not None:
             self.run_dir = Path(resume)
             self.resume_payload = read_resume_state(self.run_dir)
-            check_resume_config(self.resume_payload["meta"]["config"], config, self.run_dir)
+            saved = read_meta(self.resume_payload, self.run_dir / LAST_NAME).training
+            check_resume_config(None if saved is None else saved.config, config, self.run_dir)
         else:
             self.run_dir = Path(broadcast_object(ctx, str(out_dir) if out_dir else str(default_run_dir(name))))
             if (self.run_dir / LAST_NAME).exists():
@@ -154,13 +166,18 @@ class Trainer:
         self._session_start = time.perf_counter()
 
     def meta(self, val_miou: float | None) -> dict[str, Any]:
+        """The :class:`~unetseg.models.meta.CheckpointMeta` fields of this run's checkpoints."""
         c = self.c
         report = c.train_ds.report
+        data = {} if report is None else {"images": len(report.files), "normalization": report.normalization,
+                                          "warnings": report.warnings}
         return {"normalization": c.normalization, "classes": c.classes, "ignore_index": c.train_ds.ignore_index,
-                "nodata": report.nodata.to_dict() if report is not None else None,
-                "display": self.config.display.model_dump(), "class_values": self.config.data.class_values,
-                "input_size": c.input_size, "config": c.resolved.model_dump(mode="json"), "epoch": self.state.epoch,
-                "global_step": self.state.global_step, "val_miou": val_miou}
+                "nodata": None if report is None else report.nodata, "display_bands": self.config.display.bands,
+                "class_values": self.config.data.class_values, "input_size": c.input_size,
+                "pixel_size": None if report is None else report.pixel_size,
+                "pixel_unit": None if report is None else report.pixel_unit, "data": data,
+                "training": TrainingRecord(c.resolved.model_dump(mode="json"), self.state.epoch,
+                                           self.state.global_step, val_miou)}
 
     def save_last(self) -> None:
         self.state.elapsed = self.clock()  # the time up to this save, validation included
@@ -274,9 +291,9 @@ class Trainer:
                "lr": c.optimizer.param_groups[0]["lr"], "images_per_s": images_per_s}
         if scores is not None:
             row.update(val_miou=scores["miou"], val_accuracy=scores["accuracy"],
-                       **{f"iou_{n}": v for n, v in zip(c.classes.names, scores["iou"])})
+                       **{f"iou_{n}": v for n, v in zip(c.classes.names, scores["iou"], strict=True)})
             if self.progress:
-                per_class = ", ".join(f"{n} {v:.3f}" for n, v in zip(c.classes.names, scores["iou"]))
+                per_class = ", ".join(f"{n} {v:.3f}" for n, v in zip(c.classes.names, scores["iou"], strict=True))
                 tqdm.write(f"epoch {self.state.epoch}: loss {train_loss:.4f}  val mIoU {scores['miou']:.4f}  "
                            f"({per_class})")
         self.log.append(row)
@@ -325,13 +342,13 @@ class Trainer:
         return result
 
     def _record_halo(self, model: SegmentationModel, best_path: Path) -> None:
-        """Measure the context best.pt's tiles need on validation images and store it in its meta["halo"]."""
+        """Measure the context best.pt's tiles need on validation images and store it in its meta record."""
         images = [image for image, _ in self.c.val_items[:HALO_PROBE_IMAGES]]
         if model.padding != "same" or not images:
             return
-        model.meta["halo"] = measure_halo(model, images, device=self.ctx.device)
+        model.meta = model.meta.with_halo(measure_halo(model, images, device=self.ctx.device))
         payload = read_checkpoint(best_path)
-        payload["meta"]["halo"] = model.meta["halo"]
+        payload["meta"] = model.meta.to_dict()
         write_checkpoint(payload, best_path)
 
     def _sample_grid(self, model: SegmentationModel) -> None:

@@ -1,4 +1,4 @@
-"""Reading tiles: mirrored windows of the (possibly lazy) image, cut into tiles, normalised into batches,
+"""The splitter: mirrored windows of the (possibly lazy) image, cut into tiles, normalised into batches,
 prepared in a background thread while the model runs."""
 from __future__ import annotations
 
@@ -23,14 +23,12 @@ READ_COLUMNS = 4096
 TileIndex = tuple[int, int]
 
 
-@dataclass
+@dataclass(frozen=True)
 class InvalidRule:
-    """Which input pixels are invalid: equal to ``nodata`` (None: only NaN/Inf) in ``rule`` ("any"|"all") bands.
-    ``valid_seen`` turns True once a tile with a valid pixel was read (tiles cover the image)."""
+    """Which input pixels are invalid: equal to ``nodata`` (None: only NaN/Inf) in ``rule`` ("any"|"all") bands."""
 
     nodata: float | None
     rule: str = "any"
-    valid_seen: bool = False
 
 
 def read_tiles(image: Any, grid: TileGrid, pad_mode: str) -> Iterator[tuple[TileIndex, np.ndarray]]:
@@ -74,7 +72,6 @@ def tile_batches(image: Any, grid: TileGrid, batch_size: int, pad_mode: str, nor
         bad = None
         if invalid is not None:
             bad = ~valid_mask(tile, invalid.nodata, invalid.rule)
-            invalid.valid_seen = invalid.valid_seen or not bad.all()
             if bad.any():
                 x[bad] = 0.0
             else:

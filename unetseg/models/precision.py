@@ -50,6 +50,17 @@ class Precision:
                 yield
 
 
+def amp_choice(amp: str | bool | None) -> str:
+    """``amp`` as one of AMP_CHOICES: True is "auto", False and None are "off"; anything else a UnetsegError."""
+    if amp is True:
+        return "auto"
+    if amp is False or amp is None:
+        return "off"
+    if amp not in AMP_CHOICES:
+        raise UnetsegError(f"amp={amp!r} is not one of {', '.join(AMP_CHOICES)} (or True/False)")
+    return amp
+
+
 def resolve_precision(amp: str | bool | None, device: torch.device, *, training: bool = False) -> Precision:
     """Map ``amp`` to a :class:`Precision` for ``device``.
 
@@ -61,16 +72,13 @@ def resolve_precision(amp: str | bool | None, device: torch.device, *, training:
     MP/s on a 2-core AVX2 CPU).
     """
     channels_last = device.type in ("cpu", "cuda")
-    if amp is True:
-        amp = "auto"
-    if amp is False or amp is None or amp == "off":
+    amp = amp_choice(amp)
+    if amp == "off":
         return Precision(None, channels_last)
     if amp == "bf16":
         return Precision(torch.bfloat16, channels_last)
     if amp == "fp16":
         return Precision(torch.float16, channels_last)
-    if amp != "auto":
-        raise UnetsegError(f"amp={amp!r} is not one of {', '.join(AMP_CHOICES)} (or True/False)")
     if device.type == "cuda":
         if training and torch.cuda.is_bf16_supported():
             return Precision(torch.bfloat16, True)

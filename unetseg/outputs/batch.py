@@ -1,4 +1,5 @@
-"""Splitting a batch of inputs across processes: ``--shard I/N`` or torchrun's RANK/WORLD_SIZE.
+"""A batch of inputs: finding them (without reading back earlier outputs) and splitting them across processes
+(``--shard I/N`` or torchrun's RANK/WORLD_SIZE).
 
 Every process sorts the same input list and takes every N-th file from its own index, so the shards cover
 the inputs exactly once, with no coordination between processes.
@@ -13,6 +14,14 @@ from pathlib import Path
 import torch
 
 from ..errors import UnetsegError
+from ..io.source import find_images
+from .naming import skip_outputs
+
+
+def find_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """The image files named or inside the folders named (:func:`unetseg.io.source.find_images`), leaving out
+    unetseg's own outputs next to their inputs."""
+    return find_images(inputs, skip=skip_outputs)
 
 
 @dataclass(frozen=True)

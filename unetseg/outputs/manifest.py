@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .maps import write_json
+from ..io.maps import write_json
 
 
 def manifest_path(stem: Path) -> Path:

@@ -3,8 +3,8 @@
 The receptive field of a deep U-Net is far wider than the context its predictions depend on in practice:
 half of a 512 px tile is context at the exact (receptive-field) halo. :func:`measure_halo` finds, on real
 probe images, the smallest halo whose tiled labels agree with the whole-image labels on at least ``target``
-of the pixels. Training stores the result in the checkpoint (``meta["halo"]``), and ``predict_tiled``'s
-``halo="auto"`` uses it from then on.
+of the pixels. Training stores the result in the checkpoint (:class:`~unetseg.models.meta.HaloRecord`), and
+``predict_tiled``'s ``halo="auto"`` uses it from then on.
 """
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from torch import nn
 
 from ..data.normalization import Normalization
 from ..data.scenes import mirror_tile
-from .grid import Geometry, round_up
-from .predict import predict_tiled
+from ..inference import predict_tiled
+from ..models.geometry import Geometry, round_up
+from ..models.meta import HaloRecord
 
 TARGET_AGREEMENT = 0.9999
 PROBE_TILE = 256  # the smallest tile_size="auto" candidate: the densest seams a prediction will have
@@ -33,7 +34,7 @@ def halo_candidates(geometry: Geometry) -> list[int]:
 
 
 def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: float = TARGET_AGREEMENT,
-                 normalization: Normalization | None = None, device: Any = None) -> dict[str, Any]:
+                 normalization: Normalization | None = None, device: Any = None) -> HaloRecord:
     """The smallest halo whose tiled labels agree with the whole-image labels on >= ``target`` of the pixels.
 
     Args:
@@ -44,13 +45,13 @@ def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: floa
         normalization, device: as for :func:`predict_tiled`.
 
     Returns:
-        ``{"pixels": halo, "agreement": fraction at that halo, "target": target, "probe_pixels": n}``;
-        measured in fp32, so the figure is about context alone, not rounding. When no candidate reaches the
-        target, the largest candidate is returned with its agreement.
+        The halo, its agreement (the fraction of probe pixels), the target and the probe pixel count; measured
+        in fp32, so the figure is about context alone, not rounding. When no candidate reaches the target,
+        the largest candidate is returned with its agreement.
     """
     geometry = Geometry.of(model)
     if geometry.padding == "valid":
-        return {"pixels": 0, "agreement": 1.0, "target": target, "probe_pixels": 0}
+        return HaloRecord(0, 1.0, target, 0)
     options = dict(amp=False, normalization=normalization, device=device, compile=False, batch_size=1)
     probes = []
     for image in images:
@@ -70,5 +71,5 @@ def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: floa
                     for probe in probes)
         agreement = agree / total
         if agreement >= target:
-            return {"pixels": halo, "agreement": agreement, "target": target, "probe_pixels": total}
-    return {"pixels": candidates[-1], "agreement": agreement, "target": target, "probe_pixels": total}
+            return HaloRecord(halo, agreement, target, total)
+    return HaloRecord(candidates[-1], agreement, target, total)

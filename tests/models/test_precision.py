@@ -4,7 +4,7 @@ import torch
 
 from unetseg.errors import UnetsegError
 from unetseg.inference import predict_tiled
-from unetseg.inference.amp import cpu_has_fast_bf16, resolve_precision
+from unetseg.models.precision import cpu_has_fast_bf16, resolve_precision
 
 
 def test_auto_precision_per_device_and_purpose():

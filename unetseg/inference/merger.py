@@ -1,9 +1,10 @@
-"""Stitching: tile outputs -> finished row bands of labels or probabilities, handed to ``out`` in order.
+"""The merger: tile outputs -> finished row bands of labels (and probabilities), handed to a sink in order.
 
 Under ``blend="crop"`` each tile contributes only its kept centre (tiles abut; labels are computed on the
 device, so one byte per pixel crosses back). Under ``blend="gaussian"`` overlapping outputs are averaged with
 a Gaussian importance map. Rows are released as soon as every tile touching them is done, so only about
-one tile row of results is ever held, whatever the image size.
+one tile row of results is ever held, whatever the image size. Each finished band's labels are counted here,
+once, for the run's :class:`~unetseg.inference.result.TiledResult`.
 """
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.labels import label_counts, map_dtype, nodata_label, num_labels
 from ..errors import UnetsegError
-from ..io.labels import map_dtype, nodata_label
 from .grid import AxisPlan, TileGrid
-from .tiles import TileIndex
+from .result import Band, BandSink
+from .splitter import TileIndex
 
 
 def to_labels(probs: torch.Tensor) -> torch.Tensor:
-    """NKHW probabilities -> NHW class indices (uint8 for K <= 256, else int32); K == 1 means sigmoid > 0.5.
+    """NKHW probabilities -> NHW class indices, on the tensor's device (uint8 for K <= 256, else int32; a map
+    takes :func:`unetseg.data.labels.map_dtype`); K == 1 means sigmoid > 0.5.
 
     Ties go to the lower class index, as with argmax.
     """
@@ -39,7 +42,8 @@ def to_labels(probs: torch.Tensor) -> torch.Tensor:
 
 
 def probs_to_labels(probs: np.ndarray, nodata: int | None = None) -> np.ndarray:
-    """HxWxK probabilities (numpy) -> HxW labels of :func:`unetseg.io.label_dtype` (the rule of :func:`to_labels`).
+    """HxWxK probabilities (numpy) -> HxW labels of :func:`unetseg.data.labels.map_dtype` (the rule of
+    :func:`to_labels`).
 
     With a ``nodata`` label, pixels whose probabilities are all 0 (invalid input pixels) get that label."""
     k = probs.shape[-1]
@@ -102,24 +106,33 @@ class RowAccumulator:
         return done
 
 
+def _input_origin(plan: AxisPlan, i: int) -> int:
+    """The image coordinate of tile ``i``'s first input pixel, from its output's position: the output is centred
+    in the input (valid padding loses ``margin`` per side). Unlike ``input_start`` it holds in the coordinates of
+    a Dask block's sub-plan too, whose context is held by its window."""
+    return plan.output_range(i)[0] - (plan.tile - plan.out_size) // 2
+
+
 def _clip(plan: AxisPlan, i: int) -> tuple[int, int]:
     a, b = plan.output_range(i)
     return max(a, 0), min(b, plan.length)
 
 
-class Stitcher:
-    """Takes probability batches of the grid's tiles (row-major order) and writes finished rows into ``out``.
+class Merger:
+    """Takes probability batches of the grid's tiles (row-major order) and hands finished row bands to ``sink``.
 
-    ``out`` is None (a numpy array of the result's shape is made on the first batch) or any row sink
-    (:class:`unetseg.io.RowSink`): labels HxW (:func:`unetseg.io.label_dtype` of K), or probs HxWxK float32.
-    With ``invalid`` (the input may hold invalid pixels), :meth:`add` takes each tile's invalid-pixel mask and
-    those pixels get the nodata label (``nodata``, default :func:`unetseg.io.labels.nodata_label`; the label
-    dtype then holds it too) or probabilities 0.
+    ``sink``: None (a numpy array of the result's shape is made on the first batch), a row sink
+    (:class:`unetseg.io.RowSink`: ``sink[r0:r1] = rows`` of labels HxW or probs HxWxK float32, cast to its
+    dtype), or a :class:`~unetseg.inference.result.BandSink` (whole :class:`~unetseg.inference.result.Band`
+    objects: labels, and probabilities when ``output="probs"``). With ``invalid`` (the input may hold invalid
+    pixels), :meth:`add` takes each tile's invalid-pixel mask and those pixels get the nodata label
+    (``nodata``, default :func:`unetseg.data.labels.nodata_label`) and probabilities 0.
     """
 
-    def __init__(self, grid: TileGrid, blend: str, output: str, out: Any = None, *, invalid: bool = False,
+    def __init__(self, grid: TileGrid, blend: str, output: str, sink: Any = None, *, invalid: bool = False,
                  nodata: int | None = None) -> None:
-        self.grid, self.output, self.out = grid, output, out
+        self.grid, self.output, self.out = grid, output, sink
+        self.bands = isinstance(sink, BandSink)
         self.track_invalid, self.nodata_arg = invalid, nodata
         self.nodata: int | None = None
         self.invalid: RowAccumulator | None = None
@@ -129,24 +142,29 @@ class Stitcher:
         self.acc: RowAccumulator | None = None
         self.done_in_row = [0] * rows.count
         self.next_row = 0
+        self.num_classes = 0
+        self.dtype = np.dtype(np.uint8)
+        self.counts = np.zeros(0, np.int64)
 
     def _start(self, k: int) -> None:
         rows, cols = self.grid.rows, self.grid.cols
+        self.num_classes, self.counts = k, np.zeros(num_labels(k), np.int64)
         if self.track_invalid:
-            self.nodata = nodata_label(k, self.nodata_arg) if self.output == "labels" else None
+            self.nodata = nodata_label(k, self.nodata_arg)
             self.invalid = RowAccumulator(cols.length, (), np.dtype(bool), weighted=False)
-        dtype = map_dtype(k, self.nodata)
+        self.dtype = map_dtype(k, self.nodata)
         if self.labels_on_device:
-            self.acc = RowAccumulator(cols.length, (), dtype, weighted=False)
+            self.acc = RowAccumulator(cols.length, (), self.dtype, weighted=False)
         else:
             self.acc = RowAccumulator(cols.length, (k,), np.dtype(np.float32), weighted=self.weights is not None)
+        if self.bands:
+            return
         shape = (rows.length, cols.length) if self.output == "labels" else (rows.length, cols.length, k)
         if self.out is None:
-            self.out = np.zeros(shape, dtype if self.output == "labels" else np.float32)
+            self.out = np.zeros(shape, self.dtype if self.output == "labels" else np.float32)
         got = getattr(self.out, "shape", None)
         if got is not None and tuple(got) != shape:
             raise UnetsegError(f"out has shape {tuple(got)}, expected {shape}")
-
     def add(self, probs: torch.Tensor, index: list[TileIndex], invalid: list[np.ndarray | None] | None = None) -> None:
         """Stitch one batch: ``probs`` NKHW (the model output size) of the tiles ``index``; ``invalid``: per tile
         None or its input-sized bool mask of invalid pixels (with ``invalid=True`` only)."""
@@ -168,7 +186,7 @@ class Stitcher:
                 self.done_in_row[i] += 1
         else:
             w = self.weights
-            for n, ((i, j), p) in enumerate(zip(index, probs.permute(0, 2, 3, 1).cpu().numpy())):
+            for n, ((i, j), p) in enumerate(zip(index, probs.permute(0, 2, 3, 1).cpu().numpy(), strict=True)):
                 (a, b), (c, d) = _clip(rows, i), _clip(cols, j)
                 pa, pc = a - rows.output_range(i)[0], c - cols.output_range(j)[0]
                 acc.add((a, b), (c, d), p[pa : pa + b - a, pc : pc + d - c], w[pa : pa + b - a, pc : pc + d - c])
@@ -181,7 +199,7 @@ class Stitcher:
         """Record the invalid pixels of image rows/cols ``[a, b) x [c, d)`` from tile ``n``'s input mask."""
         if invalid is None or invalid[n] is None or self.invalid is None:
             return
-        r0, c0 = self.grid.rows.input_start(ij[0]), self.grid.cols.input_start(ij[1])
+        r0, c0 = _input_origin(self.grid.rows, ij[0]), _input_origin(self.grid.cols, ij[1])
         (a, b), (c, d) = rows, cols
         self.invalid.put(rows, cols, invalid[n][a - r0 : b - r0, c - c0 : d - c0])
 
@@ -201,9 +219,18 @@ class Stitcher:
     def _write(self, band: np.ndarray, r0: int, invalid: np.ndarray | None) -> None:
         if band.shape[0] == 0:
             return
-        if self.output == "labels" and not self.labels_on_device:
-            band = probs_to_labels(band).astype(map_dtype(band.shape[-1], self.nodata), copy=False)
+        probs = None if self.labels_on_device else band
+        labels = band if probs is None else probs_to_labels(probs).astype(self.dtype, copy=False)
         if invalid is not None and invalid.any():
-            band[invalid] = self.nodata if self.output == "labels" else 0
+            labels[invalid] = self.nodata
+            if probs is not None:
+                probs[invalid] = 0
+        else:
+            invalid = None
+        self.counts += label_counts(labels, self.num_classes)
+        if self.bands:
+            self.out.write_band(Band(r0, labels, probs if self.output == "probs" else None, invalid))
+            return
+        rows = labels if self.output == "labels" else probs
         dtype = getattr(self.out, "dtype", None)
-        self.out[r0 : r0 + band.shape[0]] = band if dtype is None else band.astype(dtype, copy=False)
+        self.out[r0 : r0 + rows.shape[0]] = rows if dtype is None else rows.astype(dtype, copy=False)

@@ -1,0 +1,129 @@
+"""The plan of a tiled prediction: everything one run needs, resolved for one image and model (no "auto" left,
+no run state). Plain frozen data, so it travels to Dask workers; the model's
+:class:`~unetseg.inference.graph.InferenceGraph` is built (and cached) where it runs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.labels import nodata_label as resolve_nodata_label
+from ..data.nodata import needs_check, resolve_nodata
+from ..data.normalization import Normalization
+from ..errors import UnetsegError
+from ..models.base import SegmentationModel
+from ..models.geometry import Geometry
+from ..models.precision import Precision, resolve_precision
+from .autotile import auto_batch_size, auto_tile_size, model_key, seconds_per_tile
+from .graph import InferenceGraph, inference_graph, model_device
+from .grid import TileGrid
+from .options import DEFAULTS, TileOptions
+from .result import TileReport
+from .splitter import InvalidRule
+from .tta import Transform, tta_transforms
+
+# compile="auto" compiles when the image's estimated eager time exceeds this: compiling costs ~5-20 s on a
+# 2-core CPU (cold cache) and saves ~10-20 % of each forward, so it pays back on minutes of work.
+COMPILE_AFTER_SECONDS = 120.0
+MIN_TILES_TO_COMPILE = 16  # below this the estimate is not worth its two timing forwards
+
+
+def image_channels(image: Any) -> int:
+    shape = tuple(image.shape)
+    if len(shape) == 2:
+        return 1
+    if len(shape) == 3:
+        return int(shape[2])
+    raise UnetsegError(f"image must be HxW or HxWxC, got shape {shape}")
+
+
+def invalid_rule(model: nn.Module, image: Any, nodata: Any) -> InvalidRule | None:
+    """The invalid-pixel rule for ``image``, or None when none of its pixels can be invalid.
+
+    ``nodata`` "auto": the image's own ``nodata`` attribute (a file's GDAL_NODATA tag, e.g. from
+    :func:`unetseg.io.open_image`), else the value the checkpoint was trained with; the checkpoint's band rule.
+    """
+    trained = model.meta.nodata if isinstance(model, SegmentationModel) else None
+    value = resolve_nodata(nodata, getattr(image, "nodata", None), trained)
+    if not needs_check(image.dtype, value):
+        return None
+    return InvalidRule(value, trained.rule if trained is not None else "any")
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """One tiled prediction, resolved: the tile grid (geometry, halo), batch size, blending, border mode, TTA,
+    output kind, precision, device, normalisation, whether to compile, the invalid-pixel rule (None: no pixel
+    of this image can be invalid) and the label of invalid pixels (None: decided from the model's output)."""
+
+    grid: TileGrid
+    batch_size: int
+    blend: str
+    pad_mode: str
+    tta: str | None
+    output: str
+    precision: Precision
+    device: torch.device
+    normalization: Normalization
+    compile: bool
+    invalid: InvalidRule | None
+    nodata_label: int | None
+
+    @property
+    def transforms(self) -> list[Transform]:
+        return tta_transforms(self.tta)
+
+    def on_grid(self, grid: TileGrid) -> TilePlan:
+        """The same plan over another grid (a Dask block's tiles)."""
+        return replace(self, grid=grid)
+
+    def report(self, compiled: bool | None = None) -> TileReport:
+        """The settings as a summary records them; ``compiled``: whether the graph really ran compiled."""
+        return TileReport(self.grid.tile_shape, self.grid.rows.context, self.grid.num_tiles, self.batch_size,
+                          self.precision.name, str(self.device), self.compile if compiled is None else compiled,
+                          None if self.invalid is None else self.invalid.nodata)
+
+
+def plan_tiles(model: nn.Module, image: Any, options: TileOptions = DEFAULTS) -> TilePlan:
+    """Check ``options`` against ``model`` and ``image`` and resolve every "auto" (timing tile sizes on this
+    model if need be); the grid covers the whole image. Bad combinations are one-line UnetsegErrors."""
+    channels = image_channels(image)
+    known = isinstance(model, SegmentationModel)
+    if known and channels != model.in_channels:
+        raise UnetsegError(f"image has {channels} channel(s) but the model expects {model.in_channels}")
+    height, width = int(image.shape[0]), int(image.shape[1])
+    if height < 1 or width < 1:
+        raise UnetsegError(f"image is empty: shape {tuple(image.shape)}")
+    norm = options.normalization or (model.normalization if known else None) or Normalization()
+    if len(norm.mean) not in (1, channels):
+        raise UnetsegError(f"normalization has {len(norm.mean)} channel statistics but the image has {channels} channels")
+
+    invalid = invalid_rule(model, image, options.nodata)
+    label = options.nodata_label
+    if known and invalid is not None:
+        label = resolve_nodata_label(model.num_classes, label)  # refuse a colliding label before any work
+    device = torch.device(options.device) if options.device is not None else model_device(model)
+    precision = resolve_precision(options.amp, device)
+    geometry = Geometry.of(model)
+    batch = auto_batch_size(device) if options.batch_size == "auto" else options.batch_size
+    graph = inference_graph(model, device, precision)
+    key = model_key(model)
+    tile = options.tile_size
+    if tile == "auto":
+        tile = auto_tile_size(graph, key, (height, width), geometry, channels=channels, batch_size=batch,
+                              halo=options.halo)
+    grid = TileGrid.build((height, width), tile, geometry, options.halo)
+    return TilePlan(grid, batch, options.blend, options.pad_mode, options.tta, options.output, precision, device,
+                    norm, _should_compile(options.compile, graph, key, grid, channels, batch), invalid, label)
+
+
+def _should_compile(compile: bool | str, graph: InferenceGraph, key: str, grid: TileGrid, channels: int,
+                    batch: int) -> bool:
+    if isinstance(compile, bool):
+        return compile
+    if grid.num_tiles < MIN_TILES_TO_COMPILE:
+        return False
+    seconds = seconds_per_tile(graph, key, grid.tile_shape, channels=channels, batch_size=batch)
+    return seconds is not None and seconds * grid.num_tiles > COMPILE_AFTER_SECONDS

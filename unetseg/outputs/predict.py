@@ -1,0 +1,80 @@
+"""Segment one image file into its output set: the library half of ``unetseg predict``, one process or Dask.
+
+In-memory inputs (PNG, JPEG, ...) are predicted whole and written as PNGs. Lazy inputs (TIFF, zarr, slides)
+are read window by window and every requested map is written band by band, so memory does not grow with the
+image. With a Dask client, workers write the image's OME-Zarr labels chunk by chunk and this process finishes
+the same output set with the merged result.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import UnetsegError
+from ..inference.blocks import block_sides
+from ..inference.dask import DEFAULT_CHUNK, FileRef, map_blocks
+from ..inference.options import DEFAULTS, TileOptions
+from ..inference.plan import TilePlan, image_channels, plan_tiles
+from ..inference.predict import run_tiles
+from ..io.source import ImageSource, open_image
+from ..models.base import SegmentationModel
+from .kinds import check_formats
+from .outputset import Done, OutputSet, OutputSpec
+from .style import MapStyle
+
+
+def _open(model: SegmentationModel, path: Path, level: int) -> ImageSource:
+    source = open_image(path, level)
+    channels = image_channels(source.array)
+    if channels != model.in_channels:
+        raise UnetsegError(f"{path}: image has {channels} channel(s) but the model expects {model.in_channels}")
+    return source
+
+
+def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list[str], level: int = 0, *,
+                 options: TileOptions = DEFAULTS, bands: list[int] | None = None, done: Done | None = None
+                 ) -> list[Path]:
+    """Segment image ``path`` (pyramid ``level``) and write each requested kind as ``<stem>_<part>.<ext>``
+    (:mod:`unetseg.outputs.kinds`); returns the written paths.
+
+    ``options``: the tiled prediction's (its ``output`` is chosen here: probabilities when a kind needs them);
+    ``bands``: preview bands of the overlay (default the checkpoint's ``display_bands``); ``done``: write the
+    done-manifest once every output is complete. Invalid pixels get the nodata label (a GDAL_NODATA tag on
+    TIFF label maps), black in palettes and overlays, 0 probabilities, and are counted apart in the summary.
+    """
+    kinds = check_formats(formats)
+    source = _open(model, path, level)
+    output = "probs" if any(kind.needs == "probs" for kind in kinds) else "labels"
+    plan = plan_tiles(model, source.array, replace(options, output=output))
+    with OutputSet(_spec(model, source, stem, path, options, plan, bands, formats), formats, done=done) as outputs:
+        result = run_tiles(model, source.array, plan, out=outputs, progress=True).check_valid()
+        outputs.finish(result)
+    return outputs.written
+
+
+def predict_file_dask(model: SegmentationModel, checkpoint: str | os.PathLike, path: Path, stem: Path,
+                      formats: list[str], *, client: Any, level: int = 0, chunk: int = DEFAULT_CHUNK,
+                      options: TileOptions = DEFAULTS, done: Done | None = None) -> list[Path]:
+    """Segment image ``path`` (pyramid ``level``) on ``client``'s workers, each loading ``checkpoint`` (``model`` is
+    its copy here) once, into ``<stem>_index.ome.zarr`` (chunks of about ``chunk`` px) and the other requested
+    kinds Dask can write (the summary)."""
+    check_formats(formats, dask=True)
+    formats = formats if "ome-zarr" in formats else ["ome-zarr", *formats]  # the workers write their labels there
+    source = _open(model, path, level)
+    plan = plan_tiles(model, source.array, options)
+    spec = replace(_spec(model, source, stem, path, options, plan, None, formats), chunks=block_sides(plan.grid, chunk),
+                   extra_settings={"level": level, "dask": str(client.scheduler.address)})
+    with OutputSet(spec, formats, dask=True, done=done) as outputs:
+        result = map_blocks(os.fspath(checkpoint), FileRef(os.fspath(path), level), plan, outputs.chunk_target(),
+                            client, progress=True)
+        outputs.finish(result)
+    return outputs.written
+
+
+def _spec(model: SegmentationModel, source: ImageSource, stem: Path, path: Path, options: TileOptions,
+          plan: TilePlan, bands: list[int] | None, formats: list[str]) -> OutputSpec:
+    style = MapStyle.of(model, source, plan, bands, overlays="overlay" in formats)
+    return OutputSpec(stem, source, model.num_classes, model.class_table, style,
+                      settings={**options.recorded(), "input": str(path)})

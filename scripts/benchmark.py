@@ -242,6 +242,43 @@ def streaming_section(workdir: Path, sides: list[int]) -> dict:
             "area_ratio": (sides[-1] / sides[0]) ** 2}
 
 
+OBJECTS_CHILD = textwrap.dedent("""
+    import json, sys, threading, time, psutil
+    peak = [0]
+    def sample():
+        proc = psutil.Process()
+        while True:
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.01)
+    threading.Thread(target=sample, daemon=True).start()
+    import unetseg
+    from unetseg.cli import main
+    time.sleep(0.05)
+    base = peak[0] / 2**20
+    start = time.perf_counter()
+    code = main(sys.argv[1:])
+    print(json.dumps({"code": code, "base_mib": base, "peak_mib": peak[0] / 2**20,
+                      "seconds": time.perf_counter() - start}))
+""")
+
+
+def objects_section(workdir: Path, side: int, model: torch.nn.Module) -> dict:
+    """``unetseg predict --format instances,objects,geojson`` of a SIDE^2 streamed RGB TIFF in a child process:
+    peak RSS above ``import unetseg``, time, object count."""
+    src = workdir / f"stream_{side}.tif"
+    build_stream_tiff(src, side)
+    ckpt = unetseg.save_checkpoint(model.cpu(), workdir / "objects_model.pt", class_names=["background", "nucleus"])
+    out = workdir / f"objects_{side}"
+    args = ["predict", "--checkpoint", str(ckpt), "--input", str(src), "--output", str(out), "--tile-size", "512",
+            "--format", "instances,objects,geojson", "--min-object-size", "10"]
+    proc = subprocess.run([sys.executable, "-c", OBJECTS_CHILD, *args], capture_output=True, text=True, check=True)
+    run = json.loads(proc.stdout.strip().splitlines()[-1])
+    with open(out / f"stream_{side}_objects.csv") as f:
+        run["objects"] = sum(1 for _ in f) - 1
+    run["geojson_mib"] = (out / f"stream_{side}_objects.geojson").stat().st_size / 2**20
+    return {"side": side, **run, "growth_mib": run["peak_mib"] - run["base_mib"]}
+
+
 def build_models(args: argparse.Namespace, image: np.ndarray, labels: np.ndarray,
                  device: torch.device) -> dict[str, torch.nn.Module]:
     if args.checkpoint:
@@ -350,6 +387,11 @@ def print_report(report: dict, path: Path) -> None:
             print(f"| {run['side']} | {run['peak_mib']:.0f} | {run['peak_mib'] - run['base_mib']:.0f} | "
                   f"{run['seconds']:.1f} |")
         print(f"\nPeak RSS ratio {s['peak_ratio_large_vs_small']:.2f} for {s['area_ratio']:.0f}x the pixels.")
+    o = report.get("objects")
+    if o:
+        print(f"\nObjects, streamed: {o['side']}^2 RGB TIFF, --format instances,objects,geojson: {o['objects']} objects, "
+              f"GeoJSON {o['geojson_mib']:.0f} MiB, {o['seconds']:.0f} s, peak RSS {o['growth_mib']:.0f} MiB above "
+              f"import unetseg ({o['peak_mib']:.0f} MiB in all)")
     print(f"JSON: {path}")
 
 
@@ -365,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=None, help="comma list of built-in model names to run (default all)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile sections")
     parser.add_argument("--quick", action="store_true", help="smoke-size run (768 px image, 2048 stream)")
+    parser.add_argument("--sections", default="models,streaming,objects",
+                        help="comma list of models (tiled inference vs MONAI), streaming (RSS of predict_tiled "
+                             "into a TIFF) and objects (RSS of instances,objects,geojson); default all")
     parser.add_argument("--workdir", default="bench_out", help="folder for the TIFFs and the JSON (default bench_out)")
     parser.add_argument("--json", default=None, help="JSON report path (default WORKDIR/benchmark.json)")
     args = parser.parse_args(argv)
@@ -383,12 +428,19 @@ def main(argv: list[str] | None = None) -> int:
               "import_rss_mib": import_rss, "image": list(image.shape),
               "weights": args.checkpoint or f"trained {args.fit_steps} steps on the image's nuclei labels", "models": {}}
     print(f"CPU: {report['machine']['cpu_model']}, fast bf16: {report['machine']['fast_bf16']}", file=sys.stderr)
-    for name, model in build_models(args, image, labels, device).items():
-        print(f"[{name}]", file=sys.stderr)
-        report["models"][name] = bench_model(model, image, args, device)
-    if args.stream > 0:
+    sections = set(args.sections.split(","))
+    if "models" in sections:
+        for name, model in build_models(args, image, labels, device).items():
+            print(f"[{name}]", file=sys.stderr)
+            report["models"][name] = bench_model(model, image, args, device)
+    if args.stream > 0 and "streaming" in sections:
         print("[streaming] ...", file=sys.stderr)
         report["streaming"] = streaming_section(workdir, sorted({min(4096, args.stream // 4), args.stream}))
+    if args.stream > 0 and "objects" in sections:
+        print("[objects] ...", file=sys.stderr)
+        args.models = f"unet-same-base{args.unet_base}"
+        model = next(iter(build_models(args, image, labels, device).values()))
+        report["objects"] = objects_section(workdir, args.stream, model)
     path = Path(args.json or workdir / "benchmark.json")
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print_report(report, path)

@@ -64,3 +64,22 @@ def test_reduce_is_noop_without_process_group():
     cm = ConfusionMatrix(2)
     cm.update(np.array([1]), np.array([1]))
     assert cm.reduce_().matrix.tolist() == [[0, 0], [0, 1]]
+
+
+def test_object_scores_match_one_to_one_at_each_threshold():
+    import numpy as np
+
+    from unetseg.metrics import ObjectScores
+
+    true = np.zeros((10, 10), int)
+    true[1:4, 1:4], true[6:9, 6:9] = 1, 2
+    pred = np.zeros((10, 10), int)
+    pred[1:4, 1:4], pred[6:8, 6:9], pred[0, 9] = 5, 7, 3  # exact, IoU 6/9, a false positive
+    scores = ObjectScores((0.5, 0.75))
+    scores.update(true, pred)
+    found = scores.compute()
+    assert found["ap"] == {0.5: 2 / 3, 0.75: 1 / 4}  # TP / (TP + FP + FN)
+    assert found["sq"] == (1 + 6 / 9) / 2 and found["rq"] == 2 / 2.5 and found["pq"] == found["sq"] * found["rq"]
+    assert found["n_true"] == 2 and found["n_pred"] == 3 and found["count_error"] == 0.5
+    scores.update(true, np.zeros_like(true))  # a second image: nothing found there
+    assert scores.compute()["ap"][0.5] == 2 / (4 + 3 - 2)

@@ -83,3 +83,65 @@ class ConfusionMatrix:
             "accuracy": float(tp.sum() / total) if total > 0 else math.nan,
             "pixels": int(total),
         }
+
+
+class ObjectScores:
+    """Object metrics accumulated over images: average precision at IoU thresholds (one-to-one matching, as
+    StarDist computes it: AP = TP / (TP + FP + FN)), panoptic quality at IoU 0.5 (Kirillov et al. 2019) and
+    the object-count error.
+
+    ``update(true, pred)`` takes two HxW instance maps (0 = no object, any ids); matched pairs are those of a
+    maximum-IoU one-to-one assignment among pairs with IoU >= the threshold.
+    """
+
+    def __init__(self, thresholds: tuple[float, ...] = (0.5, 0.75)) -> None:
+        self.thresholds = tuple(thresholds)
+        self.tp = dict.fromkeys(self.thresholds, 0)
+        self.matched_iou = 0.0  # summed IoU of the pairs matched at 0.5 (panoptic quality)
+        self.tp50 = 0
+        self.n_true = self.n_pred = 0
+
+    def update(self, true: Any, pred: Any) -> None:
+        import numpy as np
+        from scipy.optimize import linear_sum_assignment
+
+        true, pred = np.asarray(true).ravel(), np.asarray(pred).ravel()
+        if true.shape != pred.shape:
+            raise ValueError(f"prediction has {pred.size} pixels but the target has {true.size}")
+        t_ids, t_inv = np.unique(true, return_inverse=True)
+        p_ids, p_inv = np.unique(pred, return_inverse=True)
+        t_area = np.bincount(t_inv, minlength=len(t_ids))
+        p_area = np.bincount(p_inv, minlength=len(p_ids))
+        both = (true > 0) & (pred > 0)
+        pairs, inter = np.unique(np.stack([t_inv[both], p_inv[both]]), axis=1, return_counts=True)
+        t_keep, p_keep = t_ids > 0, p_ids > 0
+        self.n_true += int(t_keep.sum())
+        self.n_pred += int(p_keep.sum())
+        if not pairs.size:
+            return
+        iou = inter / (t_area[pairs[0]] + p_area[pairs[1]] - inter)
+        rows, row_of = np.unique(pairs[0], return_inverse=True)
+        cols, col_of = np.unique(pairs[1], return_inverse=True)
+        for tau in sorted(set(self.thresholds) | {0.5}):
+            matrix = np.zeros((len(rows), len(cols)))
+            ok = iou >= tau
+            matrix[row_of[ok], col_of[ok]] = iou[ok]
+            r, c = linear_sum_assignment(matrix, maximize=True)
+            hit = matrix[r, c] >= tau
+            if tau in self.tp:
+                self.tp[tau] += int(hit.sum())
+            if tau == 0.5:
+                self.tp50 += int(hit.sum())
+                self.matched_iou += float(matrix[r, c][hit].sum())
+
+    def compute(self) -> dict[str, Any]:
+        """``ap``: {threshold: AP}; ``pq``, ``sq`` (mean IoU of matches), ``rq`` (F1 of matches) at IoU 0.5;
+        ``n_true``, ``n_pred``; ``count_error``: |n_pred - n_true| / n_true."""
+        ap = {t: self.tp[t] / (self.n_true + self.n_pred - self.tp[t]) if self.n_true + self.n_pred else math.nan
+              for t in self.thresholds}
+        tp = self.tp50
+        fp, fn = self.n_pred - tp, self.n_true - tp
+        sq = self.matched_iou / tp if tp else 0.0
+        rq = tp / (tp + fp / 2 + fn / 2) if tp + fp + fn else math.nan
+        return {"ap": ap, "pq": sq * rq, "sq": sq, "rq": rq, "n_true": self.n_true, "n_pred": self.n_pred,
+                "count_error": abs(self.n_pred - self.n_true) / self.n_true if self.n_true else math.nan}

@@ -66,7 +66,8 @@ def test_dask_cli_refuses_formats_it_does_not_write(tmp_path, capsys, checkpoint
     code = main(["predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "a.png"), "--output",
                  str(tmp_path / "o"), "--dask", dask_cluster.scheduler_address, "--format", "index"])
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
-    assert code != 0 and len(err) == 1 and "--dask writes ome-zarr and summary only" in err[0]
+    assert code == 2 and len(err) == 1 and err[0].endswith("--dask writes ome-zarr, summary, instances, objects, "
+                                                           "geojson, gpkg only, not index")
 
 
 def _inputs(tmp_path, rng, n=5):

@@ -17,17 +17,19 @@ from ..conftest import tiny_unet
 
 def test_built_in_kinds_and_what_they_need():
     assert output_kinds()[:5] == ("index", "palette", "overlay", "probs", "ome-zarr")
-    assert {output_kind(n).needs for n in ("index", "palette", "overlay", "ome-zarr")} == {"labels"}
-    assert output_kind("probs").needs == "probs" and output_kind("summary").needs == "result"
-    assert output_kind("index").path(Path("o/a"), streaming=True) == Path("o/a_index.tif")
-    assert output_kind("index").path(Path("o/a"), streaming=False) == Path("o/a_index.png")
-    assert output_kind("ome-zarr").path(Path("o/a"), streaming=False) == Path("o/a_index.ome.zarr")
+    assert {output_kind(n).needs for n in ("index", "palette", "overlay", "ome-zarr")} == {("labels",)}
+    assert output_kind("probs").needs == ("probs",) and output_kind("summary").needs == ("result",)
+    assert output_kind("objects").needs == ("objects", "probs") and output_kind("instances").needs == ("objects",)
+    assert output_kind("index").path(Path("o/a"), "stream") == Path("o/a_index.tif")
+    assert output_kind("index").path(Path("o/a"), "memory") == Path("o/a_index.png")
+    assert output_kind("ome-zarr").path(Path("o/a"), "memory") == Path("o/a_index.ome.zarr")
 
 
 def test_unknown_formats_and_formats_dask_cannot_write_are_one_line():
     with pytest.raises(UnetsegError, match="unknown output format 'tiff'"):
         check_formats(["index", "tiff"])
-    with pytest.raises(UnetsegError, match="--dask writes ome-zarr and summary only, not index,probs"):
+    with pytest.raises(UnetsegError, match="--dask writes ome-zarr, summary, instances, objects, geojson, gpkg only, "
+                                           "not index,probs"):
         check_formats(["index", "probs", "summary"], dask=True)
 
 
@@ -40,8 +42,8 @@ class BandCount(KindWriter):
         self.bands += 1
         self.pixels += band.labels.size
 
-    def finish(self, result):
-        self.path.write_text(f"{self.bands} {self.pixels} {result.valid_pixels}")
+    def finish(self, done):
+        self.path.write_text(f"{self.bands} {self.pixels} {done.result.valid_pixels}")
         return [self.path]
 
 

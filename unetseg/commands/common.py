@@ -39,6 +39,15 @@ def nodata_value(text: str) -> str | float | None:
         raise UnetsegError(f"--nodata {text!r}: must be a number, 'auto' or 'none'") from None
 
 
+def background_class(text: str) -> int | None:
+    """``--background``: a class id, or "none"."""
+    if text.lower() == "none":
+        return None
+    if not text.isdigit():
+        raise UnetsegError(f"--background {text!r}: must be a class id (0, 1, ...) or 'none'")
+    return int(text)
+
+
 def band_list(text: str | None) -> list[int] | None:
     """``--bands R,G,B`` or ``--bands B``: 0-based band numbers (1 or 3 of them)."""
     if text is None:

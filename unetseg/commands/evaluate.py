@@ -21,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--images", help="folder of images (needs --masks)")
     evaluate.add_argument("--masks", help="folder of masks paired with --images by file stem")
     evaluate.add_argument("--tile-size", default="auto", help="tile side or 'auto' (default: auto)")
+    evaluate.add_argument("--min-object-size", type=int, default=0, metavar="PX",
+                          help="on instance data: predicted objects smaller than PX pixels are dropped (default: 0)")
 
 
 def format_scores(scores: dict[str, Any], class_names: Sequence[str]) -> str:
@@ -32,13 +34,20 @@ def format_scores(scores: dict[str, Any], class_names: Sequence[str]) -> str:
         lines.append(f"{name:<{width}}  {fmt(iou)}  {fmt(dice)}")
     lines.append(f"mIoU {scores['miou']:.4f}   mean Dice {scores['mdice']:.4f}   "
                  f"pixel accuracy {scores['accuracy']:.4f}   ({scores['pixels']} labelled pixels)")
+    found = scores.get("objects")
+    if found is not None:
+        ap = "   ".join(f"AP@{t:g} {v:.4f}" for t, v in found["ap"].items())
+        lines.append(f"objects: {ap}   PQ {found['pq']:.4f}   count error {found['count_error']:.4f}   "
+                     f"({found['n_pred']} predicted, {found['n_true']} true)")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
-    from ..data.folder import PixelRules, load_folder
+    from ..data.folder import InstanceMasks, PixelRules, load_folder
+    from ..data.instances import InstanceLayout
     from ..data.nodata import Nodata
+    from ..inference.objects import label_objects, object_rule
     from ..models import load_model
     from ..training.datasets import load_splits
     from ..training.evaluate import score_images
@@ -48,12 +57,14 @@ def run(args: argparse.Namespace) -> int:
     if args.masks and not args.images:
         raise UnetsegError("--masks needs --images")
     model = load_model(args.checkpoint)
+    instances = None
     if args.config:
         cfg = load_config(args.config, [])
         _, val = load_splits(cfg.data)
         if not len(val):
             raise UnetsegError(f"{args.config}: the config has no validation images")
         items = list(zip(val.images, val.masks, strict=True))
+        instances = val.instances if cfg.data.mask_mode == "instances" else None
         names = [f"{args.config} validation image {i}" for i in range(len(val))]
         ignore_index = val.info.get("ignore_index", cfg.data.ignore_index)
         source = f"validation split of {args.config}"
@@ -61,12 +72,18 @@ def run(args: argparse.Namespace) -> int:
         ignore_index = model.meta.ignore_index
         trained = model.meta.nodata or Nodata()
         rules = PixelRules(trained.setting, trained.rule, None, model.meta.class_values)
+        record = model.meta.instances
+        instance_masks = None if record is None else InstanceMasks(InstanceLayout(
+            tuple(model.class_table.names[c] for c in record.object_classes), record.boundary_width))
         found, _, ignore_index = load_folder(args.images, args.masks, classes=model.class_table,
-                                             ignore_index=ignore_index, rules=rules)
+                                             ignore_index=ignore_index, rules=rules, instance_masks=instance_masks)
         items, names = [(it.image, it.mask) for it in found], [str(it.mask_path) for it in found]
+        instances = None if record is None else [it.instances for it in found]
         source = f"{len(items)} image(s) in {os.fspath(args.images)}"
+    rule = object_rule(model, min_size=args.min_object_size)
     scores = score_images(model, items, num_classes=model.num_classes, ignore_index=ignore_index,
-                          tile_size=int_or_auto(args.tile_size, "--tile-size"), names=names, progress=True)
+                          tile_size=int_or_auto(args.tile_size, "--tile-size"), names=names, progress=True,
+                          instances=instances, objects_of=lambda labels: label_objects(labels, rule, model.num_classes)[0])
     print(f"{args.checkpoint} on {source}:")
     print(format_scores(scores, model.class_table.names))
     return 0

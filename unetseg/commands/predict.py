@@ -17,7 +17,8 @@ from ..inference.dask import DEFAULT_CHUNK
 from ..inference.options import COMPILE_CHOICES, DEFAULTS
 from ..inference.tta import TTAS
 from ..models.precision import AMP_CHOICES
-from .common import band_list, comma_list, error_line, first_line, nodata_value, torch_device
+from ..outputs.objects import POLYGONS
+from .common import background_class, band_list, comma_list, error_line, first_line, nodata_value, torch_device
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +49,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("--format", default=None, metavar="LIST",
                          help=f"comma list of {','.join(output_kinds())} (default: ome-zarr for zarr inputs and "
                               "with --dask, else index,palette)")
+    predict.add_argument("--min-object-size", type=int, default=0, metavar="PX",
+                         help="objects (instances, objects, geojson, gpkg) smaller than PX pixels are dropped "
+                              "(default: 0)")
+    predict.add_argument("--split-touching", type=int, nargs="?", const=3, default=0, metavar="PX",
+                         help="cut touching objects of plain class maps apart: erode each class by PX (default 3 when "
+                              "given; models trained on instance masks separate their objects themselves)")
+    predict.add_argument("--polygons", choices=POLYGONS, default="objects",
+                         help="geojson/gpkg outline the objects, or the class regions as they are (default: objects)")
+    predict.add_argument("--background", default="0", metavar="N|none",
+                         help="the class that makes no objects (default: 0; none: every class makes objects)")
     predict.add_argument("--nodata", default=DEFAULTS.nodata, metavar="V",
                          help="input nodata value: a number, 'none' (only NaN/Inf are invalid) or 'auto' (the "
                               f"file's GDAL_NODATA tag, else the checkpoint's; default: {DEFAULTS.nodata})")
@@ -85,16 +96,18 @@ def run(args: argparse.Namespace) -> int:
     from ..io.zarr_io import is_zarr
     from ..models import load_model
     from ..models.geometry import parse_halo
-    from ..outputs import output_kinds
+    from ..outputs import check_formats, output_kinds
     from ..outputs.batch import Shard, find_inputs
     from ..outputs.manifest import file_state, is_done
     from ..outputs.naming import output_stems
+    from ..outputs.objects import ObjectOptions
 
     files = find_inputs(args.input)
     if not files:
         raise UnetsegError(f"--input {' '.join(args.input)}: no image files found")
     default = "ome-zarr" if args.dask or all(is_zarr(f) for f in files) else "index,palette"
     formats = comma_list("--format", args.format or default, output_kinds())
+    check_formats(formats, dask=args.dask is not None)  # once, before any file
     shard = Shard.parse(args.shard) if args.shard else Shard.from_env()
     device = shard.device(torch_device(args.device))
     model = load_model(args.checkpoint, device=device)
@@ -114,18 +127,22 @@ def run(args: argparse.Namespace) -> int:
                           amp=False if args.amp == "off" else args.amp, device=device,
                           nodata=nodata_value(args.nodata), nodata_label=args.nodata_label)
     bands = band_list(args.bands)
+    objects = ObjectOptions(args.min_object_size, args.split_touching, background_class(args.background),
+                            args.polygons)
+    objects.rules(model)  # a bad --background or --split-touching is one line, before any file
     # what makes an earlier output the same as this run's (the device index does not: ranks may swap GPUs)
     run_key = {"checkpoint": file_state(args.checkpoint), "formats": formats, "level": args.level,
                "pixel_size": args.pixel_size, **options.recorded(), "compile": options.compile,
-               "nodata": options.nodata, "nodata_label": options.nodata_label, "bands": bands, "device": device.type}
+               "nodata": options.nodata, "nodata_label": options.nodata_label, "bands": bands, "device": device.type,
+               "objects": vars(objects)}
     todo = [f for f in mine if not is_done(stems[f], f, run_key)]
     if len(todo) < len(mine):
         tqdm.write(f"unetseg predict: {len(mine) - len(todo)} input(s) already done, skipped", file=sys.stderr)
     with dask_client(args.dask) as client:
-        return _predict_all(todo, model, stems, formats, options, bands, client, args, run_key)
+        return _predict_all(todo, model, stems, formats, options, bands, objects, client, args, run_key)
 
 
-def _predict_all(files: list[Path], model, stems: dict[Path, Path], formats: list[str], options, bands,
+def _predict_all(files: list[Path], model, stems: dict[Path, Path], formats: list[str], options, bands, objects,
                  client, args: argparse.Namespace, run_key: dict) -> int:
     from ..io.atomic import is_fatal
     from ..io.levels import input_level
@@ -138,10 +155,10 @@ def _predict_all(files: list[Path], model, stems: dict[Path, Path], formats: lis
             finished = Done(path, run_key)
             if client is not None:
                 predict_file_dask(model, args.checkpoint, path, stems[path], formats, client=client, level=level,
-                                  chunk=args.chunk, options=options, done=finished)
+                                  chunk=args.chunk, options=options, done=finished, objects=objects)
             else:
                 predict_file(model, path, stems[path], formats, level=level, options=options, bands=bands,
-                             done=finished)
+                             done=finished, objects=objects)
             done += 1
         except KeyboardInterrupt:
             raise

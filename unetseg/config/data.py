@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..data.classes import ClassTable
+from ..data.instances import BOUNDARY_WIDTH, InstanceLayout
 from ..data.samples import list_samples
 from ..errors import UnetsegError
 from .base import Strict, validate_section
@@ -176,8 +177,14 @@ class DataConfig(Strict):
         source: ``"sample"`` (a built-in sample, see ``unetseg.data.samples``) or ``"folder"``.
         sample, sample_options: sample name (default ``"nuclei"``) and the options of ``load_sample``.
         images, masks: folders of images and masks paired by file stem (``source="folder"``).
-        mask_mode: ``"index"`` (pixel value = class id) or ``"color"`` (RGB mapped via ``classes``).
-        classes: class names (+ colours; required for colour masks). Default: from the data.
+        mask_mode: ``"index"`` (pixel value = class id), ``"color"`` (RGB mapped via ``classes``) or
+            ``"instances"`` (label images, 0 = background, one id per object: the targets are background,
+            object interior and object boundary, see :mod:`unetseg.data.instances`).
+        classes: class names (+ colours; required for colour masks). Default: from the data. With instance
+            masks: the object classes (default one, "object"; the nuclei sample's "nucleus").
+        instance_classes: with instance masks, a CSV (``image``, ``id``, ``class`` columns) or JSON file giving
+            each object's class by name (default: every object is of the first class).
+        boundary_width: with instance masks, the boundary's width in px (default 2, chosen by measurement).
         ignore_index: label of unlabelled pixels (e.g. 255): no loss, kept through augmentation.
         ignore_color: RGB colour of unlabelled pixels in colour masks (mapped to ``ignore_index``).
         nodata: ``"auto"`` (default: each TIFF's GDAL_NODATA tag), a number, or None; NaN/Inf are always
@@ -206,8 +213,10 @@ class DataConfig(Strict):
     sample_options: dict[str, Any] = Field(default_factory=dict)
     images: str | None = None
     masks: str | None = None
-    mask_mode: Literal["index", "color"] = "index"
+    mask_mode: Literal["index", "color", "instances"] = "index"
     classes: list[ClassSpec] | None = None
+    instance_classes: str | None = None
+    boundary_width: int = Field(BOUNDARY_WIDTH, ge=1, le=16)
     ignore_index: int | None = Field(None, ge=0)
     ignore_color: tuple[int, int, int] | None = None
     nodata: Literal["auto"] | float | None = "auto"
@@ -253,8 +262,14 @@ class DataConfig(Strict):
                                  f"sample={self.sample!r} has a fixed split)")
             if self.split != "files" or self.class_values is not None:
                 raise ValueError("split='regions' and class_values apply to source='folder' only")
-            if self.mask_mode != "index" or self.classes is not None:
-                raise ValueError("mask_mode and classes apply to source='folder' only (samples carry their classes)")
+            if self.mask_mode == "color" or (self.classes is not None and self.mask_mode != "instances"):
+                raise ValueError("mask_mode='color' and classes apply to source='folder' only (samples carry their "
+                                 "classes); a sample with instances takes mask_mode='instances'")
+        if self.mask_mode == "instances":
+            if self.class_values is not None or self.ignore_color is not None:
+                raise ValueError("class_values and ignore_color do not apply to mask_mode='instances'")
+        elif self.instance_classes is not None:
+            raise ValueError("instance_classes applies to mask_mode='instances' only")
         if self.mask_mode == "color":
             if not self.classes:
                 raise ValueError("mask_mode='color' requires classes with a color for each")
@@ -291,9 +306,18 @@ class DataConfig(Strict):
         if self.ignore_index is not None and self.ignore_index in values:
             raise ValueError(f"ignore_index={self.ignore_index} is one of class_values {values}")
 
+    def instance_layout(self, sample_names: tuple[str, ...] = ("object",)) -> InstanceLayout | None:
+        """The targets' layout under ``mask_mode: instances`` (object classes from ``classes``, else
+        ``sample_names``), else None."""
+        if self.mask_mode != "instances":
+            return None
+        names = tuple(c.name for c in self.classes) if self.classes else sample_names
+        return InstanceLayout(names, self.boundary_width)
+
     def configured_classes(self) -> ClassTable | None:
-        """The configured classes as a :class:`ClassTable` (default colours where none given), or None."""
-        if self.classes is None:
+        """The configured classes as a :class:`ClassTable` (default colours where none given), or None (also
+        under ``mask_mode: instances``, whose classes :meth:`instance_layout` makes)."""
+        if self.classes is None or self.mask_mode == "instances":
             return None
         default = ClassTable.default(len(self.classes))
         colors = tuple(c.color if c.color is not None else default.colors[i] for i, c in enumerate(self.classes))

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import UnetsegError
 from ..io.images import IMAGE_SUFFIXES, file_nodata, is_image_file, read_image
 from .classes import ClassTable
+from .instances import InstanceLayout, check_instances
 from .labels import label_dtype
 from .masks import colors_to_index, read_mask, read_mask_counted
 from .nodata import check_has_valid, resolve_nodata, valid_mask
@@ -52,6 +53,7 @@ class FolderItem:
     image_path: Path
     mask_path: Path
     valid: np.ndarray | None = None
+    instances: np.ndarray | None = None  # HxW object ids (instance masks only)
 
 
 def _listing(stems: Sequence[str]) -> str:
@@ -113,24 +115,43 @@ class PixelRules:
     class_values: tuple[float, ...] | None = None
 
 
+@dataclass(frozen=True)
+class InstanceMasks:
+    """Masks are instance label images: their targets' ``layout`` and each object's class per image stem
+    (``classes[stem]`` or ``classes[None]``: {id: class id}; default the first object class)."""
+
+    layout: InstanceLayout
+    classes: dict[str | None, dict[int, int]] | None = None
+
+    def read(self, path: Path, stem: str) -> tuple[np.ndarray, np.ndarray]:
+        """(targets HxW uint8, instances HxW int64) of the mask file ``path``."""
+        instances = check_instances(read_image(path), path)
+        lut = None if self.classes is None else {**self.classes.get(None, {}), **self.classes.get(stem, {})}
+        return self.layout.targets(instances, lut), instances
+
+
 def _load_item(stem: str, image_path: Path, mask_path: Path, mask_kw: dict, rules: PixelRules,
-               fill: int) -> tuple[FolderItem, int]:
+               fill: int, instance_masks: InstanceMasks | None = None) -> tuple[FolderItem, int]:
     """One pair read and checked; nodata mask pixels and invalid image pixels labelled ``fill``.
     Returns the item and how many pixels got ``fill``."""
     image = read_image(image_path)
-    mask, filled = read_mask_counted(mask_path, class_values=rules.class_values, nodata=rules.mask_nodata,
-                                     nodata_label=fill, **mask_kw)
+    instances = None
+    if instance_masks is not None:
+        (mask, instances), filled = instance_masks.read(mask_path, stem), 0
+    else:
+        mask, filled = read_mask_counted(mask_path, class_values=rules.class_values, nodata=rules.mask_nodata,
+                                         nodata_label=fill, **mask_kw)
     if image.shape[:2] != mask.shape:
         raise UnetsegError(f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} (WxH) differs from "
                            f"image {image_path.name} size {image.shape[1]}x{image.shape[0]}")
     valid = valid_mask(image, resolve_nodata(rules.nodata, file_nodata(image_path)), rules.nodata_rule)
     check_has_valid(valid, image_path)
     if valid.all():
-        return FolderItem(stem, image, mask, image_path, mask_path), filled
+        return FolderItem(stem, image, mask, image_path, mask_path, None, instances), filled
     mask = mask.astype(label_dtype(max(int(mask.max()), fill) + 1), copy=True)
     filled += int((~valid & (mask != fill)).sum())
     mask[~valid] = fill
-    return FolderItem(stem, image, mask, image_path, mask_path, valid), filled
+    return FolderItem(stem, image, mask, image_path, mask_path, valid, instances), filled
 
 
 def load_folder(
@@ -142,6 +163,7 @@ def load_folder(
     ignore_index: int | None = None,
     ignore_color: Sequence[int] | None = None,
     rules: PixelRules = PixelRules(),
+    instance_masks: InstanceMasks | None = None,
 ) -> tuple[list[FolderItem], ClassTable, int | None]:
     """Read every image/mask pair of two folders (paired by stem) and check them.
 
@@ -154,6 +176,8 @@ def load_folder(
         ignore_color: RGB colour mapped to ``ignore_index`` in colour masks.
         rules: nodata and class-value rules (:class:`PixelRules`). Mask pixels that are the mask's nodata,
             and pixels where the image is invalid, get the ignore label (``ignore_index``, else 255).
+        instance_masks: the masks are instance label images (:class:`InstanceMasks`): their targets are the
+            masks, the layout's classes the class table, and each item keeps its ``instances``.
 
     Returns:
         ``(items, classes, ignore)``: items sorted by stem; masks HxW uint8 (uint16 beyond 255); the ignore
@@ -174,8 +198,10 @@ def load_folder(
     mask_kw = dict(mask_mode=mask_mode, classes=classes, ignore_index=ignore_index, ignore_color=ignore_color)
     items: list[FolderItem] = []
     filled = 0
+    if instance_masks is not None:
+        classes = instance_masks.layout.classes()
     for stem, image_path, mask_path in find_pairs(images_dir, masks_dir):
-        item, n = _load_item(stem, image_path, mask_path, mask_kw, rules, fill)
+        item, n = _load_item(stem, image_path, mask_path, mask_kw, rules, fill, instance_masks)
         filled += n
         if items:
             _check_like(item, items[0])
@@ -273,26 +299,31 @@ def folder_splits(
     split: str = "files",
     split_grid: tuple[int, int] = (4, 4),
     gap: int = 0,
+    instance_masks: InstanceMasks | None = None,
 ) -> tuple[SampleSplit, SampleSplit]:
     """:func:`load_folder` + a split -> ``(train, val)`` :class:`SampleSplit` pairs.
 
     ``split="files"``: whole images (:func:`split_items`); ``"regions"``: blocks of a ``split_grid`` of every
-    image (:func:`unetseg.data.regions.region_split`, ``gap`` = the model's context). ``instances`` is None;
-    ``info`` holds ``stems`` and ``files`` (names of the images), ``valid`` (per image HxW bool or None),
+    image (:func:`unetseg.data.regions.region_split`, ``gap`` = the model's context). ``instances`` holds the
+    object ids of instance masks (``instance_masks``), else None; ``info`` holds ``stems`` and ``files`` (names of the images), ``valid`` (per image HxW bool or None),
     ``ignore_index`` (the ignore label in effect) and, on the train split, ``split`` (the split.json record).
     """
     items, table, ignore = load_folder(images_dir, masks_dir, classes=classes, mask_mode=mask_mode,
-                                       ignore_index=ignore_index, ignore_color=ignore_color, rules=rules)
+                                       ignore_index=ignore_index, ignore_color=ignore_color, rules=rules,
+                                       instance_masks=instance_masks)
+    with_instances = instance_masks is not None
     if split == "regions":
         if ignore is None:
             ignore = _free_fill(table)
         train, val, record = region_split(
             [it.image for it in items], [it.mask for it in items], [it.valid for it in items],
-            [it.stem for it in items], grid=split_grid, val_fraction=val_fraction, seed=seed, gap=gap, ignore=ignore)
+            [it.stem for it in items], grid=split_grid, val_fraction=val_fraction, seed=seed, gap=gap, ignore=ignore,
+            instances=[it.instances for it in items] if with_instances else None)
         paths = {it.stem: str(it.image_path) for it in items}
 
         def made(side: dict[str, list], extra: dict[str, Any]) -> SampleSplit:
-            return SampleSplit(images=side["images"], masks=side["masks"], instances=None, classes=table,
+            return SampleSplit(images=side["images"], masks=side["masks"],
+                               instances=side["instances"] if with_instances else None, classes=table,
                                info={"stems": side["names"], "files": [paths[n.split("@")[0]] for n in side["names"]],
                                      "valid": side["valid"], "ignore_index": ignore, **extra})
 
@@ -304,7 +335,8 @@ def folder_splits(
     def make(stems: list[str], extra: dict[str, Any]) -> SampleSplit:
         chosen = [by_stem[s] for s in stems]
         return SampleSplit(
-            images=[it.image for it in chosen], masks=[it.mask for it in chosen], instances=None, classes=table,
+            images=[it.image for it in chosen], masks=[it.mask for it in chosen],
+            instances=[it.instances for it in chosen] if with_instances else None, classes=table,
             info={"stems": stems, "files": [str(it.image_path) for it in chosen], "valid": [it.valid for it in chosen],
                   "ignore_index": ignore, **extra},
         )

@@ -57,20 +57,23 @@ def choose_val_blocks(blocks: list[Block], val_fraction: float, seed: int) -> se
 def region_split(
     images: list[np.ndarray], masks: list[np.ndarray], valid: list[np.ndarray | None], names: list[str], *,
     grid: tuple[int, int], val_fraction: float, seed: int, gap: int, ignore: int,
+    instances: list[np.ndarray] | None = None,
 ) -> tuple[dict[str, list], dict[str, list], dict[str, Any]]:
     """Split images into training images (validation blocks invalid, labels ignored within ``gap`` of them)
     and validation blocks.
 
-    Returns ``(train, val, record)``: train and val as ``{"images", "masks", "valid", "names"}`` lists
-    (valid: HxW bool or None), and the split.json record (files and regions per side).
+    Returns ``(train, val, record)``: train and val as ``{"images", "masks", "valid", "names", "instances"}``
+    lists (valid: HxW bool or None; instances: the object ids of each, when ``instances`` are given, cut like
+    the masks), and the split.json record (files and regions per side).
     """
+    objects = instances if instances is not None else [None] * len(images)
     blocks = grid_blocks([m.shape for m in masks], grid)
     chosen = choose_val_blocks(blocks, val_fraction, seed)
-    train: dict[str, list] = {"images": [], "masks": [], "valid": [], "names": []}
-    val: dict[str, list] = {"images": [], "masks": [], "valid": [], "names": []}
+    train: dict[str, list] = {"images": [], "masks": [], "valid": [], "names": [], "instances": []}
+    val: dict[str, list] = {"images": [], "masks": [], "valid": [], "names": [], "instances": []}
     record: dict[str, Any] = {"mode": "regions", "grid": list(grid), "gap": gap,
                               "train": {"files": [], "regions": []}, "val": {"files": [], "regions": []}}
-    for k, (image, mask, ok, name) in enumerate(zip(images, masks, valid, names, strict=True)):
+    for k, (image, mask, ok, name, inst) in enumerate(zip(images, masks, valid, names, objects, strict=True)):
         mine = [(n, b) for n, b in enumerate(blocks) if b.image == k]
         held = [b for n, b in mine if n in chosen]
         kept = [b for n, b in mine if n not in chosen]
@@ -78,6 +81,7 @@ def region_split(
             val["images"].append(image[b.r0 : b.r1, b.c0 : b.c1])
             val["masks"].append(mask[b.r0 : b.r1, b.c0 : b.c1])
             val["valid"].append(None if ok is None else ok[b.r0 : b.r1, b.c0 : b.c1])
+            val["instances"].append(None if inst is None else inst[b.r0 : b.r1, b.c0 : b.c1])
             val["names"].append(f"{name}@r{b.row}c{b.col}")
             record["val"]["regions"].append(b.record(name))
         if held and name not in record["val"]["files"]:
@@ -92,6 +96,7 @@ def region_split(
         train["images"].append(image)
         train["masks"].append(train_mask)
         train["valid"].append(None if train_valid.all() else train_valid)
+        train["instances"].append(inst)
         train["names"].append(name)
         record["train"]["files"].append(name)
         record["train"]["regions"] += [b.record(name) for b in kept]

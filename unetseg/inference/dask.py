@@ -29,7 +29,7 @@ from .merger import probs_to_labels
 from .options import DEFAULTS, TileOptions
 from .plan import TilePlan, plan_tiles
 from .predict import run_tiles
-from .result import TiledResult
+from .result import BlockSink, TiledResult
 
 DEFAULT_CHUNK = 2048
 _LOCK = threading.Lock()
@@ -86,8 +86,9 @@ def worker_source(source: Any) -> Any:
 
 def predict_block(model: Any, source: Any, plan: TilePlan, block: tuple[AxisBlock, AxisBlock], out: Any
                   ) -> TiledResult:
-    """One task: predict ``block`` of the global grid and write it into ``out``; returns the block's result
-    (its pixels and class counts; no output)."""
+    """One task: predict ``block`` of the global grid and write it into ``out`` (an array of the plan's output,
+    or a :class:`~unetseg.inference.result.BlockSink` taking labels and probabilities); returns the block's
+    result (its pixels and class counts; no output)."""
     keep_freed_memory()  # once per worker process: undoes Dask's MALLOC_TRIM_THRESHOLD_, which slows torch 1.25x
     image = worker_source(source)
     net = worker_model(model, str(plan.device))
@@ -96,9 +97,13 @@ def predict_block(model: Any, source: Any, plan: TilePlan, block: tuple[AxisBloc
     done = run_tiles(net, window, plan.on_grid(grid))
     result = crop_block(done.output, block)
     rb, cb = block
-    out[rb.start : rb.stop, cb.start : cb.stop] = result
     k = result.shape[2] if plan.output == "probs" else len(done.class_counts)
     labels = probs_to_labels(result, plan.nodata_label) if plan.output == "probs" else result
+    rows, cols = slice(rb.start, rb.stop), slice(cb.start, cb.stop)
+    if isinstance(out, BlockSink):
+        out.write_block(rows, cols, labels, result if plan.output == "probs" else None)
+    else:
+        out[rows, cols] = result
     return TiledResult(None, done.report, result.shape[0] * result.shape[1], label_counts(labels, k))
 
 

@@ -40,6 +40,17 @@ class BandSink(Protocol):
     def write_band(self, band: Band) -> None: ...
 
 
+@runtime_checkable
+class BlockSink(Protocol):
+    """A destination Dask tasks write whole blocks into: ``chunks`` (its block sides), ``shape`` and
+    ``write_block(rows, cols, labels, probs)`` (probs None unless the plan keeps them)."""
+
+    chunks: tuple[int, ...]
+    shape: tuple[int, ...]
+
+    def write_block(self, rows: slice, cols: slice, labels: np.ndarray, probs: np.ndarray | None) -> None: ...
+
+
 @dataclass(frozen=True)
 class TileReport:
     """The settings a tiled prediction ran with, resolved: tile shape [h, w], context (margin or halo, px per

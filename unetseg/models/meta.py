@@ -38,6 +38,16 @@ class HaloRecord:
 
 
 @dataclass(frozen=True)
+class InstanceRecord:
+    """The model was trained on instance masks (:mod:`unetseg.data.instances`): ``object_classes`` are the class
+    ids of object interiors, ``boundary_class`` that of their boundaries, ``boundary_width`` its width in px."""
+
+    object_classes: tuple[int, ...]
+    boundary_class: int
+    boundary_width: int
+
+
+@dataclass(frozen=True)
 class TrainingRecord:
     """Where the weights come from: the resolved run ``config`` (JSON-able), the ``epoch`` and ``global_step``
     they were saved at, the validation mIoU then, and the ``parent`` checkpoint a fine-tuning run started from."""
@@ -63,6 +73,8 @@ class CheckpointMeta:
             segments the pyramid level nearest it by default.
         pixel_unit: "micrometer", "meter", ... (as the files name it).
         halo: the measured context of a same-padding model (:class:`HaloRecord`).
+        instances: how the classes code objects when the model was trained on instance masks
+            (:class:`InstanceRecord`), else None.
         display_bands: image bands previews show ([r, g, b] or [b], from 0).
         input_size: the training patch side (model input).
         data: a JSON-able summary of the training data (normalisation statistics, warnings, file count).
@@ -79,6 +91,7 @@ class CheckpointMeta:
     pixel_size: tuple[float, float] | None = None
     pixel_unit: str | None = None
     halo: HaloRecord | None = None
+    instances: InstanceRecord | None = None
     display_bands: tuple[int, ...] | None = None
     input_size: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
@@ -95,7 +108,7 @@ class CheckpointMeta:
                 continue
             if isinstance(value, (ClassTable, Normalization, Nodata)):
                 value = value.to_dict()
-            elif isinstance(value, (HaloRecord, TrainingRecord)):
+            elif isinstance(value, (HaloRecord, InstanceRecord, TrainingRecord)):
                 value = {k: v for k, v in asdict(value).items() if v is not None}
             elif isinstance(value, tuple):
                 value = list(value)
@@ -142,6 +155,11 @@ class CheckpointMeta:
             kw["halo"] = halo if isinstance(halo, HaloRecord) else HaloRecord(
                 int(halo["pixels"]), float(halo.get("agreement", 1.0)), float(halo.get("target", 0.9999)),
                 int(halo.get("probe_pixels", 0)))
+        if data.get("instances") is not None:
+            inst = data["instances"]
+            kw["instances"] = inst if isinstance(inst, InstanceRecord) else InstanceRecord(
+                tuple(int(c) for c in inst["object_classes"]), int(inst["boundary_class"]),
+                int(inst["boundary_width"]))
         bands = data.get("display_bands", (display or {}).get("bands") if isinstance(display, dict) else None)
         if bands is not None:
             kw["display_bands"] = tuple(int(b) for b in bands)

@@ -1,25 +1,37 @@
 """The output set of one image: every requested kind's writer behind one band sink, then the summary and the
 done-manifest. The one-process path feeds it row bands; the Dask path lets workers write its chunked kinds,
 then finishes it with the merged result. Both call :meth:`OutputSet.finish` with a
-:class:`~unetseg.inference.result.TiledResult`."""
+:class:`~unetseg.inference.result.TiledResult`.
+
+When a kind needs objects, the set also builds them from the bands passing through
+(:class:`~unetseg.inference.object_stream.ObjectStream`, one per object rule in use), and at
+:meth:`OutputSet.finish` runs a second pass that hands those kinds the final object ids band by band."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
 
 from ..data.classes import ClassTable
 from ..data.labels import map_dtype
 from ..errors import UnetsegError
+from ..inference.dask_objects import dask_objects
+from ..inference.object_merge import ObjectTable
+from ..inference.object_stream import ObjectStream, object_probability
+from ..inference.objects import ObjectRule
 from ..inference.result import Band, TiledResult
 from ..io.ome_zarr_labels import pyramid_levels
+from ..io.scratch import ScratchArrays
 from ..io.source import ImageSource
-from .kinds import KindWriter, check_formats
+from ..io.zarr_io import create_array
+from .kinds import Finished, KindWriter, check_formats
 from .manifest import write_manifest
+from .objects import ObjectRules
 from .style import MapStyle
 from .writers import OmeZarrWriter, label_tags
 
@@ -39,6 +51,10 @@ class OutputSpec:
         settings: what the summary records before the resolved tile settings (options given, input path).
         extra_settings: what it records after them (the Dask run's level and scheduler).
         chunks: chunk sides of chunked outputs (OME-Zarr); Dask blocks when the workers write them.
+        objects: the object rules of the object kinds (:class:`~unetseg.outputs.objects.ObjectRules`), or None
+            when no kind needs objects.
+        level: the pyramid level of the input that was segmented (georeferencing of polygons).
+        dask: whether Dask workers write the chunked kinds.
     """
 
     stem: Path
@@ -49,6 +65,9 @@ class OutputSpec:
     settings: dict[str, Any] = field(default_factory=dict)
     extra_settings: dict[str, Any] = field(default_factory=dict)
     chunks: tuple[int, int] = OME_ZARR_CHUNKS
+    objects: ObjectRules | None = None
+    level: int = 0
+    dask: bool = False
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -58,6 +77,11 @@ class OutputSpec:
     def streaming(self) -> bool:
         """Whether the input is read lazily (TIFF, zarr, slides): maps are then streamed into tiled TIFFs."""
         return not isinstance(self.source.array, np.ndarray)
+
+    @property
+    def mode(self) -> str:
+        """How the outputs are written: "dask" (by workers, chunk by chunk), "stream" or "memory"."""
+        return "dask" if self.dask else "stream" if self.streaming else "memory"
 
     @property
     def labels_dtype(self) -> np.dtype:
@@ -81,6 +105,29 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
+class ChunkTarget:
+    """What a Dask task writes its block into (:class:`~unetseg.inference.result.BlockSink`): the labels, and
+    each object rule's per-pixel object probability when the probabilities are kept."""
+
+    labels: Any
+    planes: dict[ObjectRule, Any]
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        return tuple(self.labels.chunks)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.labels.shape)
+
+    def write_block(self, rows: slice, cols: slice, labels: np.ndarray, probs: np.ndarray | None) -> None:
+        self.labels[rows, cols] = labels
+        if probs is not None:
+            for rule, plane in self.planes.items():
+                plane[rows, cols] = object_probability(rule, labels, probs)
+
+
+@dataclass(frozen=True)
 class Done:
     """The done-manifest to write once every output is complete: the input and the run's settings key."""
 
@@ -100,43 +147,93 @@ class OutputSet:
                  ) -> None:
         self.spec, self.done = spec, done
         self.kinds = check_formats(list(formats), dask=dask)
+        if any("objects" in kind.needs for kind in self.kinds) and spec.objects is None:
+            raise UnetsegError("an object output was asked for without object rules (OutputSpec.objects)")
         self.writers: list[KindWriter] = []
         self.written: list[Path] = []
+        self.streams: dict[ObjectRule, ObjectStream] = {}
+        self.scratch: dict[ObjectRule, ScratchArrays] = {}
+        self._planes: dict[ObjectRule, Any] = {}
         self._stack = ExitStack()
         self._finished = False
 
     @property
     def needs_probs(self) -> bool:
         """Whether a kind is made from probabilities (the prediction must keep them)."""
-        return any(kind.needs == "probs" for kind in self.kinds)
+        return any("probs" in kind.needs for kind in self.kinds)
 
     def __enter__(self) -> OutputSet:
         try:
             for kind in self.kinds:
-                self.writers.append(self._stack.enter_context(kind.writer(self.spec, kind)))
+                writer = self._stack.enter_context(kind.writer(self.spec, kind))
+                self.writers.append(writer)
+                rule = writer.object_rule()
+                if rule is not None and rule not in self.scratch:
+                    self.scratch[rule] = self._stack.enter_context(ScratchArrays.beside(writer.path))
+                    if not self.spec.dask:
+                        self.streams[rule] = ObjectStream(self.spec.shape, rule, self.spec.num_classes,
+                                                          self.scratch[rule], probabilities=self.needs_probs)
         except BaseException:
             self._stack.close()
             raise
         return self
 
     def write_band(self, band: Band) -> None:
-        """The sink protocol of :func:`unetseg.inference.run_tiles`: one finished band to every writer."""
+        """The sink protocol of :func:`unetseg.inference.run_tiles`: one finished band to every writer (and to the
+        object builders)."""
         for writer in self.writers:
             writer.write_band(band)
+        for stream in self.streams.values():
+            stream.write_band(band)
 
-    def chunk_target(self) -> Any:
-        """The zarr array Dask workers write whole chunks into (the OME-Zarr labels' level 0)."""
-        for writer in self.writers:
-            if isinstance(writer, OmeZarrWriter):
-                return writer.target
-        raise UnetsegError("--dask writes its maps into OME-Zarr labels: add ome-zarr to --format")
+    def chunk_target(self) -> ChunkTarget:
+        """What Dask workers write whole chunks into: the OME-Zarr labels' level 0 and, for object kinds that
+        need probabilities, each object rule's per-pixel object probability (a scratch zarr)."""
+        labels = next((w.target for w in self.writers if isinstance(w, OmeZarrWriter)), None)
+        if labels is None:
+            raise UnetsegError("--dask writes its maps into OME-Zarr labels: add ome-zarr to --format")
+        if self.needs_probs:
+            for rule, scratch in self.scratch.items():
+                self._planes[rule] = create_array(scratch.folder / "probability.zarr", self.spec.shape, np.float32,
+                                                  self.spec.chunks)
+        return ChunkTarget(labels, self._planes)
 
-    def finish(self, result: TiledResult) -> list[Path]:
-        """Finish every kind with the run's result (whole-image maps are encoded, the summary written)."""
+    def finish(self, result: TiledResult, client: Any = None) -> list[Path]:
+        """Finish every kind with the run's result: objects are merged and handed to their kinds band by band,
+        whole-image maps encoded, the summary written. ``client``: the Dask client whose workers wrote the
+        chunks (they also label the objects, chunk by chunk)."""
+        tables = {}
+        for rule in self.scratch:
+            users = [w for w in self.writers if w.object_rule() == rule]
+            if self.spec.dask:
+                tables[rule], bands = self._dask_objects(rule, users, client)
+            else:
+                tables[rule], bands = self.streams[rule].finish(), self.streams[rule].bands()
+            for writer in users:
+                writer.start_objects(tables[rule])
+            for start, ids in bands:
+                for writer in users:
+                    writer.write_objects(start, ids)
+        done = Finished(result, tables)
         for writer in self.writers:
-            self.written += writer.finish(result)
+            self.written += writer.finish(done)
         self._finished = True
         return self.written
+
+    def _dask_objects(self, rule: ObjectRule, users: list[KindWriter], client: Any
+                      ) -> tuple[ObjectTable, Iterator[tuple[int, np.ndarray]]]:
+        """Objects labelled chunk by chunk on the workers into the instances writer's OME-Zarr (else a scratch
+        zarr); the final ids then come back here in row bands of whole chunks."""
+        out = next((w.target for w in users if isinstance(getattr(w, "target", None), zarr.Array)), None)
+        if out is None:
+            out = create_array(self.scratch[rule].folder / "objects.zarr", self.spec.shape, np.uint32,
+                               self.spec.chunks)
+        labels = next(w.target for w in self.writers if isinstance(w, OmeZarrWriter))
+        table = dask_objects(labels, self._planes.get(rule), rule, self.spec.num_classes, self.scratch[rule].folder,
+                             out, client, progress=True)
+        step = int(out.chunks[0])
+        bands = ((r, np.asarray(out[r : r + step])) for r in range(0, self.spec.shape[0], step))
+        return table, bands
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None and not self._finished:

@@ -21,6 +21,7 @@ from ..inference.predict import run_tiles
 from ..io.source import ImageSource, open_image
 from ..models.base import SegmentationModel
 from .kinds import check_formats
+from .objects import OBJECT_DEFAULTS, ObjectOptions
 from .outputset import Done, OutputSet, OutputSpec
 from .style import MapStyle
 
@@ -34,21 +35,22 @@ def _open(model: SegmentationModel, path: Path, level: int) -> ImageSource:
 
 
 def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list[str], level: int = 0, *,
-                 options: TileOptions = DEFAULTS, bands: list[int] | None = None, done: Done | None = None
-                 ) -> list[Path]:
+                 options: TileOptions = DEFAULTS, bands: list[int] | None = None, done: Done | None = None,
+                 objects: ObjectOptions = OBJECT_DEFAULTS) -> list[Path]:
     """Segment image ``path`` (pyramid ``level``) and write each requested kind as ``<stem>_<part>.<ext>``
     (:mod:`unetseg.outputs.kinds`); returns the written paths.
 
     ``options``: the tiled prediction's (its ``output`` is chosen here: probabilities when a kind needs them);
     ``bands``: preview bands of the overlay (default the checkpoint's ``display_bands``); ``done``: write the
-    done-manifest once every output is complete. Invalid pixels get the nodata label (a GDAL_NODATA tag on
+    done-manifest once every output is complete; ``objects``: how the object kinds make objects. Invalid pixels get the nodata label (a GDAL_NODATA tag on
     TIFF label maps), black in palettes and overlays, 0 probabilities, and are counted apart in the summary.
     """
     kinds = check_formats(formats)
     source = _open(model, path, level)
-    output = "probs" if any(kind.needs == "probs" for kind in kinds) else "labels"
+    output = "probs" if any("probs" in kind.needs for kind in kinds) else "labels"
     plan = plan_tiles(model, source.array, replace(options, output=output))
-    with OutputSet(_spec(model, source, stem, path, options, plan, bands, formats), formats, done=done) as outputs:
+    spec = _spec(model, source, stem, path, options, plan, bands, formats, level, objects)
+    with OutputSet(spec, formats, done=done) as outputs:
         result = run_tiles(model, source.array, plan, out=outputs, progress=True).check_valid()
         outputs.finish(result)
     return outputs.written
@@ -56,25 +58,30 @@ def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list
 
 def predict_file_dask(model: SegmentationModel, checkpoint: str | os.PathLike, path: Path, stem: Path,
                       formats: list[str], *, client: Any, level: int = 0, chunk: int = DEFAULT_CHUNK,
-                      options: TileOptions = DEFAULTS, done: Done | None = None) -> list[Path]:
+                      options: TileOptions = DEFAULTS, done: Done | None = None,
+                      objects: ObjectOptions = OBJECT_DEFAULTS) -> list[Path]:
     """Segment image ``path`` (pyramid ``level``) on ``client``'s workers, each loading ``checkpoint`` (``model`` is
     its copy here) once, into ``<stem>_index.ome.zarr`` (chunks of about ``chunk`` px) and the other requested
-    kinds Dask can write (the summary)."""
-    check_formats(formats, dask=True)
+    kinds Dask can write (summary; objects: instances as OME-Zarr labels, labelled chunk by chunk on the
+    workers; objects, geojson and gpkg from them)."""
+    kinds = check_formats(formats, dask=True)
     formats = formats if "ome-zarr" in formats else ["ome-zarr", *formats]  # the workers write their labels there
     source = _open(model, path, level)
-    plan = plan_tiles(model, source.array, options)
-    spec = replace(_spec(model, source, stem, path, options, plan, None, formats), chunks=block_sides(plan.grid, chunk),
+    output = "probs" if any("probs" in kind.needs for kind in kinds) else "labels"
+    plan = plan_tiles(model, source.array, replace(options, output=output))
+    spec = replace(_spec(model, source, stem, path, options, plan, None, formats, level, objects),
+                   chunks=block_sides(plan.grid, chunk), dask=True,
                    extra_settings={"level": level, "dask": str(client.scheduler.address)})
     with OutputSet(spec, formats, dask=True, done=done) as outputs:
         result = map_blocks(os.fspath(checkpoint), FileRef(os.fspath(path), level), plan, outputs.chunk_target(),
                             client, progress=True)
-        outputs.finish(result)
+        outputs.finish(result, client)
     return outputs.written
 
 
 def _spec(model: SegmentationModel, source: ImageSource, stem: Path, path: Path, options: TileOptions,
-          plan: TilePlan, bands: list[int] | None, formats: list[str]) -> OutputSpec:
+          plan: TilePlan, bands: list[int] | None, formats: list[str], level: int,
+          objects: ObjectOptions = OBJECT_DEFAULTS) -> OutputSpec:
     style = MapStyle.of(model, source, plan, bands, overlays="overlay" in formats)
     return OutputSpec(stem, source, model.num_classes, model.class_table, style,
-                      settings={**options.recorded(), "input": str(path)})
+                      settings={**options.recorded(), "input": str(path)}, objects=objects.rules(model), level=level)

@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from ..inference.result import Band, TiledResult
+from ..inference.result import Band
 from ..io import maps
 from ..io.display import colorize
 from ..io.ome_zarr_labels import OmeZarrLabelsWriter
 from ..io.sinks import NpyWriter
 from ..io.tiff_writer import TiffTileWriter, nodata_tag
-from .kinds import KindWriter, OutputKind, register_output_kind
+from .kinds import Finished, KindWriter, OutputKind, register_output_kind
 from .summary import summary
 
 
@@ -62,7 +62,7 @@ class MapWriter(KindWriter):
         else:
             self._sink.put(band.start, band.labels)
 
-    def finish(self, result: TiledResult) -> list[Path]:
+    def finish(self, done: Finished) -> list[Path]:
         if not self.spec.streaming:
             self.encode(self._sink.array)
         return [self.path]
@@ -166,13 +166,18 @@ class OmeZarrWriter(KindWriter):
 
 
 @register_output_kind("summary", part="summary", suffixes=(".json", ".json"), needs="result", dask=True,
-                      help="JSON: image size, the settings used, pixels per class, invalid pixels")
+                      help="JSON: image size, the settings used, pixels per class, invalid pixels, objects per class")
 class SummaryWriter(KindWriter):
-    def finish(self, result: TiledResult) -> list[Path]:
+    def finish(self, done: Finished) -> list[Path]:
         spec = self.spec
-        settings = {**spec.settings, **result.report.as_dict(), **spec.extra_settings}
-        return [maps.write_json(self.path, summary(result, spec.shape, spec.class_table.names, settings,
-                                                   spec.style.nodata))]
+        settings = {**spec.settings, **done.result.report.as_dict(), **spec.extra_settings}
+        data = summary(done.result, spec.shape, spec.class_table.names, settings, spec.style.nodata)
+        table = None if spec.objects is None else done.tables.get(spec.objects.objects)
+        if table is not None:  # objects per class, next to the pixels per class
+            counts = table.counts_per_class(spec.num_classes)
+            data["objects"] = {"count": len(table), "per_class": {
+                spec.class_table.names[c]: int(n) for c, n in enumerate(counts) if n}}
+        return [maps.write_json(self.path, data)]
 
 
 def label_tags(geotags: list[tuple], nodata: int | None) -> list[tuple]:

@@ -15,7 +15,8 @@ import numpy as np
 from ..config.data import DataConfig
 from ..data.classes import ClassTable
 from ..data.dataset import TrainPatches, ValImages, component_instances
-from ..data.folder import PixelRules, folder_splits
+from ..data.folder import InstanceMasks, PixelRules, folder_splits
+from ..data.instances import read_instance_classes
 from ..data.nodata import Nodata, fill_invalid, fill_value, resolve_nodata
 from ..data.normalization import Normalization, dtype_scale
 from ..data.samples import SampleSplit, load_sample
@@ -34,15 +35,30 @@ def load_splits(cfg: DataConfig, gap: int = 0) -> tuple[SampleSplit, SampleSplit
     if cfg.source == "folder":
         rules = PixelRules(cfg.nodata, cfg.nodata_rule, cfg.mask_nodata,
                            None if cfg.class_values is None else tuple(cfg.class_values))
+        layout = cfg.instance_layout()
+        instance_masks = None
+        if layout is not None:
+            per_object = None if cfg.instance_classes is None else read_instance_classes(cfg.instance_classes,
+                                                                                           layout.object_names)
+            instance_masks = InstanceMasks(layout, per_object)
         return folder_splits(cfg.images, cfg.masks, classes=cfg.configured_classes(), mask_mode=cfg.mask_mode,
                              ignore_index=cfg.ignore_index, ignore_color=cfg.ignore_color,
                              val_fraction=cfg.val_fraction, val_files=cfg.val_files, seed=cfg.split_seed,
-                             rules=rules, split=cfg.split, split_grid=tuple(cfg.split_grid), gap=gap)
+                             rules=rules, split=cfg.split, split_grid=tuple(cfg.split_grid), gap=gap,
+                             instance_masks=instance_masks)
     try:
         train = load_sample(cfg.sample, "train", seed=cfg.split_seed, **cfg.sample_options)
         val = load_sample(cfg.sample, "val", seed=cfg.split_seed, **cfg.sample_options)
     except ValueError as exc:
         raise UnetsegError(f"data.sample_options: {exc}") from None
+    if cfg.mask_mode == "instances":
+        if train.instances is None:
+            raise UnetsegError(f"data.mask_mode: instances needs instance masks; sample {cfg.sample!r} has none")
+        layout = cfg.instance_layout(tuple(train.classes.names[1:2]))
+        colors = [train.classes.colors[1]] if not cfg.classes else None
+        for part in (train, val):
+            part.masks = [layout.targets(inst) for inst in part.instances]
+            part.classes = layout.classes(colors)
     if cfg.ignore_index is not None and cfg.ignore_index < train.classes.num_classes:
         raise UnetsegError(f"data.ignore_index={cfg.ignore_index} is a class of sample {cfg.sample!r} "
                            f"({', '.join(train.classes.names)})")

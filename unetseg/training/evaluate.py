@@ -6,7 +6,7 @@ computed.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ..data.normalization import Normalization
 from ..errors import UnetsegError
 from ..inference import predict_tiled
-from ..metrics import ConfusionMatrix
+from ..metrics import ConfusionMatrix, ObjectScores
 from ..models.checkpoint import unwrap
 from .distributed import DistContext
 
@@ -35,15 +35,21 @@ def score_images(
     names: Sequence[str] | None = None,
     ctx: DistContext | None = None,
     progress: bool = False,
+    instances: Sequence[np.ndarray] | None = None,
+    objects_of: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Predict each ``(image HxW[xC], mask HxW int)`` pair and return :meth:`ConfusionMatrix.compute` scores.
 
     Under DistributedDataParallel (``ctx``) each rank predicts ``items[rank::world]`` and the counts are summed
     over ranks. ``names`` (one per item) name the offending image in errors (e.g. a mask label >= num_classes).
+    With the items' true ``instances`` and ``objects_of`` (a class map -> its object ids, e.g.
+    :func:`unetseg.inference.objects.label_objects` under the model's rule), the scores also hold ``objects``:
+    :meth:`unetseg.metrics.ObjectScores.compute` of the predicted objects (one process only).
     """
     net = unwrap(model)
     rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
     cm = ConfusionMatrix(num_classes, ignore_index, device=device or "cpu")
+    found = ObjectScores() if instances is not None and objects_of is not None else None
     chosen = list(range(len(items)))[rank::world]
     for i in tqdm(chosen, desc="evaluate", disable=not progress, leave=False):
         image, mask = items[i]
@@ -52,6 +58,8 @@ def score_images(
         if np.asarray(image).shape[:2] != mask.shape:
             raise UnetsegError(f"{label}: image {np.asarray(image).shape[:2]} and mask {mask.shape} differ in size")
         pred = predict_tiled(net, image, tile_size=tile_size, normalization=normalization, amp=amp, device=device)
+        if found is not None:
+            found.update(instances[i], objects_of(pred))
         try:
             cm.update(torch.from_numpy(np.asarray(pred).astype(np.int64)), torch.from_numpy(mask.astype(np.int64)))
         except ValueError as err:
@@ -59,4 +67,7 @@ def score_images(
                                f"{'' if ignore_index is None else f', ignore label {ignore_index}'})") from None
     if world > 1:
         cm.reduce_()
-    return cm.compute()
+    scores = cm.compute()
+    if found is not None:
+        scores["objects"] = found.compute()
+    return scores

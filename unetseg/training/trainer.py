@@ -34,7 +34,7 @@ from ..inference import predict_tiled
 from ..io.atomic import remove_stale_temporaries
 from ..models import SegmentationModel, load_model
 from ..models.checkpoint import read_checkpoint, read_meta, write_checkpoint
-from ..models.meta import TrainingRecord
+from ..models.meta import InstanceRecord, TrainingRecord
 from .checkpointing import (
     BEST_NAME,
     LAST_NAME,
@@ -171,7 +171,11 @@ class Trainer:
         report = c.train_ds.report
         data = {} if report is None else {"images": len(report.files), "normalization": report.normalization,
                                           "warnings": report.warnings}
+        layout = self.config.data.instance_layout()
+        instances = None if layout is None else InstanceRecord(layout.object_classes, layout.boundary_class,
+                                                               layout.boundary_width)
         return {"normalization": c.normalization, "classes": c.classes, "ignore_index": c.train_ds.ignore_index,
+                "instances": instances,
                 "nodata": None if report is None else report.nodata, "display_bands": self.config.display.bands,
                 "class_values": self.config.data.class_values, "input_size": c.input_size,
                 "pixel_size": None if report is None else report.pixel_size,

@@ -1,0 +1,81 @@
+"""Instance masks as training data: targets, per-object classes, and one-line errors for bad masks."""
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from unetseg.config.data import parse_data_config
+from unetseg.data.folder import InstanceMasks, load_folder
+from unetseg.data.instances import InstanceLayout, check_instances, read_instance_classes
+from unetseg.errors import UnetsegError
+from unetseg.training.datasets import load_splits
+
+
+def test_targets_are_background_interior_and_a_boundary_of_the_chosen_width():
+    inst = np.zeros((20, 30), np.int64)
+    inst[2:12, 2:12] = 1
+    inst[2:12, 12:22] = 2  # touching object 1
+    inst[15:20, 25:30] = 3  # at the image's corner
+    for width in (1, 2):
+        targets = InstanceLayout(("cell",), width).targets(inst)
+        assert set(np.unique(targets)) == {0, 1, 2}
+        assert (targets[inst == 0] == 0).all()
+        assert (targets[2:12, 12 - width : 12 + width] == 2).all()   # both rims where they touch
+        assert (targets[6:8, 6:8] == 1).all() and (targets[2 + width : 12 - width, 2 + width] == 1).all()
+        assert (targets[19, 29] == 1) and (targets[15 + width :, 29] == 1).all()  # the image edge is no boundary
+    classes = InstanceLayout(("cell", "debris")).targets(inst, {2: 2})
+    assert (classes[6, 17] == 2) and (classes[6, 6] == 1) and (classes[2, 14] == 3)  # boundary class is C + 1
+    assert InstanceLayout(("cell", "debris")).classes().names == ("background", "cell", "debris", "boundary")
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((4, 4), np.float32), "not float32 values"),
+    (np.full((4, 4), -1, np.int16), "negative id -1"),
+    (np.arange(256, dtype=np.uint8).reshape(16, 16), "id 255 is the largest value a uint8 holds"),
+    (np.dstack([np.zeros((4, 4), np.uint8), np.ones((4, 4), np.uint8)]), "one-band label image"),
+])
+def test_bad_instance_masks_are_one_line_naming_the_file(array, message):
+    with pytest.raises(UnetsegError, match=message) as err:
+        check_instances(array, "masks/a.tif")
+    assert str(err.value).startswith("masks/a.tif: ") and "\n" not in str(err.value)
+
+
+def test_instance_classes_from_csv_and_json(tmp_path):
+    (tmp_path / "c.csv").write_text("image,id,class\na,1,debris\n,2,cell\n")
+    assert read_instance_classes(tmp_path / "c.csv", ("cell", "debris")) == {"a": {1: 2}, None: {2: 1}}
+    (tmp_path / "c.json").write_text(json.dumps({"b": {"3": "debris"}, "4": "cell"}))
+    assert read_instance_classes(tmp_path / "c.json", ("cell", "debris")) == {"b": {3: 2}, None: {4: 1}}
+    (tmp_path / "bad.csv").write_text("id,class\n1,tumour\n")
+    with pytest.raises(UnetsegError, match="class 'tumour' of id 1 is not one of cell, debris"):
+        read_instance_classes(tmp_path / "bad.csv", ("cell", "debris"))
+
+
+def test_a_folder_of_instance_masks_trains_on_targets_and_keeps_the_instances(tmp_path, rng):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name in ("a", "b"):
+        tifffile.imwrite(tmp_path / "images" / f"{name}.tif", rng.integers(0, 255, (40, 50), dtype=np.uint8))
+        inst = np.zeros((40, 50), np.uint16)
+        inst[5:15, 5:15], inst[20:35, 10:30] = 1, 7
+        tifffile.imwrite(tmp_path / "masks" / f"{name}.tif", inst)
+    (tmp_path / "classes.csv").write_text("image,id,class\nb,7,debris\n")
+    cfg = parse_data_config({"source": "folder", "images": str(tmp_path / "images"), "masks": str(tmp_path / "masks"),
+                             "mask_mode": "instances", "classes": [{"name": "cell"}, {"name": "debris"}],
+                             "instance_classes": str(tmp_path / "classes.csv"), "val_files": ["b"]})
+    train, val = load_splits(cfg)
+    assert train.classes.names == ("background", "cell", "debris", "boundary")
+    assert train.instances[0].max() == 7 and train.masks[0][25, 20] == 1 and val.masks[0][25, 20] == 2
+    assert train.masks[0][20, 20] == 3  # boundary
+    items, table, _ = load_folder(tmp_path / "images", tmp_path / "masks",
+                                  instance_masks=InstanceMasks(InstanceLayout(("cell",))))
+    assert table.num_classes == 3 and items[0].instances is not None
+
+
+def test_the_nuclei_sample_trains_on_instance_targets():
+    cfg = parse_data_config({"source": "sample", "sample": "nuclei", "mask_mode": "instances", "boundary_width": 1})
+    train, val = load_splits(cfg)
+    assert train.classes.names == ("background", "nucleus", "boundary")
+    assert set(np.unique(train.masks[0])) == {0, 1, 2} and val.instances[0].max() > 10
+    with pytest.raises(UnetsegError, match="instances needs instance masks"):
+        load_splits(parse_data_config({"source": "sample", "sample": "brain", "mask_mode": "instances"}))

@@ -32,3 +32,15 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # musl and other C libraries: left as they are
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def release_freed_memory() -> bool:
+    """Hand the freed memory this process keeps (:func:`keep_freed_memory`) back to the OS (glibc
+    ``malloc_trim``): between phases of a job whose next phase needs the memory for other things (the second
+    pass over objects after tiling). False where there is no glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False

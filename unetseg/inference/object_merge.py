@@ -34,6 +34,7 @@ class Block:
     """
 
     origin: tuple[int, int]
+    shape: tuple[int, int]  # of the core
     labels: np.ndarray
     n_objects: int
     n_background: int
@@ -82,16 +83,34 @@ class Relabeling:
 
     def __call__(self, index: int, labels: np.ndarray) -> np.ndarray:
         """Block ``index``'s provisional labels (:attr:`Block.labels`) as final object ids (uint32; 0 = none)."""
-        ob, bb = self.object_base[index], self.background_base[index]
-        obj = np.where(labels > 0, labels.astype(np.int64) + ob, 0)
-        bg = np.where(labels < 0, -labels.astype(np.int64) + bb, 0)
-        return np.where(labels > 0, self.objects[obj], self.background[bg])
+        out = np.zeros(labels.shape, np.uint32)
+        pos = labels > 0
+        out[pos] = self.objects[labels[pos].astype(np.int64) + self.object_base[index]]
+        neg = labels < 0
+        out[neg] = self.background[self.background_base[index] - labels[neg].astype(np.int64)]
+        return out
+
+
+@dataclass
+class _Open:
+    """A block whose neighbours may still come: its core's bounds, seed records and ring (global ids)."""
+
+    bounds: tuple[int, int, int, int]
+    seeds: np.ndarray
+    ring: np.ndarray
+
+    def touches(self, other: tuple[int, int, int, int]) -> bool:
+        a, b, c, d = self.bounds
+        e, f, g, h = other
+        return e <= b and a <= f and g <= d and c <= h  # the cores' closures meet (faces and corners)
 
 
 @dataclass
 class ObjectMerger:
-    """Joins blocks (:func:`label_block`) into one numbering: :meth:`add` each block, :meth:`finish`, then
-    :meth:`relabel` each block's provisional labels (in any order) to the final ids."""
+    """Joins blocks (:func:`label_block`) into one numbering: :meth:`add` each block (in raster order of their
+    origins), :meth:`finish`, then :meth:`relabel` each block's provisional labels (in any order) to the final
+    ids. A block's edges are matched against its neighbours' as it comes and then dropped once no neighbour can
+    come any more, so the merger holds about two rows of blocks' edges, whatever the image size."""
 
     image_shape: tuple[int, int]
     rule: ObjectRule
@@ -101,14 +120,15 @@ class ObjectMerger:
     n_background: int = 0
     _obj: list[dict[str, np.ndarray]] = field(default_factory=list)
     _bg: list[dict[str, np.ndarray]] = field(default_factory=list)
-    _seeds: list[np.ndarray] = field(default_factory=list)
-    _rings: list[np.ndarray] = field(default_factory=list)
-    _pairs: list[np.ndarray] = field(default_factory=list)
+    _open: list[_Open] = field(default_factory=list)
+    _links: dict[str, list[np.ndarray]] = field(default_factory=lambda: {"objects": [], "background": [], "pairs": []})
     table: ObjectTable | None = None
     relabeling: Relabeling | None = None
 
     def add(self, block: Block) -> int:
         """Take one block's statistics and edges; returns its index (for :meth:`relabel`)."""
+        if self._open and tuple(block.origin) < max(tuple(o.bounds[::2]) for o in self._open):
+            raise ValueError("ObjectMerger.add takes blocks in raster order of their origins")
         ob, bb = self.n_objects, self.n_background
         self.object_base.append(ob)
         self.background_base.append(bb)
@@ -118,26 +138,34 @@ class ObjectMerger:
         self._bg.append({k: v[1:] for k, v in block.background.items()})
         seeds = block.seeds.copy()
         seeds[:, 1] += ob
-        self._seeds.append(seeds)
         ring = block.ring.copy()
         ring[:, 1] = np.where(ring[:, 1] > 0, ring[:, 1] + ob, 0)
         ring[:, 2] = np.where(ring[:, 2] > 0, ring[:, 2] + bb, 0)
-        self._rings.append(ring)
-        self._pairs.append(block.pairs + np.array([bb, ob]))
+        self._links["pairs"].append(block.pairs + np.array([bb, ob]))
+        (r0, c0), (h, w) = block.origin, block.shape
+        new = _Open((r0, r0 + h, c0, c0 + w), seeds, ring)
+        for old in self._open:
+            if old.touches(new.bounds):
+                self._links["objects"].append(_unique(_same_pixel(np.concatenate([old.seeds, new.seeds]))))
+                found = _ring_links(np.concatenate([old.ring, new.ring]), self.image_shape[1])
+                for key, pairs in found.items():
+                    self._links[key].append(_unique(pairs))
+        # a block whose next row of blocks has been passed can meet no block still to come
+        self._open = [o for o in self._open if o.bounds[1] >= r0] + [new]
         return len(self.object_base) - 1
 
     def finish(self) -> ObjectTable:
         """Union the blocks' pieces, fill holes, drop small objects, number the rest in raster order."""
         n_o, n_b = self.n_objects, self.n_background
-        links = _ring_links(_stack(self._rings, 5), self.image_shape[1])
-        obj_root = _components(n_o, np.concatenate([_same_pixel(_stack(self._seeds, 2)), links["objects"]]))
+        self._open = []
+        links = {k: _stack(v, 2) for k, v in self._links.items()}
+        obj_root = _components(n_o, links["objects"])
         bg_root = _components(n_b, links["background"])
         objects = _reduce(_gather(self._obj, (*STATS, "cls", "edge")), obj_root, n_o, maxima=("cls", "edge"))
         background = _reduce(_gather(self._bg, (*STATS, "border")), bg_root, n_b, maxima=("border",))
         hole_of = np.full(n_b, -1, np.int64)
         if self.rule.fill_holes:
-            pairs = np.concatenate([_stack(self._pairs, 2), links["pairs"]])
-            hole_of = _holes(pairs, bg_root, obj_root, background["border"] > 0)
+            hole_of = _holes(links["pairs"], bg_root, obj_root, background["border"] > 0)
             _absorb(objects, background, hole_of)
         roots = np.unique(obj_root)
         keep = roots[objects["area"][roots] >= max(self.rule.min_size, 1)]
@@ -200,6 +228,10 @@ def _ring_links(ring: np.ndarray, width: int) -> dict[str, np.ndarray]:
                 sel = (s[:, 2] > 0) & (t[:, 1] > 0)
                 found["pairs"].append(np.stack([s[sel, 2], t[sel, 1]], 1))
     return {k: np.concatenate(v) if v else empty for k, v in found.items()}
+
+
+def _unique(pairs: np.ndarray) -> np.ndarray:
+    return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
 
 
 def _stack(parts: list[np.ndarray], columns: int) -> np.ndarray:

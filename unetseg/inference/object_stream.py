@@ -17,19 +17,21 @@ from .object_merge import ObjectMerger, ObjectTable
 from .objects import ObjectRule, label_block
 from .result import Band
 
-CORE_ROWS = 512  # rows labelled per block: bounds the block's temporaries whatever the image width
+CORE_ROWS = 256  # rows labelled per block: bounds the block's temporaries (~40 B/px) whatever the width
 
 
 def object_probability(rule: ObjectRule, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Per pixel, the probability that it belongs to the object it is part of: the summed probabilities of the
-    seed and grow classes for an instance model (any object), else the probability of the pixel's own class.
-    float32; invalid pixels (labels past the classes) get 0."""
+    seed and grow classes for an instance model (any object), else the probability of the pixel's own class (its
+    largest, since labels are the most probable class). float32; invalid pixels (labels past the classes) get 0."""
     k = probs.shape[-1]
     if rule.grow_class is not None:
         return probs[..., [*rule.seed_classes, rule.grow_class]].sum(-1, dtype=np.float32)
-    own = np.minimum(labels, k - 1).astype(np.intp)[..., None]
-    out = np.take_along_axis(probs, own, axis=-1)[..., 0].astype(np.float32)
-    out[labels >= k] = 0
+    if k == 1:  # one sigmoid channel: label 1 where p > 0.5
+        out = np.where(labels == 1, probs[..., 0], 1 - probs[..., 0]).astype(np.float32)
+    else:  # a pixel's label is its most probable class
+        out = probs.max(-1).astype(np.float32, copy=False)
+    out[labels >= max(k, 2)] = 0
     return out
 
 

@@ -106,9 +106,10 @@ def label_block(classes: np.ndarray, window: tuple[int, int], core: tuple[slice,
     classes = np.asarray(classes)
     cr, cc = core
     seeds, rim, count = _seeds(classes, window, image_shape, rule)
-    objects = seeds.copy()
     grow = rim if rule.grow_class is None else (classes == rule.grow_class)
+    objects = seeds
     if rule.radius and grow.any():
+        objects = seeds.copy()
         _grow(objects, seeds, grow, classes, rule)
     core_objects = objects[cr, cc]
     core_classes = classes[cr, cc]
@@ -131,14 +132,15 @@ def label_block(classes: np.ndarray, window: tuple[int, int], core: tuple[slice,
     used = np.flatnonzero(present)
     lut = np.zeros(count + 1, np.int32)
     lut[used] = np.arange(1, len(used) + 1, dtype=np.int32)
-    local = lut[core_objects]
-    labels = np.where(local > 0, local, -bg).astype(np.int32)
+    labels = lut[core_objects]  # object ids > 0; background components as their negative ids
+    local = labels > 0
+    np.negative(bg, out=labels, where=~local)
     r0, c0 = window[0] + cr.start, window[1] + cc.start
     n_obj = len(used)
     core_prob = None if prob is None else prob[cr, cc]
-    obj_stats = _stats(local, n_obj, (r0, c0), image_shape, core_prob)
+    obj_stats = _stats(labels, n_obj, (r0, c0), image_shape, core_prob)
     obj_class = np.full(n_obj + 1, -1, np.int64)
-    obj_class[local[local > 0]] = core_classes[local > 0]
+    obj_class[labels[local]] = core_classes[local]
     win_rows, win_cols = np.nonzero(near)
     obj_class[lut[seeds[win_rows, win_cols]]] = classes[win_rows, win_cols]
     obj_stats["cls"] = obj_class
@@ -150,7 +152,8 @@ def label_block(classes: np.ndarray, window: tuple[int, int], core: tuple[slice,
     seed_index = (win_rows + window[0]).astype(np.int64) * width + (win_cols + window[1])
     seed_records = np.stack([seed_index, lut[seeds[win_rows, win_cols]].astype(np.int64)], 1)
     ring = _ring(labels, core_classes, leftover, (r0, c0), width)
-    return Block((r0, c0), labels, n_obj, n_bg, obj_stats, bg_stats, seed_records, ring, _pairs(labels))
+    return Block((r0, c0), labels.shape, labels, n_obj, n_bg, obj_stats, bg_stats, seed_records, ring,
+                 _pairs(labels))
 
 
 def _seeds(classes: np.ndarray, window: tuple[int, int], image_shape: tuple[int, int], rule: ObjectRule
@@ -168,7 +171,8 @@ def _seeds(classes: np.ndarray, window: tuple[int, int], image_shape: tuple[int,
             rim |= mask & ~kept
             mask = kept & _away_from_cuts(classes.shape, window, image_shape, rule.split)
         found, n = ndimage.label(mask, EIGHT)
-        seeds[found > 0] = found[found > 0] + count
+        np.add(found, count, out=found, where=found > 0)
+        seeds += found  # the classes' components are disjoint
         count += n
     return seeds, rim, count
 
@@ -221,7 +225,7 @@ def _near_edge(shape: tuple[int, int], core: tuple[slice, slice], halo: int) -> 
 
 
 def _stats(ids: np.ndarray, n: int, origin: tuple[int, int], image_shape: tuple[int, int],
-           prob: np.ndarray | None, strip: int = 256) -> dict[str, np.ndarray]:
+           prob: np.ndarray | None, strip: int = 32) -> dict[str, np.ndarray]:
     """Per id 1..n of a core (index 0 unused): pixel count, coordinate sums, bounding box, first raster index,
     probability sum and count, image-edge contact. Taken ``strip`` rows at a time (bounded temporaries)."""
     height, width = image_shape

@@ -20,6 +20,7 @@ import zarr
 from ..data.classes import ClassTable
 from ..data.labels import map_dtype
 from ..errors import UnetsegError
+from ..inference.allocator import release_freed_memory
 from ..inference.dask_objects import dask_objects
 from ..inference.object_merge import ObjectTable
 from ..inference.object_stream import ObjectStream, object_probability
@@ -202,6 +203,8 @@ class OutputSet:
         """Finish every kind with the run's result: objects are merged and handed to their kinds band by band,
         whole-image maps encoded, the summary written. ``client``: the Dask client whose workers wrote the
         chunks (they also label the objects, chunk by chunk)."""
+        if self.scratch:
+            release_freed_memory()  # the tiler's activations are done with: the object pass gets their memory
         tables = {}
         for rule in self.scratch:
             users = [w for w in self.writers if w.object_rule() == rule]

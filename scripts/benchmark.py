@@ -359,6 +359,109 @@ def bench_model(model: torch.nn.Module, image: np.ndarray, args: argparse.Namesp
     return runs
 
 
+ENGINE_ROWS = {
+    "hand_bf16": "hand-written OpenVINO loop, bf16 (core 1024, context 48)",
+    "defaults": "`predict_tiled(model, image)`, defaults (nothing set)",
+    "cli": "`unetseg predict` (CLI), per image after the first",
+    "torch_auto_amp": "engine=torch, default precision",
+    "hand_f32": "hand-written OpenVINO loop, fp32 (accuracy mode)",
+    "openvino_fp32": "engine=openvino, amp=False",
+    "torch_fp32": "engine=torch, amp=False",
+    "onnxruntime_fp32": "engine=onnxruntime, amp=False",
+    "int8": "amp=int8 (OpenVINO + NNCF, calibrated on the image)",
+}
+
+
+def load_anchor(path: Path):
+    """The hand-written OpenVINO loop (../shared/anchors/openvino_loop.py), run as it is, not copied; None if absent."""
+    if not path.is_file():
+        return None
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("openvino_loop", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def engines_section(model: torch.nn.Module, image: np.ndarray, args: argparse.Namespace, workdir: Path) -> dict:
+    """The engines side by side on one model and image, best of ``--repeats`` each after a warm-up call (so
+    "auto" choices and conversions are made once, as in a process that segments many images): the hand-written
+    OpenVINO loop of the engines issue, the library defaults, the CLI, each engine and precision, int8."""
+    px = image.shape[0] * image.shape[1]
+    reference = whole_labels(model, image, torch.device("cpu"))
+    checkpoint = workdir / "engines_model.pt"
+    unetseg.save_checkpoint(model, checkpoint)
+    model = unetseg.load_model(checkpoint)
+    methods = {
+        "defaults": lambda: unetseg.predict_tiled(model, image),
+        "torch_auto_amp": lambda: unetseg.predict_tiled(model, image, engine="torch"),
+        "openvino_fp32": lambda: unetseg.predict_tiled(model, image, engine="openvino", amp=False),
+        "torch_fp32": lambda: unetseg.predict_tiled(model, image, engine="torch", amp=False),
+        "onnxruntime_fp32": lambda: unetseg.predict_tiled(model, image, engine="onnxruntime", amp=False),
+        "int8": lambda: unetseg.predict_tiled(model, image, amp="int8"),
+    }
+    anchor = load_anchor(Path(args.anchor))
+    if anchor is not None:
+        x = image.astype(np.float32) / 255
+        for key, precision in (("hand_bf16", "bf16"), ("hand_f32", "f32")):
+            request = anchor.compile_tile_model(model, 1024 + 2 * 48, 3, precision, torch.get_num_threads())
+            methods[key] = lambda request=request: anchor.openvino_loop(request, x, 1024, 48)
+    keys = [k for k in ENGINE_ROWS if k in methods]
+    for key in keys:
+        print(f"  {key} warm-up ...", file=sys.stderr)
+        methods[key]()  # conversion, compilation, the measured choices of "auto", int8's calibration
+    trials: dict[str, list] = {k: [] for k in keys}
+    for _ in range(args.repeats):  # rounds over all rows, so a slow spell of a shared machine hits them alike
+        for key in keys:
+            trials[key].append(timed(methods[key], px))
+    runs: dict = {}
+    for key in keys:
+        labels, stats = max(trials[key], key=lambda t: t[1]["mps"])
+        stats["all_mps"] = [t[1]["mps"] for t in trials[key]]
+        stats["label_agreement"] = float((labels == reference).mean())
+        runs[key] = stats
+    runs["cli"] = cli_run(checkpoint, image, workdir, reference)
+    runs["defaults_chose"] = tiled(model, image).report.as_dict()
+    for key in ENGINE_ROWS:
+        if key in runs and "hand_bf16" in runs:
+            runs[key]["vs_hand_bf16"] = runs[key]["mps"] / runs["hand_bf16"]["mps"]
+            runs[key]["vs_hand_f32"] = runs[key]["mps"] / runs["hand_f32"]["mps"]
+    return runs
+
+
+def cli_run(checkpoint: Path, image: np.ndarray, workdir: Path, reference: np.ndarray) -> dict:
+    """``unetseg predict`` on 1 and on 4 PNG copies of the image: the extra seconds of the 3 extra images give the
+    CLI's per-image speed without its start-up (imports, model conversion, the auto choices)."""
+    import cv2
+    seconds = {}
+    for n in (1, 4):
+        folder, out = workdir / f"cli_in{n}", workdir / f"cli_out{n}"
+        folder.mkdir(exist_ok=True)
+        for i in range(n):
+            cv2.imwrite(str(folder / f"img{i}.png"), image[..., ::-1])
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "unetseg.cli", "predict", "--checkpoint", str(checkpoint), "--input",
+                        str(folder), "--output", str(out), "--format", "index"], check=True, capture_output=True)
+        seconds[n] = time.perf_counter() - start
+    per_image = (seconds[4] - seconds[1]) / 3
+    labels = cv2.imread(str(next(out.glob("img0*index*"))), cv2.IMREAD_UNCHANGED)
+    return {"seconds": per_image, "mps": image.shape[0] * image.shape[1] / per_image / 1e6,
+            "startup_seconds": seconds[1] - per_image, "label_agreement": float((labels == reference).mean())}
+
+
+def print_engines(runs: dict) -> None:
+    print("\n| engines run | MP/s | vs hand loop bf16 | vs hand loop fp32 | label agreement |\n|---|---:|---:|---:|---:|")
+    for key, label in ENGINE_ROWS.items():
+        r = runs.get(key)
+        if r is None:
+            continue
+        bf16, f32 = (f"{r[k]:.2f}x" if k in r else "-" for k in ("vs_hand_bf16", "vs_hand_f32"))
+        print(f"| {label} | {r['mps']:.2f} | {bf16} | {f32} | {r['label_agreement']:.3%} |")
+    chose = runs["defaults_chose"]
+    print(f"\nDefaults chose: engine {chose['engine']}, {chose['precision']}, tile {chose['tile_shape']}, "
+          f"context {chose['context']} px")
+
+
 def print_report(report: dict, path: Path) -> None:
     m = report["machine"]
     print(f"\nCPU: {m['cpu_model']} ({m['cpus']} cores, fast bf16: {m['fast_bf16']}, torch {m['torch']}, "
@@ -387,6 +490,8 @@ def print_report(report: dict, path: Path) -> None:
             print(f"| {run['side']} | {run['peak_mib']:.0f} | {run['peak_mib'] - run['base_mib']:.0f} | "
                   f"{run['seconds']:.1f} |")
         print(f"\nPeak RSS ratio {s['peak_ratio_large_vs_small']:.2f} for {s['area_ratio']:.0f}x the pixels.")
+    if report.get("engines"):
+        print_engines(report["engines"])
     o = report.get("objects")
     if o:
         print(f"\nObjects, streamed: {o['side']}^2 RGB TIFF, --format instances,objects,geojson: {o['objects']} objects, "
@@ -407,9 +512,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=None, help="comma list of built-in model names to run (default all)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile sections")
     parser.add_argument("--quick", action="store_true", help="smoke-size run (768 px image, 2048 stream)")
-    parser.add_argument("--sections", default="models,streaming,objects",
-                        help="comma list of models (tiled inference vs MONAI), streaming (RSS of predict_tiled "
-                             "into a TIFF) and objects (RSS of instances,objects,geojson); default all")
+    parser.add_argument("--sections", default="models,engines,streaming,objects",
+                        help="comma list of models (tiled inference vs MONAI), engines (vs the hand-written "
+                             "OpenVINO loop, int8, the CLI), streaming (RSS of predict_tiled into a TIFF) and "
+                             "objects (RSS of instances,objects,geojson); default all")
+    parser.add_argument("--anchor", default=str(Path(__file__).resolve().parents[2] / "shared" / "anchors" /
+                                                "openvino_loop.py"),
+                        help="the hand-written OpenVINO loop the engines section compares with (run as it is)")
     parser.add_argument("--workdir", default="bench_out", help="folder for the TIFFs and the JSON (default bench_out)")
     parser.add_argument("--json", default=None, help="JSON report path (default WORKDIR/benchmark.json)")
     args = parser.parse_args(argv)
@@ -433,6 +542,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, model in build_models(args, image, labels, device).items():
             print(f"[{name}]", file=sys.stderr)
             report["models"][name] = bench_model(model, image, args, device)
+    if "engines" in sections:
+        print("[engines] ...", file=sys.stderr)
+        args.models = f"unet-same-base{args.unet_base}"
+        model = next(iter(build_models(args, image, labels, device).values()))
+        report["engines"] = engines_section(model, image, args, workdir)
     if args.stream > 0 and "streaming" in sections:
         print("[streaming] ...", file=sys.stderr)
         report["streaming"] = streaming_section(workdir, sorted({min(4096, args.stream // 4), args.stream}))

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import unetseg
+from unetseg.inference.autotile import CONVERT_AFTER_SECONDS  # noqa: F401  the real threshold, for the engine tests
 from unetseg.models.geometry import Geometry
 
 
@@ -43,6 +44,15 @@ def whole_image_probs(model, image: np.ndarray, context: int, autocast: torch.dt
     probs = torch.softmax(logits, 1)[0].permute(1, 2, 0).numpy()
     offset = 0 if geometry.padding == "valid" else context
     return probs[offset : offset + height, offset : offset + width]
+
+
+@pytest.fixture(autouse=True)
+def auto_engine_stays_on_torch(monkeypatch):
+    """engine="auto" converts the model to another engine only where a test asks for it (tests/inference/
+    test_engines.py): the CLI tests' tiny models on tiny tiles would otherwise convert in every test."""
+    from unetseg.inference import autotile
+
+    monkeypatch.setattr(autotile, "CONVERT_AFTER_SECONDS", float("inf"))
 
 
 @pytest.fixture

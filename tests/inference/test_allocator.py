@@ -42,3 +42,21 @@ def test_commands_keep_freed_memory(monkeypatch, tmp_path):
     missing = str(tmp_path / "missing.pt")
     assert unetseg.cli.main(["predict", "--checkpoint", missing, "--input", "x.png", "--output", str(tmp_path)]) == 2
     assert calls == [1]
+
+
+@pytest.mark.parametrize("engine, called", [("torch", True), ("openvino", False)])
+def test_the_library_call_keeps_freed_memory_when_torch_runs_on_the_cpu(engine, called, monkeypatch):
+    """A program calling predict_tiled gets the CLI's allocator settings without setting them (OpenVINO plans its
+    own memory)."""
+    if engine == "openvino":
+        pytest.importorskip("openvino")
+    import numpy as np
+
+    import unetseg
+    from unetseg.inference import predict
+
+    calls = []
+    monkeypatch.setattr(predict, "keep_freed_memory", lambda: calls.append(1))
+    model = unetseg.UNet(1, 2, base_channels=4, depth=2).eval()
+    unetseg.predict_tiled(model, np.zeros((40, 40), np.uint8), engine=engine, tile_size=32)
+    assert bool(calls) == called

@@ -40,6 +40,8 @@ class FirstCallSlowGraph:
     """A stand-in inference graph whose first call at each shape takes 0.3 s of a fake clock and later ones
     0.01 s, as oneDNN's first call is slow while it JITs kernels. No real time passes."""
 
+    name = "torch"
+
     def __init__(self) -> None:
         self.device, self.precision, self.compiled = torch.device("cpu"), "bf16", False
         self.net = torch.nn.Identity()

@@ -153,7 +153,7 @@ def test_auto_tile_size_runs_and_bad_arguments_are_user_errors(rng):
     image = rng.integers(0, 256, (300, 280), dtype=np.uint8)
     labels = predict_tiled(model, image, tile_size="auto", amp=False)
     assert labels.shape == image.shape
-    for kwargs in ({"blend": "mean"}, {"output": "logits"}, {"tta": "d8"}, {"tile_size": "big"}, {"amp": "int8"}):
+    for kwargs in ({"blend": "mean"}, {"output": "logits"}, {"tta": "d8"}, {"tile_size": "big"}, {"amp": "int4"}):
         with pytest.raises(UnetsegError):
             predict_tiled(model, image, **kwargs)
 

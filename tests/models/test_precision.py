@@ -17,8 +17,11 @@ def test_auto_precision_per_device_and_purpose():
         assert resolve_precision(amp, cuda).dtype is None
     assert resolve_precision("bf16", cuda).dtype == torch.bfloat16
     assert resolve_precision("fp16", torch.device("cpu")).dtype == torch.float16
-    with pytest.raises(UnetsegError, match="amp='int8' is not one of auto, off, bf16, fp16"):
+    with pytest.raises(UnetsegError, match="amp='int4' is not one of auto, off, bf16, fp16, int8"):
+        resolve_precision("int4", cuda)
+    with pytest.raises(UnetsegError, match="amp='int8' runs on CPUs"):
         resolve_precision("int8", cuda)
+    assert resolve_precision("int8", torch.device("cpu")).name == "int8"
 
 
 def test_a_batch_that_overflows_fp16_is_recomputed_in_fp32(rng):

@@ -1,6 +1,7 @@
 """Argument converters and output helpers shared by the subcommands."""
 from __future__ import annotations
 
+import argparse
 import sys
 
 import torch
@@ -70,3 +71,14 @@ def first_line(err: BaseException) -> str:
 def error_line(command: str, message: str) -> None:
     """Print ``unetseg COMMAND: error: MESSAGE`` to stderr (through tqdm, so progress bars stay intact)."""
     tqdm.write(f"unetseg {command}: error: {message}", file=sys.stderr)
+
+
+def add_engine_argument(parser: argparse.ArgumentParser) -> None:
+    """``--engine``: what runs the model (:mod:`unetseg.inference.engines`)."""
+    from ..inference.engines import engine_choices
+    from ..inference.options import DEFAULTS
+
+    parser.add_argument("--engine", choices=engine_choices(), default=DEFAULTS.engine,
+                        help="what runs the model: auto = the installed engine measured fastest on this model and "
+                             "tile size (once per process), torch, openvino (CPUs; int8 with --amp int8) or "
+                             f"onnxruntime (fp32) (default: {DEFAULTS.engine})")

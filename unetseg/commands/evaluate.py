@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import UnetsegError
 from ..inference.options import int_or_auto
+from .common import add_engine_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--images", help="folder of images (needs --masks)")
     evaluate.add_argument("--masks", help="folder of masks paired with --images by file stem")
     evaluate.add_argument("--tile-size", default="auto", help="tile side or 'auto' (default: auto)")
+    add_engine_argument(evaluate)
     evaluate.add_argument("--min-object-size", type=int, default=0, metavar="PX",
                           help="on instance data: predicted objects smaller than PX pixels are dropped (default: 0)")
 
@@ -82,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         source = f"{len(items)} image(s) in {os.fspath(args.images)}"
     rule = object_rule(model, min_size=args.min_object_size)
     scores = score_images(model, items, num_classes=model.num_classes, ignore_index=ignore_index,
-                          tile_size=int_or_auto(args.tile_size, "--tile-size"), names=names, progress=True,
+                          tile_size=int_or_auto(args.tile_size, "--tile-size"), engine=args.engine, names=names,
+                          progress=True,
                           instances=instances, objects_of=lambda labels: label_objects(labels, rule, model.num_classes)[0])
     print(f"{args.checkpoint} on {source}:")
     print(format_scores(scores, model.class_table.names))

@@ -7,8 +7,9 @@ freezes the threshold at 128 KiB. On a 2-core AMX Xeon a base-16 U-Net's fp32 51
 per tile in a Dask worker, 0.51 s in a plain process and 0.37 s with the settings below (140k, 63k and
 ~0.3k minor page faults per tile). jemalloc or tcmalloc preloaded do the same job; this needs nothing.
 
-``unetseg`` commands and the Dask workers running unetseg tasks call :func:`keep_freed_memory` once; a
-program that calls :func:`unetseg.predict_tiled` itself can call it too. The cost: the process keeps up to
+``unetseg`` commands, the Dask workers running unetseg tasks and :func:`unetseg.predict_tiled` running the torch
+engine on a CPU call :func:`keep_freed_memory` (once per process), so a program calling the library is as fast as
+the CLI without touching malloc settings (OpenVINO plans its own memory). The cost: the process keeps up to
 ``TRIM_THRESHOLD`` of freed memory for reuse instead of returning it at once.
 """
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 batch_size="auto" is 1 on CPUs and 4 on GPUs (:func:`auto_batch_size`). For tile_size="auto" each candidate
 (256 to 2048 px, rounded to sizes the model accepts, then shrunk to the smallest tile that still covers the
-image with as many tiles, so no tile computes rows past the image's end) is timed with one forward pass of a
-full batch after a warm-up pass at its shape; the estimated time of the whole image is
+image with as many tiles, so no tile computes rows past the image's end) is timed with the best of
+:data:`TIMED_RUNS` forward passes of a full batch after a warm-up pass at its shape; the estimated time of the whole image is
 ``tiles(image, candidate) * seconds_per_tile(candidate)``, which accounts for the margin/halo each tile
 wastes. Candidates whose activations would exceed the memory budget are skipped. Timings are cached per
 (model config, device, precision, channels, tile shape), so a model is timed once per process.
@@ -18,10 +18,17 @@ import torch
 from torch import nn
 
 from ..models.geometry import Geometry
+from .engines import Engine, build_engine, usable_engines
 from .graph import InferenceGraph
 from .grid import TileGrid
 
 CANDIDATES = (256, 512, 768, 1024, 1536, 2048)
+# engine="auto" converts the model only when torch's estimated time for the image exceeds this. Converting (ONNX in
+# memory, 0.5 s) and compiling per tile shape (0.2 s) cost ~1-2 s once per process on a 2-core CPU; below a second
+# of work (a 1024^2 image) a one-off call would not repay it, above it a program segmenting several images does.
+CONVERT_AFTER_SECONDS = 1.0
+# the best of two timed forwards: one alone swung the choice between 512 and 1120 px run to run on a shared 2-core VM
+TIMED_RUNS = 2
 _SECONDS_PER_TILE: dict[tuple, float] = {}
 _BYTES_PER_PIXEL: dict[tuple, float] = {}
 
@@ -69,33 +76,35 @@ def _activation_bytes_per_pixel(graph: InferenceGraph, x: torch.Tensor) -> float
     return total / (x.shape[0] * x.shape[-2] * x.shape[-1])
 
 
-def seconds_per_tile(graph: InferenceGraph, model_key: str, shape: tuple[int, int], *, channels: int,
-                     batch_size: int) -> float | None:
-    """Measured seconds per tile of ``shape`` at ``batch_size`` (after a warm-up forward at that shape; cached per
-    model config, device, precision and shape), or None when one batch would exceed the memory budget."""
-    device = graph.device
-    base_key = (model_key, str(device), graph.precision, channels)
-    key = (*base_key, batch_size, *shape)
+def seconds_per_tile(engine: Engine, model_key: str, shape: tuple[int, int], *, channels: int,
+                     batch_size: int, graph: InferenceGraph | None = None) -> float | None:
+    """Measured seconds per tile of ``shape`` at ``batch_size`` on ``engine`` (after a warm-up forward at that
+    shape; cached per model config, engine, device, precision and shape), or None when one batch would exceed the
+    memory budget. The activations are measured on the torch ``graph`` (default: ``engine`` itself)."""
+    graph = graph if graph is not None else engine
+    device = engine.device
+    base_key = (model_key, str(device), engine.precision, channels)
+    key = (*base_key, engine.name, batch_size, *shape)
     if key in _SECONDS_PER_TILE:
         return _SECONDS_PER_TILE[key]
     budget = memory_budget(device)
-    if base_key in _BYTES_PER_PIXEL and _BYTES_PER_PIXEL[base_key] * batch_size * shape[0] * shape[1] > budget:
-        return None
     x = torch.randn(batch_size, channels, *shape, device=device)
     with torch.inference_mode():
-        if base_key not in _BYTES_PER_PIXEL:  # first forward: warm-up and memory estimate
+        if base_key not in _BYTES_PER_PIXEL:  # first torch forward: the memory estimate
             _BYTES_PER_PIXEL[base_key] = _activation_bytes_per_pixel(graph, x)
-            if _BYTES_PER_PIXEL[base_key] * batch_size * shape[0] * shape[1] > budget:
-                return None
-        else:
-            # cuDNN autotunes, inductor compiles, oneDNN JITs its kernels on the first call at a shape: 1.3-1.9x
-            # slower than later calls on an AMX Xeon (base-16 U-Net, bf16), and unevenly so across sizes
-            graph(x)
-        _synchronize(device)
-        start = time.perf_counter()
-        graph(x)
-        _synchronize(device)
-    _SECONDS_PER_TILE[key] = (time.perf_counter() - start) / batch_size
+        if _BYTES_PER_PIXEL[base_key] * batch_size * shape[0] * shape[1] > budget:
+            return None
+        # cuDNN autotunes, inductor compiles, oneDNN and OpenVINO JIT their kernels on the first call at a shape:
+        # 1.3-1.9x slower than later calls on an AMX Xeon (base-16 U-Net, bf16), and unevenly so across sizes
+        engine(x)
+        seconds = []
+        for _ in range(TIMED_RUNS):
+            _synchronize(device)
+            start = time.perf_counter()
+            engine(x)
+            _synchronize(device)
+            seconds.append(time.perf_counter() - start)
+    _SECONDS_PER_TILE[key] = min(seconds) / batch_size
     return _SECONDS_PER_TILE[key]
 
 
@@ -114,9 +123,19 @@ def balanced_tile(image_shape: tuple[int, int], tile: int, geometry: Geometry, h
     return tile
 
 
-def auto_tile_size(graph: InferenceGraph, model_key: str, image_shape: tuple[int, int], geometry: Geometry, *,
-                   channels: int, batch_size: int, halo: int | str = "auto") -> int:
-    """The candidate tile side (px) with the shortest estimated time for an ``image_shape`` image.
+def auto_tile_size(engine: Engine, model_key: str, image_shape: tuple[int, int], geometry: Geometry, *,
+                   channels: int, batch_size: int, halo: int | str = "auto",
+                   graph: InferenceGraph | None = None) -> int:
+    """The candidate tile side (px) with the shortest estimated time for an ``image_shape`` image on ``engine``."""
+    return fastest_tile(engine, model_key, image_shape, geometry, channels=channels, batch_size=batch_size,
+                        halo=halo, graph=graph)[0]
+
+
+def fastest_tile(engine: Engine, model_key: str, image_shape: tuple[int, int], geometry: Geometry, *,
+                 channels: int, batch_size: int, halo: int | str = "auto",
+                 graph: InferenceGraph | None = None) -> tuple[int, float]:
+    """The candidate tile side (px) with the shortest estimated time for an ``image_shape`` image, and that time
+    in seconds (0 when one tile of the smallest candidate covers the image: nothing was timed).
 
     The estimate is ``tiles(image, candidate) * seconds_per_tile(candidate)``: it charges each candidate the
     margin/halo its tiles waste and whatever cache effects make per-pixel speed non-monotonic in tile size.
@@ -128,10 +147,11 @@ def auto_tile_size(graph: InferenceGraph, model_key: str, image_shape: tuple[int
         grids.setdefault(grid.tile_shape, (c, grid))
     options = sorted(grids.values(), key=lambda cg: cg[1].tile_shape[0] * cg[1].tile_shape[1])
     if options[0][1].num_tiles == 1:  # the smallest candidate already covers the image in one tile
-        return options[0][0]
+        return options[0][0], 0.0
     best, best_time = options[0][0], float("inf")
     for candidate, grid in options:
-        seconds = seconds_per_tile(graph, model_key, grid.tile_shape, channels=channels, batch_size=batch_size)
+        seconds = seconds_per_tile(engine, model_key, grid.tile_shape, channels=channels, batch_size=batch_size,
+                                   graph=graph)
         if seconds is None:  # over the memory budget; larger tiles would be too
             break
         estimate = grid.num_tiles * seconds
@@ -139,4 +159,42 @@ def auto_tile_size(graph: InferenceGraph, model_key: str, image_shape: tuple[int
             best, best_time = candidate, estimate
         elif estimate > 1.25 * best_time:  # throughput falls past the optimum; larger tiles won't help
             break
-    return best
+    return best, best_time
+
+
+def engine_and_tile(graph: InferenceGraph, model_key: str, image_shape: tuple[int, int], geometry: Geometry, *,
+                    engine: str, tile_size: int | str, channels: int, batch_size: int,
+                    halo: int | str = "auto") -> tuple[str, int]:
+    """Resolve ``engine`` and ``tile_size`` ("auto" or given) together: the pair with the shortest estimated time
+    for the image, each engine at its own best tile.
+
+    engine="auto" considers the usable engines (:func:`~unetseg.inference.engines.usable_engines`; ONNX Runtime
+    only in fp32, the precision it runs) on CPUs, torch alone on GPUs; it stays on torch, without converting
+    the model, when torch's estimate is under :data:`CONVERT_AFTER_SECONDS`. amp="int8" runs on OpenVINO.
+    """
+    def estimate(name: str) -> tuple[float, int]:
+        runner = build_engine(graph, name)
+        if tile_size != "auto":
+            grid = TileGrid.build(image_shape, tile_size, geometry, halo)
+            seconds = seconds_per_tile(runner, model_key, grid.tile_shape, channels=channels, batch_size=batch_size,
+                                       graph=graph)
+            return (float("inf") if seconds is None else seconds * grid.num_tiles), tile_size
+        tile, seconds = fastest_tile(runner, model_key, image_shape, geometry, channels=channels,
+                                     batch_size=batch_size, halo=halo, graph=graph)
+        return seconds, tile
+
+    if engine == "auto":
+        others = [n for n in usable_engines(graph.device, graph.precision) if n != "torch"]
+        if graph.precision.int8:
+            engine = "openvino"
+        elif not others or graph.device.type != "cpu":
+            engine = "torch"
+        else:
+            timed = [(*estimate("torch"), "torch")]
+            if timed[0][0] >= CONVERT_AFTER_SECONDS:
+                timed += [(*estimate(name), name) for name in others]
+            _, tile, engine = min(timed)
+            return engine, tile
+    if tile_size != "auto":
+        return engine, int(tile_size)
+    return engine, estimate(engine)[1]

@@ -59,6 +59,8 @@ class InferenceGraph:
             call per input shape; if that fails the graph runs eagerly with a one-line notice.
     """
 
+    name = "torch"  # the engine it is (:mod:`.engines`)
+
     def __init__(self, model: nn.Module, device: torch.device, precision: Precision, *, compile: bool = False) -> None:
         self.device, self.precision = device, precision
         net = copy.deepcopy(model).to(device).eval()

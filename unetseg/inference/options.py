@@ -15,6 +15,7 @@ from ..data.normalization import Normalization
 from ..errors import UnetsegError
 from ..models.geometry import parse_halo, setting
 from ..models.precision import amp_choice
+from .engines import check_engine
 from .padding import check_pad_mode
 from .tta import check_tta
 
@@ -22,7 +23,7 @@ BLENDS = ("crop", "gaussian")
 OUTPUTS = ("labels", "probs")
 COMPILE_CHOICES = ("auto", "on", "off")
 # options a prediction summary records (next to the settings the run resolved them to)
-RECORDED = ("tile_size", "batch_size", "tta", "halo", "amp")
+RECORDED = ("tile_size", "batch_size", "tta", "halo", "amp", "engine")
 
 
 def int_or_auto(value: Any, name: str) -> int | str:
@@ -68,6 +69,7 @@ class TileOptions:
     compile: bool | str = "auto"
     nodata: Any = "auto"
     nodata_label: int | None = None
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise the values once, here
@@ -81,6 +83,7 @@ class TileOptions:
             raise UnetsegError(f"output={self.output!r} is not one of {', '.join(OUTPUTS)}")
         check_pad_mode(self.pad_mode)
         check_tta(self.tta)
+        check_engine(self.engine)
         amp_choice(self.amp)
         if self.nodata_label is not None:
             try:
@@ -102,7 +105,7 @@ class TileOptions:
 
     def recorded(self) -> dict[str, Any]:
         """The options a prediction summary records, as given (``tile_size``, ``batch_size``, ``tta``, ``halo``,
-        ``amp``)."""
+        ``amp``, ``engine``)."""
         return {name: getattr(self, name) for name in RECORDED}
 
 

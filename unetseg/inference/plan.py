@@ -16,10 +16,12 @@ from ..errors import UnetsegError
 from ..models.base import SegmentationModel
 from ..models.geometry import Geometry
 from ..models.precision import Precision, resolve_precision
-from .autotile import auto_batch_size, auto_tile_size, model_key, seconds_per_tile
+from .autotile import auto_batch_size, engine_and_tile, model_key, seconds_per_tile
+from .engines import quantized_model
 from .graph import InferenceGraph, inference_graph, model_device
 from .grid import TileGrid
 from .options import DEFAULTS, TileOptions
+from .quantize import QuantizedModel, calibration_tiles
 from .result import TileReport
 from .splitter import InvalidRule
 from .tta import Transform, tta_transforms
@@ -56,7 +58,8 @@ def invalid_rule(model: nn.Module, image: Any, nodata: Any) -> InvalidRule | Non
 class TilePlan:
     """One tiled prediction, resolved: the tile grid (geometry, halo), batch size, blending, border mode, TTA,
     output kind, precision, device, normalisation, whether to compile, the invalid-pixel rule (None: no pixel
-    of this image can be invalid) and the label of invalid pixels (None: decided from the model's output)."""
+    of this image can be invalid), the label of invalid pixels (None: decided from the model's output) and the
+    engine that runs the model, with its int8 model under amp="int8"."""
 
     grid: TileGrid
     batch_size: int
@@ -70,6 +73,8 @@ class TilePlan:
     compile: bool
     invalid: InvalidRule | None
     nodata_label: int | None
+    engine: str = "torch"
+    quantized: QuantizedModel | None = None
 
     @property
     def transforms(self) -> list[Transform]:
@@ -83,7 +88,7 @@ class TilePlan:
         """The settings as a summary records them; ``compiled``: whether the graph really ran compiled."""
         return TileReport(self.grid.tile_shape, self.grid.rows.context, self.grid.num_tiles, self.batch_size,
                           self.precision.name, str(self.device), self.compile if compiled is None else compiled,
-                          None if self.invalid is None else self.invalid.nodata)
+                          None if self.invalid is None else self.invalid.nodata, self.engine)
 
 
 def plan_tiles(model: nn.Module, image: Any, options: TileOptions = DEFAULTS) -> TilePlan:
@@ -110,13 +115,17 @@ def plan_tiles(model: nn.Module, image: Any, options: TileOptions = DEFAULTS) ->
     batch = auto_batch_size(device) if options.batch_size == "auto" else options.batch_size
     graph = inference_graph(model, device, precision)
     key = model_key(model)
-    tile = options.tile_size
-    if tile == "auto":
-        tile = auto_tile_size(graph, key, (height, width), geometry, channels=channels, batch_size=batch,
-                              halo=options.halo)
+    engine_name, tile = engine_and_tile(graph, key, (height, width), geometry, engine=options.engine,
+                                        tile_size=options.tile_size, channels=channels, batch_size=batch,
+                                        halo=options.halo)
     grid = TileGrid.build((height, width), tile, geometry, options.halo)
+    compile = engine_name == "torch" and _should_compile(options.compile, graph, key, grid, channels, batch)
+    quantized = None
+    if precision.int8:
+        quantized = quantized_model(graph, grid.tile_shape, lambda: calibration_tiles(
+            image, grid.tile_shape, norm, options.pad_mode, invalid))
     return TilePlan(grid, batch, options.blend, options.pad_mode, options.tta, options.output, precision, device,
-                    norm, _should_compile(options.compile, graph, key, grid, channels, batch), invalid, label)
+                    norm, compile, invalid, label, engine_name, quantized)
 
 
 def _should_compile(compile: bool | str, graph: InferenceGraph, key: str, grid: TileGrid, channels: int,

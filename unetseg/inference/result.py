@@ -54,8 +54,9 @@ class BlockSink(Protocol):
 @dataclass(frozen=True)
 class TileReport:
     """The settings a tiled prediction ran with, resolved: tile shape [h, w], context (margin or halo, px per
-    side), tile count, batch size, precision ("fp32" | "bf16" | "fp16"), device, whether the graph ran compiled,
-    and the nodata value applied (None: only NaN/Inf were invalid, or no pixel could be)."""
+    side), tile count, batch size, precision ("fp32" | "bf16" | "fp16" | "int8"), device, whether the graph ran
+    compiled, the nodata value applied (None: only NaN/Inf were invalid, or no pixel could be) and the engine
+    that ran the model (:mod:`unetseg.inference.engines`)."""
 
     tile_shape: tuple[int, int]
     context: int
@@ -65,12 +66,13 @@ class TileReport:
     device: str
     compiled: bool
     nodata: float | None
+    engine: str = "torch"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able, in the order a summary lists them."""
         return dict(tile_shape=list(self.tile_shape), context=self.context, num_tiles=self.num_tiles,
                     batch_size=self.batch_size, precision=self.precision, device=self.device,
-                    compiled=self.compiled, nodata=self.nodata)
+                    compiled=self.compiled, nodata=self.nodata, engine=self.engine)
 
 
 class NoValidPixel(UnetsegError):

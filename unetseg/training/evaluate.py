@@ -30,6 +30,7 @@ def score_images(
     ignore_index: int | None = None,
     tile_size: int | str = "auto",
     amp: str | bool = "auto",
+    engine: str = "auto",
     normalization: Normalization | None = None,
     device: torch.device | None = None,
     names: Sequence[str] | None = None,
@@ -57,7 +58,8 @@ def score_images(
         mask = np.asarray(mask)
         if np.asarray(image).shape[:2] != mask.shape:
             raise UnetsegError(f"{label}: image {np.asarray(image).shape[:2]} and mask {mask.shape} differ in size")
-        pred = predict_tiled(net, image, tile_size=tile_size, normalization=normalization, amp=amp, device=device)
+        pred = predict_tiled(net, image, tile_size=tile_size, normalization=normalization, amp=amp, device=device,
+                             engine=engine)
         if found is not None:
             found.update(instances[i], objects_of(pred))
         try:

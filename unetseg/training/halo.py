@@ -52,7 +52,7 @@ def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: floa
     geometry = Geometry.of(model)
     if geometry.padding == "valid":
         return HaloRecord(0, 1.0, target, 0)
-    options = dict(amp=False, normalization=normalization, device=device, compile=False, batch_size=1)
+    options = dict(amp=False, normalization=normalization, device=device, compile=False, batch_size=1, engine="torch")
     probes = []
     for image in images:
         if min(image.shape[:2]) < 1:

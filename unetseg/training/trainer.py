@@ -276,7 +276,7 @@ class Trainer:
         return score_images(c.bare, c.val_items, num_classes=c.classes.num_classes,
                             ignore_index=c.train_ds.ignore_index, tile_size=self.tcfg.val_tile_size,
                             amp=validation_amp(c.precision), normalization=c.normalization, device=self.ctx.device,
-                            ctx=self.ctx)
+                            ctx=self.ctx, engine="torch")  # new weights every epoch: another engine would never pay
 
     def _end_of_epoch(self, train_loss: float, images_per_s: float, validate_now: bool) -> None:
         ctx, c = self.ctx, self.c

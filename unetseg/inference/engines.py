@@ -1,0 +1,295 @@
+"""Inference engines: what runs the model's graph on a batch of tiles. One registry, one contract.
+
+Every engine is built from the torch :class:`~unetseg.inference.graph.InferenceGraph` (eval copy, batch norm
+folded) and is called the same way: ``engine(x)``, NCHW float32 tiles -> NCHW float32 logits (a torch tensor on
+the engine's device). ``name``, ``device``, ``precision`` and ``compiled`` say what ran.
+
+- ``torch``: the graph itself (oneDNN on CPUs, cuDNN on GPUs; optionally ``torch.compile``).
+- ``openvino``: the folded fp32 graph handed to OpenVINO (through ONNX in memory: 0.5 s where
+  ``ov.convert_model``'s TorchScript tracing took 2-8 s), compiled for the CPU once per input shape with the
+  precision pinned to unetseg's (``INFERENCE_PRECISION_HINT``; fp32 in ``ACCURACY`` mode), on torch's thread count.
+  ``amp="int8"`` quantises it once per process with NNCF (:mod:`.quantize`).
+- ``onnxruntime``: the same ONNX graph in an ONNX Runtime session (fp32; CUDA's provider on GPUs).
+
+``engine="auto"`` (:func:`unetseg.inference.autotile.choose_engine`) times each usable engine on the plan's tile
+shape once per process, model, device, precision and shape, and takes the fastest.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import io
+import queue
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UnetsegError
+from ..models.geometry import Geometry
+from ..models.precision import Precision
+from .graph import InferenceGraph
+from .quantize import QuantizedModel, quantize
+
+ENGINE_AUTO = "auto"
+
+
+class Engine(Protocol):
+    """``engine(x)``: NCHW float32 tiles -> NCHW float32 logits on ``device``."""
+
+    name: str
+    device: torch.device
+    precision: Precision
+    compiled: bool
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """A registered engine: its name, the Python package it needs, the devices and precisions it runs, its
+    builder (torch graph -> engine) and a line of help."""
+
+    name: str
+    package: str | None
+    devices: tuple[str, ...]
+    precisions: tuple[str, ...]
+    build: Callable[..., Engine]
+    help: str
+
+    def installed(self) -> bool:
+        return self.package is None or importlib.util.find_spec(self.package) is not None
+
+    def why_not(self, device: torch.device, precision: Precision) -> str | None:
+        """Why this engine cannot run here (one line), or None when it can."""
+        if not self.installed():
+            return (f"engine={self.name!r} needs the {self.package!r} package: install unetseg[{self.name}] "
+                    f"(e.g. `uv pip install '{self.package}'`)")
+        if device.type not in self.devices:
+            return f"engine={self.name!r} runs on {', '.join(self.devices)}, not {device.type}"
+        if precision.name not in self.precisions:
+            return (f"engine={self.name!r} does not run amp={precision.name!r} "
+                    f"(it runs {', '.join(self.precisions)})")
+        return None
+
+
+ENGINES: dict[str, EngineSpec] = {}
+
+
+def register_engine(spec: EngineSpec) -> EngineSpec:
+    if spec.name in ENGINES or spec.name == ENGINE_AUTO:
+        raise ValueError(f"engine {spec.name!r} is already registered")
+    ENGINES[spec.name] = spec
+    return spec
+
+
+def engine_choices() -> tuple[str, ...]:
+    """The values ``engine=`` / ``--engine`` take: "auto" and every registered engine."""
+    return (ENGINE_AUTO, *ENGINES)
+
+
+def check_engine(engine: str) -> str:
+    if engine not in engine_choices():
+        raise UnetsegError(f"engine={engine!r} is not one of {', '.join(engine_choices())}")
+    return engine
+
+
+def usable_engines(device: torch.device, precision: Precision) -> list[str]:
+    """The registered engines that can run on ``device`` at ``precision`` here, torch first."""
+    return [name for name, spec in ENGINES.items() if spec.why_not(device, precision) is None]
+
+
+_BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def build_engine(graph: InferenceGraph, name: str, quantized: QuantizedModel | None = None) -> Engine:
+    """The engine ``name`` over ``graph`` (cached with the graph, so a model is converted once per process), running
+    the ``quantized`` model when one is given (OpenVINO); a one-line UnetsegError when it cannot run on the graph's
+    device and precision."""
+    spec = ENGINES[check_engine(name)]
+    problem = spec.why_not(graph.device, graph.precision)
+    if problem:
+        raise UnetsegError(problem)
+    if name == "torch":
+        return graph
+    built = _BUILT.setdefault(graph, {})
+    key = (name, quantized)
+    if key not in built:
+        built[key] = spec.build(graph) if quantized is None else spec.build(graph, quantized)
+    return built[key]
+
+
+# -------------------------------------------------------------------------------------------------- ONNX graph
+_EXPORT_LOCK = threading.Lock()  # torch's ONNX exporter keeps global state: one export at a time per process
+
+
+def onnx_bytes(net: nn.Module, channels: int, hw: tuple[int, int], dynamic: bool) -> bytes:
+    """``net`` (fp32, eval) as an ONNX model in memory: input ``x`` 1 x C x H x W, output ``logits``; batch (and,
+    when ``dynamic``, height and width) left dynamic."""
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
+    encoded = io.BytesIO()
+    with _EXPORT_LOCK, torch.inference_mode(False), torch.no_grad():
+        torch.onnx.export(net, (torch.zeros(1, channels, *hw),), encoded, input_names=["x"],
+                          output_names=["logits"], dynamic_axes={"x": axes, "logits": axes}, dynamo=False)
+    return encoded.getvalue()
+
+
+class ShapeCache:
+    """What an engine runs per input shape, built on first use: the graph is loaded from ONNX once (same
+    padding: dynamic height/width) or once per tile size (valid padding, whose crops tracing fixes), then
+    specialised per shape."""
+
+    def __init__(self, graph: InferenceGraph, load: Callable[[bytes], Any],
+                 specialise: Callable[[Any, tuple[int, ...]], Any], loaded: Any = None) -> None:
+        self.net, self.load, self.specialise = graph.fp32, load, specialise
+        self.channels = _in_channels(graph.fp32)
+        self.geometry = Geometry.of(graph.fp32)
+        self.dynamic = self.geometry.padding == "same" or loaded is not None
+        self._loaded: dict[tuple[int, ...], Any] = {} if loaded is None else {(): loaded}
+        self._built: dict[tuple[int, ...], Any] = {}
+        self._lock = threading.Lock()  # Dask's threaded workers share one engine
+
+    def get(self, shape: tuple[int, ...]) -> Any:
+        with self._lock:
+            return self._get(shape)
+
+    def _get(self, shape: tuple[int, ...]) -> Any:
+        if shape not in self._built:
+            key = () if self.dynamic else tuple(shape[2:])
+            if key not in self._loaded:
+                side = self.geometry.example_size(None)
+                hw = (side, side) if self.dynamic else (shape[2], shape[3])
+                self._loaded[key] = self.load(onnx_bytes(self.net, self.channels, hw, self.dynamic))
+            self._built[shape] = self.specialise(self._loaded[key], shape)
+        return self._built[shape]
+
+
+def _in_channels(net: nn.Module) -> int:
+    channels = getattr(net, "in_channels", None)
+    if channels is None:
+        first = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+        if first is None:
+            raise UnetsegError("the model has no Conv2d layer to read its input channels from")
+        channels = first.in_channels
+    return int(channels)
+
+
+# ------------------------------------------------------------------------------------------------------ OpenVINO
+@functools.cache
+def openvino_core() -> Any:
+    """The process's one ``openvino.Core`` (each Core keeps its own plugin and thread pools)."""
+    import openvino as ov
+
+    return ov.Core()
+
+
+_QUANTIZED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def quantized_model(graph: InferenceGraph, tile_shape: tuple[int, int],
+                    calibration: Callable[[], Any]) -> QuantizedModel:
+    """The int8 model of ``graph`` for ``tile_shape`` tiles, quantised on ``calibration()`` (N x C x H x W float32
+    tiles) the first time it is asked for in this process (:func:`unetseg.inference.quantize.quantize`)."""
+    done = _QUANTIZED.setdefault(graph, {})
+    if tile_shape not in done:
+        tiles = calibration()
+        onnx = onnx_bytes(graph.fp32, _in_channels(graph.fp32), tile_shape, dynamic=False)
+        done[tile_shape] = quantize(graph.fp32, onnx, tiles, OPENVINO_PRECISION[graph.precision.name])
+    return done[tile_shape]
+
+
+OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "bf16"}
+
+
+class OpenVINOEngine:
+    """The graph run by OpenVINO's CPU plugin: static shapes (one compiled model per tile shape), the precision
+    pinned, torch's thread count; asynchronous, so a caller merges one result while the next batch runs
+    (:meth:`start`). With a ``quantized`` model (:mod:`.quantize`) it runs that one instead; an
+    int8-precision graph without one runs in float (what tile-size timing needs)."""
+
+    name = "openvino"
+    compiled = False
+
+    def __init__(self, graph: InferenceGraph, quantized: QuantizedModel | None = None) -> None:
+        self.device, self.precision = graph.device, graph.precision
+        self._core = openvino_core()
+        base = quantized.read(self._core) if quantized is not None else None
+        self._shapes = ShapeCache(graph, functools.partial(self._core.read_model, weights=b""), self._compile, base)
+
+    def config(self) -> dict[str, str]:
+        hint = OPENVINO_PRECISION[self.precision.name]
+        cfg = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
+               "INFERENCE_NUM_THREADS": str(torch.get_num_threads())}
+        if hint == "f32":
+            cfg["EXECUTION_MODE_HINT"] = "ACCURACY"
+        return cfg
+
+    def _compile(self, loaded: Any, shape: tuple[int, ...]) -> tuple[Any, queue.SimpleQueue]:
+        model = loaded.clone()
+        model.reshape({model.inputs[0].get_any_name(): list(shape)})
+        return self._core.compile_model(model, "CPU", self.config()), queue.SimpleQueue()
+
+    def start(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+        """Start ``x`` (NCHW float32, CPU) running; the returned function waits and gives its logits. Thread-safe:
+        each call takes an idle infer request of its shape (made when none is idle) and gives it back."""
+        array = x.detach().float().contiguous().numpy()
+        compiled, idle = self._shapes.get(tuple(array.shape))
+        try:
+            request = idle.get_nowait()
+        except queue.Empty:
+            request = compiled.create_infer_request()
+        request.start_async({0: array}, share_inputs=True)
+
+        done: list[torch.Tensor] = []
+
+        def result(inputs: np.ndarray = array) -> torch.Tensor:  # the request reads ``inputs`` until wait() returns
+            if not done:
+                request.wait()
+                done.append(torch.from_numpy(request.get_output_tensor(0).data.copy()))
+                idle.put(request)
+            return done[0]
+
+        return result
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.start(x)()
+
+
+# -------------------------------------------------------------------------------------------------- ONNX Runtime
+class OnnxRuntimeEngine:
+    """The graph in an ONNX Runtime session (fp32; the CUDA provider on GPUs), one session per tile shape for
+    valid-padding models, one in all for same-padding ones; torch's thread count."""
+
+    name = "onnxruntime"
+    compiled = False
+
+    def __init__(self, graph: InferenceGraph) -> None:
+        self.device, self.precision = graph.device, graph.precision
+        self._shapes = ShapeCache(graph, self._session, lambda session, _shape: session)
+
+    def _session(self, onnx: bytes) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        providers = ["CUDAExecutionProvider"] if self.device.type == "cuda" else ["CPUExecutionProvider"]
+        return ort.InferenceSession(onnx, options, providers=providers)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        array = x.detach().float().contiguous().cpu().numpy()
+        logits = self._shapes.get(tuple(array.shape)).run(None, {"x": array})[0]
+        return torch.from_numpy(logits).to(self.device)
+
+
+register_engine(EngineSpec("torch", None, ("cpu", "cuda", "mps"), ("fp32", "bf16", "fp16"), lambda graph: graph,
+                           "PyTorch (oneDNN/cuDNN), optionally torch.compile"))
+register_engine(EngineSpec("openvino", "openvino", ("cpu",), ("fp32", "bf16", "fp16", "int8"), OpenVINOEngine,
+                           "OpenVINO's CPU plugin, compiled per tile shape (int8 with NNCF)"))
+register_engine(EngineSpec("onnxruntime", "onnxruntime", ("cpu", "cuda"), ("fp32",), OnnxRuntimeEngine,
+                           "ONNX Runtime (fp32)"))

@@ -79,3 +79,16 @@ def test_a_failing_compile_falls_back_to_eager_with_a_notice(monkeypatch, nuclei
 def test_compile_argument_is_checked():
     with pytest.raises(unetseg.UnetsegError, match="compile="):
         predict_tiled(tiny_unet("same", depth=2), np.zeros((8, 8), np.uint8), compile="yes")
+
+
+def test_graphs_are_cached_per_precision_and_rebuilt_when_the_weights_change():
+    from unetseg.inference.graph import inference_graph
+
+    model = unetseg.UNet(1, 2, base_channels=4, depth=2).eval()
+    cpu, fp32, bf16 = torch.device("cpu"), Precision(None, True), Precision(torch.bfloat16, True)
+    first = inference_graph(model, cpu, fp32)
+    assert inference_graph(model, cpu, bf16) is not first
+    assert inference_graph(model, cpu, fp32) is first  # alternating precisions reuses both
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    assert inference_graph(model, cpu, fp32) is not first

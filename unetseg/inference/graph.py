@@ -116,10 +116,12 @@ def inference_graph(model: nn.Module, device: torch.device, precision: Precision
                     compile: bool = False) -> InferenceGraph:
     """The :class:`InferenceGraph` of ``model`` for these settings, reused while the model's weights are unchanged."""
     state = tuple(t._version for t in (*model.parameters(), *model.buffers()))
-    key = (str(device), precision, compile, state, model.training)
-    cached = _CACHE.get(model)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    graph = InferenceGraph(model, device, precision, compile=compile)
-    _CACHE[model] = (key, graph)
-    return graph
+    settings = (str(device), precision, compile, model.training)
+    graphs = _CACHE.setdefault(model, {})
+    for stale in [k for k, (seen, _) in graphs.items() if seen != state]:  # the weights changed since
+        del graphs[stale]
+    if settings not in graphs:
+        # a graph per precision and device, so that a program alternating them (a benchmark; bf16 then int8)
+        # does not rebuild, and reconvert or requantise, the model on every call
+        graphs[settings] = (state, InferenceGraph(model, device, precision, compile=compile))
+    return graphs[settings][1]

@@ -12,6 +12,8 @@ quantises once.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -86,8 +88,9 @@ def quantize(net: torch.nn.Module, onnx: bytes, tiles: np.ndarray, precision_hin
     convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
     keep = sorted({convs[0], convs[-1]}) if convs else []
     dataset = nncf.Dataset([t[None] for t in tiles])
-    quantized = nncf.quantize(model, dataset, subset_size=len(tiles), fast_bias_correction=True,
-                              ignored_scope=nncf.IgnoredScope(names=keep), preset=nncf.QuantizationPreset.MIXED)
+    with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws its own progress bars
+        quantized = nncf.quantize(model, dataset, subset_size=len(tiles), fast_bias_correction=True,
+                                  ignored_scope=nncf.IgnoredScope(names=keep), preset=nncf.QuantizationPreset.MIXED)
     compiled = core.compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": precision_hint})
     agree = total = 0
     with torch.inference_mode():

@@ -3,8 +3,7 @@
 batch_size="auto" is 1 on CPUs and 4 on GPUs (:func:`auto_batch_size`). For tile_size="auto" each candidate
 (256 to 2048 px, rounded to sizes the model accepts, then shrunk to the smallest tile that still covers the
 image with as many tiles, so no tile computes rows past the image's end) is timed with the best of
-:data:`TIMED_RUNS` forward passes of a full batch (one when it takes over :data:`RETIME_UNDER_SECONDS`) after a
-warm-up pass at its shape; the estimated time of the whole image is
+:data:`TIMED_RUNS` forward passes of a full batch after a warm-up pass at its shape; the estimated time of the whole image is
 ``tiles(image, candidate) * seconds_per_tile(candidate)``, which accounts for the margin/halo each tile
 wastes. Candidates whose activations would exceed the memory budget are skipped. Timings are cached per
 (model config, device, precision, channels, tile shape), so a model is timed once per process.
@@ -28,10 +27,9 @@ CANDIDATES = (256, 512, 768, 1024, 1536, 2048)
 # memory, 0.5 s) and compiling per tile shape (0.2 s) cost ~1-2 s once per process on a 2-core CPU; below a second
 # of work (a 1024^2 image) a one-off call would not repay it, above it a program segmenting several images does.
 CONVERT_AFTER_SECONDS = 1.0
-# the best of two timed forwards: one alone swung the choice between 512 and 1120 px run to run on a shared 2-core VM;
-# a forward this long is timed once (its noise is relatively small, and a second run would cost seconds)
+# the best of two timed forwards for every candidate (the same count for all, or the min would favour some): one
+# alone swung the choice between 512 and 1120 px run to run on a shared 2-core VM
 TIMED_RUNS = 2
-RETIME_UNDER_SECONDS = 0.25
 _SECONDS_PER_TILE: dict[tuple, float] = {}
 _BYTES_PER_PIXEL: dict[tuple, float] = {}
 
@@ -100,8 +98,8 @@ def seconds_per_tile(engine: Engine, model_key: str, shape: tuple[int, int], *, 
         # cuDNN autotunes, inductor compiles, oneDNN and OpenVINO JIT their kernels on the first call at a shape:
         # 1.3-1.9x slower than later calls on an AMX Xeon (base-16 U-Net, bf16), and unevenly so across sizes
         engine(x)
-        seconds: list[float] = []
-        while len(seconds) < TIMED_RUNS and (not seconds or seconds[0] < RETIME_UNDER_SECONDS):
+        seconds = []
+        for _ in range(TIMED_RUNS):
             _synchronize(device)
             start = time.perf_counter()
             engine(x)

@@ -13,6 +13,7 @@ from unetseg.inference import autotile, engines
 from unetseg.inference.options import TileOptions
 from unetseg.inference.plan import plan_tiles
 from unetseg.inference.predict import tiled
+from unetseg.models.precision import Precision
 
 from ..conftest import CONVERT_AFTER_SECONDS, briefly_trained_unet, tiny_unet
 
@@ -83,8 +84,6 @@ def test_auto_takes_the_engine_measured_fastest(trained_same_unet, nuclei, monke
 
 
 def test_auto_uses_torch_only_on_gpus_and_never_onnxruntime_outside_fp32():
-    from unetseg.models.precision import Precision
-
     assert "onnxruntime" not in engines.usable_engines(torch.device("cpu"), Precision(torch.bfloat16, True))
     assert engines.usable_engines(torch.device("cuda"), Precision(torch.float16, True))[0] == "torch"
 
@@ -102,8 +101,9 @@ def test_bad_engine_settings_are_one_line(options, message, trained_same_unet, n
 def test_a_missing_engine_package_says_what_to_install(trained_same_unet, nuclei, monkeypatch):
     spec = engines.ENGINES["openvino"]
     monkeypatch.setitem(engines.ENGINES, "openvino", engines.EngineSpec(
-        spec.name, "openvino_not_installed", spec.devices, spec.precisions, spec.build, spec.help))
-    with pytest.raises(UnetsegError, match=r"needs the 'openvino_not_installed' package: install unetseg\[openvino\]"):
+        spec.name, ("openvino_not_installed", "onnx"), spec.devices, spec.precisions, spec.build, spec.help))
+    assert "openvino" not in engines.usable_engines(torch.device("cpu"), Precision(None, True))
+    with pytest.raises(UnetsegError, match=r"needs the 'openvino_not_installed' package\(s\): install unetseg\[openvino\]"):
         unetseg.predict_tiled(trained_same_unet, nuclei, tile_size=96, engine="openvino")
 
 

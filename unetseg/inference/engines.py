@@ -52,24 +52,27 @@ class Engine(Protocol):
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """A registered engine: its name, the Python package it needs, the devices and precisions it runs, its
+    """A registered engine: its name, the Python packages it needs (the graph reaches the non-torch engines as
+    ONNX, so they need ``onnx`` too), the devices and precisions it runs, its
     builder (torch graph -> engine) and a line of help."""
 
     name: str
-    package: str | None
+    packages: tuple[str, ...]
     devices: tuple[str, ...]
     precisions: tuple[str, ...]
     build: Callable[..., Engine]
     help: str
 
-    def installed(self) -> bool:
-        return self.package is None or importlib.util.find_spec(self.package) is not None
+    def missing(self) -> list[str]:
+        return [p for p in self.packages if importlib.util.find_spec(p) is None]
 
     def why_not(self, device: torch.device, precision: Precision) -> str | None:
         """Why this engine cannot run here (one line), or None when it can."""
-        if not self.installed():
-            return (f"engine={self.name!r} needs the {self.package!r} package: install unetseg[{self.name}] "
-                    f"(e.g. `uv pip install '{self.package}'`)")
+        missing = self.missing()
+        if missing:
+            extra = "onnx" if self.name == "onnxruntime" else self.name
+            return (f"engine={self.name!r} needs the {', '.join(repr(p) for p in missing)} package(s): install "
+                    f"unetseg[{extra}] (e.g. `uv pip install {' '.join(missing)}`)")
         if device.type not in self.devices:
             return f"engine={self.name!r} runs on {', '.join(self.devices)}, not {device.type}"
         if precision.name not in self.precisions:
@@ -287,9 +290,9 @@ class OnnxRuntimeEngine:
         return torch.from_numpy(logits).to(self.device)
 
 
-register_engine(EngineSpec("torch", None, ("cpu", "cuda", "mps"), ("fp32", "bf16", "fp16"), lambda graph: graph,
+register_engine(EngineSpec("torch", (), ("cpu", "cuda", "mps"), ("fp32", "bf16", "fp16"), lambda graph: graph,
                            "PyTorch (oneDNN/cuDNN), optionally torch.compile"))
-register_engine(EngineSpec("openvino", "openvino", ("cpu",), ("fp32", "bf16", "fp16", "int8"), OpenVINOEngine,
+register_engine(EngineSpec("openvino", ("openvino", "onnx"), ("cpu",), ("fp32", "bf16", "fp16", "int8"), OpenVINOEngine,
                            "OpenVINO's CPU plugin, compiled per tile shape (int8 with NNCF)"))
-register_engine(EngineSpec("onnxruntime", "onnxruntime", ("cpu", "cuda"), ("fp32",), OnnxRuntimeEngine,
+register_engine(EngineSpec("onnxruntime", ("onnxruntime", "onnx"), ("cpu", "cuda"), ("fp32",), OnnxRuntimeEngine,
                            "ONNX Runtime (fp32)"))

@@ -63,7 +63,8 @@ class ConfusionMatrix:
             ``miou``: mean IoU over the classes that are not NaN (NaN if none);
             ``mdice``: mean Dice likewise;
             ``accuracy``: correctly labelled pixels / labelled pixels (NaN if none);
-            ``pixels``: number of labelled pixels counted.
+            ``pixels``: number of labelled pixels counted;
+            ``matrix``: the counts, [true class][predicted class] (pooling scores over runs sums these).
         """
         m = self.matrix.double().cpu()
         tp = m.diag()
@@ -82,6 +83,7 @@ class ConfusionMatrix:
             "mdice": float(dice[present].mean()) if present.any() else math.nan,
             "accuracy": float(tp.sum() / total) if total > 0 else math.nan,
             "pixels": int(total),
+            "matrix": m.long().tolist(),
         }
 
 

@@ -40,6 +40,16 @@ def test_engines_match_torch_in_fp32(engine, trained_same_unet, nuclei):
     np.testing.assert_allclose(result.output, want, atol=2e-4)
 
 
+def test_an_ensemble_runs_on_openvino_as_one_graph(trained_same_unet, nuclei):
+    other = briefly_trained_unet("same", steps=20, seed=1)
+    members = [trained_same_unet, other]
+    options = dict(tile_size=128, amp=False, output="uncertainty")
+    want = unetseg.predict_tiled(members, nuclei, engine="torch", **options)
+    got = tiled(members, nuclei, TileOptions(engine="openvino", **options))
+    assert got.report.engine == "openvino"
+    np.testing.assert_allclose(got.output, want, atol=1e-3)
+
+
 def test_openvino_bf16_labels_agree_with_torch_as_bf16_does(trained_same_unet, nuclei):
     fp32 = unetseg.predict_tiled(trained_same_unet, nuclei, amp=False, engine="torch", tile_size=128)
     torch_bf16 = unetseg.predict_tiled(trained_same_unet, nuclei, amp="bf16", engine="torch", tile_size=128)

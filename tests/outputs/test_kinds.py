@@ -16,7 +16,8 @@ from ..conftest import tiny_unet
 
 
 def test_built_in_kinds_and_what_they_need():
-    assert output_kinds()[:5] == ("index", "palette", "overlay", "probs", "ome-zarr")
+    assert output_kinds()[:6] == ("index", "palette", "overlay", "probs", "uncertainty", "ome-zarr")
+    assert output_kind("uncertainty").needs == ("uncertainty",) and not output_kind("uncertainty").dask
     assert {output_kind(n).needs for n in ("index", "palette", "overlay", "ome-zarr")} == {("labels",)}
     assert output_kind("probs").needs == ("probs",) and output_kind("summary").needs == ("result",)
     assert output_kind("objects").needs == ("objects", "probs") and output_kind("instances").needs == ("objects",)

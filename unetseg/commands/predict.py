@@ -39,7 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                          "<input stem>_<format> into the output folder (inputs sharing a stem "
                                          "keep their extension or folder name). A bad input is reported on one "
                                          "line and the others are done; the exit code is then 1.")
-    predict.add_argument("--checkpoint", required=True, help="checkpoint written by training (best.pt/last.pt)")
+    predict.add_argument("--checkpoint", required=True, nargs="+", metavar="CKPT",
+                         help="checkpoint written by training (best.pt/last.pt), or several, or a run folder of "
+                              "folds (train --folds): an ensemble that averages the members' probabilities")
     predict.add_argument("--input", required=True, nargs="+", metavar="PATH", help="image files and/or folders")
     predict.add_argument("--output", required=True, metavar="DIR", help="output folder")
     predict.add_argument("--tile-size", default=DEFAULTS.tile_size,
@@ -106,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.atomic import remove_stale_temporaries
     from ..io.zarr_io import is_zarr
     from ..models import load_model
+    from ..models.ensemble import as_model, checkpoint_paths
     from ..models.geometry import parse_halo
     from ..outputs import check_formats, output_kinds
     from ..outputs.batch import Shard, find_inputs
@@ -121,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     check_formats(formats, dask=args.dask is not None)  # once, before any file
     shard = Shard.parse(args.shard) if args.shard else Shard.from_env()
     device = shard.device(torch_device(args.device))
-    model = load_model(args.checkpoint, device=device)
+    checkpoints = checkpoint_paths(args.checkpoint)
+    model = as_model([load_model(path, device=device) for path in checkpoints])
     out_dir = Path(args.output)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
                             args.polygons)
     objects.rules(model)  # a bad --background or --split-touching is one line, before any file
     # what makes an earlier output the same as this run's (the device index does not: ranks may swap GPUs)
-    run_key = {"checkpoint": file_state(args.checkpoint), "formats": formats, "level": args.level,
+    states = [file_state(path) for path in checkpoints]
+    run_key = {"checkpoint": states[0] if len(states) == 1 else states, "formats": formats, "level": args.level,
                "pixel_size": args.pixel_size, **options.recorded(), "compile": options.compile,
                "nodata": options.nodata, "nodata_label": options.nodata_label, "bands": bands, "device": device.type,
                "objects": vars(objects)}
@@ -150,11 +155,13 @@ def run(args: argparse.Namespace) -> int:
     if len(todo) < len(mine):
         tqdm.write(f"unetseg predict: {len(mine) - len(todo)} input(s) already done, skipped", file=sys.stderr)
     with dask_client(args.dask) as client:
-        return _predict_all(todo, model, stems, formats, options, bands, objects, client, args, run_key)
+        # workers load a checkpoint path once each; an ensemble travels as one model object
+        shipped = checkpoints[0] if len(checkpoints) == 1 else model
+        return _predict_all(todo, model, shipped, stems, formats, options, bands, objects, client, args, run_key)
 
 
-def _predict_all(files: list[Path], model, stems: dict[Path, Path], formats: list[str], options, bands, objects,
-                 client, args: argparse.Namespace, run_key: dict) -> int:
+def _predict_all(files: list[Path], model, shipped, stems: dict[Path, Path], formats: list[str], options, bands,
+                 objects, client, args: argparse.Namespace, run_key: dict) -> int:
     from ..io.atomic import is_fatal
     from ..io.levels import input_level
     from ..outputs import Done, predict_file, predict_file_dask
@@ -165,7 +172,7 @@ def _predict_all(files: list[Path], model, stems: dict[Path, Path], formats: lis
             level = input_level(path, args.level, args.pixel_size, model.meta.pixel_size_um())
             finished = Done(path, run_key)
             if client is not None:
-                predict_file_dask(model, args.checkpoint, path, stems[path], formats, client=client, level=level,
+                predict_file_dask(model, shipped, path, stems[path], formats, client=client, level=level,
                                   chunk=args.chunk, options=options, done=finished, objects=objects)
             else:
                 predict_file(model, path, stems[path], formats, level=level, options=options, bands=bands,

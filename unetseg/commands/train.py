@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -16,6 +17,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="override a config value, e.g. --set train.epochs=5 (repeatable)")
     train.add_argument("--resume", default=None, metavar="RUN_DIR",
                        help="continue the run in RUN_DIR exactly where its last.pt left off")
+    train.add_argument("--folds", type=int, default=None, metavar="K",
+                       help="k-fold cross-validation: K runs in OUT/fold0.. (file folds, or region folds for fewer "
+                            "images than folds), then OUT/cv.json with per-fold and pooled scores; "
+                            "`predict --checkpoint OUT` runs their ensemble")
+    train.add_argument("--init", default=None, metavar="CKPT",
+                       help="fine-tune: start from this checkpoint's weights and architecture (other classes: the "
+                            "head is rebuilt, rows of classes with the same names kept; = --set train.init=CKPT)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,8 +31,13 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UnetsegError
     from ..training import train
 
-    config = load_config(args.config, args.overrides)
+    overrides = [*args.overrides, *([f"train.init={json.dumps(args.init)}"] if args.init else [])]  # YAML-quoted
+    config = load_config(args.config, overrides)
     rank = int(os.environ.get("RANK", "0"))
+    if args.folds is not None:
+        if args.resume:
+            raise UnetsegError("--folds resumes by itself: run the same command with the same --out")
+        return _folds(config, args)
     try:
         result = train(config, args.out, args.resume, name=Path(args.config).stem)
     except UnetsegError:
@@ -36,4 +49,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"run folder: {result.run_dir}\nbest val mIoU: {best}; {result.epochs} epoch(s), "
               f"{result.global_step} steps, {result.seconds / 60:.1f} min, stopped by {result.stopped_by}, "
               f"{result.precision}, {result.images_per_s:.1f} images/s")
+    return 0
+
+
+def _folds(config, args: argparse.Namespace) -> int:
+    from ..training.folds import train_folds
+
+    done = train_folds(config, args.out, args.folds, name=Path(args.config).stem)
+    cv = done.cv
+    lines = [f"fold {f['fold']}: val mIoU {f['miou']:.4f} ({f['images']} image(s))" for f in cv["per_fold"]]
+    lines.append(f"pooled cross-validation mIoU: {cv['pooled']['miou']:.4f}")
+    held = cv.get("held_out")
+    if held:
+        best = max(m["miou"] for m in held["per_fold"])
+        lines.append(f"held-out mIoU: ensemble {held['ensemble']['miou']:.4f}, best fold {best:.4f}")
+    print("\n".join([*lines, f"cv.json and folds: {done.run_dir}"]))
     return 0

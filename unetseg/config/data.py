@@ -202,6 +202,9 @@ class DataConfig(Strict):
             ``val_fraction`` of them to validation, with a gap of the model's context between the sides).
         val_fraction, val_files, split_seed: folder train/val split, by a seeded fraction or by
             explicit stems/file names (``val_files`` wins). Samples have fixed splits.
+        folds, fold: validate on fold ``fold`` of ``folds`` (set by ``train --folds K``): folders are split into
+            file folds (region folds of ``split_grid`` blocks under ``split: regions`` or with fewer images than
+            folds); a sample's training images likewise (its validation images stay held out).
         patch_size: input side of training crops, rounded to the model's nearest valid input size.
         patches_per_epoch: random crops per epoch.
         augment, weight_map: see :class:`AugmentConfig`, :class:`WeightMapConfig`.
@@ -231,6 +234,8 @@ class DataConfig(Strict):
     split_grid: tuple[int, int] = (4, 4)
     val_files: list[str] | None = None
     split_seed: int = Field(0, ge=0)
+    folds: int | None = Field(None, ge=2)  # k-fold cross-validation (`train --folds K` sets folds and fold)
+    fold: int | None = Field(None, ge=0)
     patch_size: int = Field(256, ge=1)
     patches_per_epoch: int = Field(256, ge=1)
     augment: AugmentConfig = AugmentConfig()
@@ -283,6 +288,8 @@ class DataConfig(Strict):
             raise ValueError(f"ignore_index={self.ignore_index} is a class id (there are {n_classes} "
                              "classes); use a value >= the number of classes, e.g. 255")
         self._check_class_values()
+        if (self.folds is None) != (self.fold is None) or (self.folds is not None and self.fold >= self.folds):
+            raise ValueError(f"fold={self.fold} of folds={self.folds}: set both, with 0 <= fold < folds")
         sizes = [self.pixel_size] if isinstance(self.pixel_size, (int, float)) else list(self.pixel_size or [])
         if any(not s > 0 for s in sizes):
             raise ValueError(f"pixel_size must be positive, got {self.pixel_size}")

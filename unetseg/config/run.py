@@ -89,6 +89,8 @@ class TrainConfig(Strict):
     log_every: int = Field(10, ge=1)  # steps between progress-bar refreshes
     grad_clip: float | None = Field(None, gt=0)  # max global grad norm
     plot_samples: int = Field(4, ge=0)  # validation images in the sample grid
+    init: str | None = None  # fine-tune: start from this checkpoint's weights (`train --init`)
+    freeze_encoder_epochs: int = Field(0, ge=0)  # with init: the encoder's learning rate is 0 for these epochs
 
     @field_validator("amp", mode="before")
     @classmethod
@@ -107,6 +109,8 @@ class TrainConfig(Strict):
     def _has_a_stop(self) -> TrainConfig:
         if self.epochs is None and self.time_budget_minutes is None:
             raise ValueError("set train.epochs and/or train.time_budget_minutes")
+        if self.freeze_encoder_epochs and self.init is None:
+            raise ValueError("freeze_encoder_epochs needs train.init (a checkpoint whose encoder to keep)")
         return self
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import UnetsegError
 from ..io.images import IMAGE_SUFFIXES, file_nodata, is_image_file, read_image
 from .classes import ClassTable
+from .folds import fold_assignment, fold_mode
 from .instances import InstanceLayout, check_instances
 from .labels import label_dtype
 from .masks import colors_to_index, read_mask, read_mask_counted
@@ -300,6 +301,7 @@ def folder_splits(
     split_grid: tuple[int, int] = (4, 4),
     gap: int = 0,
     instance_masks: InstanceMasks | None = None,
+    fold: tuple[int, int] | None = None,
 ) -> tuple[SampleSplit, SampleSplit]:
     """:func:`load_folder` + a split -> ``(train, val)`` :class:`SampleSplit` pairs.
 
@@ -307,18 +309,22 @@ def folder_splits(
     image (:func:`unetseg.data.regions.region_split`, ``gap`` = the model's context). ``instances`` holds the
     object ids of instance masks (``instance_masks``), else None; ``info`` holds ``stems`` and ``files`` (names of the images), ``valid`` (per image HxW bool or None),
     ``ignore_index`` (the ignore label in effect) and, on the train split, ``split`` (the split.json record).
+    ``fold``: ``(i, k)`` validates on fold i of k (:mod:`unetseg.data.folds`): file folds, or region folds under
+    ``split="regions"`` or with fewer than k images.
     """
     items, table, ignore = load_folder(images_dir, masks_dir, classes=classes, mask_mode=mask_mode,
                                        ignore_index=ignore_index, ignore_color=ignore_color, rules=rules,
                                        instance_masks=instance_masks)
     with_instances = instance_masks is not None
+    if fold is not None:
+        split = "regions" if split == "regions" else fold_mode(len(items), fold[1])
     if split == "regions":
         if ignore is None:
             ignore = _free_fill(table)
         train, val, record = region_split(
             [it.image for it in items], [it.mask for it in items], [it.valid for it in items],
             [it.stem for it in items], grid=split_grid, val_fraction=val_fraction, seed=seed, gap=gap, ignore=ignore,
-            instances=[it.instances for it in items] if with_instances else None)
+            instances=[it.instances for it in items] if with_instances else None, fold=fold)
         paths = {it.stem: str(it.image_path) for it in items}
 
         def made(side: dict[str, list], extra: dict[str, Any]) -> SampleSplit:
@@ -328,8 +334,13 @@ def folder_splits(
                                      "valid": side["valid"], "ignore_index": ignore, **extra})
 
         return made(train, {"split": record}), made(val, {})
-    train_stems, val_stems = split_items([it.stem for it in items], val_fraction=val_fraction, val_files=val_files,
-                                         seed=seed)
+    stems = [it.stem for it in items]
+    if fold is not None:
+        chosen = fold_assignment(len(stems), fold[1], seed) == fold[0]
+        val_stems = [s for s, c in zip(stems, chosen, strict=True) if c]
+        train_stems = [s for s, c in zip(stems, chosen, strict=True) if not c]
+    else:
+        train_stems, val_stems = split_items(stems, val_fraction=val_fraction, val_files=val_files, seed=seed)
     by_stem = {it.stem: it for it in items}
 
     def make(stems: list[str], extra: dict[str, Any]) -> SampleSplit:
@@ -341,7 +352,8 @@ def folder_splits(
                   "ignore_index": ignore, **extra},
         )
 
-    record = {"mode": "files", "train": {"files": train_stems}, "val": {"files": val_stems}}
+    record = {"mode": "files", **({} if fold is None else {"fold": fold[0], "folds": fold[1]}),
+              "train": {"files": train_stems}, "val": {"files": val_stems}}
     return make(train_stems, {"split": record}), make(val_stems, {})
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnetsegError
+from .folds import fold_assignment
 from .labels import label_dtype
 
 
@@ -57,21 +58,26 @@ def choose_val_blocks(blocks: list[Block], val_fraction: float, seed: int) -> se
 def region_split(
     images: list[np.ndarray], masks: list[np.ndarray], valid: list[np.ndarray | None], names: list[str], *,
     grid: tuple[int, int], val_fraction: float, seed: int, gap: int, ignore: int,
-    instances: list[np.ndarray] | None = None,
+    instances: list[np.ndarray] | None = None, fold: tuple[int, int] | None = None,
 ) -> tuple[dict[str, list], dict[str, list], dict[str, Any]]:
     """Split images into training images (validation blocks invalid, labels ignored within ``gap`` of them)
     and validation blocks.
 
     Returns ``(train, val, record)``: train and val as ``{"images", "masks", "valid", "names", "instances"}``
     lists (valid: HxW bool or None; instances: the object ids of each, when ``instances`` are given, cut like
-    the masks), and the split.json record (files and regions per side).
+    the masks), and the split.json record (files and regions per side). ``fold``: ``(i, k)`` takes fold i of k
+    (:func:`unetseg.data.folds.fold_assignment` of the blocks) for validation instead of ``val_fraction``.
     """
     objects = instances if instances is not None else [None] * len(images)
     blocks = grid_blocks([m.shape for m in masks], grid)
-    chosen = choose_val_blocks(blocks, val_fraction, seed)
+    if fold is None:
+        chosen = choose_val_blocks(blocks, val_fraction, seed)
+    else:
+        chosen = set(np.flatnonzero(fold_assignment(len(blocks), fold[1], seed) == fold[0]).tolist())
     train: dict[str, list] = {"images": [], "masks": [], "valid": [], "names": [], "instances": []}
     val: dict[str, list] = {"images": [], "masks": [], "valid": [], "names": [], "instances": []}
     record: dict[str, Any] = {"mode": "regions", "grid": list(grid), "gap": gap,
+                              **({} if fold is None else {"fold": fold[0], "folds": fold[1]}),
                               "train": {"files": [], "regions": []}, "val": {"files": [], "regions": []}}
     for k, (image, mask, ok, name, inst) in enumerate(zip(images, masks, valid, names, objects, strict=True)):
         mine = [(n, b) for n, b in enumerate(blocks) if b.image == k]

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ..data.labels import label_counts, map_dtype
 from ..errors import UnetsegError
 from ..models.base import SegmentationModel
+from ..models.ensemble import as_model
 from .allocator import keep_freed_memory
 from .blocks import AxisBlock, block_input, block_sides, blocks, check_block_sides, crop_block
 from .merger import probs_to_labels
@@ -117,13 +118,14 @@ def _options_model(model_or_checkpoint: Any) -> nn.Module:
     return worker_model(model_or_checkpoint)
 
 
-def predict_dask(model_or_checkpoint: nn.Module | str | os.PathLike, source: Any, out: Any, *,
+def predict_dask(model_or_checkpoint: nn.Module | str | os.PathLike | list, source: Any, out: Any, *,
                  chunk: int | tuple[int, int] = DEFAULT_CHUNK, client: Any = None, **options: Any) -> Any:
     """Segment one (huge) image on a Dask cluster, chunk by chunk into ``out``; equal to :func:`predict_tiled`.
 
     Args:
         model_or_checkpoint: a model (sent once to each worker) or a checkpoint path (each worker process loads
-            it once; the workers must see the file).
+            it once; the workers must see the file), or a list of them: an ensemble (see
+            :func:`unetseg.predict_tiled`), loaded here and sent as one model.
         source: HxW[xC] image: an array (numpy, zarr, any lazy array the workers can receive), or a path or
             :class:`FileRef` (path + pyramid level) that each worker opens lazily with
             :func:`unetseg.io.open_image` (TIFF, zarr/OME-Zarr, whole-slide, ...).
@@ -152,6 +154,10 @@ def dask_tiled(model_or_checkpoint: nn.Module | str | os.PathLike, source: Any, 
                options: TileOptions = DEFAULTS, progress: bool = False) -> TiledResult:
     """:func:`predict_dask` as a result object (output, settings, pixel and class counts); raises NoValidPixel
     when no pixel of the image held data."""
+    if options.output not in ("labels", "probs"):
+        raise UnetsegError(f"predict_dask writes labels or probabilities, not output={options.output!r}")
+    if isinstance(model_or_checkpoint, (list, tuple)):  # an ensemble travels as one model object
+        model_or_checkpoint = as_model([_options_model(m) for m in model_or_checkpoint])
     model = _options_model(model_or_checkpoint)
     plan = plan_tiles(model, worker_source(source), options)
     if isinstance(out, (str, os.PathLike)):

@@ -15,6 +15,7 @@ import torch
 
 from ..data.labels import label_counts, map_dtype, nodata_label, num_labels
 from ..errors import UnetsegError
+from .forward import entropy
 from .grid import AxisPlan, TileGrid
 from .result import Band, BandSink
 from .splitter import TileIndex
@@ -52,6 +53,19 @@ def probs_to_labels(probs: np.ndarray, nodata: int | None = None) -> np.ndarray:
     if nodata is not None and k > 1:
         labels[~probs.any(axis=-1)] = nodata
     return labels
+
+
+def uncertainty_band(probs: np.ndarray, expected_entropy: np.ndarray | None) -> np.ndarray:
+    """rows x W x 2 float32: the predictive entropy of ``probs`` (rows x W x K; nats, 0..log K) and the views'
+    disagreement, that entropy minus their mean entropy ``expected_entropy`` (the mutual information; 0 for one
+    view)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(probs, np.float32)).permute(2, 0, 1)[None]
+    h = entropy(tensor)[0, 0].numpy()
+    out = np.zeros((*h.shape, 2), np.float32)
+    out[..., 0] = h
+    if expected_entropy is not None:
+        out[..., 1] = np.maximum(h - expected_entropy, 0)
+    return out
 
 
 def gaussian_weights(height: int, width: int) -> np.ndarray:
@@ -130,8 +144,11 @@ class Merger:
     """
 
     def __init__(self, grid: TileGrid, blend: str, output: str, sink: Any = None, *, invalid: bool = False,
-                 nodata: int | None = None) -> None:
+                 nodata: int | None = None, spread: bool = False) -> None:
         self.grid, self.output, self.out = grid, output, sink
+        self.keep_probs, self.uncertainty = "probs" in output, "uncertainty" in output
+        self.spread = spread  # the batches carry one more channel: the views' mean entropy
+        self.uncertainty_sums = np.zeros(2, np.float64)
         self.bands = isinstance(sink, BandSink)
         self.track_invalid, self.nodata_arg = invalid, nodata
         self.nodata: int | None = None
@@ -146,8 +163,9 @@ class Merger:
         self.dtype = np.dtype(np.uint8)
         self.counts = np.zeros(0, np.int64)
 
-    def _start(self, k: int) -> None:
+    def _start(self, channels: int) -> None:
         rows, cols = self.grid.rows, self.grid.cols
+        k = channels - self.spread
         self.num_classes, self.counts = k, np.zeros(num_labels(k), np.int64)
         if self.track_invalid:
             self.nodata = nodata_label(k, self.nodata_arg)
@@ -156,10 +174,15 @@ class Merger:
         if self.labels_on_device:
             self.acc = RowAccumulator(cols.length, (), self.dtype, weighted=False)
         else:
-            self.acc = RowAccumulator(cols.length, (k,), np.dtype(np.float32), weighted=self.weights is not None)
+            self.acc = RowAccumulator(cols.length, (channels,), np.dtype(np.float32),
+                                      weighted=self.weights is not None)
         if self.bands:
             return
-        shape = (rows.length, cols.length) if self.output == "labels" else (rows.length, cols.length, k)
+        if self.output == "probs+uncertainty":
+            raise UnetsegError("output='probs+uncertainty' writes into a band sink (an OutputSet); ask for 'probs' or "
+                               "'uncertainty'")
+        trailing = {"labels": (), "probs": (k,), "uncertainty": (2,)}[self.output]
+        shape = (rows.length, cols.length, *trailing)
         if self.out is None:
             self.out = np.zeros(shape, self.dtype if self.output == "labels" else np.float32)
         got = getattr(self.out, "shape", None)
@@ -219,18 +242,24 @@ class Merger:
     def _write(self, band: np.ndarray, r0: int, invalid: np.ndarray | None) -> None:
         if band.shape[0] == 0:
             return
-        probs = None if self.labels_on_device else band
+        probs = None if self.labels_on_device else band[..., : self.num_classes]
         labels = band if probs is None else probs_to_labels(probs).astype(self.dtype, copy=False)
+        spread = None
+        if self.uncertainty:
+            spread = uncertainty_band(probs, band[..., self.num_classes] if self.spread else None)
         if invalid is not None and invalid.any():
             labels[invalid] = self.nodata
-            if probs is not None:
-                probs[invalid] = 0
+            for values in (probs, spread):
+                if values is not None:
+                    values[invalid] = 0
         else:
             invalid = None
         self.counts += label_counts(labels, self.num_classes)
+        if spread is not None:
+            self.uncertainty_sums += spread.reshape(-1, 2).sum(0, dtype=np.float64)
         if self.bands:
-            self.out.write_band(Band(r0, labels, probs if self.output == "probs" else None, invalid))
+            self.out.write_band(Band(r0, labels, probs if self.keep_probs else None, invalid, spread))
             return
-        rows = labels if self.output == "labels" else probs
+        rows = {"labels": labels, "probs": probs, "uncertainty": spread}[self.output]
         dtype = getattr(self.out, "dtype", None)
         self.out[r0 : r0 + rows.shape[0]] = rows if dtype is None else rows.astype(dtype, copy=False)

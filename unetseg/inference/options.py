@@ -20,7 +20,9 @@ from .padding import check_pad_mode
 from .tta import check_tta
 
 BLENDS = ("crop", "gaussian")
-OUTPUTS = ("labels", "probs")
+# what a prediction hands out: labels; + probabilities; + uncertainty (predictive entropy and the disagreement of
+# an ensemble's members or TTA's views); "probs+uncertainty" feeds a band sink (the outputs layer) both
+OUTPUTS = ("labels", "probs", "uncertainty", "probs+uncertainty")
 COMPILE_CHOICES = ("auto", "on", "off")
 # options a prediction summary records (next to the settings the run resolved them to)
 RECORDED = ("tile_size", "batch_size", "tta", "halo", "amp", "engine")

@@ -14,6 +14,7 @@ from ..data.nodata import needs_check, resolve_nodata
 from ..data.normalization import Normalization
 from ..errors import UnetsegError
 from ..models.base import SegmentationModel
+from ..models.ensemble import member_count
 from ..models.geometry import Geometry
 from ..models.precision import Precision, resolve_precision
 from .autotile import auto_batch_size, engine_and_tile, model_key, seconds_per_tile
@@ -121,6 +122,9 @@ def plan_tiles(model: nn.Module, image: Any, options: TileOptions = DEFAULTS) ->
     grid = TileGrid.build((height, width), tile, geometry, options.halo)
     compile = engine_name == "torch" and _should_compile(options.compile, graph, key, grid, channels, batch)
     quantized = None
+    if precision.int8 and "uncertainty" in options.output and member_count(model) > 1:
+        raise UnetsegError("amp='int8' quantises the ensemble's averaged output, which cannot give its members' "
+                           "disagreement; run the uncertainty output with amp='auto' or False")
     if precision.int8:
         quantized = quantized_model(graph, grid.tile_shape, lambda: calibration_tiles(
             image, grid.tile_shape, norm, options.pad_mode, invalid))

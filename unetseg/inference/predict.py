@@ -7,7 +7,8 @@ model (precision, TTA) -> :mod:`.merger` keeps each tile's share and hands finis
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.normalization import Normalization
+from ..models.ensemble import Ensemble, as_model
 from .allocator import keep_freed_memory
 from .engines import build_engine
 from .forward import TileForward
@@ -29,7 +31,7 @@ D = DEFAULTS
 
 
 def predict_tiled(
-    model: nn.Module,
+    model: nn.Module | Sequence[nn.Module],
     image: Any,
     *,
     tile_size: int | str = D.tile_size,
@@ -58,6 +60,9 @@ def predict_tiled(
     Args:
         model: a unetseg ``SegmentationModel`` (NCHW float -> NCHW logits), or any nn.Module doing the same
             (treated as same-padding with stride 32). Run in eval mode; the caller's mode and device are kept.
+            A list of unetseg models (folds, seeds) is an ensemble (:class:`unetseg.models.ensemble.Ensemble`):
+            their probabilities are averaged, each member seeing the image normalised as it was trained; members
+            share their architecture's geometry and their classes.
         image: HxW or HxWxC array, uint8/uint16/float, numpy or lazy (anything with ``.shape``, ``.dtype``
             and numpy slicing: zarr, :func:`unetseg.io.open_image`). C must equal
             ``model.in_channels``. Read one tile row at a time.
@@ -79,7 +84,10 @@ def predict_tiled(
         tta: None (default), "flips" (4 flips) or "d4" (8 rotations/flips); averaged in probability space.
         output: "labels" (default): HxW class indices, uint8 for <= 256 classes (uint16 <= 65536, else
             int32); a 1-class model gives (sigmoid > 0.5). "probs": HxWxK float32 probabilities (softmax;
-            sigmoid when K == 1).
+            sigmoid when K == 1). "uncertainty": HxWx2 float32: the predictive entropy of the
+            (averaged) probabilities in nats (0 to log K) and the disagreement of the views, the entropy minus
+            the views' mean entropy (mutual information; views are an ensemble's members and TTA's transforms;
+            0 for one view). Invalid pixels get 0.
         amp: "auto" (default: fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32), False/"off"
             (fp32), "bf16", "fp16", or "int8" (convolutions quantised with NNCF on the OpenVINO engine, once per
             process and model, calibrated on tiles of the first image it segments; refused when its labels agree
@@ -124,23 +132,26 @@ def predict_tiled(
     return result.output
 
 
-def tiled(model: nn.Module, image: Any, options: TileOptions = DEFAULTS, *, out: Any = None,
+def tiled(model: nn.Module | Sequence[nn.Module], image: Any, options: TileOptions = DEFAULTS, *, out: Any = None,
           progress: bool = False) -> TiledResult:
     """:func:`predict_tiled` as a result object: plan, run, and return output, settings and class counts.
 
     A result whose image held no valid pixel is returned as it is (:meth:`TiledResult.check_valid` raises)."""
+    model = as_model(model)
     return run_tiles(model, image, plan_tiles(model, image, options), out=out, progress=progress)
 
 
 def run_tiles(model: nn.Module, image: Any, plan: TilePlan, *, out: Any = None, progress: bool = False) -> TiledResult:
     """Read the tiles of ``plan.grid`` from ``image`` -> the model's inference graph -> merge into ``out`` (None:
     a new numpy array), with the reading one batch ahead in a background thread."""
-    engine = build_engine(inference_graph(model, plan.device, plan.precision, compile=plan.compile), plan.engine,
-                          plan.quantized)
+    views = Views.of(model, plan)
+    engine = build_engine(inference_graph(views.model, plan.device, plan.precision, compile=plan.compile),
+                          plan.engine, plan.quantized)
     if engine.name == "torch" and plan.device.type == "cpu":
         keep_freed_memory()  # torch's per-layer buffers come from malloc: 1.2-1.35x (see .allocator)
-    forward = TileForward(engine, plan.transforms)
-    merger = Merger(plan.grid, plan.blend, plan.output, out, invalid=plan.invalid is not None, nodata=plan.nodata_label)
+    forward = TileForward(engine, plan.transforms, spread=views.spread, entropy_channel=views.entropy_channel)
+    merger = Merger(plan.grid, plan.blend, plan.output, out, invalid=plan.invalid is not None, nodata=plan.nodata_label,
+                    spread=views.spread)
     channels_last = plan.precision.channels_last and plan.engine == "torch"  # the others take NCHW as it is
     batches = tile_batches(image, plan.grid, plan.batch_size, plan.pad_mode, plan.normalization, channels_last,
                            plan.invalid)
@@ -159,7 +170,27 @@ def run_tiles(model: nn.Module, image: Any, plan: TilePlan, *, out: Any = None, 
         if pending is not None:  # a failed merge or write: let the running batch finish before its input is freed
             pending[0]()
     pixels = plan.grid.rows.length * plan.grid.cols.length
-    return TiledResult(merger.out, plan.report(compiled=engine.compiled), pixels, merger.counts)
+    return TiledResult(merger.out, plan.report(compiled=engine.compiled), pixels, merger.counts,
+                       merger.uncertainty_sums if merger.uncertainty else None)
+
+
+@dataclass(frozen=True)
+class Views:
+    """What runs for a plan: the model (an ensemble's variant that also returns its members' mean entropy, for the
+    uncertainty output), whether the forward hands on the views' mean entropy (``spread``: several members or
+    TTA transforms) and whether the model supplies it (``entropy_channel``)."""
+
+    model: nn.Module
+    spread: bool = False
+    entropy_channel: bool = False
+
+    @classmethod
+    def of(cls, model: nn.Module, plan: TilePlan) -> Views:
+        if "uncertainty" not in plan.output:
+            return cls(model)
+        if isinstance(model, Ensemble):
+            return cls(model.with_expected_entropy(), True, True)
+        return cls(model, len(plan.transforms) > 1)
 
 
 def _merge(merger: Merger, bar: tqdm, probs: Callable[[], torch.Tensor], index: list, tile_invalid: Any) -> None:

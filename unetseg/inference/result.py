@@ -20,12 +20,16 @@ class Band:
         probs: rows x W x K float32 class probabilities (0 on invalid pixels) when the plan's output is
             "probs", else None.
         invalid: rows x W bool, True on invalid input pixels; None when the band has none.
+        uncertainty: rows x W x 2 float32 when the plan's output asks for it: the predictive entropy (nats, 0 to
+            log K) and the disagreement of the views (ensemble members, TTA; mutual information, 0 for one view);
+            0 on invalid pixels.
     """
 
     start: int
     labels: np.ndarray
     probs: np.ndarray | None = None
     invalid: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
 
     @property
     def stop(self) -> int:
@@ -89,12 +93,23 @@ class TiledResult:
         report: the resolved settings (:class:`TileReport`).
         pixels: pixels predicted (H x W).
         class_counts: valid pixels per label value (int64, :func:`unetseg.data.labels.label_counts`).
+        uncertainty_sums: the sums of the entropy and of the disagreement over the valid pixels (float64 (2,)),
+            when the output held uncertainty, else None.
     """
 
     output: Any
     report: TileReport
     pixels: int
     class_counts: np.ndarray
+    uncertainty_sums: np.ndarray | None = None
+
+    @property
+    def mean_uncertainty(self) -> tuple[float, float] | None:
+        """``(mean entropy, mean disagreement)`` over the valid pixels, or None when not computed."""
+        if self.uncertainty_sums is None or self.valid_pixels == 0:
+            return None
+        entropy, spread = self.uncertainty_sums / self.valid_pixels
+        return float(entropy), float(spread)
 
     @property
     def valid_pixels(self) -> int:
@@ -116,4 +131,6 @@ class TiledResult:
         counts = np.zeros(max(len(p.class_counts) for p in parts), np.int64)
         for part in parts:
             counts[: len(part.class_counts)] += part.class_counts
-        return cls(output, report, sum(p.pixels for p in parts), counts)
+        sums = [p.uncertainty_sums for p in parts]
+        total = None if any(s is None for s in sums) else np.sum(sums, axis=0)
+        return cls(output, report, sum(p.pixels for p in parts), counts, total)

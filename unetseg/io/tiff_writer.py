@@ -126,6 +126,8 @@ class TiffTileWriter:
                 kwargs.update(photometric="rgb")
             else:
                 kwargs.update(photometric="minisblack")
+                if len(self.shape) == 3:  # bands as samples of each pixel (else tifffile takes them as planes)
+                    kwargs.update(planarconfig="contig")
             kwargs.update(dtype=self.dtype, tile=self.tile, compression=self.compression)
 
             def resolution(level: int) -> dict[str, Any]:

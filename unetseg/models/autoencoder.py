@@ -46,6 +46,9 @@ class ConvAutoencoder(EncoderDecoder):
         self.decoder = nn.Sequential(*decoder)
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
 
+    def encoder_modules(self) -> list[nn.Module]:
+        return [self.encoder]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         return self.head(self.decoder(self.encoder(x)))

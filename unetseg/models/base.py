@@ -72,6 +72,10 @@ class SegmentationModel(nn.Module):
         """The accepted input side length nearest to ``n``."""
         return self.size_rule.valid_input_size(n)
 
+    def encoder_modules(self) -> list[nn.Module]:
+        """The modules of the contracting path (what ``train.freeze_encoder_epochs`` holds still)."""
+        return []
+
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ValueError naming the nearest valid sizes instead of a shape error deep in torch."""
         if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():

@@ -99,6 +99,9 @@ class SmpModel(SegmentationModel):
             raise UnetsegError(f"encoder_weights {path} do not fit encoder {name}: {'; '.join(parts)}")
         self.net.encoder.load_state_dict(state, strict=False)  # strict=False: the head keys dropped above
 
+    def encoder_modules(self) -> list[torch.nn.Module]:
+        return [self.net.encoder]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         return self.net(x)

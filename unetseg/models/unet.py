@@ -56,6 +56,9 @@ class UNet(EncoderDecoder):
             self.up_convs.append(DoubleConv(2 * width, width, padding, norm))
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
 
+    def encoder_modules(self) -> list[nn.Module]:
+        return [*self.down, self.bottleneck]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         skips = []

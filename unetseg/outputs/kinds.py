@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..inference.result import Band, TiledResult
     from .outputset import OutputSpec
 
-NEEDS = ("labels", "probs", "result", "objects")
+NEEDS = ("labels", "probs", "uncertainty", "result", "objects")
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class OutputKind:
         suffixes: the file suffix for in-memory inputs (PNG, JPEG) and for streamed ones (TIFF, zarr, slides).
         dask_suffix: the file suffix when Dask workers write it (default: the streamed one).
         needs: what the kind is made from: any of "labels", "probs" (the prediction then keeps
-            probabilities), "objects" (separated objects, :mod:`unetseg.inference.objects`) and "result" (only the
+            probabilities), "uncertainty" (it then computes the entropy and the views' disagreement), "objects" (separated objects, :mod:`unetseg.inference.objects`) and "result" (only the
             finished run: counts, settings).
         writer: the :class:`KindWriter` class.
         dask: whether ``--dask`` workers can write it chunk by chunk (the others need one process).

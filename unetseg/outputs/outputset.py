@@ -163,6 +163,10 @@ class OutputSet:
         """Whether a kind is made from probabilities (the prediction must keep them)."""
         return any("probs" in kind.needs for kind in self.kinds)
 
+    @property
+    def needs_uncertainty(self) -> bool:
+        return any("uncertainty" in kind.needs for kind in self.kinds)
+
     def __enter__(self) -> OutputSet:
         try:
             for kind in self.kinds:

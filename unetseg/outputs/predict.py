@@ -20,7 +20,7 @@ from ..inference.plan import TilePlan, image_channels, plan_tiles
 from ..inference.predict import run_tiles
 from ..io.source import ImageSource, open_image
 from ..models.base import SegmentationModel
-from .kinds import check_formats
+from .kinds import OutputKind, check_formats
 from .objects import OBJECT_DEFAULTS, ObjectOptions
 from .outputset import Done, OutputSet, OutputSpec
 from .style import MapStyle
@@ -47,7 +47,7 @@ def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list
     """
     kinds = check_formats(formats)
     source = _open(model, path, level)
-    output = "probs" if any("probs" in kind.needs for kind in kinds) else "labels"
+    output = plan_output(kinds)
     plan = plan_tiles(model, source.array, replace(options, output=output))
     spec = _spec(model, source, stem, path, options, plan, bands, formats, level, objects)
     with OutputSet(spec, formats, done=done) as outputs:
@@ -56,27 +56,36 @@ def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list
     return outputs.written
 
 
-def predict_file_dask(model: SegmentationModel, checkpoint: str | os.PathLike, path: Path, stem: Path,
-                      formats: list[str], *, client: Any, level: int = 0, chunk: int = DEFAULT_CHUNK,
+def predict_file_dask(model: SegmentationModel, checkpoint: str | os.PathLike | SegmentationModel, path: Path,
+                      stem: Path, formats: list[str], *, client: Any, level: int = 0, chunk: int = DEFAULT_CHUNK,
                       options: TileOptions = DEFAULTS, done: Done | None = None,
                       objects: ObjectOptions = OBJECT_DEFAULTS) -> list[Path]:
     """Segment image ``path`` (pyramid ``level``) on ``client``'s workers, each loading ``checkpoint`` (``model`` is
-    its copy here) once, into ``<stem>_index.ome.zarr`` (chunks of about ``chunk`` px) and the other requested
+    its copy here; an ensemble is sent as the model itself) once, into ``<stem>_index.ome.zarr`` (chunks of about ``chunk`` px) and the other requested
     kinds Dask can write (summary; objects: instances as OME-Zarr labels, labelled chunk by chunk on the
     workers; objects, geojson and gpkg from them)."""
     kinds = check_formats(formats, dask=True)
     formats = formats if "ome-zarr" in formats else ["ome-zarr", *formats]  # the workers write their labels there
     source = _open(model, path, level)
-    output = "probs" if any("probs" in kind.needs for kind in kinds) else "labels"
+    output = plan_output(kinds)
     plan = plan_tiles(model, source.array, replace(options, output=output))
     spec = replace(_spec(model, source, stem, path, options, plan, None, formats, level, objects),
                    chunks=block_sides(plan.grid, chunk), dask=True,
                    extra_settings={"level": level, "dask": str(client.scheduler.address)})
     with OutputSet(spec, formats, dask=True, done=done) as outputs:
-        result = map_blocks(os.fspath(checkpoint), FileRef(os.fspath(path), level), plan, outputs.chunk_target(),
+        shipped = checkpoint if isinstance(checkpoint, SegmentationModel) else os.fspath(checkpoint)
+        result = map_blocks(shipped, FileRef(os.fspath(path), level), plan, outputs.chunk_target(),
                             client, progress=True)
         outputs.finish(result, client)
     return outputs.written
+
+
+def plan_output(kinds: list[OutputKind]) -> str:
+    """The tiled prediction's output that makes every kind of ``kinds``."""
+    needs = {need for kind in kinds for need in kind.needs}
+    if "uncertainty" in needs:
+        return "probs+uncertainty" if "probs" in needs else "uncertainty"
+    return "probs" if "probs" in needs else "labels"
 
 
 def _spec(model: SegmentationModel, source: ImageSource, stem: Path, path: Path, options: TileOptions,

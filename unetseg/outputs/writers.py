@@ -18,6 +18,7 @@ from ..io.display import colorize
 from ..io.ome_zarr_labels import OmeZarrLabelsWriter
 from ..io.sinks import NpyWriter
 from ..io.tiff_writer import TiffTileWriter, nodata_tag
+from ..models.ensemble import entropy_bound
 from .kinds import Finished, KindWriter, OutputKind, register_output_kind
 from .summary import summary
 
@@ -139,6 +140,26 @@ class ProbsWriter(KindWriter):
         self._writer[band.start : band.stop] = band.probs
 
 
+@register_output_kind("uncertainty", part="uncertainty", suffixes=(".tif", ".tif"), needs="uncertainty",
+                      help="float32 TIFF, 2 bands: predictive entropy (nats, 0..log K) and the disagreement of the "
+                           "ensemble's members or TTA's views (mutual information); 0 on invalid pixels")
+class UncertaintyWriter(KindWriter):
+    """Written band by band into a tiled float32 TIFF for every input (the summary gives the image means)."""
+
+    def __enter__(self) -> UncertaintyWriter:
+        spec = self.spec
+        self._writer = TiffTileWriter(self.path, (*spec.shape, 2), np.float32, extratags=spec.source.geotags,
+                                      levels=spec.tiff_levels if spec.streaming else 1,
+                                      resolution=spec.tiff_resolution).__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._writer.__exit__(exc_type, exc, tb)
+
+    def write_band(self, band: Band) -> None:
+        self._writer[band.start : band.stop] = band.uncertainty
+
+
 @register_output_kind("ome-zarr", part="index", suffixes=(".ome.zarr", ".ome.zarr"), needs="labels", dask=True,
                       help="the index map as OME-Zarr labels with class names and colours (unetseg[scale])")
 class OmeZarrWriter(KindWriter):
@@ -172,6 +193,10 @@ class SummaryWriter(KindWriter):
         spec = self.spec
         settings = {**spec.settings, **done.result.report.as_dict(), **spec.extra_settings}
         data = summary(done.result, spec.shape, spec.class_table.names, settings, spec.style.nodata)
+        means = done.result.mean_uncertainty
+        if means is not None:  # what to label next: sort images by it
+            data["uncertainty"] = {"mean_entropy": means[0], "mean_disagreement": means[1],
+                                   "max_entropy": entropy_bound(spec.num_classes)}
         table = None if spec.objects is None else done.tables.get(spec.objects.objects)
         if table is not None:  # objects per class, next to the pixels per class
             counts = table.counts_per_class(spec.num_classes)

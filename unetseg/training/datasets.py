@@ -16,15 +16,18 @@ from ..config.data import DataConfig
 from ..data.classes import ClassTable
 from ..data.dataset import TrainPatches, ValImages, component_instances
 from ..data.folder import InstanceMasks, PixelRules, folder_splits
+from ..data.folds import fold_assignment, fold_mode
 from ..data.instances import read_instance_classes
 from ..data.nodata import Nodata, fill_invalid, fill_value, resolve_nodata
 from ..data.normalization import Normalization, dtype_scale
+from ..data.regions import region_split
 from ..data.samples import SampleSplit, load_sample
 from ..data.weightmap import border_weight_map, class_balance_weights
 from ..errors import UnetsegError
 from ..io.images import file_nodata
 from ..io.source import recorded_pixel_size
 from ..models.meta import pixel_size_pair
+from .finetune import choose_normalization
 
 __all__ = ["build_datasets", "load_splits", "training_weights"]
 
@@ -45,7 +48,7 @@ def load_splits(cfg: DataConfig, gap: int = 0) -> tuple[SampleSplit, SampleSplit
                              ignore_index=cfg.ignore_index, ignore_color=cfg.ignore_color,
                              val_fraction=cfg.val_fraction, val_files=cfg.val_files, seed=cfg.split_seed,
                              rules=rules, split=cfg.split, split_grid=tuple(cfg.split_grid), gap=gap,
-                             instance_masks=instance_masks)
+                             instance_masks=instance_masks, fold=_fold(cfg))
     try:
         train = load_sample(cfg.sample, "train", seed=cfg.split_seed, **cfg.sample_options)
         val = load_sample(cfg.sample, "val", seed=cfg.split_seed, **cfg.sample_options)
@@ -62,7 +65,45 @@ def load_splits(cfg: DataConfig, gap: int = 0) -> tuple[SampleSplit, SampleSplit
     if cfg.ignore_index is not None and cfg.ignore_index < train.classes.num_classes:
         raise UnetsegError(f"data.ignore_index={cfg.ignore_index} is a class of sample {cfg.sample!r} "
                            f"({', '.join(train.classes.names)})")
-    return train, val
+    fold = _fold(cfg)
+    return (train, val) if fold is None else sample_fold(train, fold, cfg, gap)
+
+
+def _fold(cfg: DataConfig) -> tuple[int, int] | None:
+    return None if cfg.folds is None else (cfg.fold, cfg.folds)  # type: ignore[return-value]
+
+
+def sample_fold(train: SampleSplit, fold: tuple[int, int], cfg: DataConfig, gap: int) -> tuple[SampleSplit, SampleSplit]:
+    """Fold ``fold = (i, k)`` of a sample's training images: file folds when there are k of them, else region
+    folds of ``split_grid`` blocks (the sample's own validation images are not used: they stay held out)."""
+    n = len(train.images)
+    names = [f"{cfg.sample}-{j}" for j in range(n)]
+    if fold_mode(n, fold[1]) == "files":
+        chosen = fold_assignment(n, fold[1], cfg.split_seed) == fold[0]
+
+        def part(keep: np.ndarray) -> SampleSplit:
+            idx = np.flatnonzero(keep)
+            return SampleSplit(images=[train.images[j] for j in idx], masks=[train.masks[j] for j in idx],
+                               instances=None if train.instances is None else [train.instances[j] for j in idx],
+                               classes=train.classes, info={"stems": [names[j] for j in idx]})
+
+        out, held = part(~chosen), part(chosen)
+        out.info["split"] = {"mode": "files", "fold": fold[0], "folds": fold[1],
+                             "train": {"files": out.info["stems"]}, "val": {"files": held.info["stems"]}}
+        return out, held
+    ignore = cfg.ignore_index if cfg.ignore_index is not None else 255
+    if ignore < train.classes.num_classes:
+        raise UnetsegError("region folds need an ignore label >= the number of classes; set data.ignore_index")
+    tr, va, record = region_split(train.images, train.masks, [None] * n, names, grid=tuple(cfg.split_grid),
+                                  val_fraction=0.0, seed=cfg.split_seed, gap=gap, ignore=ignore,
+                                  instances=train.instances, fold=fold)
+
+    def made(side: dict[str, list], extra: dict[str, Any]) -> SampleSplit:
+        return SampleSplit(images=side["images"], masks=side["masks"],
+                           instances=None if train.instances is None else side["instances"], classes=train.classes,
+                           info={"stems": side["names"], "valid": side["valid"], "ignore_index": ignore, **extra})
+
+    return made(tr, {"split": record}), made(va, {})
 
 
 def training_weights(split: SampleSplit, cfg: DataConfig, ignore: int | None = None) -> list[np.ndarray] | None:
@@ -176,7 +217,7 @@ def _filled(images: list[np.ndarray], valid: list[np.ndarray | None], norm: Norm
 
 def build_datasets(
     cfg: DataConfig, *, input_size: int, margin: int, seed: int = 0, context: int | None = None,
-    fit_size: Callable[[int], int] | None = None,
+    fit_size: Callable[[int], int] | None = None, keep_normalization: Normalization | None = None,
 ) -> tuple[TrainPatches, ValImages, ClassTable, Normalization]:
     """Everything training needs from the data config.
 
@@ -188,6 +229,8 @@ def build_datasets(
         seed: base seed of crops and augmentation (the split uses ``cfg.split_seed``).
         context: the model's context in pixels (default ``margin``): the gap of a region split.
         fit_size: ``model.valid_input_size``, used to clamp a patch larger than every image.
+        keep_normalization: a fine-tuned checkpoint's normalisation, kept unless the data's statistics differ
+            markedly (:func:`unetseg.training.finetune.choose_normalization`; a warning then).
 
     Returns:
         ``(train, val, classes, normalization)``: :class:`TrainPatches` (its ``ignore_index`` is the ignore
@@ -202,14 +245,17 @@ def build_datasets(
                                                   method=cfg.normalize)
     except ValueError as err:
         raise UnetsegError(f"data: {err}") from None
+    normalization, refit = choose_normalization(keep_normalization, normalization) if keep_normalization \
+        else (normalization, None)
     images = _filled(train.images, train.info.get("valid", none), normalization)
     ignore = train.info.get("ignore_index", cfg.ignore_index)
     files = list(train.info.get("files", []))
     nodata = Nodata(cfg.nodata, resolve_nodata(cfg.nodata, file_nodata(files[0]) if files else None), cfg.nodata_rule)
     split = train.info.get("split") or {"mode": "sample", "sample": cfg.sample, "train": {"images": len(train)},
                                         "val": {"images": len(val)}}  # built-in samples have fixed splits
-    stats = {"method": cfg.normalize, **normalization.to_dict()}
-    report = DataReport(data_warnings(train, cfg, ignore), split, stats, nodata, files)
+    kept = keep_normalization is not None and normalization is keep_normalization
+    stats = {"method": "from the --init checkpoint" if kept else cfg.normalize, **normalization.to_dict()}
+    report = DataReport(data_warnings(train, cfg, ignore) + ([refit] if refit else []), split, stats, nodata, files)
     report.pixel_size, report.pixel_unit = training_pixel_size(cfg, files, report.warnings)
     input_size = _clamped_size(images, input_size, margin, fit_size, cfg, report.warnings)
     train.images = images

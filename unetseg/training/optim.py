@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,9 +11,16 @@ from torch import nn
 from ..config import TrainConfig
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD with (Nesterov-free) momentum ``cfg.momentum`` (0.99 in the U-Net paper)."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def build_optimizer(model: nn.Module, cfg: TrainConfig, encoder: list[nn.Parameter] | None = None
+                    ) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD with (Nesterov-free) momentum ``cfg.momentum`` (0.99 in the U-Net paper).
+
+    ``encoder``: parameters put in a group of their own, first (so the schedule can hold them still)."""
+    params: Any = [p for p in model.parameters() if p.requires_grad]
+    if encoder is not None:
+        held = {id(p) for p in encoder}
+        params = [{"params": [p for p in params if id(p) in held]},
+                  {"params": [p for p in params if id(p) not in held]}]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -41,8 +49,16 @@ def lr_factor(cfg: TrainConfig, progress: float, step: int) -> float:
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, progress: Callable[[int], float]
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, progress: Callable[[int], float], frozen_steps: int = 0
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-step LambdaLR; ``progress(step)`` says how far training is (by steps and/or wall clock),
-    so the same schedule shape serves epoch-bound and time-budget runs."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, progress(step), step))
+    so the same schedule shape serves epoch-bound and time-budget runs. With two parameter groups, the first
+    (the encoder) has learning rate 0 for the first ``frozen_steps`` steps."""
+    def factor(step: int) -> float:
+        return lr_factor(cfg, progress(step), step)
+
+    def held(step: int) -> float:
+        return 0.0 if step < frozen_steps else factor(step)
+
+    lambdas = [held, factor] if len(optimizer.param_groups) == 2 else factor
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)

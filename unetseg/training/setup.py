@@ -28,6 +28,7 @@ from ..models.meta import CheckpointMeta
 from ..models.precision import Precision, resolve_precision
 from .datasets import build_datasets
 from .distributed import DistContext
+from .finetune import Parent, encoder_parameters, initial_weights
 from .optim import build_optimizer, build_scheduler
 
 # train.* settings that may change when a run is resumed (everything else must match the run's config)
@@ -68,6 +69,11 @@ def model_kwargs(config: RunConfig, in_channels: int, num_classes: int) -> dict[
         if given != actual:
             raise UnetsegError(f"model.{key}={given} but the data has {actual}; drop the key to take it from the data")
     return kwargs
+
+
+def model_context(model: SegmentationModel) -> int:
+    """What one output pixel sees beyond itself (px): the margin, else the receptive-field radius, else 64."""
+    return model.margin or model.field_radius or 64
 
 
 def make_model(name: str, kwargs: dict[str, Any], device: str | torch.device = "cpu") -> SegmentationModel:
@@ -133,14 +139,16 @@ class Components:
 def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[int, int], float]) -> Components:
     """Data, model, loss and optimisation of a run. ``progress_of(step, steps_per_epoch)`` drives the LR schedule."""
     seed_everything(cfg.train.seed, cfg.train.deterministic)
+    parent = Parent.load(cfg.train.init) if cfg.train.init is not None else None
     # Geometry does not depend on channels/classes: probe it on the meta device (no memory).
     probe = make_model(cfg.model.name, {"in_channels": 1, "num_classes": 2, **cfg.model.kwargs}, "meta")
     input_size = probe.valid_input_size(cfg.data.patch_size)
     try:
-        context = probe.margin or probe.field_radius or 64  # what one output pixel sees beyond itself
+        context = model_context(probe)
         train_ds, val, classes, normalization = build_datasets(cfg.data, input_size=input_size, margin=probe.margin,
                                                                seed=cfg.train.seed, context=context,
-                                                               fit_size=probe.valid_input_size)
+                                                               fit_size=probe.valid_input_size,
+                                                               keep_normalization=parent and parent.model.normalization)
     except ValueError as err:  # a data-library check the data code did not phrase itself
         raise UnetsegError(f"data: {err}") from None
     val_items = list(val)  # [(image, mask)], split across ranks by slicing
@@ -154,7 +162,13 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
         setattr(resolved.model, key, kwargs[key])
 
     torch.manual_seed(cfg.train.seed)  # identical initial weights whatever the data code consumed
-    bare = make_model(cfg.model.name, kwargs).to(ctx.device)
+    bare = make_model(cfg.model.name, kwargs)
+    if parent is not None:
+        fresh = initial_weights(bare, parent.model, classes)
+        if fresh and train_ds.report is not None:
+            train_ds.report.warnings.append(f"--init {parent.path}: new head rows for class(es) {', '.join(fresh)} "
+                                            "(the others keep the checkpoint's)")
+    bare = bare.to(ctx.device)
     # validation predicts with the normalisation, classes and nodata rule a checkpoint will carry
     bare.meta = CheckpointMeta(classes=classes, normalization=normalization,
                                nodata=None if train_ds.report is None else train_ds.report.nodata)
@@ -163,7 +177,8 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
         bare = bare.to(memory_format=torch.channels_last)
     model = DistributedDataParallel(bare, device_ids=[ctx.device] if ctx.device.type == "cuda" else None) \
         if ctx.distributed else bare
-    optimizer = build_optimizer(bare, cfg.train)
+    frozen = cfg.train.freeze_encoder_epochs
+    optimizer = build_optimizer(bare, cfg.train, encoder_parameters(bare) if frozen else None)
     sampler = DistributedSampler(train_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                  seed=cfg.train.seed, drop_last=False)
     per_rank = len(sampler)
@@ -176,7 +191,8 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
         optimizer=optimizer,
         scaler=torch.amp.GradScaler("cuda") if precision.dtype == torch.float16 else None,
         sampler=sampler, drop_last=drop_last, steps_per_epoch=steps_per_epoch,
-        scheduler=build_scheduler(optimizer, cfg.train, lambda step: progress_of(step, steps_per_epoch)),
+        scheduler=build_scheduler(optimizer, cfg.train, lambda step: progress_of(step, steps_per_epoch),
+                                  frozen_steps=frozen * steps_per_epoch),
     )
 
 

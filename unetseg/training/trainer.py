@@ -55,6 +55,7 @@ from .distributed import (
     sync_buffers,
 )
 from .evaluate import score_images
+from .finetune import with_parent_architecture
 from .halo import measure_halo
 from .loop import NonFiniteLoss, SkipSampler, StepState, train_epoch
 from .plots import plot_curves, plot_samples
@@ -104,6 +105,7 @@ def train(
     last.pt, an incompatible resume config, a NaN/Inf loss or a failed checkpoint write (the last good
     checkpoint stays).
     """
+    config = with_parent_architecture(config)  # fine-tuning: the --init checkpoint's architecture
     ctx = setup_distributed(config.train.device)
     try:
         return Trainer(config, ctx, out_dir, resume, name, progress).run()
@@ -181,7 +183,7 @@ class Trainer:
                 "pixel_size": None if report is None else report.pixel_size,
                 "pixel_unit": None if report is None else report.pixel_unit, "data": data,
                 "training": TrainingRecord(c.resolved.model_dump(mode="json"), self.state.epoch,
-                                           self.state.global_step, val_miou)}
+                                           self.state.global_step, val_miou, self.config.train.init)}
 
     def save_last(self) -> None:
         self.state.elapsed = self.clock()  # the time up to this save, validation included
@@ -340,7 +342,8 @@ class Trainer:
             report = c.train_ds.report
             data = {} if report is None else {"warnings": report.warnings, "normalization": report.normalization,
                                               "nodata": report.nodata.to_dict()}
-            write_summary(self.run_dir, {**asdict(result), "data": data, "world_size": ctx.world_size,
+            write_summary(self.run_dir, {**asdict(result), "data": data, "parent": self.config.train.init,
+                                         "world_size": ctx.world_size,
                                          "device": str(ctx.device),
                                          "rank_state_digests": digests, "ranks_identical": len(set(digests)) == 1})
         return result

@@ -11,12 +11,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .commands import demo, evaluate, export, predict, train
+from .commands import demo, evaluate, export, plan, predict, train
 from .commands.common import error_line, first_line
 from .errors import UnetsegError
 from .inference.allocator import keep_freed_memory
 
-COMMANDS = {"demo": demo, "train": train, "predict": predict, "evaluate": evaluate, "export": export}
+COMMANDS = {"demo": demo, "plan": plan, "train": train, "predict": predict, "evaluate": evaluate, "export": export}
 
 
 def build_parser() -> argparse.ArgumentParser:

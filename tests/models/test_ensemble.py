@@ -80,6 +80,8 @@ def test_the_same_list_gives_the_same_ensemble_and_bad_members_are_one_line():
         Ensemble([models[0], tiny_unet("same", depth=3, in_channels=3)])
     with pytest.raises(UnetsegError, match="not a unetseg model"):
         Ensemble([models[0], torch.nn.Conv2d(3, 3, 1)])
+    with pytest.raises(TypeError, match="saved as its members' checkpoints"):
+        unetseg.save_checkpoint(as_model(models), "never.pt")
 
 
 def test_the_ensemble_runs_on_dask_workers_as_one_process(dask_client, tmp_path, rng):

@@ -75,9 +75,15 @@ def test_region_folds_of_one_image_and_cv_json(cv_run):
         train_folds(make_config(), out, 3, progress=False)
 
 
-def test_predict_runs_the_folds_ensemble(cv_run, tmp_path, rng):
-    image = tmp_path / "x.png"
+def test_predict_and_evaluate_run_the_folds_ensemble(cv_run, tmp_path, rng, capsys):
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    image = tmp_path / "images" / "x.png"
     cv2.imwrite(str(image), rng.integers(0, 256, (64, 64), dtype=np.uint8))
+    cv2.imwrite(str(tmp_path / "masks" / "x.png"), rng.integers(0, 2, (64, 64), dtype=np.uint8))
+    assert main(["evaluate", "--checkpoint", str(cv_run.run_dir), "--images", str(tmp_path / "images"),
+                 "--masks", str(tmp_path / "masks"), "--engine", "torch"]) == 0
+    assert "mIoU" in capsys.readouterr().out
     code = main(["predict", "--checkpoint", str(cv_run.run_dir), "--input", str(image), "--output",
                  str(tmp_path / "o"), "--format", "index,uncertainty,summary", "--amp", "off"])
     assert code == 0

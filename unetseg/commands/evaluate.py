@@ -16,7 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("evaluate", help="score a checkpoint (per-class IoU/Dice, mIoU, accuracy)",
                               description="Evaluate a checkpoint on the validation split of a config, or on a "
                                           "folder of images and masks, by overlap-tile inference of whole images.")
-    evaluate.add_argument("--checkpoint", required=True, help="checkpoint written by training (best.pt/last.pt)")
+    evaluate.add_argument("--checkpoint", required=True, nargs="+", metavar="CKPT",
+                          help="checkpoint written by training (best.pt/last.pt), or several, or a folds folder "
+                               "(train --folds): their ensemble is scored")
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="YAML run config whose validation split is scored")
     source.add_argument("--images", help="folder of images (needs --masks)")
@@ -51,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.nodata import Nodata
     from ..inference.objects import label_objects, object_rule
     from ..models import load_model
+    from ..models.ensemble import as_model, checkpoint_paths
     from ..training.datasets import load_splits
     from ..training.evaluate import score_images
 
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise UnetsegError("--images needs --masks (a folder of masks paired by file stem)")
     if args.masks and not args.images:
         raise UnetsegError("--masks needs --images")
-    model = load_model(args.checkpoint)
+    model = as_model([load_model(path) for path in checkpoint_paths(args.checkpoint)])
     instances = None
     if args.config:
         cfg = load_config(args.config, [])
@@ -87,6 +90,6 @@ def run(args: argparse.Namespace) -> int:
                           tile_size=int_or_auto(args.tile_size, "--tile-size"), engine=args.engine, names=names,
                           progress=True,
                           instances=instances, objects_of=lambda labels: label_objects(labels, rule, model.num_classes)[0])
-    print(f"{args.checkpoint} on {source}:")
+    print(f"{' + '.join(args.checkpoint)} on {source}:")
     print(format_scores(scores, model.class_table.names))
     return 0

@@ -6,12 +6,20 @@ import json
 import os
 from pathlib import Path
 
+from ..errors import UnetsegError
+from .plan import add_data_arguments
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    train = sub.add_parser("train", help="train a model from a YAML config",
-                           description="Train a segmentation model described by a YAML config. Each run folder "
-                                       "holds the resolved config, metrics.csv, best.pt, last.pt and plots.")
-    train.add_argument("config", help="YAML run config (see configs/)")
+    train = sub.add_parser("train", help="train a model (from the data alone, or a YAML config)",
+                           description="Train a segmentation model. Without a config (--images and --masks, or "
+                                       "--sample) the run is planned from the data (see `unetseg plan`) and the plan "
+                                       "is saved in the run folder as plan.yaml; a YAML config overrides the plan. "
+                                       "Each run folder holds the resolved config, metrics.csv, best.pt, last.pt and "
+                                       "plots.")
+    train.add_argument("config", nargs="?", default=None,
+                       help="YAML run config (see configs/ and `unetseg plan`); omit it to plan from --images/--masks")
+    add_data_arguments(train)
     train.add_argument("--out", default=None, help="run folder (default: runs/<config name>-<timestamp>)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.SUB=VALUE",
                        help="override a config value, e.g. --set train.epochs=5 (repeatable)")
@@ -28,18 +36,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
-    from ..errors import UnetsegError
     from ..training import train
 
     overrides = [*args.overrides, *([f"train.init={json.dumps(args.init)}"] if args.init else [])]  # YAML-quoted
-    config = load_config(args.config, overrides)
+    if args.config is None:
+        config, args.out, name = _planned(args, overrides)
+    else:
+        if args.images or args.masks or args.sample:
+            raise UnetsegError("give a config or --images/--masks (--sample) to plan from, not both")
+        config, name = load_config(args.config, overrides), Path(args.config).stem
     rank = int(os.environ.get("RANK", "0"))
     if args.folds is not None:
         if args.resume:
             raise UnetsegError("--folds resumes by itself: run the same command with the same --out")
         return _folds(config, args)
     try:
-        result = train(config, args.out, args.resume, name=Path(args.config).stem)
+        result = train(config, args.out, args.resume, name=name)
     except UnetsegError:
         if rank != 0:  # every rank fails alike; one line is enough
             return 2
@@ -52,10 +64,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _planned(args: argparse.Namespace, overrides: list[str]):  # noqa: ANN202
+    """The planned config (with --set overrides), and the run folder that keeps the plan as plan.yaml."""
+    from ..config.base import apply_overrides
+    from ..config.run import validate_config
+    from ..io.maps import write_text
+    from ..training.setup import default_run_dir
+    from .plan import make_plan_from_args
+
+    if args.resume:
+        raise UnetsegError("--resume RUN_DIR takes the run's config: unetseg train RUN_DIR/config.yaml --resume RUN_DIR")
+    plan = make_plan_from_args(args)
+    if args.init:  # fine-tuning keeps the checkpoint's architecture: the plan's model choices yield to it
+        plan.config["model"] = {}
+        plan.header.append(f"model: the architecture of --init {args.init}")
+    config = validate_config(apply_overrides(plan.config, overrides), "plan")
+    out = Path(args.out) if args.out else default_run_dir("plan")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "plan.yaml", plan.to_yaml())  # with --folds: beside the fold folders
+    print(plan.to_yaml(), end="")
+    return config, str(out), "plan"
+
+
 def _folds(config, args: argparse.Namespace) -> int:
     from ..training.folds import train_folds
 
-    done = train_folds(config, args.out, args.folds, name=Path(args.config).stem)
+    done = train_folds(config, args.out, args.folds, name=Path(args.config or "plan").stem)
     cv = done.cv
     lines = [f"fold {f['fold']}: val mIoU {f['miou']:.4f} ({f['images']} image(s))" for f in cv["per_fold"]]
     lines.append(f"pooled cross-validation mIoU: {cv['pooled']['miou']:.4f}")

@@ -41,6 +41,9 @@ def checkpoint_payload(model: nn.Module, **meta: Any) -> dict[str, Any]:
     bare = unwrap(model)
     if not isinstance(bare, SegmentationModel):
         raise TypeError(f"save_checkpoint needs a unetseg model (from build_model), got {type(bare).__name__}")
+    if bare.registry_name not in list_models():
+        raise TypeError(f"save_checkpoint: a {bare.registry_name or type(bare).__name__!r} is not a registered model "
+                        "(an ensemble is saved as its members' checkpoints)")
     try:
         record = bare.meta.updated(**meta)
     except ValueError as err:

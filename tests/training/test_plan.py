@@ -1,0 +1,102 @@
+"""unetseg plan: a valid, commented config for every built-in dataset and for the edge cases, chosen by rules
+that follow the data; train without a config runs the plan."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from unetseg.cli import main
+from unetseg.config import validate_config
+from unetseg.data.fingerprint import fingerprint_folder, fingerprint_sample
+from unetseg.training.plan import MIN_STEPS, make_plan
+
+from ..data.test_fingerprint import NODATA_TAG, disks, folder
+
+LANDSAT = "unetseg/data/samples/landsat_nc"
+
+
+def fixed_speed(seconds_by_base: dict[int, float] | None = None):
+    """A stand-in for the step timing: seconds per step by base channels (no timing in tests)."""
+    table = seconds_by_base or {32: 0.4, 16: 0.2, 8: 0.1}
+    return lambda depth, base, patch, batch, bands, classes: table[base]
+
+
+@pytest.mark.parametrize("sample", ["nuclei", "brain", "fashion-scenes"])
+def test_samples_plan_a_valid_config(sample):
+    plan = make_plan(fingerprint_sample(sample), 4.0, measure=fixed_speed())
+    config = plan.run_config()
+    assert config.data.sample == sample and config.train.time_budget_minutes == 4.0
+    assert config.model.kwargs["padding"] == "same"
+    # the YAML is the config, with a reason above the planned keys
+    text = plan.to_yaml()
+    assert yaml.safe_load(text) == plan.config
+    assert text.count("\n  # ") >= 8 and "# unetseg plan:" in text
+
+
+def test_the_budget_chooses_the_widest_network_that_takes_enough_steps():
+    fp = fingerprint_sample("nuclei")
+    slow = make_plan(fp, 1.0, measure=fixed_speed({32: 1.0, 16: 0.5, 8: 0.1}))
+    fast = make_plan(fp, 30.0, measure=fixed_speed({32: 1.0, 16: 0.5, 8: 0.1}))
+    assert slow.config["model"]["base_channels"] == 8 and fast.config["model"]["base_channels"] == 32
+    assert 0.75 * 60 * 30 / 1.0 >= MIN_STEPS
+    assert "measured 1.00 s per step" in fast.reasons["model.base_channels"]
+
+
+def test_landsat_scene_plans_regions_values_and_keeps_context_inside_a_block():
+    fp = fingerprint_folder(f"{LANDSAT}/images", f"{LANDSAT}/masks")
+    plan = make_plan(fp, 4.0, measure=fixed_speed())
+    data = plan.config["data"]
+    assert data["split"] == "regions" and data["class_values"] == [1, 2, 3, 4, 5, 6, 7]
+    assert data["augment"]["elastic"] is False and plan.config["model"]["depth"] == 3  # radius 44 <= block/2
+    assert "nodata -99999" in plan.reasons["data.nodata"]
+    validate_config(plan.config, "plan")
+
+
+def test_edge_cases_plan_valid_configs(tmp_path, rng):
+    cases = {
+        "tiny": ([rng.integers(0, 255, (20, 24), dtype=np.uint8) for _ in range(6)],
+                 [rng.integers(0, 2, (20, 24), dtype=np.uint8) for _ in range(6)], ".png", None),
+        "uint16": ([rng.integers(0, 65535, (96, 90), dtype=np.uint16)], [rng.integers(0, 3, (96, 90), dtype=np.uint8)],
+                   ".tif", None),
+        "float7": ([np.where(rng.random((7, 70, 80)) > 0.9, -9999, rng.normal(0, 1, (7, 70, 80))).astype(np.float32)],
+                   [rng.integers(1, 4, (70, 80)).astype(np.uint8)], ".tif", NODATA_TAG),
+        "binary255": ([rng.integers(0, 255, (64, 64), dtype=np.uint8)],
+                      [np.where(rng.random((64, 64)) > 0.8, 255, 0).astype(np.uint8)], ".png", None),
+        "instances": ([rng.integers(0, 255, (96, 96), dtype=np.uint8)],
+                      [disks((96, 96), [(10 + 18 * (k // 5), 10 + 18 * (k % 5)) for k in range(25)], 6)], ".tif", None),
+    }
+    for name, (images, masks, suffix, tags) in cases.items():
+        fp = fingerprint_folder(*folder(tmp_path / name, images, masks, suffix, tags))
+        plan = make_plan(fp, 2.0, measure=fixed_speed())
+        config = plan.run_config()
+        assert config.data.patch_size <= max(fp.smallest_side, 2 ** config.model.kwargs["depth"] * 4), name
+        if name == "tiny":
+            assert config.data.split == "files"
+        if name == "binary255":
+            assert config.data.class_values == [0, 255]
+        if name == "instances":
+            assert config.data.mask_mode == "instances"
+        if name == "float7":
+            assert config.data.augment.gamma.enabled is False and config.data.nodata == "auto"
+
+
+def test_plan_command_writes_a_config_and_train_runs_a_plan(tmp_path, rng, capsys):
+    images = [rng.integers(0, 255, (64, 64), dtype=np.uint8) for _ in range(5)]
+    masks = [(disks((64, 64), [(20, 20), (44, 40)], 8) > 0).astype(np.uint8) for _ in range(5)]
+    root = folder(tmp_path / "data", images, masks)
+    out = tmp_path / "plan.yaml"
+    assert main(["plan", "--images", str(root[0]), "--masks", str(root[1]), "--minutes", "0.05", "--out", str(out)]) == 0
+    assert validate_config(yaml.safe_load(out.read_text()), "plan").train.time_budget_minutes == 0.05
+    run = tmp_path / "run"
+    assert main(["train", "--images", str(root[0]), "--masks", str(root[1]), "--minutes", "0.05", "--out", str(run),
+                 "--set", "train.plot_samples=0"]) == 0
+    assert (run / "plan.yaml").is_file() and (run / "best.pt").is_file()
+    assert json.loads((run / "summary.json").read_text())["stopped_by"] == "time_budget"
+    capsys.readouterr()
+    assert main(["plan", "--images", str(tmp_path / "none"), "--masks", str(root[1])]) == 2
+    assert main(["train", "configs/nuclei_unet.yaml", "--sample", "nuclei"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 2 and "none" in err[0] and "not both" in err[1]

@@ -1,0 +1,60 @@
+"""``unetseg plan``: a complete, commented run config from a fingerprint of the data and this machine's speed."""
+from __future__ import annotations
+
+import argparse
+
+from ..data.samples import list_samples
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """--images/--masks (or --sample) and --minutes: what a plan is made from (plan, and train without a config)."""
+    parser.add_argument("--images", default=None, metavar="DIR", help="folder of training images")
+    parser.add_argument("--masks", default=None, metavar="DIR",
+                        help="folder of masks paired with the images by file stem (class ids, class values, colours "
+                             "or object ids: the plan finds out which)")
+    parser.add_argument("--sample", default=None, choices=list_samples(),
+                        help="plan for a built-in sample instead of folders")
+    parser.add_argument("--minutes", type=float, default=10.0, metavar="M",
+                        help="training time to plan for (default: 10)")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    plan = sub.add_parser("plan", help="write a run config planned from the data",
+                          description="Fingerprint the training data (sizes, bands, dtype, nodata, how masks code "
+                                      "classes, class shares, object sizes, pixel spacing), time training steps on "
+                                      "this machine, and write a complete run config whose every choice is "
+                                      "explained in a comment line. `unetseg train CONFIG` runs it.")
+    add_data_arguments(plan)
+    plan.add_argument("--out", default=None, metavar="CONFIG.yaml", help="write here (default: print it)")
+
+
+def make_plan_from_args(args: argparse.Namespace):  # noqa: ANN201  (a Plan; typed lazily to keep imports light)
+    from ..data.fingerprint import fingerprint_folder, fingerprint_sample
+    from ..errors import UnetsegError
+    from ..training.plan import make_plan
+
+    if args.sample is not None:
+        if args.images or args.masks:
+            raise UnetsegError("give --sample or --images and --masks, not both")
+        fp = fingerprint_sample(args.sample)
+    elif args.images and args.masks:
+        fp = fingerprint_folder(args.images, args.masks)
+    else:
+        raise UnetsegError("a plan needs --images DIR and --masks DIR (or --sample NAME)")
+    if not args.minutes > 0:
+        raise UnetsegError(f"--minutes {args.minutes:g}: must be positive")
+    return make_plan(fp, args.minutes)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..io.maps import write_text
+
+    plan = make_plan_from_args(args)
+    plan.run_config()  # the plan is a valid config, or a one-line error
+    text = plan.to_yaml()
+    if args.out:
+        write_text(args.out, text)
+        print(f"plan written to {args.out}; train it with: unetseg train {args.out}")
+    else:
+        print(text, end="")
+    return 0

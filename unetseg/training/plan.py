@@ -116,7 +116,7 @@ def _depth(fp: Fingerprint, regions: bool) -> tuple[int, str]:
 def _patch(fp: Fingerprint, depth: int, regions: bool) -> tuple[int, str]:
     want = max(4 * (fp.object_diameter or 32), 2**depth * 8, MIN_PATCH)
     side = fp.smallest_side
-    if regions:  # one or a few images: crops of at most half the image, or every batch is the same view
+    if regions:  # one or a few images: crops of at most half the side, or every batch is nearly one view
         side = max(side // 2, min(MIN_PATCH, side))
     fitting = [p for p in PATCHES if p % 2**depth == 0 and p <= max(side, 2**depth * 4)]
     if not fitting:

@@ -94,6 +94,8 @@ def test_plan_command_writes_a_config_and_train_runs_a_plan(tmp_path, rng, capsy
     assert main(["train", "--images", str(root[0]), "--masks", str(root[1]), "--minutes", "0.05", "--out", str(run),
                  "--set", "train.plot_samples=0"]) == 0
     assert (run / "plan.yaml").is_file() and (run / "best.pt").is_file()
+    fingerprint = json.loads((run / "fingerprint.json").read_text())
+    assert fingerprint["coding"] == "index" and fingerprint["objects"] == 10
     assert json.loads((run / "summary.json").read_text())["stopped_by"] == "time_budget"
     capsys.readouterr()
     assert main(["plan", "--images", str(tmp_path / "none"), "--masks", str(root[1])]) == 2

@@ -68,7 +68,7 @@ def _planned(args: argparse.Namespace, overrides: list[str]):  # noqa: ANN202
     """The planned config (with --set overrides), and the run folder that keeps the plan as plan.yaml."""
     from ..config.base import apply_overrides
     from ..config.run import validate_config
-    from ..io.maps import write_text
+    from ..io.maps import write_json, write_text
     from ..training.setup import default_run_dir
     from .plan import make_plan_from_args
 
@@ -82,6 +82,7 @@ def _planned(args: argparse.Namespace, overrides: list[str]):  # noqa: ANN202
     out = Path(args.out) if args.out else default_run_dir("plan")
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "plan.yaml", plan.to_yaml())  # with --folds: beside the fold folders
+    write_json(out / "fingerprint.json", plan.fingerprint)
     print(plan.to_yaml(), end="")
     return config, str(out), "plan"
 

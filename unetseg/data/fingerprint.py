@@ -7,7 +7,7 @@ one line naming the file); :func:`fingerprint_sample` a built-in sample.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,6 @@ class Fingerprint:
     sample: str | None = None
     images_dir: str | None = None
     masks_dir: str | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def images(self) -> int:
@@ -99,7 +98,7 @@ class Fingerprint:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "notes"}
+        return dict(self.__dict__)
 
 
 def _intensity(images: list[np.ndarray], valid: list[np.ndarray | None]) -> dict[str, list[float]]:

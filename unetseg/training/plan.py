@@ -43,6 +43,7 @@ class Plan:
     config: dict[str, Any]
     reasons: dict[str, str] = field(default_factory=dict)
     header: list[str] = field(default_factory=list)
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # what it was made from (Fingerprint.to_dict)
 
     def run_config(self) -> RunConfig:
         return validate_config(self.config, "plan")
@@ -240,7 +241,7 @@ def make_plan(fp: Fingerprint, minutes: float = 10.0, *, device: torch.device | 
               f"typical object {fp.object_diameter or 0:.0f} px ({fp.objects} objects); pixel size "
               f"{'unknown' if fp.pixel_size is None else f'{fp.pixel_size[1]:g} {fp.pixel_unit}'}; "
               f"trains in {precision.name}; override any key with --set or by editing this file"]
-    return Plan(config, reasons, header)
+    return Plan(config, reasons, header, fp.to_dict())
 
 
 def _shapes(fp: Fingerprint) -> str:

@@ -10,7 +10,9 @@ A run folder holds::
     curves.png           train loss / val mIoU / learning rate against epoch
     samples.png          validation images | truth | prediction of best.pt
     summary.json         the outcome (best mIoU, epochs, steps, why it stopped, per-rank weight digests; under
-                         "data": warnings, per-band normalisation statistics, the nodata rule)
+                         "data": warnings, per-band normalisation statistics, the nodata rule; "parent": the
+                         --init checkpoint)
+    plan.yaml, fingerprint.json   a run planned from the data (``unetseg train`` without a config)
 
 The same code runs single-process or under ``torchrun --nproc_per_node N`` (DistributedDataParallel).
 """

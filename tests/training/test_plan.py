@@ -100,5 +100,6 @@ def test_plan_command_writes_a_config_and_train_runs_a_plan(tmp_path, rng, capsy
     capsys.readouterr()
     assert main(["plan", "--images", str(tmp_path / "none"), "--masks", str(root[1])]) == 2
     assert main(["train", "configs/nuclei_unet.yaml", "--sample", "nuclei"]) == 2
+    assert main(["train"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
-    assert len(err) == 2 and "none" in err[0] and "not both" in err[1]
+    assert len(err) == 3 and "none" in err[0] and "not both" in err[1] and "give a YAML config" in err[2]

@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = [*args.overrides, *([f"train.init={json.dumps(args.init)}"] if args.init else [])]  # YAML-quoted
     if args.config is None:
+        if not (args.images or args.masks or args.sample):
+            raise UnetsegError("give a YAML config, or --images DIR and --masks DIR (or --sample NAME) to train "
+                               "from a plan of the data")
         config, args.out, name = _planned(args, overrides)
     else:
         if args.images or args.masks or args.sample:

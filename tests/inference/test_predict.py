@@ -170,3 +170,24 @@ def test_batch_size_auto_is_one_tile_on_cpu_and_any_batch_gives_the_same_labels(
     for bad in (0, -2, 2.5, "four", None, True):
         with pytest.raises(UnetsegError, match=f"batch_size={bad!r} must be a positive integer or 'auto'"):
             predict_tiled(model, image, tile_size=64, batch_size=bad)
+
+
+def test_a_progress_callback_sees_every_tile_and_can_stop_the_run(trained_same_unet):
+    import threading
+
+    image = np.random.default_rng(0).integers(0, 255, (300, 700), dtype=np.uint8)
+    seen = []
+    unetseg.predict_tiled(trained_same_unet, image, tile_size=128, progress=lambda d, t: seen.append((d, t)))
+    total = seen[-1][1]
+    assert seen[-1] == (total, total) and total > 4 and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+    class Stop(Exception):
+        pass
+
+    def stop(done, total):
+        if done >= 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        unetseg.predict_tiled(trained_same_unet, image, tile_size=128, progress=stop)
+    assert not any(t.name == "unetseg-tile-reader" and t.is_alive() for t in threading.enumerate())

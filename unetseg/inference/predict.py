@@ -8,6 +8,7 @@ model (precision, TTA) -> :mod:`.merger` keeps each tile's share and hands finis
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,7 @@ def predict_tiled(
     nodata: Any = D.nodata,
     nodata_label: int | None = D.nodata_label,
     engine: str = D.engine,
-    progress: bool = False,
+    progress: bool | Callable[[int, int], Any] = False,
     out: Any = None,
     report: dict[str, Any] | None = None,
 ) -> Any:
@@ -112,7 +113,9 @@ def predict_tiled(
             "torch", "openvino" (CPUs; ``unetseg[openvino]``) or "onnxruntime" (fp32; ``unetseg[onnx]``).
         nodata_label: label of invalid pixels; default 255 (up to 255 classes: uint8) or 65535 (uint16). A value
             that is a class id is refused.
-        progress: show a tqdm bar over tiles.
+        progress: True: show a tqdm bar over tiles; or a callable ``progress(tiles_done, tiles_total)``, called
+            after each merged batch (a GUI's progress bar); an exception it raises stops the run (a Cancel
+            button) and propagates, with nothing left running.
         out: optional preallocated destination of the result's shape (numpy array, zarr array, or a
             streaming writer such as :class:`unetseg.io.TiffTileWriter`), or a band sink (an
             :class:`unetseg.outputs.OutputSet`). Rows are written in increasing bands (``out[r0:r1] = band``), so a
@@ -133,7 +136,7 @@ def predict_tiled(
 
 
 def tiled(model: nn.Module | Sequence[nn.Module], image: Any, options: TileOptions = DEFAULTS, *, out: Any = None,
-          progress: bool = False) -> TiledResult:
+          progress: bool | Callable[[int, int], Any] = False) -> TiledResult:
     """:func:`predict_tiled` as a result object: plan, run, and return output, settings and class counts.
 
     A result whose image held no valid pixel is returned as it is (:meth:`TiledResult.check_valid` raises)."""
@@ -141,7 +144,8 @@ def tiled(model: nn.Module | Sequence[nn.Module], image: Any, options: TileOptio
     return run_tiles(model, image, plan_tiles(model, image, options), out=out, progress=progress)
 
 
-def run_tiles(model: nn.Module, image: Any, plan: TilePlan, *, out: Any = None, progress: bool = False) -> TiledResult:
+def run_tiles(model: nn.Module, image: Any, plan: TilePlan, *, out: Any = None,
+              progress: bool | Callable[[int, int], Any] = False) -> TiledResult:
     """Read the tiles of ``plan.grid`` from ``image`` -> the model's inference graph -> merge into ``out`` (None:
     a new numpy array), with the reading one batch ahead in a background thread."""
     views = Views.of(model, plan)
@@ -155,11 +159,12 @@ def run_tiles(model: nn.Module, image: Any, plan: TilePlan, *, out: Any = None, 
     channels_last = plan.precision.channels_last and plan.engine == "torch"  # the others take NCHW as it is
     batches = tile_batches(image, plan.grid, plan.batch_size, plan.pad_mode, plan.normalization, channels_last,
                            plan.invalid)
-    bar = tqdm(total=plan.grid.num_tiles, desc="tiles", unit="tile", disable=not progress, leave=False)
+    bar = TileProgress(plan.grid.num_tiles, progress)
     pending = None  # the batch the engine runs while the one before it is merged
     try:
-        with torch.inference_mode(), bar:
-            for x, index, tile_invalid in prefetch(batches):
+        # closing: a stopped run (an error, a progress callback's Cancel) ends the reader thread before returning
+        with torch.inference_mode(), bar, closing(prefetch(batches)) as ahead:
+            for x, index, tile_invalid in ahead:
                 previous, pending = pending, (forward.start(x), index, tile_invalid)
                 if previous is not None:
                     _merge(merger, bar, *previous)
@@ -193,7 +198,29 @@ class Views:
         return cls(model, len(plan.transforms) > 1)
 
 
-def _merge(merger: Merger, bar: tqdm, probs: Callable[[], torch.Tensor], index: list, tile_invalid: Any) -> None:
+class TileProgress:
+    """Tiles merged so far, shown as a tqdm bar (``progress=True``) or handed to a callback."""
+
+    def __init__(self, total: int, progress: bool | Callable[[int, int], Any]) -> None:
+        self.total, self.done = total, 0
+        self.callback = progress if callable(progress) else None
+        self.bar = tqdm(total=total, desc="tiles", unit="tile", disable=progress is not True, leave=False)
+
+    def __enter__(self) -> TileProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.close()
+
+    def update(self, tiles: int) -> None:
+        self.done += tiles
+        self.bar.update(tiles)
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+
+def _merge(merger: Merger, bar: TileProgress, probs: Callable[[], torch.Tensor], index: list, tile_invalid: Any
+           ) -> None:
     merger.add(probs(), index, tile_invalid)
     bar.update(len(index))
 

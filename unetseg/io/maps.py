@@ -63,6 +63,18 @@ def write_index(path: str | os.PathLike, labels: np.ndarray, *, nodata: int | No
     return path
 
 
+def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """An HxW or HxWxC image in its own dtype as a zlib TIFF (bands interleaved; 3-band uint8 tagged RGB): a
+    training image exactly as it was in memory."""
+    path = Path(path)
+    data = np.asarray(image)
+    rgb = data.ndim == 3 and data.shape[2] == 3 and data.dtype == np.uint8
+    with atomic_path(path, verify=verify_tiff(data.shape, data.dtype)) as tmp:
+        tifffile.imwrite(tmp, data, compression="zlib", photometric="rgb" if rgb else "minisblack",
+                         planarconfig="contig" if data.ndim == 3 else None)
+    return path
+
+
 def write_palette_png(path: str | os.PathLike, labels: np.ndarray, palette: np.ndarray) -> Path:
     """A paletted PNG (Pillow mode "P"): pixel values are the class indices, the palette holds the colours.
 

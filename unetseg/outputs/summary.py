@@ -8,13 +8,16 @@ from ..inference.result import TiledResult
 
 
 def summary(result: TiledResult, shape: Sequence[int], names: Sequence[str], settings: dict[str, Any],
-            nodata_label: int | None = None) -> dict[str, Any]:
+            nodata_label: int | None = None, colors: Sequence[Sequence[int]] | None = None) -> dict[str, Any]:
     """JSON-able summary: image size, valid pixels, ``settings`` (options, input, the resolved tile settings),
     then (when pixels may be invalid: ``nodata_label`` set) the nodata label and invalid-pixel count, then each
-    class's pixel count and fraction of the valid pixels."""
+    class's name, display colour (RGB, when ``colors`` are given), pixel count and fraction of the valid pixels:
+    what a viewer needs to show the maps (:mod:`unetseg.napari`)."""
     total = result.valid_pixels
     classes = [
-        {"id": i, "name": names[i] if i < len(names) else f"class{i}", "pixels": int(n),
+        {"id": i, "name": names[i] if i < len(names) else f"class{i}",
+         **({"color": [int(v) for v in colors[i]]} if colors is not None and i < len(colors) else {}),
+         "pixels": int(n),
          "fraction": float(n) / total if total else 0.0}
         for i, n in enumerate(result.class_counts)
     ]

@@ -192,7 +192,8 @@ class SummaryWriter(KindWriter):
     def finish(self, done: Finished) -> list[Path]:
         spec = self.spec
         settings = {**spec.settings, **done.result.report.as_dict(), **spec.extra_settings}
-        data = summary(done.result, spec.shape, spec.class_table.names, settings, spec.style.nodata)
+        data = summary(done.result, spec.shape, spec.class_table.names, settings, spec.style.nodata,
+                       spec.class_table.colors)
         means = done.result.mean_uncertainty
         if means is not None:  # what to label next: sort images by it
             data["uncertainty"] = {"mean_entropy": means[0], "mean_disagreement": means[1],

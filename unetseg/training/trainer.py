@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ class RunResult:
     last_scores: dict[str, Any] | None  # ConfusionMatrix.compute() of the final validation
     epochs: int  # epochs completed
     global_step: int
-    stopped_by: str  # "epochs" | "time_budget"
+    stopped_by: str  # "epochs" | "time_budget" | "stop" (the caller's stop())
     seconds: float
     images_per_s: float
     precision: str  # "fp32" | "bf16" | "fp16"
@@ -92,6 +93,8 @@ def train(
     *,
     name: str = "run",
     progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], Any] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> RunResult:
     """Train the model ``config`` describes and write the run folder (see the module docstring).
 
@@ -102,6 +105,11 @@ def train(
             config must match the run's except for RESUMABLE_CHANGES (e.g. more epochs or budget).
         name: run-name prefix for the default folder.
         progress: show a tqdm bar (rank 0 only).
+        on_epoch: called on rank 0 after each epoch with its metrics.csv row (``epoch``, ``step``, ``time_s``,
+            ``train_loss``, ``lr``, and after a validation ``val_miou``, ``val_accuracy``, ``iou_<class>``): a GUI's
+            live curve.
+        stop: polled between steps; once it returns True the run ends as if its time budget were spent
+            (validated, best.pt and last.pt written, ``stopped_by="stop"``): a GUI's Stop button.
 
     Raises UnetsegError (one line) for bad data, a bad model section, a resume folder without
     last.pt, an incompatible resume config, a NaN/Inf loss or a failed checkpoint write (the last good
@@ -110,7 +118,7 @@ def train(
     config = with_parent_architecture(config)  # fine-tuning: the --init checkpoint's architecture
     ctx = setup_distributed(config.train.device)
     try:
-        return Trainer(config, ctx, out_dir, resume, name, progress).run()
+        return Trainer(config, ctx, out_dir, resume, name, progress, on_epoch, stop).run()
     finally:
         cleanup_distributed(ctx)
 
@@ -119,8 +127,10 @@ class Trainer:
     """One run: builds its components, resumes them if asked, loops over epochs and writes the run folder."""
 
     def __init__(self, config: RunConfig, ctx: DistContext, out_dir: Any, resume: Any, name: str,
-                 progress: bool) -> None:
+                 progress: bool, on_epoch: Callable[[dict[str, Any]], Any] | None = None,
+                 stop: Callable[[], bool] | None = None) -> None:
         self.config, self.ctx, self.progress = config, ctx, progress
+        self.on_epoch, self.stop = on_epoch, stop
         self.tcfg = config.train
         self._elapsed_before, self._session_start = 0.0, time.perf_counter()  # the wall clock of the budget
         self.resume_payload: dict[str, Any] | None = None
@@ -157,7 +167,11 @@ class Trainer:
 
     def budget_spent(self) -> bool:
         budget = self.tcfg.time_budget_minutes
-        return budget is not None and self.clock() >= 60.0 * budget
+        return (budget is not None and self.clock() >= 60.0 * budget) or self.stopped()
+
+    def stopped(self) -> bool:
+        """The caller's ``stop`` asked to end the run."""
+        return self.stop is not None and bool(self.stop())
 
     # -- checkpoints ------------------------------------------------------------------------------
 
@@ -233,7 +247,7 @@ class Trainer:
             if tcfg.epochs is not None and self.state.epoch >= tcfg.epochs:
                 break
             if any_rank(ctx, self.budget_spent()):
-                stopped_by = "time_budget"
+                stopped_by = "stop" if self.stopped() else "time_budget"
                 break
             result = self._epoch(epochs_label)
             if result.steps:
@@ -245,7 +259,7 @@ class Trainer:
             budget_out = result.stopped or any_rank(ctx, self.budget_spent())
             final = epochs_done or budget_out
             if budget_out and not epochs_done:
-                stopped_by = "time_budget"
+                stopped_by = "stop" if self.stopped() else "time_budget"
             self._end_of_epoch(result.loss, images_per_s, validate_now=final or self.state.epoch % tcfg.val_every == 0)
             if final:
                 break
@@ -305,6 +319,8 @@ class Trainer:
                 tqdm.write(f"epoch {self.state.epoch}: loss {train_loss:.4f}  val mIoU {scores['miou']:.4f}  "
                            f"({per_class})")
         self.log.append(row)
+        if self.on_epoch is not None:
+            self.on_epoch(dict(row))
         if improved or not c.val_items:
             save_run_checkpoint(self.run_dir / BEST_NAME, c.bare, self.meta(scores["miou"] if scores else None))
         self.save_last()

@@ -1,0 +1,79 @@
+"""Training from painted labels: a normal run folder, and a model that beats the untrained one on the rest."""
+import numpy as np
+import pytest
+import yaml
+
+import unetseg
+from unetseg.data.samples import load_sample
+from unetseg.errors import UnetsegError
+from unetseg.metrics import ConfusionMatrix
+from unetseg.napari.training import train_from_labels
+
+# deterministic and short: a fixed number of small epochs instead of the clock
+FAST = ["train.time_budget_minutes=null", "data.patches_per_epoch=64", "model.base_channels=8", "model.depth=3",
+        "data.patch_size=128", "train.batch_size=8", "train.val_every=1"]
+
+
+@pytest.fixture(scope="module")
+def painted():
+    """The nuclei image; labels painted on its left 384 columns only (the rest is for scoring)."""
+    sample = load_sample("nuclei", "train")
+    image = load_sample("nuclei", "val").images[0]
+    whole = np.concatenate([sample.images[0], image], axis=1)
+    truth = np.concatenate([sample.masks[0], load_sample("nuclei", "val").masks[0]], axis=1).astype(np.int64)
+    paint = np.zeros(whole.shape, np.uint8)
+    paint[:, :384] = truth[:, :384] + 1  # painted label = class + 1; 0 = not painted
+    return whole, paint, truth
+
+
+def miou(model, image, truth):
+    cm = ConfusionMatrix(2)
+    cm.update(unetseg.predict_tiled(model, image)[:, 384:], truth[:, 384:])
+    return cm.compute()["miou"]
+
+
+def test_training_from_painted_labels_beats_the_untrained_model(tmp_path, painted):
+    image, paint, truth = painted
+    result = train_from_labels(image, paint, tmp_path / "run", minutes=5, epochs=6, overrides=FAST)
+    run = tmp_path / "run"
+    for name in ("plan.yaml", "config.yaml", "metrics.csv", "best.pt", "last.pt", "data/images/painted.tif"):
+        assert (run / name).exists(), name
+    classes = yaml.safe_load((run / "config.yaml").read_text())["data"]["classes"]
+    assert [c["name"] for c in classes] == ["background", "class1"]
+    trained = unetseg.load_model(result.best_checkpoint)
+    untrained = unetseg.build_model("unet", in_channels=1, num_classes=2, base_channels=8, depth=3,
+                                    padding="same").eval()
+    untrained.normalization = trained.normalization
+    score, baseline = miou(trained, image, truth), miou(untrained, image, truth)
+    assert score > baseline + 0.2 and score > 0.6, (score, baseline)
+
+
+def test_fine_tuning_keeps_the_parent_classes_and_records_it(tmp_path, painted, checkpoint):
+    image, paint, _ = painted
+    rows = []
+    result = train_from_labels(image, paint, tmp_path / "ft", minutes=5, epochs=1, init=checkpoint,
+                               overrides=[o for o in FAST if not o.startswith("model.")], on_epoch=rows.append)
+    model = unetseg.load_model(result.best_checkpoint)
+    assert model.meta.training.parent == str(checkpoint)
+    assert list(model.class_table.names) == list(unetseg.load_model(checkpoint).class_table.names)
+    assert len(rows) == 1 and rows[0]["val_miou"] > 0
+
+
+def test_stop_ends_the_run_with_its_checkpoints(tmp_path, painted):
+    image, paint, _ = painted
+    result = train_from_labels(image, paint, tmp_path / "s", minutes=5, epochs=50, overrides=FAST,
+                               stop=lambda: True)
+    assert result.stopped_by == "stop" and result.epochs <= 1 and result.best_checkpoint.exists()
+
+
+@pytest.mark.parametrize("paint_value, message", [(0, "no labelled pixel"), (2, "paint at least two classes")])
+def test_unusable_paint_is_a_one_line_error(tmp_path, painted, paint_value, message):
+    image, _, _ = painted
+    with pytest.raises(UnetsegError, match=message):
+        train_from_labels(image, np.full(image.shape, paint_value, np.uint8), tmp_path / "x", minutes=1)
+
+
+def test_labels_of_another_size_are_refused(tmp_path, painted):
+    image, paint, _ = painted
+    with pytest.raises(UnetsegError, match="'cells' is 512x512 px but the labels are 100x50"):
+        train_from_labels(image, paint[:50, :100], tmp_path / "x", names=("cells", "paint"))

@@ -162,6 +162,8 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--amp", default="off", help="off (default, exact comparison) | auto | bf16 | fp16")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--engine", default="auto", help="auto (default) | torch | openvino | onnxruntime")
+    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"], help="torch.compile (default auto)")
     p.add_argument("--work", default="bench_out/scale", help="folder for the inputs and outputs")
     p.add_argument("--json", default=None)
     args = p.parse_args()
@@ -174,7 +176,8 @@ def main() -> int:
     ckpt = unetseg.save_checkpoint(model, work / "model.pt")
     model = unetseg.load_model(ckpt, device=args.device)
     options = TileOptions(tile_size=args.tile_size, batch_size=args.batch_size,
-                          amp=False if args.amp == "off" else args.amp, device=torch.device(args.device))
+                          amp=False if args.amp == "off" else args.amp, device=torch.device(args.device),
+                          compile={"auto": "auto", "on": True, "off": False}[args.compile], engine=args.engine)
     t0 = time.perf_counter()
     inputs = write_inputs(work, args.side, args.inputs.split(","))
     results: dict = {"side": args.side, "cpus": os.cpu_count(), "device": args.device,

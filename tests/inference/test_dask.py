@@ -162,3 +162,85 @@ def test_each_task_keeps_freed_memory_in_its_worker_process(tmp_path, rng, monke
     for block in tasks:
         dask_module.predict_block(model, image, plan, block, out)
     assert len(calls) == len(tasks) > 1
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_the_labels_stay_bit_identical(tmp_path, rng):
+    """Two worker processes (with nannies); once some chunks are done, one worker process is killed (SIGKILL):
+    its tasks are rescheduled, chunks it had written are written again alike, and the labels equal one process."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import tifffile
+    from distributed import Client, LocalCluster
+
+    model = tiny_unet("same", depth=3)
+    ckpt = unetseg.save_checkpoint(model, tmp_path / "m.pt")
+    image = rng.integers(0, 256, (768, 768), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "in.tif", image, tile=(128, 128))
+    expected = unetseg.predict_tiled(model, image, tile_size=256, **EXACT)
+    out_path = tmp_path / "labels.zarr"
+    state = {}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        before = set(client.scheduler_info()["workers"])
+        pids = client.run(os.getpid)
+        result = {}
+        run = threading.Thread(target=lambda: result.update(out=unetseg.predict_dask(
+            str(ckpt), str(tmp_path / "in.tif"), str(out_path), chunk=128, client=client, tile_size=256, **EXACT)))
+        run.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not state and run.is_alive():
+            written = client.run_on_scheduler(_finished_predict_tasks)
+            if written >= 3:
+                state["written"] = written
+                os.kill(sorted(pids.values())[0], signal.SIGKILL)
+            time.sleep(0.005)
+        run.join(timeout=300)
+        client.wait_for_workers(2, timeout=120)
+        after = set(client.scheduler_info()["workers"])
+    assert state and state["written"] < 36, "the worker should die while chunks are still to do"
+    assert after - before, "the nanny should have started a new worker in place of the killed one"
+    np.testing.assert_array_equal(result["out"][:], expected)
+
+
+def _finished_predict_tasks(dask_scheduler) -> int:
+    return sum(1 for key, ts in dask_scheduler.tasks.items() if "predict_block" in str(key) and ts.state == "memory")
+
+
+class ProbeClient:
+    """A stand-in client with two workers whose probe rates are given: what choose_local_shape sees."""
+
+    def __init__(self, parallel: float, single: float) -> None:
+        self.workers = ["tcp://a", "tcp://b"]
+        self.parallel, self.single = parallel, single
+        self.threads: dict[str, int] = {}
+        self.retired: list[str] = []
+
+    def scheduler_info(self):
+        return {"workers": {w: {} for w in self.workers}}
+
+    def run(self, fn, *args, workers=None):
+        on = workers or self.workers
+        if fn.__name__ == "probe_rate":
+            rate = self.single if len(on) == 1 else self.parallel / len(on)
+            return {w: rate for w in on}
+        for w in on:
+            self.threads[w] = args[0]
+        return {w: None for w in on}
+
+    def retire_workers(self, addresses, close_workers=True):
+        self.retired += addresses
+        self.workers = [w for w in self.workers if w not in addresses]
+
+
+@pytest.mark.parametrize("parallel, single, kept", [(12.0, 8.0, 2), (8.5, 8.0, 1)])
+def test_local_cluster_shape_is_chosen_by_measurement(parallel, single, kept):
+    from unetseg.inference.dask import choose_local_shape
+
+    client = ProbeClient(parallel, single)
+    shape = choose_local_shape(client, cores=2)
+    assert shape.workers == kept and len(client.workers) == kept
+    assert all(client.threads[w] == 2 // kept for w in client.workers)  # the cores shared out again
+    assert "measured" in shape.describe()

@@ -162,3 +162,20 @@ def test_a_write_failing_while_the_next_batch_runs_leaves_the_engine_usable(trai
         unetseg.predict_tiled(trained_same_unet, nuclei, out=FullDisk(), **options)
     again = unetseg.predict_tiled(trained_same_unet, nuclei, **options)
     np.testing.assert_array_equal(again, unetseg.predict_tiled(trained_same_unet, nuclei, **options))
+
+
+def test_openvino_leaves_threads_unpinned_in_a_process_with_part_of_the_cores(monkeypatch):
+    """Dask workers each get part of the cores; OpenVINO's default pinning put every worker's threads on the same
+    first cores (two 1-thread workers on 2 cores ran at half speed)."""
+    pytest.importorskip("openvino")
+    import os
+
+    from unetseg.inference.engines import OpenVINOEngine
+    from unetseg.models.precision import resolve_precision
+
+    engine = OpenVINOEngine.__new__(OpenVINOEngine)
+    engine.precision = resolve_precision(False, torch.device("cpu"))
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert engine.config()["ENABLE_CPU_PINNING"] == "NO"
+    monkeypatch.setattr(os, "cpu_count", lambda: torch.get_num_threads())
+    assert "ENABLE_CPU_PINNING" not in engine.config()

@@ -155,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
     if len(todo) < len(mine):
         tqdm.write(f"unetseg predict: {len(mine) - len(todo)} input(s) already done, skipped", file=sys.stderr)
     with dask_client(args.dask) as client:
+        shape = getattr(client, "unetseg_shape", None)
+        if shape is not None:
+            tqdm.write(f"unetseg predict: --dask {args.dask}: {shape.describe()}", file=sys.stderr)
         # workers load a checkpoint path once each; an ensemble travels as one model object
         shipped = checkpoints[0] if len(checkpoints) == 1 else model
         return _predict_all(todo, model, shipped, stems, formats, options, bands, objects, client, args, run_key)

@@ -209,10 +209,38 @@ def _create_labels(path: str | os.PathLike, model: nn.Module, plan: TilePlan, ch
     return create_array(path, shape, map_dtype(model.num_classes, nodata), block_sides(plan.grid, chunk))
 
 
+@dataclass(frozen=True)
+class LocalShape:
+    """How ``local:N`` was laid out: ``workers`` processes x ``threads`` torch threads, from the measured rates
+    (probe forwards per second) of N workers at once and of one worker with every core."""
+
+    workers: int
+    threads: int
+    parallel_rate: float | None = None
+    single_rate: float | None = None
+
+    def describe(self) -> str:
+        line = f"{self.workers} worker(s) x {self.threads} thread(s)"
+        if self.parallel_rate is None:
+            return line
+        return (f"{line} (measured: all workers at once {self.parallel_rate:.2f} probes/s, one worker with every "
+                f"core {self.single_rate:.2f})")
+
+
+# N workers must beat one worker that has every core by this much: each chunk recomputes its tiles' context and
+# the last round of chunks leaves workers idle, which the probe does not see
+SHAPE_MARGIN = 1.15
+
+
 @contextlib.contextmanager
 def dask_client(spec: str | None) -> Iterator[Any]:
-    """A ``distributed.Client`` for ``local:N`` (a LocalCluster of N single-threaded worker processes, the
-    machine's cores shared out as torch threads) or a scheduler address (``tcp://host:8786``); None for None."""
+    """A ``distributed.Client`` for ``local:N`` or a scheduler address (``tcp://host:8786``); None for None.
+
+    ``local:N`` starts a LocalCluster of N worker processes sharing the machine's cores as torch threads, then
+    chooses its shape by measurement (:func:`choose_local_shape`): where N workers at once are not clearly faster
+    than one worker with every core (few cores: the scheduler, the chunks' repeated context and idle workers cost
+    more than they bring), one worker with every core is kept. ``client.unetseg_shape`` is the :class:`LocalShape`.
+    """
     if spec is None:
         yield None
         return
@@ -224,10 +252,9 @@ def dask_client(spec: str | None) -> Iterator[Any]:
         workers = spec.removeprefix("local:")
         if not workers.isdigit() or int(workers) < 1:
             raise UnetsegError(f"--dask {spec!r}: local:N needs a positive number of workers")
-        threads = max(1, (os.cpu_count() or 1) // int(workers))
         with distributed.LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
                                       dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-            client.run(_set_torch_threads, threads)
+            client.unetseg_shape = choose_local_shape(client, os.cpu_count() or 1)
             yield client
         return
     try:
@@ -236,6 +263,63 @@ def dask_client(spec: str | None) -> Iterator[Any]:
         raise UnetsegError(f"--dask {spec}: cannot reach the Dask scheduler ({err})") from None
     with client:
         yield client
+
+
+def choose_local_shape(client: Any, cores: int, margin: float = SHAPE_MARGIN) -> LocalShape:
+    """Lay out a local cluster's workers by measurement and return the shape kept.
+
+    Every worker gets ``cores // workers`` torch threads and runs :func:`probe_rate` at once; then one worker runs
+    it alone with every core. Unless the workers together beat it by ``margin``, all but that worker are retired
+    and it keeps every core."""
+    addresses = sorted(client.scheduler_info()["workers"])
+    share = max(1, cores // len(addresses))
+    client.run(_set_torch_threads, share)
+    if len(addresses) == 1:
+        client.run(_set_torch_threads, cores)
+        return LocalShape(1, cores)
+    parallel = sum(client.run(probe_rate, share).values())
+    single = client.run(probe_rate, cores, workers=addresses[:1])[addresses[0]]
+    if parallel >= margin * single:
+        client.run(_set_torch_threads, share)
+        return LocalShape(len(addresses), share, parallel, single)
+    cluster = getattr(client, "cluster", None)  # a LocalCluster keeps its spec: scale it, or it starts them anew
+    if cluster is not None:
+        cluster.scale(1)
+    else:
+        client.retire_workers(addresses[1:], close_workers=True)
+    _wait_for_workers(client, 1)
+    client.run(_set_torch_threads, cores)
+    return LocalShape(1, cores, parallel, single)
+
+
+def _wait_for_workers(client: Any, count: int, timeout: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while len(client.scheduler_info()["workers"]) != count:
+        if time.monotonic() > deadline:
+            raise UnetsegError(f"the local Dask cluster did not settle on {count} worker(s) in {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def probe_rate(threads: int, side: int = 256, repeats: int = 3) -> float:
+    """Forward passes per second of a small same-padded U-Net (base 16, depth 3) on a ``side``^2 tile with
+    ``threads`` torch threads: the measuring stick of :func:`choose_local_shape`."""
+    import time
+
+    import torch
+
+    from ..models.unet import UNet
+
+    torch.set_num_threads(threads)
+    net = UNet(1, 2, base_channels=16, depth=3, padding="same").eval()
+    x = torch.rand(1, 1, side, side)
+    with torch.inference_mode():
+        net(x)  # warm-up: allocations, oneDNN primitives
+        start = time.perf_counter()
+        for _ in range(repeats):
+            net(x)
+        return repeats / (time.perf_counter() - start)
 
 
 def _set_torch_threads(n: int) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import io
+import os
 import queue
 import threading
 import weakref
@@ -230,6 +231,10 @@ class OpenVINOEngine:
                "INFERENCE_NUM_THREADS": str(torch.get_num_threads())}
         if hint == "f32":
             cfg["EXECUTION_MODE_HINT"] = "ACCURACY"
+        if torch.get_num_threads() < (os.cpu_count() or 1):
+            # a process given part of the cores (a Dask worker): OpenVINO would pin its threads to the first cores,
+            # the same ones in every such process (2 workers x 1 thread on 2 cores: both on core 0, 0.64x one process)
+            cfg["ENABLE_CPU_PINNING"] = "NO"
         return cfg
 
     def _compile(self, loaded: Any, shape: tuple[int, ...]) -> tuple[Any, queue.SimpleQueue]:

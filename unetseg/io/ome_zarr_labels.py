@@ -8,6 +8,11 @@ exit the lower levels are made chunk by chunk by nearest downsampling (every 2nd
 the NGFF metadata (axes, per-level pixel size, class colours and names) is written with ``ome-zarr``'s own
 writers, the store is checked, and the folder is renamed onto its final name: a finished name only ever
 holds a complete pyramid. Needs ``pip install unetseg[scale]`` (ome-zarr).
+
+A **resumable** writer (``resume=KEY``) writes into ``.<name>.resumable`` beside the final name and keeps it
+when the process dies; its :class:`ChunkJournal` records each finished chunk atomically. The next writer with
+the same KEY (same input, model and settings) reopens it, so the run redoes only unrecorded chunks; another KEY
+starts afresh.
 """
 from __future__ import annotations
 
@@ -22,8 +27,10 @@ import zarr
 
 from ..errors import OutputError, UnetsegError
 from .atomic import describe_os_error, is_fatal, temp_prefix
+from .maps import write_json
 
 LABEL_NAME = "segmentation"
+JOURNAL = ".unetseg-journal"  # inside a resumable folder: key.json and one <row>-<col>.json per finished chunk
 SMALLEST_LEVEL = 256  # stop the pyramid once a level fits in this many pixels per side
 
 
@@ -55,11 +62,14 @@ class OmeZarrLabelsWriter:
         levels: pyramid levels (default: until the larger side is <= 256 px).
         class_names: names of the label values 0..K-1 (NGFF ``properties``); colors: their RGB(A) 0-255.
         pixel_size: (y, x) physical size of a level-0 pixel; unit: its unit (e.g. "micrometer"), if known.
+        resume: a JSON-able key of the run (input, model, settings): write resumably (see the module docstring);
+            :attr:`journal` then records finished chunks.
     """
 
     def __init__(self, path: str | os.PathLike, shape: tuple[int, int], dtype: Any, chunks: tuple[int, int], *,
                  levels: int | None = None, class_names: list[str] | None = None, colors: Any = None,
-                 pixel_size: tuple[float, float] | None = None, unit: str | None = None) -> None:
+                 pixel_size: tuple[float, float] | None = None, unit: str | None = None,
+                 resume: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
@@ -67,12 +77,17 @@ class OmeZarrLabelsWriter:
         self.levels = levels or pyramid_levels(self.shape)
         self.class_names, self.colors = class_names, colors
         self.pixel_size, self.unit = pixel_size, unit
+        self.resume = resume
         self._tmp: Path | None = None
         self.level0: Any = None
+        self.journal: ChunkJournal | None = None
 
     def __enter__(self) -> OmeZarrLabelsWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.resume is not None:
+                self._open_resumable()
+                return self
             self._tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(self.path), suffix=".part", dir=self.path.parent))
             group = zarr.open_group(str(self._tmp), mode="w", zarr_format=2)
             self.level0 = self._array(group, 0, self.shape)
@@ -80,6 +95,20 @@ class OmeZarrLabelsWriter:
             self._discard()
             raise OutputError(self.path, describe_os_error(err), fatal=is_fatal(err)) from err
         return self
+
+    def _open_resumable(self) -> None:
+        """Reopen the resumable folder of an interrupted run with the same key, else start it afresh."""
+        self._tmp = resumable_folder(self.path)
+        journal = ChunkJournal(self._tmp / JOURNAL)
+        if journal.key() == self.resume and (self._tmp / "0").is_dir():
+            self.level0 = zarr.open_group(str(self._tmp), mode="r+", zarr_format=2)["0"]
+        else:
+            if self._tmp.exists():
+                shutil.rmtree(self._tmp)
+            group = zarr.open_group(str(self._tmp), mode="w", zarr_format=2)
+            self.level0 = self._array(group, 0, self.shape)
+            journal.start(self.resume)
+        self.journal = journal
 
     def _array(self, group: Any, level: int, shape: tuple[int, ...]) -> Any:
         return group.create_array(str(level), shape=shape, chunks=self.chunks, dtype=self.dtype, fill_value=0,
@@ -91,9 +120,12 @@ class OmeZarrLabelsWriter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
-            self._discard()
+            if self.resume is None:  # a resumable folder is kept for the next run to go on with
+                self._discard()
             return
         try:
+            if self.journal is not None:
+                shutil.rmtree(self.journal.folder)
             self._finish()
             if self.path.exists():
                 shutil.rmtree(self.path)
@@ -140,3 +172,52 @@ class OmeZarrLabelsWriter:
                 raise UnetsegError(f"level {n} reads back with shape {labels[str(n)].shape}, expected {shape}")
         if len(labels.attrs["multiscales"][0]["datasets"]) != len(shapes):
             raise UnetsegError("multiscales metadata does not list every level")
+
+
+def resumable_folder(final: str | os.PathLike) -> Path:
+    """Where a resumable writer of ``final`` keeps its work: ``.<name>.resumable`` beside it (not a temporary
+    that :func:`unetseg.io.atomic.remove_stale_temporaries` removes)."""
+    final = Path(final)
+    return final.parent / f".{final.name}.resumable"
+
+
+def resume_key(final: str | os.PathLike) -> dict[str, Any] | None:
+    """The key of the interrupted resumable run of ``final``, if there is one."""
+    return ChunkJournal(resumable_folder(final) / JOURNAL).key()
+
+
+class ChunkJournal:
+    """Finished chunks of a resumable run, one small JSON file each (written atomically after the chunk's
+    data), beside the run's ``key.json``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def key(self) -> dict[str, Any] | None:
+        import json
+
+        try:
+            return json.loads((self.folder / "key.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def start(self, key: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_json(self.folder / "key.json", key)
+
+    def record(self, row: int, col: int, entry: dict[str, Any]) -> None:
+        """Chunk (``row``, ``col``) (its first pixel) is written, with what the run needs of it later."""
+        write_json(self.folder / f"{row}-{col}.json", entry)
+
+    def done(self) -> dict[tuple[int, int], dict[str, Any]]:
+        """{(row, col): entry} of the recorded chunks."""
+        import json
+
+        found = {}
+        for path in self.folder.glob("*-*.json"):
+            row, col = path.stem.split("-")
+            try:
+                found[(int(row), int(col))] = json.loads(path.read_text())
+            except ValueError:  # cannot be half-written (atomic); anything unreadable is redone
+                continue
+        return found

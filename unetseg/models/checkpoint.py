@@ -7,6 +7,7 @@ truncated, random bytes, a TorchScript or ONNX export, wrong keys or shapes, an 
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import zipfile
@@ -180,3 +181,12 @@ def read_meta(payload: dict[str, Any], source: str | os.PathLike = "checkpoint")
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> SegmentationModel:
     """Rebuild a model from a checkpoint file alone (see :func:`model_from_payload`)."""
     return model_from_payload(read_checkpoint(path), device, source=path)
+
+
+def state_digest(model: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer, bitwise: equal digests mean identical models."""
+    h = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

@@ -56,6 +56,8 @@ class OutputSpec:
             when no kind needs objects.
         level: the pyramid level of the input that was segmented (georeferencing of polygons).
         dask: whether Dask workers write the chunked kinds.
+        resume: the run's key when its OME-Zarr labels are written resumably, chunk by chunk with a journal
+            (:class:`~unetseg.io.ome_zarr_labels.OmeZarrLabelsWriter`), else None.
     """
 
     stem: Path
@@ -69,6 +71,7 @@ class OutputSpec:
     objects: ObjectRules | None = None
     level: int = 0
     dask: bool = False
+    resume: dict[str, Any] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -202,6 +205,10 @@ class OutputSet:
                 self._planes[rule] = create_array(scratch.folder / "probability.zarr", self.spec.shape, np.float32,
                                                   self.spec.chunks)
         return ChunkTarget(labels, self._planes)
+
+    def journal(self) -> Any:
+        """The OME-Zarr labels' chunk journal of a resumable run (:attr:`OutputSpec.resume`), else None."""
+        return next((w.journal for w in self.writers if isinstance(w, OmeZarrWriter)), None)
 
     def finish(self, result: TiledResult, client: Any = None) -> list[Path]:
         """Finish every kind with the run's result: objects are merged and handed to their kinds band by band,

@@ -8,12 +8,13 @@ the same output set with the merged result.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import UnetsegError
 from ..inference.blocks import block_sides
+from ..inference.chunked import run_blocks
 from ..inference.dask import DEFAULT_CHUNK, FileRef, map_blocks
 from ..inference.options import DEFAULTS, TileOptions
 from ..inference.plan import TilePlan, image_channels, plan_tiles
@@ -47,11 +48,44 @@ def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list
     """
     kinds = check_formats(formats)
     source = _open(model, path, level)
+    if "ome-zarr" in formats and set(formats) <= RESUMABLE_FORMATS:
+        return _predict_resumable(model, source, path, stem, formats, level, options, done)
     output = plan_output(kinds)
     plan = plan_tiles(model, source.array, replace(options, output=output))
     spec = _spec(model, source, stem, path, options, plan, bands, formats, level, objects)
     with OutputSet(spec, formats, done=done) as outputs:
         result = run_tiles(model, source.array, plan, out=outputs, progress=True).check_valid()
+        outputs.finish(result)
+    return outputs.written
+
+
+# formats a one-process run writes chunk by chunk with a journal: a killed run resumes where it stopped
+RESUMABLE_FORMATS = {"ome-zarr", "summary"}
+
+
+def _predict_resumable(model: SegmentationModel, source: ImageSource, path: Path, stem: Path, formats: list[str],
+                       level: int, options: TileOptions, done: Done | None) -> list[Path]:
+    """OME-Zarr labels (and the summary) chunk by chunk in this process, each finished chunk recorded: a run
+    killed part-way is resumed by the next run with the same input, model and settings, which takes over the
+    measured choices of the first (tile size, engine, compile) so the result is the one an uninterrupted run
+    gives."""
+    from ..io.ome_zarr_labels import resume_key
+    from ..models.checkpoint import state_digest
+    from .manifest import file_state
+    from .naming import output_path
+
+    run = {"input": file_state(path), "level": level, "formats": sorted(formats),
+           "options": {f.name: repr(getattr(options, f.name)) for f in fields(options)}, "model": state_digest(model)}
+    previous = resume_key(output_path(stem, "index", ".ome.zarr"))
+    chosen = options
+    if previous is not None and previous.get("run") == run:
+        chosen = replace(options, **previous["resolved"])
+    plan = plan_tiles(model, source.array, replace(chosen, output="labels"))
+    resolved = {"tile_size": max(plan.grid.tile_shape), "engine": plan.engine, "compile": plan.compile}
+    spec = replace(_spec(model, source, stem, path, options, plan, None, formats, level),
+                   chunks=block_sides(plan.grid, DEFAULT_CHUNK), dask=True, resume={"run": run, "resolved": resolved})
+    with OutputSet(spec, formats, dask=True, done=done) as outputs:
+        result = run_blocks(model, source.array, plan, outputs.chunk_target(), outputs.journal(), progress=True)
         outputs.finish(result)
     return outputs.written
 

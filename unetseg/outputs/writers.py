@@ -171,8 +171,14 @@ class OmeZarrWriter(KindWriter):
         table = spec.class_table
         self._writer = OmeZarrLabelsWriter(
             self.path, spec.shape, spec.labels_dtype, spec.chunks, class_names=list(table.names),
-            colors=table.palette(), pixel_size=spec.source.pixel_size, unit=spec.source.unit).__enter__()
+            colors=table.palette(), pixel_size=spec.source.pixel_size, unit=spec.source.unit,
+            resume=spec.resume).__enter__()
         return self
+
+    @property
+    def journal(self) -> Any:
+        """The chunk journal of a resumable run, else None."""
+        return self._writer.journal
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self._writer.__exit__(exc_type, exc, tb)

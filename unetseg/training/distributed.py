@@ -5,7 +5,6 @@ plain ``python`` run is world size 1 and every helper here degrades to a no-op.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import UnetsegError
+from ..models.checkpoint import state_digest  # noqa: F401  (re-exported: the trainer's rank check)
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,3 @@ def sync_buffers(ctx: DistContext, model: nn.Module) -> None:
             dist.broadcast(buf.data, src=0)
 
 
-def state_digest(model: nn.Module) -> str:
-    """SHA-256 of every parameter and buffer, bitwise: equal digests mean identical models."""
-    h = hashlib.sha256()
-    for name, value in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()

@@ -103,3 +103,22 @@ def test_plan_command_writes_a_config_and_train_runs_a_plan(tmp_path, rng, capsy
     assert main(["train"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(err) == 3 and "none" in err[0] and "not both" in err[1] and "give a YAML config" in err[2]
+
+
+def test_a_scene_with_flips_and_rotations_only_is_not_trained_past_its_passes():
+    """Landsat (one scene, no warping augmentation): crops of about a validation block, and a run capped at
+    DIHEDRAL_PASSES passes over the labelled training pixels in at least CAPPED_STEPS steps; microscopy samples
+    (warped views) run as long as the budget allows."""
+    from unetseg.training.plan import CAPPED_STEPS, DIHEDRAL_PASSES, EPOCH_CAP
+
+    fp = fingerprint_folder(f"{LANDSAT}/images", f"{LANDSAT}/masks")
+    plan = make_plan(fp, 60.0, measure=fixed_speed())
+    train, data = plan.config["train"], plan.config["data"]
+    assert data["patch_size"] == 128  # 443 px / 4 blocks -> the smallest patch allowed
+    steps = train["epochs"] * data["patches_per_epoch"] // train["batch_size"]
+    labelled = 443 * 489 * (1 - fp.invalid_fraction) * 0.75
+    passes = steps * train["batch_size"] * data["patch_size"] ** 2 / labelled
+    assert steps >= CAPPED_STEPS * 0.9 and abs(passes - DIHEDRAL_PASSES) < 0.15 * DIHEDRAL_PASSES
+    assert "passes over" in plan.reasons["train.epochs"]
+    nuclei = make_plan(fingerprint_sample("nuclei"), 60.0, measure=fixed_speed())
+    assert nuclei.config["train"]["epochs"] == EPOCH_CAP and "train.epochs" not in nuclei.reasons

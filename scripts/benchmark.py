@@ -26,6 +26,7 @@ once (streamed) and segmented through the streaming path in a subprocess; its pe
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -369,6 +370,8 @@ ENGINE_ROWS = {
     "torch_fp32": "engine=torch, amp=False",
     "onnxruntime_fp32": "engine=onnxruntime, amp=False",
     "int8": "amp=int8 (OpenVINO + NNCF, calibrated on the image)",
+    "monai_sw1": "MONAI sliding window fp32, channels_last, sw_batch 1 (`bench` extra)",
+    "monai_sw4": "MONAI sliding window fp32, channels_last, sw_batch 4 (`bench` extra)",
 }
 
 
@@ -376,7 +379,6 @@ def load_anchor(path: Path):
     """The hand-written OpenVINO loop (../shared/anchors/openvino_loop.py), run as it is, not copied; None if absent."""
     if not path.is_file():
         return None
-    import importlib.util
     spec = importlib.util.spec_from_file_location("openvino_loop", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -400,6 +402,10 @@ def engines_section(model: torch.nn.Module, image: np.ndarray, args: argparse.Na
         "onnxruntime_fp32": lambda: unetseg.predict_tiled(model, image, engine="onnxruntime", amp=False),
         "int8": lambda: unetseg.predict_tiled(model, image, amp="int8"),
     }
+    if importlib.util.find_spec("monai") is not None:  # fp32 against MONAI at its best, in the same rounds
+        cpu = torch.device("cpu")
+        methods["monai_sw1"] = lambda: monai_labels(model, image, cpu, sw_batch_size=1)
+        methods["monai_sw4"] = lambda: monai_labels(model, image, cpu, sw_batch_size=4)
     anchor = load_anchor(Path(args.anchor))
     if anchor is not None:
         x = image.astype(np.float32) / 255
@@ -422,10 +428,13 @@ def engines_section(model: torch.nn.Module, image: np.ndarray, args: argparse.Na
         runs[key] = stats
     runs["defaults_chose"] = tiled(model, image).report.as_dict()
     runs["cli"] = cli_run(checkpoint, image, workdir, reference, runs["defaults_chose"])
+    monai = [runs[k]["mps"] for k in ("monai_sw1", "monai_sw4") if k in runs]
     for key in ENGINE_ROWS:
         if key in runs and "hand_bf16" in runs:
             runs[key]["vs_hand_bf16"] = runs[key]["mps"] / runs["hand_bf16"]["mps"]
             runs[key]["vs_hand_f32"] = runs[key]["mps"] / runs["hand_f32"]["mps"]
+        if key in runs and monai:
+            runs[key]["vs_monai_best"] = runs[key]["mps"] / max(monai)
     return runs
 
 
@@ -448,13 +457,14 @@ def cli_run(checkpoint: Path, image: np.ndarray, workdir: Path, reference: np.nd
 
 
 def print_engines(runs: dict) -> None:
-    print("\n| engines run | MP/s | vs hand loop bf16 | vs hand loop fp32 | label agreement |\n|---|---:|---:|---:|---:|")
+    print("\n| engines run | MP/s | vs hand loop bf16 | vs hand loop fp32 | vs MONAI best | label agreement |\n"
+          "|---|---:|---:|---:|---:|---:|")
     for key, label in ENGINE_ROWS.items():
         r = runs.get(key)
         if r is None:
             continue
-        bf16, f32 = (f"{r[k]:.2f}x" if k in r else "-" for k in ("vs_hand_bf16", "vs_hand_f32"))
-        print(f"| {label} | {r['mps']:.2f} | {bf16} | {f32} | {r['label_agreement']:.3%} |")
+        bf16, f32, monai = (f"{r[k]:.2f}x" if k in r else "-" for k in ("vs_hand_bf16", "vs_hand_f32", "vs_monai_best"))
+        print(f"| {label} | {r['mps']:.2f} | {bf16} | {f32} | {monai} | {r['label_agreement']:.3%} |")
     chose = runs["defaults_chose"]
     print(f"\nDefaults chose: engine {chose['engine']}, {chose['precision']}, tile {chose['tile_shape']}, "
           f"context {chose['context']} px")

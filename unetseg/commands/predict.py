@@ -41,7 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                          "line and the others are done; the exit code is then 1.")
     predict.add_argument("--checkpoint", required=True, nargs="+", metavar="CKPT",
                          help="checkpoint written by training (best.pt/last.pt), or several, or a run folder of "
-                              "folds (train --folds): an ensemble that averages the members' probabilities")
+                              "folds (train --folds): an ensemble that averages the members' probabilities; or an "
+                              "OpenVINO IR (.xml) that `unetseg export --format openvino[-int8]` wrote")
     predict.add_argument("--input", required=True, nargs="+", metavar="PATH", help="image files and/or folders")
     predict.add_argument("--output", required=True, metavar="DIR", help="output folder")
     predict.add_argument("--tile-size", default=DEFAULTS.tile_size,

@@ -1,4 +1,5 @@
-"""Model export for deployment: ONNX (with its metadata as ONNX metadata properties) or TorchScript.
+"""Model export for deployment: ONNX (with its metadata as ONNX metadata properties), TorchScript, or an
+OpenVINO IR in fp32 or int8 (:mod:`.openvino`).
 
 Both carry the checkpoint's record (:class:`~unetseg.models.meta.CheckpointMeta`: class names and colours,
 normalisation, nodata rule, measured halo, pixel size) and the model's input sizes, so an exported file is
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,9 @@ from ..errors import UnetsegError
 from ..io.maps import write_bytes
 from ..models.base import SegmentationModel
 from ..models.geometry import Geometry
+from .openvino import OPENVINO_FORMATS, check_ir_path, openvino_ir, write_openvino
 
-EXPORT_FORMATS = ("onnx", "torchscript")
+EXPORT_FORMATS = ("onnx", "torchscript", *OPENVINO_FORMATS)
 DEEPNESS_THRESHOLD = 0.5  # Deepness's seg_thresh: a class wins where its probability is at least this
 
 
@@ -77,7 +80,8 @@ def deepness_properties(model: nn.Module, side: int) -> dict[str, str]:
     return {key: json.dumps(value) for key, value in properties.items()}
 
 
-def export_model(model: nn.Module, path: str | os.PathLike, format: str = "onnx", tile_size: int | None = None) -> Path:
+def export_model(model: nn.Module, path: str | os.PathLike, format: str = "onnx", tile_size: int | None = None,
+                 calibration: Sequence[str | os.PathLike] | None = None) -> Path:
     """Export ``model`` to ``path``.
 
     Args:
@@ -86,12 +90,24 @@ def export_model(model: nn.Module, path: str | os.PathLike, format: str = "onnx"
         format: "onnx" (needs the ``onnx`` package): input ``image``, output ``probs`` (softmax; sigmoid for one
             class); batch, height and width are dynamic axes for same-padding models, batch only for valid ones;
             the metadata as properties (a ``unetseg`` JSON record and Deepness's keys). "torchscript"
-            (torch.jit.trace of the logits model; the metadata as the ``unetseg.json`` extra file).
-        tile_size: side of the example input used for tracing; default 572 (valid) or 512 (same).
+            (torch.jit.trace of the logits model; the metadata as the ``unetseg.json`` extra file). "openvino" /
+            "openvino-int8": an IR (``path`` .xml, weights beside it as .bin) with the ONNX export's input and
+            output, the metadata as runtime info ``unetseg`` (:mod:`unetseg.export.openvino`).
+        tile_size: side of the example input used for tracing (int8: of the calibration tiles); default 572
+            (valid) or 512 (same).
+        calibration: image files or folders to calibrate "openvino-int8" on (the training images, say); up to
+            32 tiles spread over them.
+
+    Returns the written path (the .xml for OpenVINO).
     """
     if format not in EXPORT_FORMATS:
         raise UnetsegError(f"export format {format!r} is not one of {', '.join(EXPORT_FORMATS)}")
     path = Path(path)
+    if getattr(model, "runs_on", None):  # an IRModel: already an export, its weights are not torch's
+        raise UnetsegError(f"{getattr(model, 'source', 'the model')}: is an exported OpenVINO IR already; export "
+                           "from the checkpoint it came from")
+    if format in OPENVINO_FORMATS:
+        check_ir_path(path)
     model = model.to("cpu").eval()
     in_channels = model.in_channels if isinstance(model, SegmentationModel) else 3
     geometry = Geometry.of(model)
@@ -100,6 +116,9 @@ def export_model(model: nn.Module, path: str | os.PathLike, format: str = "onnx"
     meta = export_metadata(model, side)
     # Both formats are encoded in memory and written with plain writes: torch's own file writer aborts the
     # process (a C++ terminate, no message) when the disk fills up under it.
+    if format in OPENVINO_FORMATS:
+        return write_openvino(openvino_ir(model, in_channels, side, meta, calibration, format == "openvino-int8"),
+                              path)
     if format == "torchscript":
         with torch.inference_mode(False), torch.no_grad():
             traced = torch.jit.trace(model, x)

@@ -70,8 +70,10 @@ def calibration_tiles(image: Any, tile_shape: tuple[int, int], norm: Normalizati
     return np.stack([tiles[i] for i in picked]).astype(np.float32)
 
 
-def quantize(net: torch.nn.Module, onnx: bytes, tiles: np.ndarray, precision_hint: str) -> QuantizedModel:
-    """Quantise the ONNX graph of ``net`` on ``tiles`` (N x C x H x W) and check it against ``net`` in fp32."""
+def quantize(net: torch.nn.Module, onnx: bytes, tiles: np.ndarray, precision_hint: str, *,
+             refused_as: str = "amp='int8'", instead: str = "amp='auto' or 'bf16'") -> QuantizedModel:
+    """Quantise the ONNX graph of ``net`` on ``tiles`` (N x C x H x W) and check it against ``net`` in fp32;
+    below :data:`MIN_AGREEMENT` a one-line UnetsegError: "``refused_as`` refused: ...; use ``instead``"."""
     try:
         import nncf
         import openvino as ov
@@ -101,8 +103,8 @@ def quantize(net: torch.nn.Module, onnx: bytes, tiles: np.ndarray, precision_hin
             total += want.size
     agreement = agree / total
     if agreement < MIN_AGREEMENT:
-        raise UnetsegError(f"amp='int8' refused: the quantised model's labels agree with fp32 on {agreement:.3%} of "
-                           f"{len(tiles)} calibration tiles, under {MIN_AGREEMENT:.1%}; use amp='auto' or 'bf16'")
+        raise UnetsegError(f"{refused_as} refused: the quantised model's labels agree with fp32 on {agreement:.3%} "
+                           f"of {len(tiles)} calibration tiles, under {MIN_AGREEMENT:.1%}; use {instead}")
     with tempfile.TemporaryDirectory() as folder:  # OpenVINO serialises to files only
         xml = Path(folder, "model.xml")
         ov.save_model(quantized, xml, compress_to_fp16=False)

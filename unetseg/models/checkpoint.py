@@ -179,7 +179,14 @@ def read_meta(payload: dict[str, Any], source: str | os.PathLike = "checkpoint")
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> SegmentationModel:
-    """Rebuild a model from a checkpoint file alone (see :func:`model_from_payload`)."""
+    """Rebuild a model from a checkpoint file alone (see :func:`model_from_payload`), or, for an ``.xml`` path, load
+    an OpenVINO IR that ``unetseg export`` wrote (:class:`unetseg.models.deployed.IRModel`: CPUs only)."""
+    from .deployed import is_ir_path, load_ir
+
+    if is_ir_path(path):
+        if torch.device(device).type != "cpu":
+            raise UnetsegError(f"{path}: an OpenVINO IR runs on the CPU, not {torch.device(device).type}")
+        return load_ir(path)
     return model_from_payload(read_checkpoint(path), device, source=path)
 
 

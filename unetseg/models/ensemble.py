@@ -130,6 +130,9 @@ def check_members(members: Sequence[nn.Module]) -> None:
         if not isinstance(member, SegmentationModel):
             raise UnetsegError(f"ensemble member {i} is a {type(member).__name__}, not a unetseg model "
                                "(load it with unetseg.load_model)")
+        if getattr(member, "runs_on", None) and len(members) > 1:
+            raise UnetsegError(f"ensemble member {i} is an exported graph ({getattr(member, 'source', 'an IR')}), "
+                               "which runs alone; ensemble the checkpoints it was exported from")
         if i == 0:
             continue
         for what, a, b in (("size rule (depth, padding)", member.size_rule, first.size_rule),

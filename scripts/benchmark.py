@@ -263,6 +263,24 @@ OBJECTS_CHILD = textwrap.dedent("""
 """)
 
 
+def cli_stream_section(workdir: Path, side: int, model: torch.nn.Module) -> dict:
+    """``unetseg predict --tile-size 1024 --format index`` of the SIDE^2 streamed RGB TIFF in a child process, once
+    with the default engine and once with ``--engine torch``: peak RSS above ``import unetseg`` and seconds."""
+    src = workdir / f"stream_{side}.tif"
+    build_stream_tiff(src, side)
+    ckpt = unetseg.save_checkpoint(model.cpu(), workdir / "stream_model.pt")
+    runs = {}
+    for engine in ("auto", "torch"):
+        out = workdir / f"cli_stream_{side}_{engine}"
+        args = ["predict", "--checkpoint", str(ckpt), "--input", str(src), "--output", str(out), "--tile-size",
+                "1024", "--format", "index", "--engine", engine]
+        proc = subprocess.run([sys.executable, "-c", OBJECTS_CHILD, *args], capture_output=True, text=True,
+                              check=True)
+        run = json.loads(proc.stdout.strip().splitlines()[-1])
+        runs[engine] = {**run, "growth_mib": run["peak_mib"] - run["base_mib"]}
+    return {"side": side, "runs": runs}
+
+
 def objects_section(workdir: Path, side: int, model: torch.nn.Module) -> dict:
     """``unetseg predict --format instances,objects,geojson`` of a SIDE^2 streamed RGB TIFF in a child process:
     peak RSS above ``import unetseg``, time, object count."""
@@ -498,6 +516,13 @@ def print_report(report: dict, path: Path) -> None:
             print(f"| {run['side']} | {run['peak_mib']:.0f} | {run['peak_mib'] - run['base_mib']:.0f} | "
                   f"{run['seconds']:.1f} |")
         print(f"\nPeak RSS ratio {s['peak_ratio_large_vs_small']:.2f} for {s['area_ratio']:.0f}x the pixels.")
+    c = report.get("cli_stream")
+    if c is not None:
+        print(f"\n`unetseg predict --tile-size 1024 --format index`, {c['side']}^2 RGB tiled TIFF, "
+              f"{report['engines_model'] if 'engines_model' in report else 'the engines model'}:\n"
+              "| engine | peak RSS - import (MiB) | seconds |\n|---|---:|---:|")
+        for engine, run in c["runs"].items():
+            print(f"| {engine} | {run['growth_mib']:.0f} | {run['seconds']:.1f} |")
     if report.get("engines"):
         print_engines(report["engines"])
     o = report.get("objects")
@@ -522,8 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke-size run (768 px image, 2048 stream)")
     parser.add_argument("--sections", default="models,engines,streaming,objects",
                         help="comma list of models (tiled inference vs MONAI), engines (vs the hand-written "
-                             "OpenVINO loop, int8, the CLI), streaming (RSS of predict_tiled into a TIFF) and "
-                             "objects (RSS of instances,objects,geojson); default all")
+                             "OpenVINO loop, int8, the CLI), streaming (RSS of predict_tiled into a TIFF; the CLI "
+                             "with --tile-size 1024, default engine and torch) and objects (RSS of "
+                             "instances,objects,geojson); default all")
     parser.add_argument("--anchor", default=str(Path(__file__).resolve().parents[2] / "shared" / "anchors" /
                                                 "openvino_loop.py"),
                         help="the hand-written OpenVINO loop the engines section compares with (run as it is)")
@@ -558,6 +584,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.stream > 0 and "streaming" in sections:
         print("[streaming] ...", file=sys.stderr)
         report["streaming"] = streaming_section(workdir, sorted({min(4096, args.stream // 4), args.stream}))
+        args.models = f"unet-same-base{args.unet_base}"
+        model = next(iter(build_models(args, image, labels, device).values()))
+        report["engines_model"] = f"same-padding U-Net base {args.unet_base}, depth 4, 3 -> 2 classes"
+        report["cli_stream"] = cli_stream_section(workdir, args.stream, model)
     if args.stream > 0 and "objects" in sections:
         print("[objects] ...", file=sys.stderr)
         args.models = f"unet-same-base{args.unet_base}"

@@ -1,4 +1,5 @@
-"""keep_freed_memory: a forward pass reuses freed memory instead of page-faulting fresh pages for each layer."""
+"""The allocator's modes: torch's forward on a CPU reuses freed memory instead of page-faulting fresh pages for each
+layer (keep); with an engine that plans its own memory the pipeline's freed buffers go back to the OS (return)."""
 import subprocess
 import sys
 
@@ -44,10 +45,34 @@ def test_commands_keep_freed_memory(monkeypatch, tmp_path):
     assert calls == [1]
 
 
-@pytest.mark.parametrize("engine, called", [("torch", True), ("openvino", False)])
-def test_the_library_call_keeps_freed_memory_when_torch_runs_on_the_cpu(engine, called, monkeypatch):
+RETURNED = """
+import sys, numpy as np, psutil
+from unetseg.inference.allocator import keep_freed_memory, return_freed_memory
+
+def rss_after_buffers(mode):
+    mode()
+    held = [np.ones(3 * 2**20, np.uint8) for _ in range(40)]  # 120 MiB of 3 MiB buffers, as tiles and windows are
+    del held[::2]  # freed out of order: holes between live blocks
+    return psutil.Process().memory_info().rss / 2**20
+
+keep = rss_after_buffers(keep_freed_memory)
+returned = rss_after_buffers(return_freed_memory)
+print(round(keep), round(returned))
+"""
+
+
+def test_the_return_mode_hands_freed_buffers_back():
+    if not keep_freed_memory():
+        pytest.skip("no glibc here: the allocator is left alone")
+    run = subprocess.run([sys.executable, "-c", RETURNED], capture_output=True, text=True, check=True)
+    keep, returned = map(int, run.stdout.split())
+    assert returned < keep - 40  # half of 120 MiB freed: kept in the heap's holes, returned when mapped
+
+
+@pytest.mark.parametrize("engine, mode", [("torch", "keep"), ("openvino", "return")])
+def test_the_library_call_sets_the_mode_of_the_engine_that_runs(engine, mode, monkeypatch):
     """A program calling predict_tiled gets the CLI's allocator settings without setting them (OpenVINO plans its
-    own memory)."""
+    own memory, so the pipeline's buffers are returned)."""
     if engine == "openvino":
         pytest.importorskip("openvino")
     import numpy as np
@@ -56,7 +81,8 @@ def test_the_library_call_keeps_freed_memory_when_torch_runs_on_the_cpu(engine, 
     from unetseg.inference import predict
 
     calls = []
-    monkeypatch.setattr(predict, "keep_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr(predict, "keep_freed_memory", lambda: calls.append("keep"))
+    monkeypatch.setattr(predict, "return_freed_memory", lambda: calls.append("return"))
     model = unetseg.UNet(1, 2, base_channels=4, depth=2).eval()
     unetseg.predict_tiled(model, np.zeros((40, 40), np.uint8), engine=engine, tile_size=32)
-    assert bool(calls) == called
+    assert calls == [mode]

@@ -1,11 +1,14 @@
 import types
 
+import numpy as np
 import pytest
 import torch
 
 import unetseg
+from unetseg.data.normalization import Normalization
 from unetseg.inference import autotile
 from unetseg.inference.autotile import CANDIDATES, balanced_tile, seconds_per_tile
+from unetseg.inference.forward import ForwardSpec
 from unetseg.inference.grid import TileGrid
 from unetseg.models.geometry import Geometry
 
@@ -61,5 +64,6 @@ class FirstCallSlowGraph:
 def test_tiles_are_timed_after_a_warm_up_at_their_shape(shape, monkeypatch):
     graph = FirstCallSlowGraph()
     monkeypatch.setattr(autotile, "time", types.SimpleNamespace(perf_counter=graph.clock))
-    seconds_per_tile(graph, f"first-call-slow-{shape}", (32, 32), channels=1, batch_size=1)  # the base key's first
-    assert seconds_per_tile(graph, f"first-call-slow-{shape}", shape, channels=1, batch_size=1) == pytest.approx(0.01)
+    spec = ForwardSpec.of(Normalization(), np.uint8, np.dtype(np.uint8), 1, labels=True)
+    seconds_per_tile(graph, f"first-call-slow-{shape}", (32, 32), spec=spec, batch_size=1)  # the base key's first
+    assert seconds_per_tile(graph, f"first-call-slow-{shape}", shape, spec=spec, batch_size=1) == pytest.approx(0.01)

@@ -145,18 +145,19 @@ def test_dask_tasks_survive_the_trip_to_worker_processes(tmp_path, rng):
     np.testing.assert_array_equal(out[:], expected)
 
 
-def test_each_task_keeps_freed_memory_in_its_worker_process(tmp_path, rng, monkeypatch):
-    """Dask workers start with MALLOC_TRIM_THRESHOLD_=65536 (every activation page-faulted anew): each task
-    raises the thresholds in its process first (a cached call, so once per process)."""
+def test_each_task_sets_its_engines_allocator_mode_in_its_worker_process(tmp_path, rng, monkeypatch):
+    """Dask workers start with MALLOC_TRIM_THRESHOLD_=65536 (every activation page-faulted anew): each task running
+    torch on the CPU raises the thresholds in its process first (run_tiles does, per run)."""
     from unetseg.inference import dask as dask_module
+    from unetseg.inference import predict
     from unetseg.inference.blocks import blocks
     from unetseg.inference.plan import plan_tiles
 
     calls = []
-    monkeypatch.setattr(dask_module, "keep_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr(predict, "keep_freed_memory", lambda: calls.append(1))
     model = tiny_unet("same", depth=2)
     image = rng.integers(0, 256, (40, 36), dtype=np.uint8)
-    plan = plan_tiles(model, image, TileOptions(tile_size=32, **EXACT))
+    plan = plan_tiles(model, image, TileOptions(tile_size=32, engine="torch", **EXACT))
     out = create_array(tmp_path / "l.zarr", image.shape, np.uint8, block_sides(plan.grid, 32))
     tasks = blocks(plan.grid, out.chunks)
     for block in tasks:

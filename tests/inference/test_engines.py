@@ -179,3 +179,39 @@ def test_openvino_leaves_threads_unpinned_in_a_process_with_part_of_the_cores(mo
     assert engine.config()["ENABLE_CPU_PINNING"] == "NO"
     monkeypatch.setattr(os, "cpu_count", lambda: torch.get_num_threads())
     assert "ENABLE_CPU_PINNING" not in engine.config()
+
+
+def test_openvino_runs_the_whole_forward_stage_in_its_graph(trained_same_unet, nuclei):
+    """uint8 tiles in, labels (or probabilities) out of OpenVINO's graph; the same answers as torch's stage."""
+    from unetseg.data.normalization import Normalization
+    from unetseg.inference.engines import build_engine
+    from unetseg.inference.forward import ForwardSpec, TileForward
+    from unetseg.inference.graph import inference_graph
+    from unetseg.models.precision import resolve_precision
+
+    cpu = torch.device("cpu")
+    graph = inference_graph(trained_same_unet, cpu, resolve_precision(False, cpu))
+    engine = build_engine(graph, "openvino")
+    spec = ForwardSpec.of(Normalization(), np.uint8, np.dtype(np.uint8), 1, labels=True)
+    assert TileForward(engine, spec).fused
+    assert not TileForward(engine, ForwardSpec.of(Normalization(), np.uint8, np.dtype(np.uint8), 1, tta="flips")).fused
+    options = dict(tile_size=96, amp=False)
+    for output in ("labels", "probs"):
+        want = unetseg.predict_tiled(trained_same_unet, nuclei, engine="torch", output=output, **options)
+        got = unetseg.predict_tiled(trained_same_unet, nuclei, engine="openvino", output=output, **options)
+        if output == "probs":
+            np.testing.assert_allclose(got, want, atol=2e-4)
+        else:
+            assert (got == want).mean() > 0.9999
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_openvino_fused_stage_takes_other_dtypes_and_invalid_pixels(trained_same_unet, nuclei, dtype):
+    image = (nuclei.astype(np.float32) * (257 if dtype == np.uint16 else 1 / 255)).astype(dtype)
+    image[20:40, 50:90] = 0
+    options = dict(tile_size=96, amp=False, nodata=0)
+    want = unetseg.predict_tiled(trained_same_unet, image, engine="torch", output="probs", **options)
+    got = unetseg.predict_tiled(trained_same_unet, image, engine="openvino", output="probs", **options)
+    np.testing.assert_allclose(got, want, atol=2e-4)
+    labels = unetseg.predict_tiled(trained_same_unet, image, engine="openvino", **options)
+    assert (labels[20:40, 50:90] == 255).all()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import UnetsegError
 
@@ -52,6 +53,22 @@ def valid_mask(image: np.ndarray, nodata: float | None, rule: str = "any") -> np
         equal = bands == nodata
         bad |= equal.any(axis=2) if rule == "any" else equal.all(axis=2)
     return ~bad
+
+
+def invalid_pixels(tiles: torch.Tensor, nodata: float | None, rule: str = "any") -> torch.Tensor:
+    """:func:`valid_mask`'s rule, negated, on a batch of raw tiles on any device: N x H x W x C (the image's own
+    dtype) -> N x H x W bool, True where the pixel holds no data."""
+    if rule not in NODATA_RULES:
+        raise UnetsegError(f"nodata rule {rule!r} is not one of {', '.join(NODATA_RULES)}")
+    floating = tiles.is_floating_point()
+    bad = (~torch.isfinite(tiles)).any(-1) if floating else torch.zeros(tiles.shape[:-1], dtype=torch.bool,
+                                                                         device=tiles.device)
+    holdable = floating or needs_check(torch.empty(0, dtype=tiles.dtype).numpy().dtype, nodata)
+    if nodata is not None and not math.isnan(nodata) and holdable:
+        # compared in the tiles' own dtype (an integer image's nodata is an integer it can hold: needs_check)
+        equal = tiles == (torch.tensor(nodata, dtype=tiles.dtype) if floating else int(nodata))
+        bad |= equal.any(-1) if rule == "any" else equal.all(-1)
+    return bad
 
 
 @dataclass(frozen=True)

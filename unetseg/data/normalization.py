@@ -40,14 +40,22 @@ class Normalization:
         if any(s <= 0 for s in self.std):
             raise ValueError(f"normalisation std must be > 0, got {self.std}")
 
+    def affine(self, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, inv)``: float32 per-channel arrays (length of ``mean``) with normalised =
+        ``(float32(raw) - mean) * inv`` for raw pixels of ``dtype``. The one definition of the arithmetic: the
+        host (:meth:`apply`) and the tile pipeline on any device (and inside OpenVINO's graph) compute exactly this,
+        so they agree bit for bit in fp32."""
+        scale = self.scale if self.scale is not None else dtype_scale(dtype)
+        mean = np.asarray(self.mean, np.float32) * np.float32(scale)
+        inv = np.float32(1.0) / (np.asarray(self.std, np.float32) * np.float32(scale))
+        return mean, inv
+
     def apply(self, image: np.ndarray) -> np.ndarray:
         """HxW or HxWxC array of any numeric dtype -> C-contiguous float32 HxWxC normalised array."""
         if image.ndim == 2:
             image = image[..., None]
-        scale = self.scale if self.scale is not None else dtype_scale(image.dtype)
+        mean, inv = self.affine(image.dtype)
         out = image.astype(np.float32, order="C")  # C order whatever the input's: NHWC batches stay channels_last
-        mean = np.asarray(self.mean, np.float32) * scale
-        inv = 1.0 / (np.asarray(self.std, np.float32) * scale)
         out -= mean
         out *= inv
         return out

@@ -1,36 +1,47 @@
 """tile_size="auto" and batch_size="auto": pick what segments a given image fastest on this model and device.
 
 batch_size="auto" is 1 on CPUs and 4 on GPUs (:func:`auto_batch_size`). For tile_size="auto" each candidate
-(256 to 2048 px, rounded to sizes the model accepts, then shrunk to the smallest tile that still covers the
-image with as many tiles, so no tile computes rows past the image's end) is timed with the best of
-:data:`TIMED_RUNS` forward passes of a full batch after a warm-up pass at its shape; the estimated time of the whole image is
-``tiles(image, candidate) * seconds_per_tile(candidate)``, which accounts for the margin/halo each tile
-wastes. Candidates whose activations would exceed the memory budget are skipped. Timings are cached per
-(model config, device, precision, channels, tile shape), so a model is timed once per process.
+(256 to 4096 px, rounded to sizes the model accepts, then shrunk to the smallest tile that still covers the
+image with as many tiles, so no tile computes rows past the image's end) is timed through the forward stage that
+will run (raw tiles in, labels or probabilities out), after a warm-up pass at its shape, in rounds: one timed pass
+each, then the candidates within :data:`CONTENDER` of the best again, up to :data:`TIMED_RUNS` passes each, the best
+pass counting. The estimated time of the whole image is ``tiles(image, candidate) * seconds_per_tile(candidate)``,
+which accounts for the margin/halo each tile wastes. Candidates whose activations would exceed the memory budget
+are skipped. Timings are cached per (model config, device, precision, forward stage, tile shape), so a model is
+timed once per process.
 """
 from __future__ import annotations
 
 import json
 import time
 
+import numpy as np
 import psutil
 import torch
 from torch import nn
 
 from ..models.geometry import Geometry
+from .allocator import release_freed_memory
 from .engines import Engine, build_engine, usable_engines
+from .forward import ForwardSpec, TileForward
 from .graph import InferenceGraph
 from .grid import TileGrid
 
-CANDIDATES = (256, 512, 768, 1024, 1536, 2048)
+# Up to 4096 px: on an AVX512 EPYC a 2048^2 image ran 1.10x faster as one 2144 px tile than as 2x2 tiles of 1120
+# (9 % less halo computed, the same speed per computed pixel); on the AMX Xeon of the engines issue the large tile
+# was slower (cache). The memory budget and the timing decide.
+CANDIDATES = (256, 512, 768, 1024, 1536, 2048, 3072, 4096)
 # engine="auto" converts the model only when torch's estimated time for the image exceeds this. Converting (ONNX in
 # memory, 0.5 s) and compiling per tile shape (0.2 s) cost ~1-2 s once per process on a 2-core CPU; below a second
 # of work (a 1024^2 image) a one-off call would not repay it, above it a program segmenting several images does.
 CONVERT_AFTER_SECONDS = 1.0
-# the best of two timed forwards for every candidate (the same count for all, or the min would favour some): one
-# alone swung the choice between 512 and 1120 px run to run on a shared 2-core VM
+# the best of two timed forwards for every candidate in contention (the same count for all, or the min would favour
+# some): one alone swung the choice between 512 and 1120 px run to run on a shared 2-core VM
 TIMED_RUNS = 2
-_SECONDS_PER_TILE: dict[tuple, float] = {}
+# candidates whose first estimate is within this factor of the best are timed again, in a second round over them all:
+# a slow spell of a shared machine then hits every contender, not only the ones timed during it
+CONTENDER = 1.15
+_TIMINGS: dict[tuple, list[float]] = {}
 _BYTES_PER_PIXEL: dict[tuple, float] = {}
 
 
@@ -77,36 +88,52 @@ def _activation_bytes_per_pixel(graph: InferenceGraph, x: torch.Tensor) -> float
     return total / (x.shape[0] * x.shape[-2] * x.shape[-1])
 
 
-def seconds_per_tile(engine: Engine, model_key: str, shape: tuple[int, int], *, channels: int,
-                     batch_size: int, graph: InferenceGraph | None = None) -> float | None:
-    """Measured seconds per tile of ``shape`` at ``batch_size`` on ``engine`` (after a warm-up forward at that
-    shape; cached per model config, engine, device, precision and shape), or None when one batch would exceed the
-    memory budget. The activations are measured on the torch ``graph`` (default: ``engine`` itself)."""
+def probe_tiles(spec: ForwardSpec, batch_size: int, shape: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """Random raw tiles (N x H x W x C of the spec's dtype) to time the forward stage on."""
+    size = (batch_size, *shape, spec.channels)
+    dtype = torch.from_numpy(np.zeros(0, spec.dtype)).dtype
+    generator = torch.Generator().manual_seed(0)
+    if dtype.is_floating_point:
+        return torch.rand(size, generator=generator).to(device=device, dtype=dtype)
+    high = min(int(np.iinfo(spec.dtype).max), 255) + 1
+    return torch.randint(0, high, size, generator=generator).to(device=device, dtype=dtype)
+
+
+def seconds_per_tile(engine: Engine, model_key: str, shape: tuple[int, int], *, spec: ForwardSpec,
+                     batch_size: int, graph: InferenceGraph | None = None, runs: int = TIMED_RUNS) -> float | None:
+    """Measured seconds per tile of ``shape`` at ``batch_size`` through the forward stage that will run (``spec`` on
+    ``engine``: raw tiles in, labels or probabilities out): the best of at least ``runs`` timed passes after a
+    warm-up pass at that shape, cached per model config, engine, device, precision, spec and shape (asking again
+    with more ``runs`` times only the missing ones). None when one batch would exceed the memory budget. The
+    activations are measured on the torch ``graph`` (default: ``engine`` itself)."""
     graph = graph if graph is not None else engine
     device = engine.device
-    base_key = (model_key, str(device), engine.precision, channels)
-    key = (*base_key, engine.name, batch_size, *shape)
-    if key in _SECONDS_PER_TILE:
-        return _SECONDS_PER_TILE[key]
-    budget = memory_budget(device)
-    x = torch.randn(batch_size, channels, *shape, device=device)
+    base_key = (model_key, str(device), engine.precision, spec.channels)
+    key = (*base_key, engine.name, spec, batch_size, *shape)
+    timed = _TIMINGS.get(key, [])
+    if len(timed) >= runs:
+        return min(timed) / batch_size
+    tiles = probe_tiles(spec, batch_size, shape, device)
+    forward = TileForward(engine, spec)
     with torch.inference_mode():
-        if base_key not in _BYTES_PER_PIXEL:  # first torch forward: the memory estimate
-            _BYTES_PER_PIXEL[base_key] = _activation_bytes_per_pixel(graph, x)
-        if _BYTES_PER_PIXEL[base_key] * batch_size * shape[0] * shape[1] > budget:
-            return None
-        # cuDNN autotunes, inductor compiles, oneDNN and OpenVINO JIT their kernels on the first call at a shape:
-        # 1.3-1.9x slower than later calls on an AMX Xeon (base-16 U-Net, bf16), and unevenly so across sizes
-        engine(x)
-        seconds = []
-        for _ in range(TIMED_RUNS):
+        if not timed:
+            if base_key not in _BYTES_PER_PIXEL:  # first torch forward: the memory estimate
+                x = torch.randn(batch_size, spec.channels, *shape, device=device)
+                _BYTES_PER_PIXEL[base_key] = _activation_bytes_per_pixel(graph, x)
+                del x
+            if _BYTES_PER_PIXEL[base_key] * batch_size * shape[0] * shape[1] > memory_budget(device):
+                return None
+            # cuDNN autotunes, inductor compiles, oneDNN and OpenVINO JIT their kernels on the first call at a
+            # shape: 1.3-1.9x slower than later calls on an AMX Xeon (base-16 U-Net, bf16), unevenly across sizes
+            forward(tiles)
+        while len(timed) < runs:
             _synchronize(device)
             start = time.perf_counter()
-            engine(x)
+            forward(tiles)
             _synchronize(device)
-            seconds.append(time.perf_counter() - start)
-    _SECONDS_PER_TILE[key] = min(seconds) / batch_size
-    return _SECONDS_PER_TILE[key]
+            timed.append(time.perf_counter() - start)
+    _TIMINGS[key] = timed
+    return min(timed) / batch_size
 
 
 def _synchronize(device: torch.device) -> None:
@@ -125,15 +152,15 @@ def balanced_tile(image_shape: tuple[int, int], tile: int, geometry: Geometry, h
 
 
 def auto_tile_size(engine: Engine, model_key: str, image_shape: tuple[int, int], geometry: Geometry, *,
-                   channels: int, batch_size: int, halo: int | str = "auto",
+                   spec: ForwardSpec, batch_size: int, halo: int | str = "auto",
                    graph: InferenceGraph | None = None) -> int:
     """The candidate tile side (px) with the shortest estimated time for an ``image_shape`` image on ``engine``."""
-    return fastest_tile(engine, model_key, image_shape, geometry, channels=channels, batch_size=batch_size,
+    return fastest_tile(engine, model_key, image_shape, geometry, spec=spec, batch_size=batch_size,
                         halo=halo, graph=graph)[0]
 
 
 def fastest_tile(engine: Engine, model_key: str, image_shape: tuple[int, int], geometry: Geometry, *,
-                 channels: int, batch_size: int, halo: int | str = "auto",
+                 spec: ForwardSpec, batch_size: int, halo: int | str = "auto",
                  graph: InferenceGraph | None = None) -> tuple[int, float]:
     """The candidate tile side (px) with the shortest estimated time for an ``image_shape`` image, and that time
     in seconds (0 when one tile of the smallest candidate covers the image: nothing was timed).
@@ -149,22 +176,31 @@ def fastest_tile(engine: Engine, model_key: str, image_shape: tuple[int, int], g
     options = sorted(grids.values(), key=lambda cg: cg[1].tile_shape[0] * cg[1].tile_shape[1])
     if options[0][1].num_tiles == 1:  # the smallest candidate already covers the image in one tile
         return options[0][0], 0.0
-    best, best_time = options[0][0], float("inf")
-    for candidate, grid in options:
-        seconds = seconds_per_tile(engine, model_key, grid.tile_shape, channels=channels, batch_size=batch_size,
-                                   graph=graph)
+    estimates: dict[int, float] = {}
+    grid_of = dict(options)
+    for candidate, grid in options:  # first round: one timed pass each, from small to large
+        seconds = seconds_per_tile(engine, model_key, grid.tile_shape, spec=spec, batch_size=batch_size,
+                                   graph=graph, runs=1)
         if seconds is None:  # over the memory budget; larger tiles would be too
             break
-        estimate = grid.num_tiles * seconds
-        if estimate < best_time:
-            best, best_time = candidate, estimate
-        elif estimate > 1.25 * best_time:  # throughput falls past the optimum; larger tiles won't help
+        estimates[candidate] = grid.num_tiles * seconds
+        if estimates[candidate] > 1.25 * min(estimates.values()):  # past the optimum; larger tiles won't help
             break
-    return best, best_time
+    if not estimates:
+        return options[0][0], float("inf")
+    for rounds in range(2, TIMED_RUNS + 1):  # then the contenders again, round by round
+        best_time = min(estimates.values())
+        for candidate in [c for c, t in estimates.items() if t <= CONTENDER * best_time]:
+            grid = grid_of[candidate]
+            seconds = seconds_per_tile(engine, model_key, grid.tile_shape, spec=spec, batch_size=batch_size,
+                                       graph=graph, runs=rounds)
+            estimates[candidate] = grid.num_tiles * seconds  # type: ignore[operator]
+    best = min(estimates, key=estimates.__getitem__)
+    return best, estimates[best]
 
 
 def engine_and_tile(graph: InferenceGraph, model_key: str, image_shape: tuple[int, int], geometry: Geometry, *,
-                    engine: str, tile_size: int | str, channels: int, batch_size: int,
+                    engine: str, tile_size: int | str, spec: ForwardSpec, batch_size: int,
                     halo: int | str = "auto") -> tuple[str, int]:
     """Resolve ``engine`` and ``tile_size`` ("auto" or given) together: the pair with the shortest estimated time
     for the image, each engine at its own best tile.
@@ -177,10 +213,10 @@ def engine_and_tile(graph: InferenceGraph, model_key: str, image_shape: tuple[in
         runner = build_engine(graph, name)
         if tile_size != "auto":
             grid = TileGrid.build(image_shape, tile_size, geometry, halo)
-            seconds = seconds_per_tile(runner, model_key, grid.tile_shape, channels=channels, batch_size=batch_size,
+            seconds = seconds_per_tile(runner, model_key, grid.tile_shape, spec=spec, batch_size=batch_size,
                                        graph=graph)
             return (float("inf") if seconds is None else seconds * grid.num_tiles), tile_size
-        tile, seconds = fastest_tile(runner, model_key, image_shape, geometry, channels=channels,
+        tile, seconds = fastest_tile(runner, model_key, image_shape, geometry, spec=spec,
                                      batch_size=batch_size, halo=halo, graph=graph)
         return seconds, tile
 
@@ -193,8 +229,13 @@ def engine_and_tile(graph: InferenceGraph, model_key: str, image_shape: tuple[in
         else:
             timed = [(*estimate("torch"), "torch")]
             if timed[0][0] >= CONVERT_AFTER_SECONDS:
+                # torch's freed activations are kept for its next forward (.allocator); another engine would run
+                # with them still held: handed back first, so the process peaks at the larger engine, not the sum
+                release_freed_memory()
                 timed += [(*estimate(name), name) for name in others]
             _, tile, engine = min(timed)
+            if engine != "torch":
+                release_freed_memory()
             return engine, tile
     if tile_size != "auto":
         return engine, int(tile_size)

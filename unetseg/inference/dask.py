@@ -24,7 +24,6 @@ from ..data.labels import label_counts, map_dtype
 from ..errors import UnetsegError
 from ..models.base import SegmentationModel
 from ..models.ensemble import as_model
-from .allocator import keep_freed_memory
 from .blocks import AxisBlock, block_input, block_sides, blocks, check_block_sides, crop_block
 from .merger import probs_to_labels
 from .options import DEFAULTS, TileOptions
@@ -90,7 +89,6 @@ def predict_block(model: Any, source: Any, plan: TilePlan, block: tuple[AxisBloc
     """One task: predict ``block`` of the global grid and write it into ``out`` (an array of the plan's output,
     or a :class:`~unetseg.inference.result.BlockSink` taking labels and probabilities); returns the block's
     result (its pixels and class counts; no output)."""
-    keep_freed_memory()  # once per worker process: undoes Dask's MALLOC_TRIM_THRESHOLD_, which slows torch 1.25x
     image = worker_source(source)
     net = worker_model(model, str(plan.device))
     window, grid = block_input(image, plan.grid, block, plan.pad_mode)

@@ -23,6 +23,7 @@ import os
 import queue
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,8 +33,10 @@ import torch
 from torch import nn
 
 from ..errors import UnetsegError
+from ..models.deployed import IRModel
 from ..models.geometry import Geometry
 from ..models.precision import Precision
+from .forward import ForwardSpec, Started, TileOutput
 from .graph import InferenceGraph
 from .quantize import QuantizedModel, quantize
 
@@ -146,7 +149,12 @@ def onnx_bytes(net: nn.Module, channels: int, hw: tuple[int, int], dynamic: bool
 class ShapeCache:
     """What an engine runs per input shape, built on first use: the graph is loaded from ONNX once (same
     padding: dynamic height/width) or once per tile size (valid padding, whose crops tracing fixes), then
-    specialised per shape."""
+    specialised per shape (and variant: the plain graph, or a fused forward stage).
+
+    Only the :data:`KEPT_SHAPES` most recently used specialisations are kept: each holds its compiled code and
+    the activation memory of its infer requests, and choosing a tile size specialises every candidate once."""
+
+    KEPT_SHAPES = 2
 
     def __init__(self, graph: InferenceGraph, load: Callable[[bytes], Any],
                  specialise: Callable[[Any, tuple[int, ...]], Any], loaded: Any = None) -> None:
@@ -155,22 +163,33 @@ class ShapeCache:
         self.geometry = Geometry.of(graph.fp32)
         self.dynamic = self.geometry.padding == "same" or loaded is not None
         self._loaded: dict[tuple[int, ...], Any] = {} if loaded is None else {(): loaded}
-        self._built: dict[tuple[int, ...], Any] = {}
+        self._built: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()  # Dask's threaded workers share one engine
 
-    def get(self, shape: tuple[int, ...]) -> Any:
+    def get(self, shape: tuple[int, ...], hw: tuple[int, int] | None = None,
+            specialise: Callable[[Any, tuple[int, ...]], Any] | None = None, variant: Any = None) -> Any:
+        """What runs ``shape`` inputs: ``specialise`` (default the cache's) of the graph loaded for tiles of ``hw``
+        (default ``shape[2:]``, an NCHW shape's), cached per ``variant`` and shape."""
         with self._lock:
-            return self._get(shape)
+            key = (variant, shape)
+            if key in self._built:
+                self._built.move_to_end(key)
+                return self._built[key]
+            hw = tuple(shape[2:]) if hw is None else hw
+            built = (specialise or self.specialise)(self.loaded(hw), shape)
+            self._built[key] = built
+            while len(self._built) > self.KEPT_SHAPES:
+                self._built.popitem(last=False)
+            return built
 
-    def _get(self, shape: tuple[int, ...]) -> Any:
-        if shape not in self._built:
-            key = () if self.dynamic else tuple(shape[2:])
-            if key not in self._loaded:
-                side = self.geometry.example_size(None)
-                hw = (side, side) if self.dynamic else (shape[2], shape[3])
-                self._loaded[key] = self.load(onnx_bytes(self.net, self.channels, hw, self.dynamic))
-            self._built[shape] = self.specialise(self._loaded[key], shape)
-        return self._built[shape]
+    def loaded(self, hw: tuple[int, ...]) -> Any:
+        """The graph as loaded for tiles of ``hw`` (one for every size when its height and width are dynamic)."""
+        key = () if self.dynamic else tuple(hw)
+        if key not in self._loaded:
+            side = self.geometry.example_size(None)
+            size = (side, side) if self.dynamic else (hw[0], hw[1])
+            self._loaded[key] = self.load(onnx_bytes(self.net, self.channels, size, self.dynamic))
+        return self._loaded[key]
 
 
 def _in_channels(net: nn.Module) -> int:
@@ -223,6 +242,8 @@ class OpenVINOEngine:
         self.device, self.precision = graph.device, graph.precision
         self._core = openvino_core()
         base = quantized.read(self._core) if quantized is not None else None
+        if base is None and isinstance(graph.fp32, IRModel):  # an exported IR runs as it is
+            base = graph.fp32.read(self._core)
         self._shapes = ShapeCache(graph, functools.partial(self._core.read_model, weights=b""), self._compile, base)
 
     def config(self) -> dict[str, str]:
@@ -242,20 +263,18 @@ class OpenVINOEngine:
         model.reshape({model.inputs[0].get_any_name(): list(shape)})
         return self._core.compile_model(model, "CPU", self.config()), queue.SimpleQueue()
 
-    def start(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
-        """Start ``x`` (NCHW float32, CPU) running; the returned function waits and gives its logits. Thread-safe:
-        each call takes an idle infer request of its shape (made when none is idle) and gives it back."""
-        array = x.detach().float().contiguous().numpy()
-        compiled, idle = self._shapes.get(tuple(array.shape))
+    def _run(self, compiled: Any, idle: queue.SimpleQueue, inputs: dict[int, np.ndarray]
+             ) -> Callable[[], torch.Tensor]:
+        """Start ``inputs`` on an idle infer request of ``compiled`` (made when none is idle); the returned function
+        waits, gives the output as a torch tensor and hands the request back. Thread-safe."""
         try:
             request = idle.get_nowait()
         except queue.Empty:
             request = compiled.create_infer_request()
-        request.start_async({0: array}, share_inputs=True)
-
+        request.start_async(inputs, share_inputs=True)
         done: list[torch.Tensor] = []
 
-        def result(inputs: np.ndarray = array) -> torch.Tensor:  # the request reads ``inputs`` until wait() returns
+        def result(held: dict[int, np.ndarray] = inputs) -> torch.Tensor:  # the request reads ``held`` until wait()
             if not done:
                 request.wait()
                 done.append(torch.from_numpy(request.get_output_tensor(0).data.copy()))
@@ -264,8 +283,45 @@ class OpenVINOEngine:
 
         return result
 
+    def start(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+        """Start ``x`` (NCHW float32, CPU) running; the returned function waits and gives its logits."""
+        array = x.detach().float().contiguous().numpy()
+        return self._run(*self._shapes.get(tuple(array.shape)), {0: array})
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.start(x)()
+
+    def fused(self, spec: ForwardSpec) -> Callable[[torch.Tensor, torch.Tensor | None], Started] | None:
+        """The whole forward stage of ``spec`` in OpenVINO's graph (:func:`.openvino_graph.fused_model`): raw
+        N x H x W x C tiles (and their invalid mask) in, labels or probabilities out, asynchronously; None when
+        the tiles' dtype is not one OpenVINO takes."""
+        from .openvino_graph import fused_model, output_classes, ov_input_type
+
+        if ov_input_type(spec.dtype) is None:
+            return None
+
+        def build(loaded: Any, shape: tuple[int, ...]) -> tuple[Any, queue.SimpleQueue, int]:
+            model = fused_model(loaded, spec)
+            shapes = {model.inputs[0]: list(shape)}
+            if len(model.inputs) > 1:
+                shapes[model.inputs[1]] = list(shape[:3])
+            model.reshape(shapes)
+            return self._core.compile_model(model, "CPU", self.config()), queue.SimpleQueue(), output_classes(loaded)
+
+        def start(tiles: torch.Tensor, invalid: torch.Tensor | None) -> Started:
+            array = tiles.contiguous().numpy()
+            compiled, idle, classes = self._shapes.get(tuple(array.shape), tuple(array.shape[1:3]), build, spec)
+            inputs = {0: array} if invalid is None else {0: array, 1: invalid.contiguous().numpy()}
+            result = self._run(compiled, idle, inputs)
+
+            def output() -> TileOutput:
+                out = result()
+                return (TileOutput(out, None, invalid, classes) if spec.labels
+                        else TileOutput(None, out, invalid, classes))
+
+            return output
+
+        return start
 
 
 # -------------------------------------------------------------------------------------------------- ONNX Runtime

@@ -1,18 +1,33 @@
-"""The model stage of the pipeline: a batch of normalised tiles in, class probabilities out.
+"""The forward stage of the pipeline: a batch of raw tiles in, labels or class probabilities out, on the device.
 
-The model runs on an engine (:mod:`.engines`: the torch :class:`~unetseg.inference.graph.InferenceGraph`, OpenVINO,
-ONNX Runtime); test-time augmentations are averaged in probability space. For the uncertainty output the views
-(TTA's transforms, an ensemble's members) also hand on their mean entropy, from which the merger gets their
-disagreement.
+N x H x W x C raw tiles (the image's dtype) -> invalid pixels (the nodata rule, :func:`unetseg.data.nodata.
+invalid_pixels`) -> normalised NCHW float32 (:meth:`unetseg.data.normalization.Normalization.affine`), invalid
+pixels at 0 (the normalised mean) -> the engine (:mod:`.engines`), once per TTA view -> labels straight from the
+logits when labels are all the plan keeps from one view, else softmax probabilities averaged over the views (plus
+their mean entropy, for the uncertainty output's disagreement). Nothing leaves the device here: the merger crops
+what it keeps and copies that back.
+
+An engine that can run the prologue and the epilogue inside its own graph does (OpenVINO:
+:meth:`~unetseg.inference.engines.OpenVINOEngine.fused`): the host then hands it uint8 tiles and gets uint8 labels.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
+from torch import nn
 
-from .engines import Engine
-from .tta import Transform
+from ..data.nodata import invalid_pixels
+from ..data.normalization import Normalization
+from ..models.ensemble import Ensemble
+from .splitter import InvalidRule
+from .tta import Transform, tta_transforms
+
+if TYPE_CHECKING:
+    from .engines import Engine
 
 LOG_FLOOR = 1e-12
 
@@ -30,43 +45,173 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * torch.log(probs.clamp_min(LOG_FLOOR))).sum(1, keepdim=True)
 
 
-class TileForward:
-    """``forward(x)``: NCHW float32 tiles on any device -> NKHW float32 probabilities on the graph's device.
+def to_labels(scores: torch.Tensor, *, logits: bool = False) -> torch.Tensor:
+    """NKHW probabilities (or, with ``logits``, logits) -> NHW class indices on the tensor's device: uint8 for
+    K <= 256, else int32 (a map takes :func:`unetseg.data.labels.map_dtype`). K == 1 means p > 0.5 (logit > 0).
 
-    Args:
-        graph: the engine that runs the model.
-        transforms: the TTA views (:func:`unetseg.inference.tta.tta_transforms`).
-        spread: append one channel, the views' mean entropy (N(K+1)HW), for the uncertainty output's
-            disagreement. Views are the transforms and, with ``entropy_channel``, an ensemble's members.
-        entropy_channel: the model returns its members' mean entropy as an extra last channel
-            (:meth:`unetseg.models.ensemble.Ensemble.with_expected_entropy`).
+    Ties go to the lower class index, as with argmax.
+    """
+    k = scores.shape[1]
+    if k == 1:
+        return (scores[:, 0] > (0.0 if logits else 0.5)).to(torch.uint8)
+    if k > 32:
+        return scores.argmax(1).to(torch.uint8 if k <= 256 else torch.int32)
+    # A running maximum over the classes: argmax over a short channel axis of a (channels_last) tile is several
+    # times slower on CPU (18 ms vs ~2 ms for 2 x 324^2).
+    best, labels = scores[:, 0], torch.zeros(scores[:, 0].shape, dtype=torch.uint8, device=scores.device)
+    for c in range(1, k):
+        better = scores[:, c] > best
+        labels.masked_fill_(better, c)
+        best = torch.where(better, scores[:, c], best)
+    return labels
+
+
+@dataclass(frozen=True)
+class Views:
+    """What runs for an output: the model (an ensemble's variant that also returns its members' mean entropy, for the
+    uncertainty output), whether the forward hands on the views' mean entropy (``spread``: several members or TTA
+    transforms) and whether the model supplies it (``entropy_channel``)."""
+
+    model: nn.Module
+    spread: bool = False
+    entropy_channel: bool = False
+
+    @classmethod
+    def of(cls, model: nn.Module, output: str, transforms: int) -> Views:
+        if "uncertainty" not in output:
+            return cls(model)
+        if isinstance(model, Ensemble):
+            return cls(model.with_expected_entropy(), True, True)
+        return cls(model, transforms > 1)
+
+
+@dataclass(frozen=True)
+class ForwardSpec:
+    """What the forward stage computes for one plan; fixed before any tile is read, so engines can build (and
+    autotile time) exactly what will run.
+
+    Attributes:
+        dtype: the raw tiles' numpy dtype (:func:`unetseg.inference.splitter.travel_dtype`).
+        channels: image bands.
+        mean, inv: float32 per-channel normalisation in raw units (normalised = (raw - mean) * inv), length 1 or C.
+        invalid: the invalid-pixel rule, None when no pixel of the image can be invalid.
+        labels: only labels leave the stage (crop blending to a label map), else probabilities.
+        tta: the TTA setting (:func:`unetseg.inference.tta.tta_transforms`).
+        spread: append the views' mean entropy as one more channel of the probabilities (the uncertainty output).
+        entropy_channel: the model returns its members' mean entropy as an extra last channel (an ensemble's
+            :meth:`~unetseg.models.ensemble.Ensemble.with_expected_entropy`).
     """
 
-    def __init__(self, graph: Engine, transforms: list[Transform], *, spread: bool = False,
-                 entropy_channel: bool = False) -> None:
-        self.graph, self.transforms = graph, transforms
-        self.spread, self.entropy_channel = spread, entropy_channel
+    dtype: np.dtype
+    channels: int
+    mean: tuple[float, ...]
+    inv: tuple[float, ...]
+    invalid: InvalidRule | None = None
+    labels: bool = False
+    tta: str | None = None
+    spread: bool = False
+    entropy_channel: bool = False
 
-    def start(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
-        """Start ``x`` on the engine and return the function that waits for its probabilities: engines that run
-        asynchronously (OpenVINO) compute the next batch while the caller merges this one; others run now."""
-        start = getattr(self.graph, "start", None)
-        if start is None or len(self.transforms) > 1:
-            probs = self(x)
-            return lambda: probs
-        fwd, inv = self.transforms[0]
-        logits = start(fwd(x))
-        return lambda: self._combine([inv(logits())])
+    @classmethod
+    def of(cls, normalization: Normalization, image_dtype: Any, travel: np.dtype, channels: int, **rest: Any
+           ) -> ForwardSpec:
+        """The spec of tiles of an ``image_dtype`` image travelling as ``travel``, normalised by ``normalization``
+        (its scale by the image's dtype, not the travel dtype)."""
+        mean, inv = normalization.affine(image_dtype)
+        return cls(np.dtype(travel), channels, tuple(mean.tolist()), tuple(inv.tolist()), **rest)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.graph.device, non_blocking=True)
-        return self._combine(inv(self.graph(fwd(x))) for fwd, inv in self.transforms)
+    @property
+    def views(self) -> int:
+        return len(tta_transforms(self.tta))
+
+    @property
+    def plain(self) -> bool:
+        """One view, no entropy: what an engine can fold into its own graph."""
+        return self.views == 1 and not self.spread and not self.entropy_channel
+
+
+@dataclass(frozen=True)
+class TileOutput:
+    """A batch's result on the device: ``labels`` N x H x W (when the spec wants labels) or ``probs`` N x K x H x W
+    float32 (+ one channel of the views' mean entropy with ``spread``), ``invalid`` N x H x W bool (None when no
+    pixel can be invalid), and the model's output channels ``classes`` (K)."""
+
+    labels: torch.Tensor | None
+    probs: torch.Tensor | None
+    invalid: torch.Tensor | None
+    classes: int
+
+
+Started = Callable[[], TileOutput]
+
+
+def normalise(tiles: torch.Tensor, spec: ForwardSpec, invalid: torch.Tensor | None) -> torch.Tensor:
+    """N x H x W x C raw tiles -> N x C x H x W float32 (channels_last memory), invalid pixels 0: the host's
+    :meth:`~unetseg.data.normalization.Normalization.apply` arithmetic, bit for bit."""
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=tiles.device)
+    inv = torch.tensor(spec.inv, dtype=torch.float32, device=tiles.device)
+    x = tiles.to(torch.float32)
+    x = (x - mean) * inv  # two roundings, as numpy's in-place subtract and multiply (no fused multiply-add)
+    if invalid is not None:
+        x = x.masked_fill(invalid[..., None], 0.0)
+    return x.permute(0, 3, 1, 2)
+
+
+class TileForward:
+    """``start(tiles)``: a batch of raw tiles on the engine's device -> a function that gives its
+    :class:`TileOutput`. Engines that run asynchronously (OpenVINO) compute the batch while the caller merges
+    the one before; on CUDA the work is queued on the stream. Builds the engine's fused program when it has one
+    and the spec allows (:attr:`ForwardSpec.plain`).
+
+    Args:
+        engine: what runs the model (:mod:`.engines`).
+        spec: what to compute (:class:`ForwardSpec`).
+    """
+
+    def __init__(self, engine: Engine, spec: ForwardSpec) -> None:
+        self.engine, self.spec = engine, spec
+        self.transforms: list[Transform] = tta_transforms(spec.tta)
+        fused = getattr(engine, "fused", None)
+        self._fused: Callable[[torch.Tensor, torch.Tensor | None], Started] | None = (
+            fused(spec) if fused is not None and spec.plain else None)
+
+    @property
+    def fused(self) -> bool:
+        """Whether the engine runs the whole stage in its own graph."""
+        return self._fused is not None
+
+    def start(self, tiles: torch.Tensor) -> Started:
+        spec = self.spec
+        invalid = None if spec.invalid is None else invalid_pixels(tiles, spec.invalid.nodata, spec.invalid.rule)
+        if self._fused is not None:
+            return self._fused(tiles, invalid)
+        x = normalise(tiles, spec, invalid)
+        start = getattr(self.engine, "start", None)
+        if spec.plain and start is not None:  # an asynchronous engine: the caller merges while it runs
+            logits = start(x)
+            return lambda: self._single(logits(), invalid)
+        if spec.plain:
+            out = self._single(self.engine(x), invalid)
+        else:
+            probs = self._combine(inv(self.engine(fwd(x))) for fwd, inv in self.transforms)
+            classes = probs.shape[1] - spec.spread
+            out = TileOutput(to_labels(probs) if spec.labels else None, None if spec.labels else probs, invalid,
+                             classes)
+        return lambda: out
+
+    def __call__(self, tiles: torch.Tensor) -> TileOutput:
+        return self.start(tiles)()
+
+    def _single(self, logits: torch.Tensor, invalid: torch.Tensor | None) -> TileOutput:
+        if self.spec.labels:
+            return TileOutput(to_labels(logits, logits=True), None, invalid, logits.shape[1])
+        return TileOutput(None, logits_to_probs(logits), invalid, logits.shape[1])
 
     def _split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.entropy_channel:
+        if self.spec.entropy_channel:
             return logits_to_probs(out[:, :-1]), out[:, -1:].float()
         probs = logits_to_probs(out)
-        return probs, entropy(probs) if self.spread else None
+        return probs, entropy(probs) if self.spec.spread else None
 
     def _combine(self, outputs: Iterable[torch.Tensor]) -> torch.Tensor:
         """The mean probabilities of the views (lazily, one view held at a time), and their mean entropy."""

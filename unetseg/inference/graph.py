@@ -31,7 +31,10 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def _probe_input(model: nn.Module, device: torch.device) -> torch.Tensor | None:
-    """A small input the model accepts (1 x C x n x n), or None when the input channels are unknown."""
+    """A small input the model accepts (1 x C x n x n), or None when the input channels are unknown or the model
+    has no layer to rewrite (an exported graph behind the model contract)."""
+    if not any(isinstance(m, (nn.Conv2d, *NORM_LAYERS)) for m in model.modules()):
+        return None
     if isinstance(model, SegmentationModel):
         channels = model.in_channels
     else:

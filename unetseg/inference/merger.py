@@ -1,13 +1,15 @@
-"""The merger: tile outputs -> finished row bands of labels (and probabilities), handed to a sink in order.
+"""The merger: tile outputs -> finished row bands of labels (and probabilities), in order.
 
-Under ``blend="crop"`` each tile contributes only its kept centre (tiles abut; labels are computed on the
-device, so one byte per pixel crosses back). Under ``blend="gaussian"`` overlapping outputs are averaged with
-a Gaussian importance map. Rows are released as soon as every tile touching them is done, so only about
-one tile row of results is ever held, whatever the image size. Each finished band's labels are counted here,
-once, for the run's :class:`~unetseg.inference.result.TiledResult`.
+Under ``blend="crop"`` each tile contributes only its kept centre (tiles abut). When labels are all the plan keeps,
+the crop, the invalid pixels' nodata label and the class counts happen on the device and one byte per pixel
+comes back (:meth:`Merger.stage`); each tile row's kept rows are one band. Under ``blend="gaussian"`` overlapping
+probabilities are averaged on the host with a Gaussian importance map. Rows are handed out as soon as every tile
+touching them is done, so about one tile row of results is held, whatever the image size.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,31 +17,12 @@ import torch
 
 from ..data.labels import label_counts, map_dtype, nodata_label, num_labels
 from ..errors import UnetsegError
-from .forward import entropy
+from .forward import Started, TileOutput, entropy, to_labels
 from .grid import AxisPlan, TileGrid
 from .result import Band, BandSink
 from .splitter import TileIndex
 
-
-def to_labels(probs: torch.Tensor) -> torch.Tensor:
-    """NKHW probabilities -> NHW class indices, on the tensor's device (uint8 for K <= 256, else int32; a map
-    takes :func:`unetseg.data.labels.map_dtype`); K == 1 means sigmoid > 0.5.
-
-    Ties go to the lower class index, as with argmax.
-    """
-    k = probs.shape[1]
-    if k == 1:
-        return (probs[:, 0] > 0.5).to(torch.uint8)
-    if k > 32:
-        return probs.argmax(1).to(torch.uint8 if k <= 256 else torch.int32)
-    # A running maximum over the classes: argmax over a short channel axis of a (channels_last) tile crop is
-    # several times slower on CPU (18 ms vs ~2 ms for 2 x 324^2).
-    best, labels = probs[:, 0], torch.zeros(probs[:, 0].shape, dtype=torch.uint8, device=probs.device)
-    for c in range(1, k):
-        better = probs[:, c] > best
-        labels.masked_fill_(better, c)
-        best = torch.where(better, probs[:, c], best)
-    return labels
+__all__ = ["Destination", "Merger", "probs_to_labels", "to_labels", "uncertainty_band"]
 
 
 def probs_to_labels(probs: np.ndarray, nodata: int | None = None) -> np.ndarray:
@@ -78,11 +61,8 @@ def gaussian_weights(height: int, width: int) -> np.ndarray:
 
 
 class RowAccumulator:
-    """Stitched results of the rows ``[top, top + len)`` not yet handed out: HxW[xK] of ``dtype``.
-
-    Holds probabilities (HxWxK float32, optionally with blend weights) or, for crop blending to labels,
-    class indices (HxW).
-    """
+    """Gaussian-blended probabilities of the rows ``[top, top + len)`` not yet handed out (HxWxK float32 with
+    their blend weights), and optionally an invalid-pixel mask alongside."""
 
     def __init__(self, width: int, trailing: tuple[int, ...], dtype: np.dtype, weighted: bool) -> None:
         self.top = 0
@@ -132,134 +112,238 @@ def _clip(plan: AxisPlan, i: int) -> tuple[int, int]:
     return max(a, 0), min(b, plan.length)
 
 
-class Merger:
-    """Takes probability batches of the grid's tiles (row-major order) and hands finished row bands to ``sink``.
+@dataclass
+class _Piece:
+    """One tile's share of the image, on the host: rows ``rows`` x cols ``cols`` of labels or probabilities
+    (rows x cols [x K]) and the invalid mask over them (None: none invalid)."""
 
-    ``sink``: None (a numpy array of the result's shape is made on the first batch), a row sink
-    (:class:`unetseg.io.RowSink`: ``sink[r0:r1] = rows`` of labels HxW or probs HxWxK float32, cast to its
-    dtype), or a :class:`~unetseg.inference.result.BandSink` (whole :class:`~unetseg.inference.result.Band`
-    objects: labels, and probabilities when ``output="probs"``). With ``invalid`` (the input may hold invalid
-    pixels), :meth:`add` takes each tile's invalid-pixel mask and those pixels get the nodata label
-    (``nodata``, default :func:`unetseg.data.labels.nodata_label`) and probabilities 0.
+    tile: TileIndex
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    values: torch.Tensor
+    invalid: torch.Tensor | None
+
+
+class Merger:
+    """Takes the grid's tile outputs (row-major order) and hands finished :class:`Band` objects to ``emit``.
+
+    Args:
+        grid: the tile grid.
+        blend: "crop" or "gaussian".
+        output: the plan's output ("labels", "probs", "uncertainty", "probs+uncertainty").
+        emit: receives each finished band, in row order.
+        nodata: label of invalid pixels (default :func:`unetseg.data.labels.nodata_label`).
+        spread: the outputs carry one more channel, the views' mean entropy.
+        device: where the outputs live; on CUDA the device half of a merge is queued right behind the batch.
+        prepare: called once, with the model's output channels and the label map's dtype, before the first band.
     """
 
-    def __init__(self, grid: TileGrid, blend: str, output: str, sink: Any = None, *, invalid: bool = False,
-                 nodata: int | None = None, spread: bool = False) -> None:
-        self.grid, self.output, self.out = grid, output, sink
+    def __init__(self, grid: TileGrid, blend: str, output: str, emit: Callable[[Band], None], *,
+                 nodata: int | None = None, spread: bool = False, device: torch.device | None = None,
+                 prepare: Callable[[int, np.dtype], None] | None = None) -> None:
+        self.grid, self.output, self.emit, self.prepare = grid, output, emit, prepare
         self.keep_probs, self.uncertainty = "probs" in output, "uncertainty" in output
-        self.spread = spread  # the batches carry one more channel: the views' mean entropy
+        self.spread = spread
         self.uncertainty_sums = np.zeros(2, np.float64)
-        self.bands = isinstance(sink, BandSink)
-        self.track_invalid, self.nodata_arg = invalid, nodata
-        self.nodata: int | None = None
-        self.invalid: RowAccumulator | None = None
-        rows = grid.rows
-        self.weights = gaussian_weights(rows.out_size, grid.cols.out_size) if blend == "gaussian" else None
+        self.nodata_arg = nodata
+        self.queued = device is not None and device.type == "cuda"
+        self.weights = gaussian_weights(grid.rows.out_size, grid.cols.out_size) if blend == "gaussian" else None
         self.labels_on_device = output == "labels" and self.weights is None
-        self.acc: RowAccumulator | None = None
-        self.done_in_row = [0] * rows.count
-        self.next_row = 0
         self.num_classes = 0
+        self.nodata = 0
         self.dtype = np.dtype(np.uint8)
         self.counts = np.zeros(0, np.int64)
+        self._device_counts: torch.Tensor | None = None
+        self._rows: dict[int, dict[str, Any]] = {}  # crop: tile row -> its band under construction
+        self._done_in_row = [0] * grid.rows.count
+        self._next_row = 0
+        self._probs: RowAccumulator | None = None  # gaussian
+        self._invalid: RowAccumulator | None = None
 
-    def _start(self, channels: int) -> None:
-        rows, cols = self.grid.rows, self.grid.cols
-        k = channels - self.spread
+    # ------------------------------------------------------------------------------------------------ device half
+    def stage(self, started: Started, index: list[TileIndex]) -> Callable[[], None]:
+        """Take a started batch of the tiles ``index``; returns the function that finishes merging it. On CUDA the
+        crops, nodata labels, counts and copies back are queued now, behind the batch, and the function waits for
+        them; elsewhere everything waits for the function (an asynchronous engine computes meanwhile)."""
+        if self.queued:
+            pieces, ready = self._pieces(started(), index)
+            return lambda: self._place(pieces, ready)
+        return lambda: self._place(*self._pieces(started(), index))
+
+    def _start(self, out: TileOutput) -> None:
+        k = out.classes
         self.num_classes, self.counts = k, np.zeros(num_labels(k), np.int64)
-        if self.track_invalid:
-            self.nodata = nodata_label(k, self.nodata_arg)
-            self.invalid = RowAccumulator(cols.length, (), np.dtype(bool), weighted=False)
-        self.dtype = map_dtype(k, self.nodata)
-        if self.labels_on_device:
-            self.acc = RowAccumulator(cols.length, (), self.dtype, weighted=False)
-        else:
-            self.acc = RowAccumulator(cols.length, (channels,), np.dtype(np.float32),
-                                      weighted=self.weights is not None)
-        if self.bands:
-            return
-        if self.output == "probs+uncertainty":
-            raise UnetsegError("output='probs+uncertainty' writes into a band sink (an OutputSet); ask for 'probs' or "
-                               "'uncertainty'")
-        trailing = {"labels": (), "probs": (k,), "uncertainty": (2,)}[self.output]
-        shape = (rows.length, cols.length, *trailing)
-        if self.out is None:
-            self.out = np.zeros(shape, self.dtype if self.output == "labels" else np.float32)
-        got = getattr(self.out, "shape", None)
-        if got is not None and tuple(got) != shape:
-            raise UnetsegError(f"out has shape {tuple(got)}, expected {shape}")
-    def add(self, probs: torch.Tensor, index: list[TileIndex], invalid: list[np.ndarray | None] | None = None) -> None:
-        """Stitch one batch: ``probs`` NKHW (the model output size) of the tiles ``index``; ``invalid``: per tile
-        None or its input-sized bool mask of invalid pixels (with ``invalid=True`` only)."""
+        self.nodata = nodata_label(k, self.nodata_arg) if out.invalid is not None else 0
+        self.dtype = map_dtype(k, self.nodata if out.invalid is not None else None)
+        if self.prepare is not None:
+            self.prepare(k, self.dtype)
+        if self.weights is not None:
+            width, channels = self.grid.cols.length, k + self.spread
+            self._probs = RowAccumulator(width, (channels,), np.dtype(np.float32), weighted=True)
+            self._invalid = RowAccumulator(width, (), np.dtype(bool), weighted=False)
+
+    def _pieces(self, out: TileOutput, index: list[TileIndex]) -> tuple[list[_Piece], Any]:
+        """Cut each tile's share out of the batch on its device and start copying it back."""
         rows, cols = self.grid.rows, self.grid.cols
-        if probs.shape[-2:] != (rows.out_size, cols.out_size):
-            raise RuntimeError(f"model output {tuple(probs.shape[-2:])} for input {self.grid.tile_shape}, expected "
+        values = out.labels if out.labels is not None else out.probs
+        assert values is not None
+        if tuple(values.shape[-2:]) != (rows.out_size, cols.out_size):
+            raise RuntimeError(f"model output {tuple(values.shape[-2:])} for input {self.grid.tile_shape}, expected "
                                f"{(rows.out_size, cols.out_size)}: the model's geometry attributes are wrong")
-        if self.acc is None:
-            self._start(probs.shape[1])
-        acc = self.acc
-        if self.weights is None:  # crop: keep each tile's centre, cut on the device before the copy back
-            for n, (i, j) in enumerate(index):
-                (a, b), (c, d) = rows.kept(i), cols.kept(j)
-                pa, pc = a - rows.output_range(i)[0], c - cols.output_range(j)[0]
-                kept = probs[n : n + 1, :, pa : pa + b - a, pc : pc + d - c]
-                kept = to_labels(kept)[0] if self.labels_on_device else kept[0].permute(1, 2, 0)
-                acc.put((a, b), (c, d), kept.cpu().numpy())
-                self._put_invalid(invalid, n, (i, j), (a, b), (c, d))
-                self.done_in_row[i] += 1
-        else:
-            w = self.weights
-            for n, ((i, j), p) in enumerate(zip(index, probs.permute(0, 2, 3, 1).cpu().numpy(), strict=True)):
-                (a, b), (c, d) = _clip(rows, i), _clip(cols, j)
-                pa, pc = a - rows.output_range(i)[0], c - cols.output_range(j)[0]
-                acc.add((a, b), (c, d), p[pa : pa + b - a, pc : pc + d - c], w[pa : pa + b - a, pc : pc + d - c])
-                self._put_invalid(invalid, n, (i, j), (a, b), (c, d))
-                self.done_in_row[i] += 1
+        if self.num_classes == 0:
+            self._start(out)
+        pieces = []
+        for n, (i, j) in enumerate(index):
+            (a, b), (c, d) = ((rows.kept(i), cols.kept(j)) if self.weights is None else (_clip(rows, i), _clip(cols, j)))
+            pa, pc = a - rows.output_range(i)[0], c - cols.output_range(j)[0]
+            invalid = None
+            if out.invalid is not None:
+                r0, c0 = _input_origin(rows, i), _input_origin(cols, j)
+                invalid = out.invalid[n, a - r0 : b - r0, c - c0 : d - c0]
+            if out.labels is not None:
+                kept = self._labels(out.labels[n, pa : pa + b - a, pc : pc + d - c], invalid)
+            else:
+                kept = out.probs[n, :, pa : pa + b - a, pc : pc + d - c].permute(1, 2, 0)  # type: ignore[index]
+            pieces.append(_Piece((i, j), (a, b), (c, d), _to_host(kept), None if invalid is None else _to_host(invalid)))
+        ready = None
+        if self.queued:
+            ready = torch.cuda.Event()
+            ready.record()
+        return pieces, ready
+
+    def _labels(self, labels: torch.Tensor, invalid: torch.Tensor | None) -> torch.Tensor:
+        """A tile's kept labels with the nodata label on invalid pixels, counted (valid pixels only) where they are."""
+        n = num_labels(self.num_classes)
+        counted = labels if invalid is None else torch.where(invalid, n, labels.to(torch.int32))
+        counts = torch.bincount(counted.reshape(-1).to(torch.int64), minlength=n + 1)[:n]
+        self._device_counts = counts if self._device_counts is None else self._device_counts + counts
+        if invalid is None:
+            return labels
+        return torch.where(invalid, self.nodata, labels.to(torch.int32))
+
+    # -------------------------------------------------------------------------------------------------- host half
+    def _place(self, pieces: list[_Piece], ready: Any) -> None:
+        if ready is not None:
+            ready.synchronize()
+        for piece in pieces:
+            if self.weights is None:
+                self._put(piece)
+            else:
+                self._blend(piece)
         self._release_finished_rows()
 
-    def _put_invalid(self, invalid: list[np.ndarray | None] | None, n: int, ij: TileIndex, rows: tuple[int, int],
-                     cols: tuple[int, int]) -> None:
-        """Record the invalid pixels of image rows/cols ``[a, b) x [c, d)`` from tile ``n``'s input mask."""
-        if invalid is None or invalid[n] is None or self.invalid is None:
-            return
-        r0, c0 = _input_origin(self.grid.rows, ij[0]), _input_origin(self.grid.cols, ij[1])
-        (a, b), (c, d) = rows, cols
-        self.invalid.put(rows, cols, invalid[n][a - r0 : b - r0, c - c0 : d - c0])
+    def _put(self, piece: _Piece) -> None:
+        i = piece.tile[0]
+        a, b = self.grid.rows.kept(i)
+        band = self._rows.get(i)
+        if band is None:
+            width = self.grid.cols.length
+            trailing = () if self.labels_on_device else (piece.values.shape[-1],)
+            dtype = self.dtype if self.labels_on_device else np.float32
+            band = self._rows[i] = {"values": np.empty((b - a, width, *trailing), dtype), "invalid": None}
+        (c, d) = piece.cols
+        band["values"][:, c:d] = piece.values.numpy()
+        if piece.invalid is not None:
+            mask = piece.invalid.numpy()
+            if band["invalid"] is None and mask.any():
+                band["invalid"] = np.zeros((b - a, self.grid.cols.length), bool)
+            if band["invalid"] is not None:
+                band["invalid"][:, c:d] = mask
+        self._done_in_row[i] += 1
+
+    def _blend(self, piece: _Piece) -> None:
+        assert self._probs is not None and self._invalid is not None and self.weights is not None
+        rows, cols = self.grid.rows, self.grid.cols
+        (i, j), (a, b), (c, d) = piece.tile, piece.rows, piece.cols
+        pa, pc = a - rows.output_range(i)[0], c - cols.output_range(j)[0]
+        self._probs.add((a, b), (c, d), piece.values.numpy(), self.weights[pa : pa + b - a, pc : pc + d - c])
+        if piece.invalid is not None:
+            self._invalid.put((a, b), (c, d), piece.invalid.numpy())
+        self._done_in_row[i] += 1
 
     def _release_finished_rows(self) -> None:
-        rows, acc = self.grid.rows, self.acc
-        while self.next_row < rows.count and self.done_in_row[self.next_row] == self.grid.cols.count:
-            if self.next_row == rows.count - 1:
-                upto = rows.length
-            elif self.weights is None:
-                upto = rows.kept(self.next_row + 1)[0]
+        rows = self.grid.rows
+        while self._next_row < rows.count and self._done_in_row[self._next_row] == self.grid.cols.count:
+            i = self._next_row
+            if self.weights is None:
+                band = self._rows.pop(i)
+                self._write(band["values"], rows.kept(i)[0], band["invalid"])
             else:
-                upto = min(max(rows.output_range(self.next_row + 1)[0], acc.top), rows.length)
-            top = acc.top
-            self._write(acc.flush(upto), top, None if self.invalid is None else self.invalid.flush(upto))
-            self.next_row += 1
+                assert self._probs is not None and self._invalid is not None
+                top = self._probs.top
+                upto = rows.length if i == rows.count - 1 else min(max(rows.output_range(i + 1)[0], top), rows.length)
+                invalid = self._invalid.flush(upto)
+                self._write(self._probs.flush(upto), top, invalid if invalid.any() else None)
+            self._next_row += 1
 
-    def _write(self, band: np.ndarray, r0: int, invalid: np.ndarray | None) -> None:
-        if band.shape[0] == 0:
+    def _write(self, values: np.ndarray, r0: int, invalid: np.ndarray | None) -> None:
+        """Finish one band (labels from probabilities, nodata, counts, uncertainty) and emit it."""
+        if values.shape[0] == 0:
             return
-        probs = None if self.labels_on_device else band[..., : self.num_classes]
-        labels = band if probs is None else probs_to_labels(probs).astype(self.dtype, copy=False)
+        if self.labels_on_device:
+            self.emit(Band(r0, values, None, invalid, None))
+            return
+        probs = values[..., : self.num_classes]
+        labels = probs_to_labels(probs).astype(self.dtype, copy=False)
         spread = None
         if self.uncertainty:
-            spread = uncertainty_band(probs, band[..., self.num_classes] if self.spread else None)
-        if invalid is not None and invalid.any():
+            spread = uncertainty_band(probs, values[..., self.num_classes] if self.spread else None)
+        if invalid is not None:
             labels[invalid] = self.nodata
-            for values in (probs, spread):
-                if values is not None:
-                    values[invalid] = 0
-        else:
-            invalid = None
+            for kept in (probs, spread):
+                if kept is not None:
+                    kept[invalid] = 0
         self.counts += label_counts(labels, self.num_classes)
         if spread is not None:
             self.uncertainty_sums += spread.reshape(-1, 2).sum(0, dtype=np.float64)
+        self.emit(Band(r0, labels, probs if self.keep_probs else None, invalid, spread))
+
+    def finish(self) -> np.ndarray:
+        """The class counts of everything merged (valid pixels per label value), once every batch is placed."""
+        if self._device_counts is not None:
+            self.counts += self._device_counts.cpu().numpy()
+            self._device_counts = None
+        return self.counts
+
+
+def _to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` on the host: itself on CPUs; from CUDA an asynchronous copy into pinned memory (wait for the
+    merger's event before reading it)."""
+    if tensor.device.type == "cpu":
+        return tensor
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host.copy_(tensor, non_blocking=True)
+    return host
+
+
+class Destination:
+    """Where finished bands go: a :class:`~unetseg.inference.result.BandSink` (whole bands), or ``out`` taking the
+    output's rows (``out[r0:r1] = rows``: a numpy or zarr array, a streaming row writer), made as a numpy array of
+    the result's shape when None."""
+
+    def __init__(self, out: Any, output: str, shape: tuple[int, int]) -> None:
+        self.out, self.output, self.shape = out, output, shape
+        self.bands = isinstance(out, BandSink)
+        if not self.bands and output == "probs+uncertainty":
+            raise UnetsegError("output='probs+uncertainty' writes into a band sink (an OutputSet); ask for 'probs' or "
+                               "'uncertainty'")
+
+    def prepare(self, classes: int, dtype: np.dtype) -> None:
+        """Make (or check) the array of the result for a ``classes``-class output with labels of ``dtype``."""
         if self.bands:
-            self.out.write_band(Band(r0, labels, probs if self.keep_probs else None, invalid, spread))
             return
-        rows = {"labels": labels, "probs": probs, "uncertainty": spread}[self.output]
+        trailing = {"labels": (), "probs": (classes,), "uncertainty": (2,)}[self.output]
+        shape = (*self.shape, *trailing)
+        if self.out is None:
+            self.out = np.zeros(shape, dtype if self.output == "labels" else np.float32)
+        got = getattr(self.out, "shape", None)
+        if got is not None and tuple(got) != shape:
+            raise UnetsegError(f"out has shape {tuple(got)}, expected {shape}")
+
+    def write(self, band: Band) -> None:
+        if self.bands:
+            self.out.write_band(band)
+            return
+        rows = {"labels": band.labels, "probs": band.probs, "uncertainty": band.uncertainty}[self.output]
         dtype = getattr(self.out, "dtype", None)
-        self.out[r0 : r0 + rows.shape[0]] = rows if dtype is None else rows.astype(dtype, copy=False)
+        self.out[band.start : band.stop] = rows if dtype is None else rows.astype(dtype, copy=False)

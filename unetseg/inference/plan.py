@@ -19,12 +19,13 @@ from ..models.geometry import Geometry
 from ..models.precision import Precision, resolve_precision
 from .autotile import auto_batch_size, engine_and_tile, model_key, seconds_per_tile
 from .engines import quantized_model
+from .forward import ForwardSpec, Views
 from .graph import InferenceGraph, inference_graph, model_device
 from .grid import TileGrid
 from .options import DEFAULTS, TileOptions
 from .quantize import QuantizedModel, calibration_tiles
 from .result import TileReport
-from .splitter import InvalidRule
+from .splitter import InvalidRule, travel_dtype
 from .tta import Transform, tta_transforms
 
 # compile="auto" compiles when the image's estimated eager time exceeds this: compiling costs ~5-20 s on a
@@ -59,8 +60,10 @@ def invalid_rule(model: nn.Module, image: Any, nodata: Any) -> InvalidRule | Non
 class TilePlan:
     """One tiled prediction, resolved: the tile grid (geometry, halo), batch size, blending, border mode, TTA,
     output kind, precision, device, normalisation, whether to compile, the invalid-pixel rule (None: no pixel
-    of this image can be invalid), the label of invalid pixels (None: decided from the model's output) and the
-    engine that runs the model, with its int8 model under amp="int8"."""
+    of this image can be invalid), the label of invalid pixels (None: decided from the model's output), the
+    engine that runs the model, with its int8 model under amp="int8", and what the forward stage computes on the
+    device (:class:`~unetseg.inference.forward.ForwardSpec`: the raw tiles' dtype, the normalisation, labels or
+    probabilities)."""
 
     grid: TileGrid
     batch_size: int
@@ -74,6 +77,7 @@ class TilePlan:
     compile: bool
     invalid: InvalidRule | None
     nodata_label: int | None
+    spec: ForwardSpec
     engine: str = "torch"
     quantized: QuantizedModel | None = None
 
@@ -97,6 +101,7 @@ def plan_tiles(model: nn.Module, image: Any, options: TileOptions = DEFAULTS) ->
     model if need be); the grid covers the whole image. Bad combinations are one-line UnetsegErrors."""
     channels = image_channels(image)
     known = isinstance(model, SegmentationModel)
+    options = deployed_options(model, options)
     if known and channels != model.in_channels:
         raise UnetsegError(f"image has {channels} channel(s) but the model expects {model.in_channels}")
     height, width = int(image.shape[0]), int(image.shape[1])
@@ -114,13 +119,17 @@ def plan_tiles(model: nn.Module, image: Any, options: TileOptions = DEFAULTS) ->
     precision = resolve_precision(options.amp, device)
     geometry = Geometry.of(model)
     batch = auto_batch_size(device) if options.batch_size == "auto" else options.batch_size
-    graph = inference_graph(model, device, precision)
+    views = Views.of(model, options.output, len(tta_transforms(options.tta)))
+    spec = ForwardSpec.of(norm, image.dtype, travel_dtype(image.dtype), channels, invalid=invalid,
+                          labels=options.output == "labels" and options.blend == "crop", tta=options.tta,
+                          spread=views.spread, entropy_channel=views.entropy_channel)
+    graph = inference_graph(views.model, device, precision)
     key = model_key(model)
     engine_name, tile = engine_and_tile(graph, key, (height, width), geometry, engine=options.engine,
-                                        tile_size=options.tile_size, channels=channels, batch_size=batch,
+                                        tile_size=options.tile_size, spec=spec, batch_size=batch,
                                         halo=options.halo)
     grid = TileGrid.build((height, width), tile, geometry, options.halo)
-    compile = engine_name == "torch" and _should_compile(options.compile, graph, key, grid, channels, batch)
+    compile = engine_name == "torch" and _should_compile(options.compile, graph, key, grid, spec, batch)
     quantized = None
     if precision.int8 and "uncertainty" in options.output and member_count(model) > 1:
         raise UnetsegError("amp='int8' quantises the ensemble's averaged output, which cannot give its members' "
@@ -129,14 +138,35 @@ def plan_tiles(model: nn.Module, image: Any, options: TileOptions = DEFAULTS) ->
         quantized = quantized_model(graph, grid.tile_shape, lambda: calibration_tiles(
             image, grid.tile_shape, norm, options.pad_mode, invalid))
     return TilePlan(grid, batch, options.blend, options.pad_mode, options.tta, options.output, precision, device,
-                    norm, compile, invalid, label, engine_name, quantized)
+                    norm, compile, invalid, label, spec, engine_name, quantized)
 
 
-def _should_compile(compile: bool | str, graph: InferenceGraph, key: str, grid: TileGrid, channels: int,
+def deployed_options(model: nn.Module, options: TileOptions) -> TileOptions:
+    """``options`` for a model that runs on certain engines only (an exported OpenVINO IR,
+    :class:`unetseg.models.deployed.IRModel`): engine="auto" becomes its engine, tile_size="auto" the only size a
+    valid-padding IR takes; another engine, another tile size or amp='int8' is a one-line UnetsegError."""
+    runs_on = getattr(model, "runs_on", None)
+    if not runs_on:
+        return options
+    source = getattr(model, "source", "the model")
+    if options.engine != "auto" and options.engine not in runs_on:
+        raise UnetsegError(f"{source}: an OpenVINO IR runs on engine={runs_on[0]!r}, not {options.engine!r}")
+    if options.amp == "int8":
+        raise UnetsegError(f"{source}: amp='int8' quantises a checkpoint; an IR is quantised once by "
+                           "`unetseg export --format openvino-int8`")
+    fixed = getattr(model, "fixed_size", None)
+    if fixed and options.tile_size not in ("auto", fixed):
+        raise UnetsegError(f"{source}: this valid-padding IR takes tiles of {fixed} px only (its export size), "
+                           f"not tile_size={options.tile_size}")
+    return replace(options, engine=runs_on[0] if options.engine == "auto" else options.engine,
+                   tile_size=fixed or options.tile_size)
+
+
+def _should_compile(compile: bool | str, graph: InferenceGraph, key: str, grid: TileGrid, spec: ForwardSpec,
                     batch: int) -> bool:
     if isinstance(compile, bool):
         return compile
     if grid.num_tiles < MIN_TILES_TO_COMPILE:
         return False
-    seconds = seconds_per_tile(graph, key, grid.tile_shape, channels=channels, batch_size=batch)
+    seconds = seconds_per_tile(graph, key, grid.tile_shape, spec=spec, batch_size=batch)
     return seconds is not None and seconds * grid.num_tiles > COMPILE_AFTER_SECONDS

@@ -1,15 +1,16 @@
 """``predict_tiled``: overlap-tile inference of an image of any size, in memory or streamed, without seams.
 
 The pipeline, in MONAI's shape: :func:`~unetseg.inference.plan.plan_tiles` resolves a frozen plan ->
-:mod:`.splitter` reads mirrored windows and batches them (in a background thread) -> :mod:`.forward` runs the
-model (precision, TTA) -> :mod:`.merger` keeps each tile's share and hands finished row bands to the sink.
+:mod:`.splitter` reads raw windows, moves them to the device and cuts tile batches there (in a background thread)
+-> :mod:`.forward` normalises them and runs the model (precision, TTA, softmax or argmax) on the device ->
+:mod:`.merger` keeps each tile's share, copies it back and hands finished row bands to the sink, which
+:mod:`.behind` writes in another thread.
 :func:`tiled` returns a :class:`~unetseg.inference.result.TiledResult`; :func:`predict_tiled` its output.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,12 +18,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.normalization import Normalization
-from ..models.ensemble import Ensemble, as_model
-from .allocator import keep_freed_memory
+from ..models.ensemble import as_model
+from .allocator import keep_freed_memory, return_freed_memory
+from .behind import WriteBehind
 from .engines import build_engine
-from .forward import TileForward
+from .forward import TileForward, Views
 from .graph import inference_graph
-from .merger import Merger
+from .merger import Destination, Merger
 from .options import DEFAULTS, TileOptions
 from .plan import TilePlan, plan_tiles
 from .result import TiledResult
@@ -146,56 +148,52 @@ def tiled(model: nn.Module | Sequence[nn.Module], image: Any, options: TileOptio
 
 def run_tiles(model: nn.Module, image: Any, plan: TilePlan, *, out: Any = None,
               progress: bool | Callable[[int, int], Any] = False) -> TiledResult:
-    """Read the tiles of ``plan.grid`` from ``image`` -> the model's inference graph -> merge into ``out`` (None:
-    a new numpy array), with the reading one batch ahead in a background thread."""
-    views = Views.of(model, plan)
+    """Read the tiles of ``plan.grid`` from ``image`` -> the forward stage on the plan's device -> merge into ``out``
+    (None: a new numpy array).
+
+    Three threads overlap: the reader prepares the next batches (read, to the device, mirrored, cut), this thread
+    runs the model on one batch while it merges the one before (an asynchronous engine or a CUDA stream computes
+    meanwhile), and the writer writes finished bands behind them."""
+    views = Views.of(model, plan.output, len(plan.transforms))
     engine = build_engine(inference_graph(views.model, plan.device, plan.precision, compile=plan.compile),
                           plan.engine, plan.quantized)
     if engine.name == "torch" and plan.device.type == "cpu":
         keep_freed_memory()  # torch's per-layer buffers come from malloc: 1.2-1.35x (see .allocator)
-    forward = TileForward(engine, plan.transforms, spread=views.spread, entropy_channel=views.entropy_channel)
-    merger = Merger(plan.grid, plan.blend, plan.output, out, invalid=plan.invalid is not None, nodata=plan.nodata_label,
-                    spread=views.spread)
-    channels_last = plan.precision.channels_last and plan.engine == "torch"  # the others take NCHW as it is
-    batches = tile_batches(image, plan.grid, plan.batch_size, plan.pad_mode, plan.normalization, channels_last,
-                           plan.invalid)
-    bar = TileProgress(plan.grid.num_tiles, progress)
-    pending = None  # the batch the engine runs while the one before it is merged
+    else:
+        return_freed_memory()  # the engine plans its own memory: the pipeline's buffers go straight back
+    forward = TileForward(engine, plan.spec)
+    grid = plan.grid
+    destination = Destination(out, plan.output, (grid.rows.length, grid.cols.length))
+    bar = TileProgress(grid.num_tiles, progress)
+    batches = tile_batches(image, grid, plan.batch_size, plan.pad_mode, plan.device, plan.spec.dtype)
+    running = None  # the batch the engine runs while the one before it is merged
     try:
         # closing: a stopped run (an error, a progress callback's Cancel) ends the reader thread before returning
-        with torch.inference_mode(), bar, closing(prefetch(batches)) as ahead:
-            for x, index, tile_invalid in ahead:
-                previous, pending = pending, (forward.start(x), index, tile_invalid)
+        with torch.inference_mode(), bar, closing(prefetch(batches)) as ahead, \
+                WriteBehind(destination.write) as writer:
+            merger = Merger(grid, plan.blend, plan.output, writer.put, nodata=plan.nodata_label,
+                            spread=views.spread, device=plan.device, prepare=destination.prepare)
+            previous = None
+            for batch in ahead:
+                running = forward.start(batch.tiles())
+                staged = (merger.stage(running, batch.index), len(batch.index))
                 if previous is not None:
-                    _merge(merger, bar, *previous)
-            if pending is not None:
-                done, pending = pending, None
-                _merge(merger, bar, *done)
+                    _finish(bar, *previous)
+                previous = staged
+            if previous is not None:
+                running = None
+                _finish(bar, *previous)
+            counts = merger.finish()
+        running = None
     finally:
-        if pending is not None:  # a failed merge or write: let the running batch finish before its input is freed
-            pending[0]()
-    pixels = plan.grid.rows.length * plan.grid.cols.length
-    return TiledResult(merger.out, plan.report(compiled=engine.compiled), pixels, merger.counts,
+        if running is not None:  # a failed merge or write: let the running batch finish before its input is freed
+            try:
+                running()
+            except Exception:  # noqa: BLE001  the first error is the one to report
+                pass
+    pixels = grid.rows.length * grid.cols.length
+    return TiledResult(destination.out, plan.report(compiled=engine.compiled), pixels, counts,
                        merger.uncertainty_sums if merger.uncertainty else None)
-
-
-@dataclass(frozen=True)
-class Views:
-    """What runs for a plan: the model (an ensemble's variant that also returns its members' mean entropy, for the
-    uncertainty output), whether the forward hands on the views' mean entropy (``spread``: several members or
-    TTA transforms) and whether the model supplies it (``entropy_channel``)."""
-
-    model: nn.Module
-    spread: bool = False
-    entropy_channel: bool = False
-
-    @classmethod
-    def of(cls, model: nn.Module, plan: TilePlan) -> Views:
-        if "uncertainty" not in plan.output:
-            return cls(model)
-        if isinstance(model, Ensemble):
-            return cls(model.with_expected_entropy(), True, True)
-        return cls(model, len(plan.transforms) > 1)
 
 
 class TileProgress:
@@ -219,8 +217,6 @@ class TileProgress:
             self.callback(self.done, self.total)
 
 
-def _merge(merger: Merger, bar: TileProgress, probs: Callable[[], torch.Tensor], index: list, tile_invalid: Any
-           ) -> None:
-    merger.add(probs(), index, tile_invalid)
-    bar.update(len(index))
-
+def _finish(bar: TileProgress, staged: Callable[[], None], tiles: int) -> None:
+    staged()
+    bar.update(tiles)

@@ -1,5 +1,12 @@
-"""The splitter: mirrored windows of the (possibly lazy) image, cut into tiles, normalised into batches,
-prepared in a background thread while the model runs."""
+"""The splitter: the tile grid read as raw windows, extrapolated and cut into tile batches on the device the model
+runs on, ahead of the model in a background thread.
+
+Tiles stay in the image's own dtype (uint8, uint16, ...) until the forward stage normalises them on the device: a
+uint8 tile is a quarter of a float32 tile's bytes in the read-ahead queue and over the bus. Each window (one tile
+row, about :data:`READ_COLUMNS` wide) is read from the source once, moved to the device once (on CUDA through
+pinned host memory on a side stream, so the copy overlaps the previous batch's compute), mirrored there
+(:meth:`~unetseg.inference.padding.WindowRead.tensor`), and its tiles are cut from it.
+"""
 from __future__ import annotations
 
 import queue
@@ -11,10 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.nodata import valid_mask
-from ..data.normalization import Normalization
 from .grid import TileGrid
-from .padding import gather_window
+from .padding import WindowRead, read_window
 
 # Image columns per window read. Bounds the read buffer whatever the image width (a full-width band of a
 # 16384 px RGB image is 25 MiB per copy); only the TIFF tiles straddling two windows are decoded twice.
@@ -31,11 +36,38 @@ class InvalidRule:
     rule: str = "any"
 
 
-def read_tiles(image: Any, grid: TileGrid, pad_mode: str) -> Iterator[tuple[TileIndex, np.ndarray]]:
-    """Raw input tiles (views of the mirrored image) in row-major order, with their (row, col) tile indices.
+def travel_dtype(dtype: Any) -> np.dtype:
+    """The dtype raw tiles of an image of ``dtype`` travel in: the image's own where torch holds it (uint8, uint16,
+    int16, float32, ...), bool as uint8, anything else as float32 (what normalising it computes in first)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return np.dtype(np.uint8)
+    if dtype.kind in "uif" and dtype.itemsize <= 8 and dtype != np.uint64:
+        return dtype.newbyteorder("=")
+    return np.dtype(np.float32)
 
-    Each tile row is read in windows (``gather_window``) about ``READ_COLUMNS`` wide, which are cut into tiles.
-    """
+
+@dataclass(frozen=True)
+class TileBatch:
+    """Raw tiles of the grid on the plan's device: ``x`` N x H x W x C (:func:`travel_dtype`), ``index`` their
+    (row, col) tile indices; ``ready``: on CUDA, the event of the side stream that made them."""
+
+    x: torch.Tensor
+    index: list[TileIndex]
+    ready: Any = None
+
+    def tiles(self) -> torch.Tensor:
+        """``x``, once it is there: on CUDA the caller's stream waits for the copy (and keeps its memory alive)."""
+        if self.ready is not None:
+            stream = torch.cuda.current_stream(self.x.device)
+            stream.wait_event(self.ready)
+            self.x.record_stream(stream)
+        return self.x
+
+
+def read_windows(image: Any, grid: TileGrid, pad_mode: str) -> Iterator[tuple[list[TileIndex], list[int], WindowRead]]:
+    """The grid's windows in row-major order: each tile row is read in windows about ``READ_COLUMNS`` wide; each
+    window comes with its tiles' indices and their first columns within it."""
     rows, cols = grid.rows, grid.cols
     tiles_per_read = max(1, READ_COLUMNS // cols.step)
     for i in range(rows.count):
@@ -43,71 +75,105 @@ def read_tiles(image: Any, grid: TileGrid, pad_mode: str) -> Iterator[tuple[Tile
         for first in range(0, cols.count, tiles_per_read):
             last = min(first + tiles_per_read, cols.count) - 1
             c_start = cols.input_start(first)
-            window = gather_window(image, (r0, r0 + rows.tile), (c_start, cols.input_start(last) + cols.tile), pad_mode)
-            for j in range(first, last + 1):
-                c0 = cols.input_start(j) - c_start
-                yield (i, j), window[:, c0 : c0 + cols.tile]
+            window = read_window(image, (r0, r0 + rows.tile), (c_start, cols.input_start(last) + cols.tile), pad_mode)
+            js = list(range(first, last + 1))
+            yield [(i, j) for j in js], [cols.input_start(j) - c_start for j in js], window
 
 
-def tile_batches(image: Any, grid: TileGrid, batch_size: int, pad_mode: str, norm: Normalization,
-                 channels_last: bool, invalid: InvalidRule | None = None,
-                 ) -> Iterator[tuple[torch.Tensor, list[TileIndex], list[np.ndarray | None] | None]]:
-    """Normalised NCHW float32 tile batches in row-major order, with their (row, col) tile indices.
+class Staging:
+    """Moves window blocks to ``device``: on CPUs the block itself (no copy); on CUDA a copy into pinned host memory
+    (torch's caching host allocator reuses it once its copy is done) and one asynchronous copy to the GPU on the
+    staging stream."""
 
-    With an ``invalid`` rule, each tile's invalid pixels (:func:`unetseg.data.nodata.valid_mask`) are set to 0
-    (the normalised mean) and the third item lists per tile None or its HxW bool mask of invalid pixels (None
-    for the whole batch when no tile has one); without, the third item is None.
-    """
-    tiles: list[np.ndarray] = []
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def to_device(self, block: np.ndarray, dtype: np.dtype) -> torch.Tensor:
+        host = torch.from_numpy(np.ascontiguousarray(block, dtype=dtype))
+        if self.device.type == "cpu":
+            return host
+        if self.stream is None:
+            return host.to(self.device)
+        pinned = torch.empty(host.shape, dtype=host.dtype, pin_memory=True)
+        pinned.copy_(host)
+        return pinned.to(self.device, non_blocking=True)
+
+    def run(self) -> Any:
+        """The context the staging work runs in (the staging stream on CUDA)."""
+        return torch.cuda.stream(self.stream) if self.stream is not None else _NoContext()
+
+    def done(self) -> Any:
+        """An event marking the work issued so far (CUDA), else None."""
+        if self.stream is None:
+            return None
+        event = torch.cuda.Event()
+        event.record(self.stream)
+        return event
+
+
+class _NoContext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def tile_batches(image: Any, grid: TileGrid, batch_size: int, pad_mode: str, device: torch.device,
+                 dtype: np.dtype | None = None) -> Iterator[TileBatch]:
+    """Raw tile batches of ``grid`` over ``image`` on ``device`` in row-major order, ``batch_size`` tiles each (the
+    last may be shorter); ``dtype``: what the tiles travel in (default :func:`travel_dtype` of the image's)."""
+    dtype = travel_dtype(image.dtype) if dtype is None else dtype
+    staging = Staging(device)
+    tile_h, tile_w = grid.tile_shape
+    pending: list[torch.Tensor] = []
     index: list[TileIndex] = []
-    masks: list[np.ndarray | None] = []
-
-    def emit() -> tuple[torch.Tensor, list[TileIndex], list[np.ndarray | None] | None]:
-        x = torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2)  # NHWC memory = channels_last
-        found = list(masks) if any(m is not None for m in masks) else None
-        return (x if channels_last else x.contiguous()), list(index), found
-
-    for ij, tile in read_tiles(image, grid, pad_mode):
-        x = norm.apply(tile)
-        bad = None
-        if invalid is not None:
-            bad = ~valid_mask(tile, invalid.nodata, invalid.rule)
-            if bad.any():
-                x[bad] = 0.0
-            else:
-                bad = None
-        tiles.append(x)
-        index.append(ij)
-        masks.append(bad)
-        if len(tiles) == batch_size:
-            yield emit()
-            tiles.clear()
-            index.clear()
-            masks.clear()
-    if tiles:
-        yield emit()
+    with staging.run():
+        for ids, starts, window in read_windows(image, grid, pad_mode):
+            block = staging.to_device(window.block, dtype)
+            rows = window.tensor(block)
+            rows = rows if rows.dim() == 3 else rows[..., None]
+            for ij, c0 in zip(ids, starts, strict=True):
+                pending.append(rows[:tile_h, c0 : c0 + tile_w])
+                index.append(ij)
+                if len(pending) == batch_size:
+                    yield TileBatch(torch.stack(pending), list(index), staging.done())
+                    pending.clear()
+                    index.clear()
+        if pending:
+            yield TileBatch(torch.stack(pending), list(index), staging.done())
 
 
 def prefetch(iterator: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """Run ``iterator`` in a background thread, ``depth`` items ahead (torch and numpy release the GIL)."""
+    """Run ``iterator`` in a background thread, ``depth`` items ahead (torch and numpy release the GIL). Closing
+    the returned generator (or an error in either thread) stops the thread; an error in it is raised here."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     end = object()
 
+    def put(item: tuple[bool, Any]) -> bool:
+        """Hand ``item`` on unless the consumer has stopped; False when it has."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work() -> None:
         try:
             for item in iterator:
-                while not stop.is_set():
-                    try:
-                        q.put((True, item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put((True, item)):
                     return
-            q.put((True, end))
+            put((True, end))
         except BaseException as err:  # handed to the consumer, which re-raises it
-            q.put((False, err))
+            put((False, err))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
 
     thread = threading.Thread(target=work, name="unetseg-tile-reader", daemon=True)
     thread.start()

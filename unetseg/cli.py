@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from .commands import demo, evaluate, export, plan, predict, train
-from .commands.common import error_line, first_line
+from .commands.common import error_line, first_line, process_started
 from .errors import UnetsegError
 from .inference.allocator import keep_freed_memory
 
@@ -31,10 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # a time budget (--minutes) counts from the process's start when this is the process's command
+    started = process_started() if argv is None else time.perf_counter()
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, or a bad argument that argparse already reported in one line
         return int(done.code or 0) if not isinstance(done.code, str) else 2
+    args.started = started
     keep_freed_memory()  # a command's process is ours: every forward pass reuses memory instead of faulting it in
     try:
         return int(COMMANDS[args.command].run(args) or 0)

@@ -108,9 +108,14 @@ def test_train_widget_trains_and_hands_its_checkpoint_to_segment(viewer, qtbot, 
     assert train.image.value is viewer.layers["cells"] and train.labels_layer.value is viewer.layers["paint"]
     train.out.value = str(tmp_path / "run")
     train.minutes.value, train.epochs.value = 0.2, 2
+    said = []
+    shown = train._say
+    train._say = lambda text: (said.append(text), shown(text))  # every status line the widget shows
     train.run()
     qtbot.waitUntil(lambda: train._job is None, timeout=120_000)
     assert train.result is not None, train.status.value
+    assert any(line.startswith("timing a training step") for line in said), said
+    assert any(line.startswith("writing summary.json") for line in said), said
     assert train.rows and "val mIoU" in train.status.value or "done" in train.status.value
     assert segment.checkpoint.value == train.result.best_checkpoint
     assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "plan.yaml").exists()

@@ -122,3 +122,19 @@ def test_a_scene_with_flips_and_rotations_only_is_not_trained_past_its_passes():
     assert "passes over" in plan.reasons["train.epochs"]
     nuclei = make_plan(fingerprint_sample("nuclei"), 60.0, measure=fixed_speed())
     assert nuclei.config["train"]["epochs"] == EPOCH_CAP and "train.epochs" not in nuclei.reasons
+
+
+def test_the_plan_states_the_budget_split_and_warns_when_validation_cannot_fit():
+    import dataclasses
+
+    fp = fingerprint_sample("nuclei")
+    plan = make_plan(fp, 4.0, measure=fixed_speed(), started=0.0, clock=lambda: 30.0)  # 30 s spent before
+    text = plan.to_yaml()
+    assert "# budget 4 min: planning 30 s, training ~" in text and "<= 20 s halo" in text and "warning" not in text
+    assert "about 10 validations" in plan.reasons["data.patches_per_epoch"]
+    huge = dataclasses.replace(fp, shapes=[(40_000, 40_000)])  # validation would outlast the budget
+    said = []
+    plan = make_plan(huge, 4.0, measure=fixed_speed(), say=said.append)
+    assert "# warning: one validation pass (~" in plan.to_yaml()
+    assert "about 1 validations" in plan.reasons["data.patches_per_epoch"]
+    assert said and all(line.startswith("timing a training step") for line in said)

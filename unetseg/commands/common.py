@@ -2,12 +2,28 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import UnetsegError
+
+_IMPORTED = time.perf_counter()
+
+
+def process_started() -> float:
+    """The ``time.perf_counter()`` of this process's start, so a command's time budget (``--minutes``) counts the
+    interpreter's start and the imports too: from /proc on Linux, else when this module was imported."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, after the command name
+            age = float(uptime.read().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return _IMPORTED
+    return time.perf_counter() - max(0.0, age) if 0.0 <= age < 3600 else _IMPORTED
 
 
 def torch_device(text: str) -> torch.device:

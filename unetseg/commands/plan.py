@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..data.samples import list_samples
 
@@ -28,6 +29,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("--out", default=None, metavar="CONFIG.yaml", help="write here (default: print it)")
 
 
+def announce(args: argparse.Namespace) -> None:
+    """The first status line of a planned run, printed before the heavy imports (the first seconds are not silent)."""
+    config = getattr(args, "config", None)
+    if config is not None:
+        line = f"unetseg train: reading {config} and its data"
+    elif args.sample is not None and not (args.images or args.masks):
+        line = f"unetseg plan: reading the built-in sample {args.sample}"
+    elif args.images and args.masks and args.sample is None:
+        line = f"unetseg plan: reading the images in {args.images} and the masks in {args.masks}"
+    else:
+        return  # a usage error follows
+    print(line, file=sys.stderr, flush=True)
+
+
 def make_plan_from_args(args: argparse.Namespace):  # noqa: ANN201  (a Plan; typed lazily to keep imports light)
     from ..data.fingerprint import fingerprint_folder, fingerprint_sample
     from ..errors import UnetsegError
@@ -43,10 +58,12 @@ def make_plan_from_args(args: argparse.Namespace):  # noqa: ANN201  (a Plan; typ
         raise UnetsegError("a plan needs --images DIR and --masks DIR (or --sample NAME)")
     if not args.minutes > 0:
         raise UnetsegError(f"--minutes {args.minutes:g}: must be positive")
-    return make_plan(fp, args.minutes)
+    return make_plan(fp, args.minutes, started=getattr(args, "started", None),
+                     say=lambda line: print(f"unetseg plan: {line}", file=sys.stderr, flush=True))
 
 
 def run(args: argparse.Namespace) -> int:
+    announce(args)
     from ..io.maps import write_text
 
     plan = make_plan_from_args(args)

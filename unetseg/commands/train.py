@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from ..errors import UnetsegError
-from .plan import add_data_arguments
+from .plan import add_data_arguments, announce
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    announce(args)
     from ..config import load_config
     from ..training import train
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             raise UnetsegError("--folds resumes by itself: run the same command with the same --out")
         return _folds(config, args)
     try:
-        result = train(config, args.out, args.resume, name=name)
+        result = train(config, args.out, args.resume, name=name, started=getattr(args, "started", None))
     except UnetsegError:
         if rank != 0:  # every rank fails alike; one line is enough
             return 2

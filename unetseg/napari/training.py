@@ -3,6 +3,7 @@ folder inside a normal run folder, which is planned (:mod:`unetseg.training.plan
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,17 +103,19 @@ def write_training_data(out: Path, image: np.ndarray, mask: np.ndarray, names: l
     return TrainingData(images, masks, box, names)
 
 
-def plan_config(data: TrainingData, minutes: float, init: str | None, out: Path, overrides: Sequence[str] = ()) -> Any:
+def plan_config(data: TrainingData, minutes: float, init: str | None, out: Path, overrides: Sequence[str] = (),
+                started: float | None = None, say: Callable[[str], Any] | None = None) -> Any:
     """The run config: the plan of the crop (written as ``out/plan.yaml``), its classes named, fine-tuning from
     ``init`` (whose architecture replaces the plan's model section) when given, then ``overrides``
-    (``KEY.SUB=VALUE``, as ``unetseg train --set``)."""
+    (``KEY.SUB=VALUE``, as ``unetseg train --set``). ``minutes`` counts from ``started`` (a
+    ``time.perf_counter()``); ``say`` gets the plan's status lines."""
     from ..config.base import apply_overrides
     from ..config.run import validate_config
     from ..data.fingerprint import fingerprint_folder
     from ..io.maps import write_json, write_text
     from ..training.plan import make_plan
 
-    plan = make_plan(fingerprint_folder(data.images, data.masks), minutes)
+    plan = make_plan(fingerprint_folder(data.images, data.masks), minutes, started=started, say=say)
     section = plan.config["data"]
     for key in ("class_values", "mask_mode"):  # the mask holds class ids 0..K-1 whatever was painted
         section.pop(key, None)
@@ -148,6 +151,7 @@ def train_from_labels(
     overrides: Sequence[str] = (),
     on_epoch: Callable[[dict[str, Any]], Any] | None = None,
     stop: Callable[[], bool] | None = None,
+    on_status: Callable[[str], Any] | None = None,
 ) -> RunResult:
     """Train (or fine-tune from ``init``) on the labelled pixels of one image; return the run's result.
 
@@ -163,13 +167,15 @@ def train_from_labels(
             classes matched by name).
         names: the two layers' names, for error messages.
         overrides: config changes after the plan, ``KEY.SUB=VALUE`` as ``unetseg train --set`` takes them.
-        on_epoch, stop: see :func:`unetseg.training.train`.
+        on_epoch, stop, on_status: see :func:`unetseg.training.train`; ``on_status`` gets the plan's lines too.
+            ``minutes`` covers everything from this call on: planning, training and what follows it.
 
     Raises UnetsegError (one line) for unusable layers: no or one painted class, sizes that differ.
     """
     from ..models import load_model
     from ..training import train
 
+    started = time.perf_counter()
     if not minutes > 0:
         raise UnetsegError(f"training minutes {minutes:g}: must be positive")
     mask, known = training_mask(labels, metadata, names[1])
@@ -181,5 +187,6 @@ def train_from_labels(
     if epochs is not None and epochs < 1:
         raise UnetsegError(f"training epochs {epochs}: must be at least 1 (or none: the time decides)")
     changes = [*([f"train.epochs={int(epochs)}"] if epochs else []), *overrides]
-    config = plan_config(data, minutes, os.fspath(init) if init else None, out, changes)
-    return train(config, out, name="napari", progress=False, on_epoch=on_epoch, stop=stop)
+    config = plan_config(data, minutes, os.fspath(init) if init else None, out, changes, started, on_status)
+    return train(config, out, name="napari", progress=False, on_epoch=on_epoch, stop=stop, on_status=on_status,
+                 started=started)

@@ -45,6 +45,7 @@ class _Relay(QObject):
 
     progress = Signal(int, int)
     row = Signal(object)
+    status = Signal(str)
 
 
 def _path_text(value: Any) -> str:
@@ -75,13 +76,16 @@ class _Worker:
     def __init__(self, work: Callable[[threading.Event, _Relay], Any], on_done: Callable[[Any], None],
                  on_error: Callable[[BaseException], None], on_finish: Callable[[], None],
                  on_progress: Callable[[int, int], None] | None = None,
-                 on_row: Callable[[dict], None] | None = None) -> None:
+                 on_row: Callable[[dict], None] | None = None,
+                 on_status: Callable[[str], None] | None = None) -> None:
         self.flag = threading.Event()
         self.relay = _Relay()
         if on_progress is not None:
             self.relay.progress.connect(on_progress)
         if on_row is not None:
             self.relay.row.connect(on_row)
+        if on_status is not None:
+            self.relay.status.connect(on_status)
         self.worker = create_worker(work, self.flag, self.relay, _start_thread=False,
                                     _connect={"returned": on_done, "errored": on_error, "finished": on_finish})
         self.worker.start()
@@ -301,11 +305,11 @@ class TrainWidget(_BackgroundForm):
 
         def work(stop: threading.Event, relay: _Relay) -> Any:
             return train_from_labels(image_data, labels_data, out, on_epoch=relay.row.emit, stop=stop.is_set,
-                                     **kwargs)
+                                     on_status=relay.status.emit, **kwargs)
 
         self.rows, self.result, self._budget = [], None, budget
         self.curve.clear()
-        self._start(work, self._done, on_row=self._on_row)
+        self._start(work, self._done, on_row=self._on_row, on_status=self._say)
         self._say(f"planning and training for {minutes:g} min into {out} ...")
 
     def stop(self) -> None:

@@ -8,7 +8,8 @@ of the pixels. Training stores the result in the checkpoint (:class:`~unetseg.mo
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,12 +18,15 @@ from torch import nn
 from ..data.normalization import Normalization
 from ..data.scenes import mirror_tile
 from ..inference import predict_tiled
+from ..inference.grid import TileGrid
 from ..models.geometry import Geometry, round_up
 from ..models.meta import HaloRecord
 
 TARGET_AGREEMENT = 0.9999
 PROBE_TILE = 256  # the smallest tile_size="auto" candidate: the densest seams a prediction will have
-PROBE_SIDE = 640  # probe images are mirror-tiled to at least this side, so every probe has inner seams
+PROBE_SIDE = 640  # probes are this side (mirror-tiled up, cropped down), so every probe has inner seams
+MAX_CANDIDATES = 4  # halos evaluated at most: a bisection over the stride multiples up to the exact halo
+MAX_PROBES = 4
 
 
 def halo_candidates(geometry: Geometry) -> list[int]:
@@ -33,43 +37,108 @@ def halo_candidates(geometry: Geometry) -> list[int]:
     return list(range(0, round_up(top, stride) + 1, stride))
 
 
+def _probe(image: np.ndarray) -> np.ndarray:
+    """The central PROBE_SIDE x PROBE_SIDE crop of ``image``, mirror-tiled up to that side where it is smaller."""
+    image = np.asarray(image)
+    r, c = max(0, (image.shape[0] - PROBE_SIDE) // 2), max(0, (image.shape[1] - PROBE_SIDE) // 2)
+    return mirror_tile(image[r : r + PROBE_SIDE, c : c + PROBE_SIDE], PROBE_SIDE)
+
+
+def _computed_pixels(geometry: Geometry, halo: int, side: int, tiles: Sequence[int]) -> int:
+    """Input pixels the grids of ``tiles`` px tiles compute over a ``side`` px square at ``halo``."""
+    grids = [TileGrid.build((side, side), tile, geometry, halo) for tile in tiles]
+    return sum(grid.num_tiles * grid.tile_shape[0] * grid.tile_shape[1] for grid in grids)
+
+
 def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: float = TARGET_AGREEMENT,
-                 normalization: Normalization | None = None, device: Any = None) -> HaloRecord:
+                 normalization: Normalization | None = None, device: Any = None, seconds: float | None = None,
+                 report: Callable[[str], Any] | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> HaloRecord | None:
     """The smallest halo whose tiled labels agree with the whole-image labels on >= ``target`` of the pixels.
+
+    The candidates (:func:`halo_candidates`) are bisected, at most ``MAX_CANDIDATES`` evaluated: the largest, the
+    exact halo, needs no evaluation (tiled == whole by construction), and agreement grows with the halo.
 
     Args:
         model: a same-padding model (valid models need no halo: their context is the margin).
-        images: probe images, HxW[xC] as ``predict_tiled`` takes them (e.g. the validation images); each is
-            mirror-tiled up to ``PROBE_SIDE`` px so tiles of ``PROBE_TILE`` px leave seams inside it.
+        images: probe images, HxW[xC] as ``predict_tiled`` takes them (e.g. the validation images), up to
+            ``MAX_PROBES`` of them; each becomes a ``PROBE_SIDE`` px square (mirror-tiled up, cropped down) so
+            tiles of ``PROBE_TILE`` px leave seams inside it.
         target: required label agreement (fraction of all probe pixels).
         normalization, device: as for :func:`predict_tiled`.
+        seconds: time bound: fewer probes, then fewer candidates, so the measurement ends within it (timed
+            from a first forward); None: no bound.
+        report: called with a one-line status before and after each evaluation.
 
     Returns:
         The halo, its agreement (the fraction of probe pixels), the target and the probe pixel count; measured
-        in fp32, so the figure is about context alone, not rounding. When no candidate reaches the target,
-        the largest candidate is returned with its agreement.
+        in fp32, so the figure is about context alone, not rounding. The smallest passing candidate found, or
+        the exact halo (agreement 1.0) when none smaller passed in time; for a model of unknown receptive field
+        the largest candidate is evaluated too. None when not even one evaluation fits in ``seconds``.
     """
     geometry = Geometry.of(model)
     if geometry.padding == "valid":
         return HaloRecord(0, 1.0, target, 0)
+    say = report or (lambda line: None)
     options = dict(amp=False, normalization=normalization, device=device, compile=False, batch_size=1, engine="torch")
-    probes = []
     for image in images:
-        if min(image.shape[:2]) < 1:
-            raise ValueError(f"measure_halo: empty probe image of shape {tuple(image.shape)}")
-        probes.append(mirror_tile(np.asarray(image), max(PROBE_SIDE, image.shape[0], image.shape[1])))
-    if not probes:
+        if min(np.asarray(image).shape[:2]) < 1:
+            raise ValueError(f"measure_halo: empty probe image of shape {tuple(np.asarray(image).shape)}")
+    if not images:
         raise ValueError("measure_halo needs at least one probe image")
-    total = sum(probe.shape[0] * probe.shape[1] for probe in probes)
+    started = clock()
     candidates = halo_candidates(geometry)
-    agreement = 0.0
-    for halo in candidates:
+    exact = geometry.field_radius is not None
+    probes = [_probe(image) for image in images[:MAX_PROBES]]
+    per_pixel = None
+    if seconds is not None:  # a forward of one probe tile with a middling halo: seconds per input pixel in fp32
+        tile, halo = probes[0][:PROBE_TILE, :PROBE_TILE], candidates[len(candidates) // 2]
+        for _ in range(2):  # the first call pays for allocations and kernel choices
+            before = clock()
+            predict_tiled(model, tile, tile_size=PROBE_TILE, halo=halo, **options)
+        per_pixel = (clock() - before) / _computed_pixels(geometry, halo, PROBE_TILE, [PROBE_TILE])
+
+    def cost(halo: int, n: int) -> float:
+        return 0.0 if per_pixel is None else per_pixel * n * _computed_pixels(geometry, halo, PROBE_SIDE, [PROBE_TILE, 2 * PROBE_SIDE])
+
+    def left() -> float:
+        return float("inf") if seconds is None else seconds - (clock() - started)
+
+    lo, hi = -1, len(candidates) - 1  # the largest failing and the smallest passing (or exact) candidate
+    agreements: dict[int, float] = {}
+    plan = min(MAX_CANDIDATES, max(1, (len(candidates) - 1).bit_length()))
+    while len(probes) > 1 and cost(candidates[(lo + hi) // 2], len(probes)) * plan > left():
+        probes.pop()  # fewer probes before fewer candidates
+    total = len(probes) * PROBE_SIDE**2
+    evaluated = 0
+
+    def evaluate(index: int) -> float | None:
+        nonlocal evaluated
+        halo = candidates[index]
+        if evaluated >= MAX_CANDIDATES or cost(halo, len(probes)) > left():
+            return None
+        evaluated += 1
+        say(f"halo {halo} px: comparing tiled and whole-image labels on {len(probes)} probe(s) "
+            f"(candidate {evaluated} of at most {MAX_CANDIDATES})")
         # The reference is one tile over the whole probe with the same border context, so only the seams
         # between tiles differ (models of unknown receptive field also depend on how far the border is mirrored).
         agree = sum(int((predict_tiled(model, probe, tile_size=PROBE_TILE, halo=halo, **options)
-                         == predict_tiled(model, probe, tile_size=2 * max(probe.shape[:2]), halo=halo, **options)).sum())
+                         == predict_tiled(model, probe, tile_size=2 * PROBE_SIDE, halo=halo, **options)).sum())
                     for probe in probes)
-        agreement = agree / total
-        if agreement >= target:
-            return HaloRecord(halo, agreement, target, total)
-    return HaloRecord(candidates[-1], agreement, target, total)
+        agreements[index] = agree / total
+        say(f"halo {halo} px: {100 * agreements[index]:.3f} % agreement (target {100 * target:.2f} %), "
+            f"{clock() - started:.0f} s")
+        return agreements[index]
+
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        found = evaluate(mid)
+        if found is None:
+            break
+        if found >= target:
+            hi = mid
+        else:
+            lo = mid
+    if hi not in agreements and not exact and evaluate(hi) is None:
+        return None if not agreements else HaloRecord(candidates[hi], max(agreements.values()), target, total)
+    return HaloRecord(candidates[hi], agreements.get(hi, 1.0), target, total if agreements else 0)

@@ -11,6 +11,7 @@ one-line reason, written as a comment above its key (:meth:`Plan.to_yaml`); the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,9 @@ import yaml
 from ..config import RunConfig, validate_config
 from ..data.fingerprint import Fingerprint
 from ..models import UNet
+from ..models.geometry import Geometry
 from ..models.precision import resolve_precision
+from .budget import AfterTraining, forward_seconds, halo_seconds, seconds_text, tiled_pixels
 from .setup import training_precision
 
 DEPTHS = (3, 4, 5)
@@ -35,6 +38,9 @@ VALIDATIONS = 10  # an epoch lasts about budget / this, so best.pt is chosen amo
 EPOCH_CAP = 10_000  # the time budget stops the run; epochs only bound it
 DIHEDRAL_PASSES = 200  # passes over the labelled pixels a run with flips/rotations only gets (see _dihedral_cap)
 CAPPED_STEPS = 200  # optimiser steps such a run keeps at least, by smaller batches
+VAL_SHARE = 0.25  # of the pixels validate (a fifth of the files, a quarter of the blocks, the samples' splits)
+VALIDATION_SHARE = 0.25  # of the training time validations may take at most
+VAL_TILE = 512
 
 
 @dataclass
@@ -164,10 +170,15 @@ def _augment(fp: Fingerprint) -> tuple[dict[str, Any], str]:
 
 
 def make_plan(fp: Fingerprint, minutes: float = 10.0, *, device: torch.device | None = None,
-              measure: Any = step_seconds) -> Plan:
+              measure: Any = step_seconds, started: float | None = None,
+              say: Callable[[str], Any] | None = None, clock: Callable[[], float] = time.perf_counter) -> Plan:
     """The run config for ``fp`` to train for ``minutes`` on ``device`` (default CPU), with its reasons.
 
-    ``measure(depth, base, patch, batch, bands, classes)`` -> seconds per step (default: measured here)."""
+    ``minutes`` is the whole command's budget, counted from ``started`` (a ``clock()`` value; default now): the
+    plan's own step timings, training, and what follows training (:mod:`.budget`), whose split the plan's header
+    states. ``measure(depth, base, patch, batch, bands, classes)`` -> seconds per step (default: measured here);
+    ``say`` gets a status line before each timing."""
+    started = clock() if started is None else started
     reasons: dict[str, str] = {}
     regions = fp.source == "folder" and fp.images < FILE_SPLIT_IMAGES
     depth, reasons["model.depth"] = _depth(fp, regions)
@@ -176,30 +187,42 @@ def make_plan(fp: Fingerprint, minutes: float = 10.0, *, device: torch.device | 
     reasons["train.batch_size"] = f"{batch} patches of {patch} px per step (about {PIXELS_PER_BATCH // 1024}k pixels)"
     classes = fp.num_classes if fp.coding != "instances" else 3
     budget = 60.0 * minutes
+    after = AfterTraining(halo=halo_seconds(budget))
     timed = {}
     base = BASES[-1]
     for candidate in BASES:
+        if say is not None:
+            say(f"timing a training step of a depth-{depth} U-Net, base {candidate}, {batch} patches of {patch} px")
         timed[candidate] = measure(depth, candidate, patch, batch, fp.bands, classes)
-        if timed[candidate] * MIN_STEPS <= 0.75 * budget:
+        if timed[candidate] * MIN_STEPS <= 0.75 * (budget - (clock() - started) - after.total()):
             base = candidate
             break
     seconds = timed[base]
+    planning = clock() - started
+    geometry = Geometry.of(UNet(fp.bands, classes, base_channels=base, depth=depth, padding="same"))
+    val_pixels = VAL_SHARE * tiled_pixels(fp.shapes, geometry, VAL_TILE)  # the tiles and their context
+    after = after.with_validation(forward_seconds(val_pixels, seconds, batch * patch**2), 0.0)
+    training = max(budget - planning - after.total(), seconds)
+    validations = VALIDATIONS
+    if VALIDATIONS * after.validation > VALIDATION_SHARE * training:  # validating must leave time to train
+        validations = max(1, int(VALIDATION_SHARE * training / max(after.validation, 1e-9)))
+    steps = (training - validations * after.validation) / seconds
     reasons["model.base_channels"] = (f"measured {seconds:.2f} s per step here: base {base} takes "
-                                      f"~{int(0.75 * budget / seconds)} steps in {minutes:g} min "
+                                      f"~{max(int(steps), 0)} steps in {minutes:g} min "
                                       f"(the widest of {', '.join(map(str, BASES))} that reaches {MIN_STEPS})")
-    steps_per_epoch = max(4, int(budget / VALIDATIONS / seconds))
+    steps_per_epoch = max(4, int(training / validations / seconds))
     normalize, reasons["data.normalize"] = _normalize(fp)
     loss, weights, reasons["data.weight_map"], reasons["loss.dice"] = _loss(fp)
     augment, reasons["data.augment"] = _augment(fp)
     epochs = EPOCH_CAP
     if not (augment["affine"] or augment["elastic"]):
-        capped = _dihedral_cap(fp, regions, patch, batch, steps_per_epoch * VALIDATIONS)
+        capped = _dihedral_cap(fp, regions, patch, batch, steps_per_epoch * validations)
         if capped is not None:
             batch, steps_per_epoch, epochs, reasons["train.epochs"] = capped
             reasons["train.batch_size"] = f"{batch} patches of {patch} px per step (fewer: the capped run keeps " \
                                           f"{CAPPED_STEPS}+ steps)"
     patches = min(4096, steps_per_epoch * batch)
-    reasons["data.patches_per_epoch"] = f"{patches // batch} steps per epoch: about {VALIDATIONS} validations in the run"
+    reasons["data.patches_per_epoch"] = f"{patches // batch} steps per epoch: about {validations} validations in the run"
 
     data: dict[str, Any] = {}
     if fp.source == "sample":
@@ -239,18 +262,25 @@ def make_plan(fp: Fingerprint, minutes: float = 10.0, *, device: torch.device | 
         "data": data,
         "train": {"epochs": epochs, "time_budget_minutes": float(minutes), "batch_size": batch,
                   "optimizer": "adam", "lr": 1e-3, "scheduler": "cosine", "amp": "auto", "val_every": 1,
-                  "val_tile_size": 512},
+                  "val_tile_size": VAL_TILE},
         "loss": loss,
     }
     reasons["model.padding"] = "same padding: any tile size at inference, tiled == whole with the measured halo"
-    reasons["train.time_budget_minutes"] = f"train for {minutes:g} min (the cosine schedule follows the clock)"
+    reasons["train.time_budget_minutes"] = (f"the whole run in {minutes:g} min, what follows training included (the "
+                                            "cosine schedule follows the clock)")
     precision = resolve_precision("auto", device or torch.device("cpu"), training=True)
     header = [f"unetseg plan: {fp.images} image(s) ({_shapes(fp)}), {fp.bands} band(s) {fp.dtype}, "
               f"{fp.num_classes if fp.coding != 'instances' else 'object'} classes coded as {fp.coding}, "
               f"class shares {[round(f, 3) for f in fp.class_fractions]}",
               f"typical object {fp.object_diameter or 0:.0f} px ({fp.objects} objects); pixel size "
               f"{'unknown' if fp.pixel_size is None else f'{fp.pixel_size[1]:g} {fp.pixel_unit}'}; "
-              f"trains in {precision.name}; override any key with --set or by editing this file"]
+              f"trains in {precision.name}; override any key with --set or by editing this file",
+              f"budget {minutes:g} min: planning {planning:.0f} s, training ~{training / 60:.1f} min with ~{validations} "
+              f"validation(s) of ~{seconds_text(after.validation)}, then {after.describe()}"]
+    if after.validation > 0.5 * budget:
+        header.append(f"warning: one validation pass (~{val_pixels / 1e6:.0f} M pixels with the tiles' context) takes "
+                      f"~{after.validation:.0f} s, over half of {minutes:g} min: the run will train little; give more "
+                      "--minutes or validate on fewer images")
     return Plan(config, reasons, header, fp.to_dict())
 
 

@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,9 @@ from ..inference import predict_tiled
 from ..io.atomic import remove_stale_temporaries
 from ..models import SegmentationModel, load_model
 from ..models.checkpoint import read_checkpoint, read_meta, write_checkpoint
+from ..models.geometry import Geometry
 from ..models.meta import InstanceRecord, TrainingRecord
+from .budget import WRITE_S, AfterTraining, forward_seconds, halo_seconds, tiled_pixels
 from .checkpointing import (
     BEST_NAME,
     LAST_NAME,
@@ -95,6 +97,8 @@ def train(
     progress: bool = True,
     on_epoch: Callable[[dict[str, Any]], Any] | None = None,
     stop: Callable[[], bool] | None = None,
+    on_status: Callable[[str], Any] | None = None,
+    started: float | None = None,
 ) -> RunResult:
     """Train the model ``config`` describes and write the run folder (see the module docstring).
 
@@ -110,6 +114,12 @@ def train(
             live curve.
         stop: polled between steps; once it returns True the run ends as if its time budget were spent
             (validated, best.pt and last.pt written, ``stopped_by="stop"``): a GUI's Stop button.
+        on_status: called on rank 0 with a one-line status for each step outside the epochs (the halo
+            measurement, the sample figure, the run files): a GUI's status line. The same lines go to the
+            terminal when ``progress``.
+        started: the ``time.perf_counter()`` the time budget counts from (default: now): ``unetseg train`` passes
+            its own start, so planning counts. The budget covers everything up to the summary: training stops
+            when what is left is what the steps after it take (:mod:`unetseg.training.budget`).
 
     Raises UnetsegError (one line) for bad data, a bad model section, a resume folder without
     last.pt, an incompatible resume config, a NaN/Inf loss or a failed checkpoint write (the last good
@@ -118,7 +128,7 @@ def train(
     config = with_parent_architecture(config)  # fine-tuning: the --init checkpoint's architecture
     ctx = setup_distributed(config.train.device)
     try:
-        return Trainer(config, ctx, out_dir, resume, name, progress, on_epoch, stop).run()
+        return Trainer(config, ctx, out_dir, resume, name, progress, on_epoch, stop, on_status, started).run()
     finally:
         cleanup_distributed(ctx)
 
@@ -128,11 +138,16 @@ class Trainer:
 
     def __init__(self, config: RunConfig, ctx: DistContext, out_dir: Any, resume: Any, name: str,
                  progress: bool, on_epoch: Callable[[dict[str, Any]], Any] | None = None,
-                 stop: Callable[[], bool] | None = None) -> None:
+                 stop: Callable[[], bool] | None = None, on_status: Callable[[str], Any] | None = None,
+                 started: float | None = None) -> None:
         self.config, self.ctx, self.progress = config, ctx, progress
-        self.on_epoch, self.stop = on_epoch, stop
+        self.on_epoch, self.stop, self.on_status = on_epoch, stop, on_status
         self.tcfg = config.train
-        self._elapsed_before, self._session_start = 0.0, time.perf_counter()  # the wall clock of the budget
+        # the wall clock of the budget, from the command's start
+        self._elapsed_before, self._session_start = 0.0, time.perf_counter() if started is None else started
+        self.after = AfterTraining()
+        self._validated = False  # a validation was timed this session: self.after holds measurements
+        self._loop_start: tuple[float, int] | None = None  # (clock, global step) when this session's steps began
         self.resume_payload: dict[str, Any] | None = None
         if resume is not None:
             self.run_dir = Path(resume)
@@ -157,17 +172,58 @@ class Trainer:
         fractions = [0.0]
         if t.epochs is not None:
             fractions.append(step / max(t.epochs * steps_per_epoch, 1))
-        if t.time_budget_minutes is not None:
-            fractions.append(self.clock() / (60.0 * t.time_budget_minutes))
+        training = self.training_seconds()
+        if training is not None:
+            fractions.append(self.clock() / max(training, 1e-9))
         return max(fractions)
+
+    def training_seconds(self) -> float | None:
+        """Seconds of the budget training may use: all of it less what the steps after training will take."""
+        budget = self.tcfg.time_budget_minutes
+        if budget is None:
+            return None
+        if not self._validated and self._loop_start is not None:
+            self.after = self._estimated_after()
+        return 60.0 * budget - self.after.total()
+
+    def _estimated_after(self) -> AfterTraining:
+        """Before a validation was timed: the validation estimated from this session's step speed."""
+        start_clock, start_step = self._loop_start  # type: ignore[misc]
+        steps = self.state.global_step - start_step
+        if steps < 1:
+            return self.after
+        patch = self.c.input_size**2 * self.tcfg.batch_size * self.ctx.world_size
+        pixels = tiled_pixels([image.shape[:2] for image, _ in self.c.val_items], Geometry.of(self.c.bare),
+                              self.tcfg.val_tile_size) / self.ctx.world_size
+        seconds = forward_seconds(pixels, (self.clock() - start_clock) / steps, patch)
+        return self.after.with_validation(seconds, self._sample_share())
+
+    def _sample_share(self) -> float:
+        """The share of the validation pixels the sample figure predicts again."""
+        items = self.c.val_items
+        n = min(self.tcfg.plot_samples, len(items))
+        total = sum(image.shape[0] * image.shape[1] for image, _ in items)
+        return sum(image.shape[0] * image.shape[1] for image, _ in items[:n]) / max(total, 1)
 
     def clock(self) -> float:
         """Seconds this run has trained, over all its sessions."""
         return self._elapsed_before + (time.perf_counter() - self._session_start)
 
     def budget_spent(self) -> bool:
-        budget = self.tcfg.time_budget_minutes
-        return (budget is not None and self.clock() >= 60.0 * budget) or self.stopped()
+        """Training is over: the time left is what the steps after it take (after one step of this session at
+        least), or the caller stopped it."""
+        training = self.training_seconds()
+        begun = self._loop_start is None or self.state.global_step > self._loop_start[1]
+        return (training is not None and begun and self.clock() >= training) or self.stopped()
+
+    def say(self, line: str) -> None:
+        """A status line outside the epochs: on the terminal (with ``progress``) and to ``on_status``."""
+        if not self.ctx.is_main:
+            return
+        if self.progress:
+            tqdm.write(f"unetseg train: {line}")
+        if self.on_status is not None:
+            self.on_status(line)
 
     def stopped(self) -> bool:
         """The caller's ``stop`` asked to end the run."""
@@ -243,6 +299,8 @@ class Trainer:
         stopped_by = "epochs"
         images_per_s = math.nan
         epochs_label = str(tcfg.epochs) if tcfg.epochs is not None else "?"
+        self._plan_after()
+        self._loop_start = (self.clock(), self.state.global_step)
         while True:
             if tcfg.epochs is not None and self.state.epoch >= tcfg.epochs:
                 break
@@ -289,12 +347,28 @@ class Trainer:
         except NonFiniteLoss as err:
             self._non_finite(err)
 
+    def _plan_after(self) -> None:
+        """Reserve the halo measurement's bound and say how the budget splits."""
+        budget = self.tcfg.time_budget_minutes
+        if budget is None:
+            return
+        same = self.c.bare.padding == "same" and bool(self.c.val_items)
+        self.after = AfterTraining(halo=halo_seconds(60.0 * budget) if same else 0.0)
+        self.say(f"budget {budget:g} min from the command's start, {self.clock():.0f} s spent before training; "
+                 f"training stops when what is left is what follows it ({self.after.describe()}; the validation "
+                 "timed as it runs)")
+
     def _validate(self) -> dict[str, Any]:
         c = self.c
-        return score_images(c.bare, c.val_items, num_classes=c.classes.num_classes,
-                            ignore_index=c.train_ds.ignore_index, tile_size=self.tcfg.val_tile_size,
-                            amp=validation_amp(c.precision), normalization=c.normalization, device=self.ctx.device,
-                            ctx=self.ctx, engine="torch")  # new weights every epoch: another engine would never pay
+        begun = self.clock()
+        scores = score_images(c.bare, c.val_items, num_classes=c.classes.num_classes,
+                              ignore_index=c.train_ds.ignore_index, tile_size=self.tcfg.val_tile_size,
+                              amp=validation_amp(c.precision), normalization=c.normalization, device=self.ctx.device,
+                              ctx=self.ctx, engine="torch",  # new weights every epoch: another engine would never pay
+                              progress=self.progress and self.ctx.is_main)
+        self.after = self.after.with_validation(self.clock() - begun, self._sample_share())
+        self._validated = True
+        return scores
 
     def _end_of_epoch(self, train_loss: float, images_per_s: float, validate_now: bool) -> None:
         ctx, c = self.ctx, self.c
@@ -321,9 +395,11 @@ class Trainer:
         self.log.append(row)
         if self.on_epoch is not None:
             self.on_epoch(dict(row))
+        begun = self.clock()
         if improved or not c.val_items:
             save_run_checkpoint(self.run_dir / BEST_NAME, c.bare, self.meta(scores["miou"] if scores else None))
         self.save_last()
+        self.after = replace(self.after, writing=WRITE_S + 2 * (self.clock() - begun))  # best.pt is written again
 
     def _non_finite(self, err: NonFiniteLoss) -> None:
         if self.ctx.is_main and self.log.rows:
@@ -342,6 +418,7 @@ class Trainer:
         sync_buffers(ctx, c.bare)
         digests = all_gather_object(ctx, state_digest(c.bare))
         best_path, last_path = self.run_dir / BEST_NAME, self.run_dir / LAST_NAME
+        begun = self.clock()
         if ctx.is_main:
             if not best_path.exists():  # no score ever improved (e.g. no labelled validation pixels)
                 save_run_checkpoint(best_path, c.bare, self.meta(self.last_miou))
@@ -350,6 +427,8 @@ class Trainer:
             model = load_model(best_path, device=self.ctx.device)
             self._record_halo(model, best_path)
             self._sample_grid(model)
+            self.say(f"writing summary.json ({self.clock() - begun:.0f} s since the last epoch; "
+                     f"{self.after.total() - self.after.validation:.0f} s were reserved)")
         result = RunResult(
             run_dir=self.run_dir, best_miou=finite_or_none(self.best_miou), best_epoch=self.best_epoch,
             last_scores=self.last_scores, epochs=self.state.epoch, global_step=self.state.global_step,
@@ -367,11 +446,21 @@ class Trainer:
         return result
 
     def _record_halo(self, model: SegmentationModel, best_path: Path) -> None:
-        """Measure the context best.pt's tiles need on validation images and store it in its meta record."""
+        """Measure the context best.pt's tiles need on validation images and store it in its meta record; within
+        the reserved share of the budget (none: the exact halo is kept, which is always right)."""
         images = [image for image, _ in self.c.val_items[:HALO_PROBE_IMAGES]]
         if model.padding != "same" or not images:
             return
-        model.meta = model.meta.with_halo(measure_halo(model, images, device=self.ctx.device))
+        budget = self.tcfg.time_budget_minutes
+        bound = self.after.halo if budget is not None else halo_seconds(self.clock())  # epochs only: of the run
+        self.say(f"measuring the halo best.pt's tiles need (<= {bound:.0f} s)")
+        begun = self.clock()
+        found = measure_halo(model, images, device=self.ctx.device, seconds=bound, report=self.say)
+        if found is None:
+            self.say("no time left to measure the halo: predictions use the exact halo (tiled == whole image)")
+            return
+        self.say(f"halo {found.pixels} px ({100 * found.agreement:.3f} % agreement), {self.clock() - begun:.0f} s")
+        model.meta = model.meta.with_halo(found)
         payload = read_checkpoint(best_path)
         payload["meta"] = model.meta.to_dict()
         write_checkpoint(payload, best_path)
@@ -382,6 +471,7 @@ class Trainer:
         if n == 0:
             return
         items = c.val_items[:n]
+        self.say(f"drawing samples.png from {n} validation image(s)")
         preds = [predict_tiled(model, image, tile_size=self.tcfg.val_tile_size, amp=validation_amp(c.precision))
                  for image, _ in items]
         nodata = c.train_ds.report.nodata if c.train_ds.report is not None else Nodata(None)

@@ -1,0 +1,76 @@
+"""The wall-clock budget of a training command: ``--minutes`` (``train.time_budget_minutes``) covers planning,
+training, the final validation, the halo measurement, the sample figure and the run files.
+
+Training stops when what is left of the budget is what the steps after it will take (:class:`AfterTraining`):
+estimated from the training step's speed until a validation has been timed, then measured. The halo measurement
+gets a bounded share (:func:`halo_seconds`), and the plan (:mod:`.plan`) reports the same split before training.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..inference.grid import TileGrid
+from ..models.geometry import Geometry
+
+HALO_SHARE = 0.05  # of the budget the halo measurement may take ...
+HALO_FLOOR_S = 20.0  # ... or this many seconds, whichever is larger ...
+HALO_CEILING_SHARE = 0.2  # ... but never more than this share of a short budget
+# Seconds of an inference forward per input pixel (the tiles with their context) over the training step's seconds
+# per patch pixel: no backward, no optimiser step (brain slices, depth-5 U-Net, bf16, AMD EPYC: 0.3-0.4).
+FORWARD_SHARE = 0.4
+WRITE_S = 2.0  # reading best.pt back, curves.png, summary.json: about constant
+PLOT_S = 1.0  # drawing samples.png, beyond predicting its images
+
+
+def halo_seconds(budget_s: float) -> float:
+    """The most the halo measurement may take in a run of ``budget_s`` seconds."""
+    return min(max(HALO_SHARE * budget_s, HALO_FLOOR_S), HALO_CEILING_SHARE * budget_s)
+
+
+def forward_seconds(pixels: float, step_seconds: float, step_pixels: float) -> float:
+    """Estimated seconds to run the model over ``pixels`` input pixels when a training step on ``step_pixels`` patch
+    pixels (batch x patch area) takes ``step_seconds``."""
+    return FORWARD_SHARE * step_seconds * pixels / max(step_pixels, 1.0)
+
+
+def tiled_pixels(shapes: Iterable[tuple[int, int]], geometry: Geometry, tile: int | str) -> int:
+    """Input pixels overlap-tile prediction computes over images of ``shapes`` (tiles with their context) at
+    ``tile`` px tiles ("auto": 512) and the model's halo."""
+    side = 512 if isinstance(tile, str) else int(tile)
+    total = 0
+    for shape in shapes:
+        grid = TileGrid.build(shape, side, geometry)
+        total += grid.num_tiles * grid.tile_shape[0] * grid.tile_shape[1]
+    return total
+
+
+def seconds_text(seconds: float) -> str:
+    """``seconds`` for a status line: one decimal under 10 s."""
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
+@dataclass
+class AfterTraining:
+    """Seconds the steps after the last training step take: the final validation, the halo measurement (its
+    bound), predicting and drawing the sample figure, and writing the run files."""
+
+    validation: float = 0.0
+    halo: float = 0.0
+    samples: float = 0.0
+    writing: float = WRITE_S
+
+    def total(self) -> float:
+        return self.validation + self.halo + self.samples + self.writing
+
+    def describe(self) -> str:
+        parts = [f"~{seconds_text(self.validation)} final validation" if self.validation else "",
+                 f"<= {seconds_text(self.halo)} halo" if self.halo else "",
+                 f"~{seconds_text(self.samples)} samples.png" if self.samples else "",
+                 f"~{seconds_text(self.writing)} files"]
+        return ", ".join(p for p in parts if p)
+
+    def with_validation(self, seconds: float, sample_share: float) -> AfterTraining:
+        """Updated from a validation pass of ``seconds``; the sample figure predicts ``sample_share`` of its pixels."""
+        return AfterTraining(seconds, self.halo, seconds * sample_share + PLOT_S if sample_share else 0.0,
+                             self.writing)

@@ -39,14 +39,14 @@ def test_inference_names_no_output_files():
         assert not any(n.startswith(("unetseg.outputs", "unetseg.commands")) for n in names), module
 
 
-def test_export_reaches_inference_only_for_the_deployable_graph_and_training_only_predict_tiled():
+def test_export_reaches_inference_only_for_the_deployable_graph_and_training_only_predict_tiled_and_its_cost():
     for module, names in imports_of("export").items():
         reached = {n for n in names if n.startswith("unetseg.inference")}
         assert reached <= {"unetseg.inference:openvino_model", "unetseg.inference:calibration_tiles_from"}, \
             (module, reached)
     for module, names in imports_of("training").items():
         reached = {n for n in names if n.startswith("unetseg.inference")}
-        assert reached <= {"unetseg.inference:predict_tiled"}, (module, reached)
+        assert reached <= {"unetseg.inference:predict_tiled", "unetseg.inference:input_pixels"}, (module, reached)
 
 
 def test_nothing_but_the_cli_imports_the_commands():

@@ -31,10 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def announce(args: argparse.Namespace) -> None:
     """The first status line of a planned run, printed before the heavy imports (the first seconds are not silent)."""
-    config = getattr(args, "config", None)
-    if config is not None:
-        line = f"unetseg train: reading {config} and its data"
-    elif args.sample is not None and not (args.images or args.masks):
+    if getattr(args, "config", None) is not None:
+        return  # a config's errors must stay one line on stderr
+    if args.sample is not None and not (args.images or args.masks):
         line = f"unetseg plan: reading the built-in sample {args.sample}"
     elif args.images and args.masks and args.sample is None:
         line = f"unetseg plan: reading the images in {args.images} and the masks in {args.masks}"

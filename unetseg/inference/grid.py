@@ -93,3 +93,10 @@ class TileGrid:
     @property
     def halo(self) -> int:
         return self.rows.offset
+
+
+def input_pixels(shape: tuple[int, int], tile: int, geometry: Geometry, halo: int | str = "auto") -> int:
+    """Input pixels overlap-tile prediction computes over an image of ``shape``: its tiles, with their context,
+    at ``tile`` px tiles and ``halo`` (what a prediction costs, for time budgets)."""
+    grid = TileGrid.build(shape, tile, geometry, halo)
+    return grid.num_tiles * grid.tile_shape[0] * grid.tile_shape[1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..inference.grid import TileGrid
+from ..inference import input_pixels
 from ..models.geometry import Geometry
 
 HALO_SHARE = 0.05  # of the budget the halo measurement may take ...
@@ -38,11 +38,7 @@ def tiled_pixels(shapes: Iterable[tuple[int, int]], geometry: Geometry, tile: in
     """Input pixels overlap-tile prediction computes over images of ``shapes`` (tiles with their context) at
     ``tile`` px tiles ("auto": 512) and the model's halo."""
     side = 512 if isinstance(tile, str) else int(tile)
-    total = 0
-    for shape in shapes:
-        grid = TileGrid.build(shape, side, geometry)
-        total += grid.num_tiles * grid.tile_shape[0] * grid.tile_shape[1]
-    return total
+    return sum(input_pixels(tuple(shape), side, geometry) for shape in shapes)
 
 
 def seconds_text(seconds: float) -> str:

@@ -17,8 +17,7 @@ from torch import nn
 
 from ..data.normalization import Normalization
 from ..data.scenes import mirror_tile
-from ..inference import predict_tiled
-from ..inference.grid import TileGrid
+from ..inference import input_pixels, predict_tiled
 from ..models.geometry import Geometry, round_up
 from ..models.meta import HaloRecord
 
@@ -46,8 +45,7 @@ def _probe(image: np.ndarray) -> np.ndarray:
 
 def _computed_pixels(geometry: Geometry, halo: int, side: int, tiles: Sequence[int]) -> int:
     """Input pixels the grids of ``tiles`` px tiles compute over a ``side`` px square at ``halo``."""
-    grids = [TileGrid.build((side, side), tile, geometry, halo) for tile in tiles]
-    return sum(grid.num_tiles * grid.tile_shape[0] * grid.tile_shape[1] for grid in grids)
+    return sum(input_pixels((side, side), tile, geometry, halo) for tile in tiles)
 
 
 def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: float = TARGET_AGREEMENT,

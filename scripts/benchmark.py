@@ -51,6 +51,9 @@ from unetseg.models.geometry import Geometry
 from unetseg.models.precision import cpu_has_fast_bf16, resolve_precision
 from unetseg.training.halo import measure_halo
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_volumes import print_volumes, volumes_section  # noqa: E402  (the volumes section, next to this file)
+
 
 class PeakRSS:
     """Sample this process's RSS every 20 ms; ``peak_mib`` is the maximum seen inside the block."""
@@ -545,11 +548,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=None, help="comma list of built-in model names to run (default all)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile sections")
     parser.add_argument("--quick", action="store_true", help="smoke-size run (768 px image, 2048 stream)")
-    parser.add_argument("--sections", default="models,engines,streaming,objects",
+    parser.add_argument("--sections", default="models,engines,streaming,objects,volumes",
                         help="comma list of models (tiled inference vs MONAI), engines (vs the hand-written "
                              "OpenVINO loop, int8, the CLI), streaming (RSS of predict_tiled into a TIFF; the CLI "
-                             "with --tile-size 1024, default engine and torch) and objects (RSS of "
-                             "instances,objects,geojson); default all")
+                             "with --tile-size 1024, default engine and torch), objects (RSS of "
+                             "instances,objects,geojson) and volumes (a 3D U-Net on the brain volume vs MONAI's 3D "
+                             "sliding window; RSS of a 512^3 NIfTI prediction: scripts/bench_volumes.py); default all")
+    parser.add_argument("--volume-memory", type=int, default=512,
+                        help="side of the cubic NIfTI the volumes section segments for its RSS (0 skips it)")
     parser.add_argument("--anchor", default=str(Path(__file__).resolve().parents[2] / "shared" / "anchors" /
                                                 "openvino_loop.py"),
                         help="the hand-written OpenVINO loop the engines section compares with (run as it is)")
@@ -593,9 +599,15 @@ def main(argv: list[str] | None = None) -> int:
         args.models = f"unet-same-base{args.unet_base}"
         model = next(iter(build_models(args, image, labels, device).values()))
         report["objects"] = objects_section(workdir, args.stream, model)
+    if "volumes" in sections:
+        print("[volumes] ...", file=sys.stderr)
+        report["volumes"] = volumes_section(max(args.unet_base // 2, 2), args.fit_steps, args.repeats, workdir,
+                                            0 if args.quick else args.volume_memory, OBJECTS_CHILD)
     path = Path(args.json or workdir / "benchmark.json")
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print_report(report, path)
+    if "volumes" in report:
+        print_volumes(report["volumes"])
     return 0
 
 

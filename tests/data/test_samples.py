@@ -278,3 +278,25 @@ def test_class_table_default() -> None:
     assert len(set(t.colors)) == 60 and len(set(t.names)) == 60
     assert ClassTable.default(3, names=["bg", "x", "y"]).names == ("bg", "x", "y")
     assert ClassTable.from_dict({"names": ["a", "b"]}).colors == ClassTable.default(2).colors
+
+
+def test_brain_volume_is_the_slices_with_the_templates_geometry(tmp_path) -> None:
+    import nibabel as nib
+
+    from unetseg.data.samples import brain_volume, load_sample
+
+    volume = brain_volume()
+    assert volume.image.shape == volume.labels.shape == (143, 208, 176) and volume.spacing == (1.0, 1.0, 1.0)
+    val = load_sample("brain", "val")
+    z0 = int(val.info["z"][0]) - int(load_npz("brain.npz")["z"][0])
+    np.testing.assert_array_equal(volume.image[z0], val.images[0])
+    # the symmetric template's tissue is centred on x = 0 mm (the midline) in world coordinates
+    zz, yy, xx = np.nonzero(volume.labels > 0)
+    centre = volume.affine @ np.array([xx.mean(), yy.mean(), zz.mean(), 1.0])
+    assert abs(centre[0]) < 1.0 and -40 < centre[1] < 0 and 0 < centre[2] < 30
+    volume.to_nifti(tmp_path / "brain.nii.gz", tmp_path / "labels.nii.gz")
+    image = nib.load(tmp_path / "brain.nii.gz")
+    assert image.shape == (176, 208, 143) and nib.aff2axcodes(image.affine) == ("R", "P", "S")
+    np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "labels.nii.gz").dataobj).transpose(2, 1, 0),
+                                  volume.labels)
+

@@ -5,7 +5,10 @@ import argparse
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import UnetsegError
 from ..inference.options import int_or_auto
@@ -46,6 +49,49 @@ def format_scores(scores: dict[str, Any], class_names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def volume_folder(folder: str) -> bool:
+    """Whether ``folder`` holds NIfTI volumes (and no 2D images)."""
+    from ..io.images import is_image_file
+    from ..io.nifti import is_nifti
+
+    files = [f for f in Path(folder).iterdir() if not f.name.startswith(".")] if Path(folder).is_dir() else []
+    return any(is_nifti(f) for f in files) and not any(is_image_file(f) for f in files)
+
+
+def _evaluate_volumes(model, args: argparse.Namespace) -> int:
+    """Per-volume and overall per-class IoU and Dice of NIfTI volumes against NIfTI label volumes paired by stem;
+    a label volume on another grid (shape or affine) is a one-line error naming both files."""
+    from ..io.nifti import is_nifti, open_nifti
+    from ..outputs.naming import file_stem
+    from ..training.evaluate import score_images
+
+    if model.spatial_dims != 3:
+        raise UnetsegError(f"--images {args.images}: NIfTI volumes need a 3D checkpoint; this model is 2D")
+    masks = {file_stem(f): f for f in Path(args.masks).iterdir() if is_nifti(f)}
+    items, names = [], []
+    for path in sorted(f for f in Path(args.images).iterdir() if is_nifti(f) and not f.name.startswith(".")):
+        mask_path = masks.get(file_stem(path))
+        if mask_path is None:
+            raise UnetsegError(f"{path}: no label volume of stem {file_stem(path)!r} in --masks {args.masks}")
+        image, mask = open_nifti(path), open_nifti(mask_path)
+        if image.shape[:3] != mask.shape[:3] or not np.allclose(image.affine, mask.affine, atol=1e-3):
+            raise UnetsegError(f"{mask_path}: not on the voxel grid of {path} (shape {mask.shape[:3]} vs "
+                               f"{image.shape[:3]}, or another affine)")
+        items.append((image, np.asarray(mask[:, :, :]).astype(np.int64)))
+        names.append(str(path))
+    if not items:
+        raise UnetsegError(f"--images {args.images}: no NIfTI volumes")
+    tile = int_or_auto(args.tile_size, "--tile-size")
+    overall = score_images(model, items, num_classes=model.num_classes, ignore_index=model.meta.ignore_index,
+                           tile_size=tile, engine=args.engine, names=names, progress=True, per_item=True)
+    for scores, name in zip(overall["items"], names, strict=True):
+        print(f"{name}:")
+        print(format_scores(scores, model.class_table.names))
+    print(f"{' + '.join(args.checkpoint)} on {len(items)} volume(s) in {args.images}:")
+    print(format_scores(overall, model.class_table.names))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..data.folder import InstanceMasks, PixelRules, load_folder
@@ -63,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         raise UnetsegError("--masks needs --images")
     model = as_model([load_model(path) for path in checkpoint_paths(args.checkpoint)])
     instances = None
+    if args.images and volume_folder(args.images):
+        return _evaluate_volumes(model, args)
     if args.config:
         cfg = load_config(args.config, [])
         _, val = load_splits(cfg.data)

@@ -43,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          help="checkpoint written by training (best.pt/last.pt), or several, or a run folder of "
                               "folds (train --folds): an ensemble that averages the members' probabilities; or an "
                               "OpenVINO IR (.xml) that `unetseg export --format openvino[-int8]` wrote")
-    predict.add_argument("--input", required=True, nargs="+", metavar="PATH", help="image files and/or folders")
+    predict.add_argument("--input", required=True, nargs="+", metavar="PATH",
+                         help="image files and/or folders; volumes (.nii, .nii.gz) with a 3D model")
     predict.add_argument("--output", required=True, metavar="DIR", help="output folder")
     predict.add_argument("--tile-size", default=DEFAULTS.tile_size,
                          help=f"tile side in pixels or 'auto' (default: {DEFAULTS.tile_size})")
@@ -60,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          help="test-time augmentation (default: none)")
     predict.add_argument("--format", default=None, metavar="LIST",
                          help=f"comma list of {','.join(output_kinds())} (default: ome-zarr for zarr inputs and "
-                              "with --dask, else index,palette)")
+                              "with --dask, nifti for volumes, else index,palette)")
     predict.add_argument("--min-object-size", type=int, default=0, metavar="PX",
                          help="objects (instances, objects, geojson, gpkg) smaller than PX pixels are dropped "
                               "(default: 0)")
@@ -107,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.dask import dask_client
     from ..inference.options import TileOptions, int_or_auto
     from ..io.atomic import remove_stale_temporaries
+    from ..io.nifti import is_nifti
     from ..io.zarr_io import is_zarr
     from ..models import load_model
     from ..models.ensemble import as_model, checkpoint_paths
@@ -120,7 +122,11 @@ def run(args: argparse.Namespace) -> int:
     files = find_inputs(args.input)
     if not files:
         raise UnetsegError(f"--input {' '.join(args.input)}: no image files found")
-    default = "ome-zarr" if args.dask or all(is_zarr(f) for f in files) else "index,palette"
+    volumes = [f for f in files if is_nifti(f)]
+    if volumes and args.dask:
+        raise UnetsegError(f"--dask spreads images over workers; {volumes[0]} is a volume (run it without --dask)")
+    default = ("ome-zarr" if args.dask or all(is_zarr(f) for f in files)
+               else "nifti" if len(volumes) == len(files) else "index,palette")
     formats = comma_list("--format", args.format or default, output_kinds())
     check_formats(formats, dask=args.dask is not None)  # once, before any file
     shard = Shard.parse(args.shard) if args.shard else Shard.from_env()
@@ -166,13 +172,22 @@ def run(args: argparse.Namespace) -> int:
 
 def _predict_all(files: list[Path], model, shipped, stems: dict[Path, Path], formats: list[str], options, bands,
                  objects, client, args: argparse.Namespace, run_key: dict) -> int:
+    from ..inference.volume import spatial_dims
     from ..io.atomic import is_fatal
     from ..io.levels import input_level
+    from ..io.nifti import is_nifti
     from ..outputs import Done, predict_file, predict_file_dask
+    from ..outputs.volume import predict_volume_file
 
     failed = done = 0
     for path in tqdm(files, desc="images", unit="file", disable=len(files) < 2):
         try:
+            if is_nifti(path):
+                predict_volume_file(model, path, stems[path], formats, options=options, done=Done(path, run_key))
+                done += 1
+                continue
+            if spatial_dims(model) == 3:
+                raise UnetsegError(f"{path}: the checkpoint's model is 3D; it segments volumes (.nii, .nii.gz)")
             level = input_level(path, args.level, args.pixel_size, model.meta.pixel_size_um())
             finished = Done(path, run_key)
             if client is not None:

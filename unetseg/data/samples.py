@@ -15,7 +15,9 @@ Sources, derivations and licences: ``unetseg/data/samples/LICENSES.md`` (written
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -98,10 +100,11 @@ def _load_nuclei(split: str, seed: int, *, touching_border: bool = False, val_co
 
 
 def _load_brain(
-    split: str, seed: int, *, val_fraction: float = 0.2, val_start: float = 0.4, gap: int = 3
+    split: str, seed: int, *, val_fraction: float = 0.2, val_start: float = 0.4, gap: int = 3, volume: bool = False
 ) -> SampleSplit:
     """Val = a contiguous slab of ``round(val_fraction * S)`` slices starting at slice position
-    ``round(val_start * S)``; train = the rest minus ``gap`` slices on each side of the slab."""
+    ``round(val_start * S)``; train = the rest minus ``gap`` slices on each side of the slab. With ``volume``, the
+    same voxels as (Z, Y, X) volumes: the val slab, and the train slabs below and above it."""
     del seed  # the split is fixed so that train and val never trade slices
     data = load_npz("brain.npz")
     image, labels, z = data["image"], data["labels"], data["z"].astype(np.int64)
@@ -118,13 +121,61 @@ def _load_brain(
     else:
         keep = (pos < v0 - gap) | (pos >= v0 + n_val + gap)
     idx = np.nonzero(keep)[0]
+    if volume:
+        runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
+        runs = [r for r in runs if len(r)]
+        return SampleSplit(images=[image[r[0] : r[-1] + 1].copy() for r in runs],
+                           masks=[labels[r[0] : r[-1] + 1].copy() for r in runs], instances=None,
+                           classes=BRAIN_CLASSES, info={"z": [z[r] for r in runs], "spacing": (1.0, 1.0, 1.0)})
     return SampleSplit(
         images=[image[i].copy() for i in idx],
         masks=[labels[i].copy() for i in idx],
         instances=None,
-        classes=ClassTable(("background", "grey matter", "white matter"), ((0, 0, 0), (230, 159, 0), (86, 180, 233))),
+        classes=BRAIN_CLASSES,
         info={"z": z[idx]},
     )
+
+
+# MNI ICBM152 2009a symmetric template, 1 mm: 197 x 233 x 189 voxels, voxel (0, 0, 0) at (-98, -134, -72) mm RAS
+MNI_2009A_ORIGIN = (-98.0, -134.0, -72.0)
+BRAIN_CLASSES = ClassTable(("background", "grey matter", "white matter"), ((0, 0, 0), (230, 159, 0), (86, 180, 233)))
+
+
+@dataclass(frozen=True)
+class SampleVolume:
+    """A built-in volume: ``image`` and ``labels`` (Z, Y, X) uint8, ``spacing`` (z, y, x) in mm, ``affine`` the 4x4
+    voxel-to-world (RAS mm) matrix for nibabel's (x, y, z) voxel indices (:mod:`unetseg.io.nifti`), ``classes``."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    spacing: tuple[float, float, float]
+    affine: np.ndarray
+    classes: ClassTable
+
+    def to_nifti(self, image_path: str | os.PathLike, labels_path: str | os.PathLike | None = None) -> None:
+        """Write the image (and the labels) as NIfTI files with this volume's affine."""
+        from ..io.nifti import write_nifti
+
+        write_nifti(image_path, self.image, self.affine)
+        if labels_path is not None:
+            write_nifti(labels_path, self.labels, self.affine)
+
+
+def brain_volume() -> SampleVolume:
+    """The brain sample as the volume it was cut from: 143 contiguous axial slices (z, inferior to superior) of
+    208 x 176 voxels (y: anterior up, i.e. posterior as the row index grows; x: left to right, the template's +x) of
+    the MNI ICBM152 2009a T1 template at 1 mm, with its grey/white-matter labels and the template's world
+    coordinates (RAS mm)."""
+    data = load_npz("brain.npz")
+    z = data["z"].astype(np.int64)
+    if not (np.diff(z) == 1).all():
+        raise ValueError("brain.npz: the slices are not contiguous")
+    y0, y1, x0, _ = (int(v) for v in data["crop"])
+    ox, oy, oz = MNI_2009A_ORIGIN
+    # voxel (i, j, k) = (x, row, slice): x mm = ox + x0 + i, y mm = oy + (y1 - 1) - row (rows were flipped), z mm
+    affine = np.array([[1.0, 0, 0, ox + x0], [0, -1.0, 0, oy + y1 - 1], [0, 0, 1.0, oz + int(z[0])], [0, 0, 0, 1]])
+    return SampleVolume(np.ascontiguousarray(data["image"]), np.ascontiguousarray(data["labels"]), (1.0, 1.0, 1.0),
+                        affine, BRAIN_CLASSES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +205,8 @@ def load_sample(name: str, split: str = "train", *, seed: int = 0, **options: An
       ``round(val_fraction*143)`` slices starting at position ``round(val_start*143)``; train =
       the other slices except ``gap`` slices on each side of the slab. ``val_fraction`` [0.2],
       ``val_start`` [0.4], ``gap`` [3] -> 108 train / 29 val slices. ``info["z"]`` holds template
-      slice indices. ``seed`` is unused.
+      slice indices. ``volume`` [False]: the same split as (Z, Y, X) volumes (2 train slabs, 1 val slab) for 3D
+      models. ``seed`` is unused.
     * ``fashion-scenes``: :class:`FashionScenes` scenes; train and val use disjoint items (a
       fixed stratified 80/20 split of the 2,000 shipped items) and seed streams ``[seed, 0]`` /
       ``[seed, 1]``. ``size`` [256] (int or (h, w)), ``n_scenes`` [8 train / 4 val],

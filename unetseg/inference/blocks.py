@@ -84,7 +84,7 @@ def block_input(image: Any, grid: TileGrid, block: tuple[AxisBlock, AxisBlock], 
     """The block's input window (mirrored as in one process) and the grid of its tiles over that window."""
     rb, cb = block
     window = gather_window(image, rb.window(grid.rows), cb.window(grid.cols), pad_mode)
-    return window, TileGrid(rb.sub_plan(grid.rows), cb.sub_plan(grid.cols))
+    return window, TileGrid((rb.sub_plan(grid.rows), cb.sub_plan(grid.cols)))
 
 
 def crop_block(result: np.ndarray, block: tuple[AxisBlock, AxisBlock]) -> np.ndarray:

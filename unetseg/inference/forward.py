@@ -75,6 +75,7 @@ class Views:
     model: nn.Module
     spread: bool = False
     entropy_channel: bool = False
+    dims: int = 2
 
     @classmethod
     def of(cls, model: nn.Module, output: str, transforms: int) -> Views:
@@ -100,6 +101,7 @@ class ForwardSpec:
         spread: append the views' mean entropy as one more channel of the probabilities (the uncertainty output).
         entropy_channel: the model returns its members' mean entropy as an extra last channel (an ensemble's
             :meth:`~unetseg.models.ensemble.Ensemble.with_expected_entropy`).
+        dims: spatial axes of a tile: 2 (N x H x W x C raw tiles) or 3 (N x D x H x W x C).
     """
 
     dtype: np.dtype
@@ -111,6 +113,7 @@ class ForwardSpec:
     tta: str | None = None
     spread: bool = False
     entropy_channel: bool = False
+    dims: int = 2
 
     @classmethod
     def of(cls, normalization: Normalization, image_dtype: Any, travel: np.dtype, channels: int, **rest: Any
@@ -122,7 +125,7 @@ class ForwardSpec:
 
     @property
     def views(self) -> int:
-        return len(tta_transforms(self.tta))
+        return len(tta_transforms(self.tta, self.dims))
 
     @property
     def plain(self) -> bool:
@@ -146,15 +149,16 @@ Started = Callable[[], TileOutput]
 
 
 def normalise(tiles: torch.Tensor, spec: ForwardSpec, invalid: torch.Tensor | None) -> torch.Tensor:
-    """N x H x W x C raw tiles -> N x C x H x W float32 (channels_last memory), invalid pixels 0: the host's
-    :meth:`~unetseg.data.normalization.Normalization.apply` arithmetic, bit for bit."""
+    """N x H x W x C raw tiles -> N x C x H x W float32 (channels_last memory; N x D x H x W x C -> N x C x D x H x W
+    alike), invalid pixels 0: the host's :meth:`~unetseg.data.normalization.Normalization.apply` arithmetic, bit
+    for bit."""
     mean = torch.tensor(spec.mean, dtype=torch.float32, device=tiles.device)
     inv = torch.tensor(spec.inv, dtype=torch.float32, device=tiles.device)
     x = tiles.to(torch.float32)
     x = (x - mean) * inv  # two roundings, as numpy's in-place subtract and multiply (no fused multiply-add)
     if invalid is not None:
         x = x.masked_fill(invalid[..., None], 0.0)
-    return x.permute(0, 3, 1, 2)
+    return x.movedim(-1, 1)
 
 
 class TileForward:
@@ -170,7 +174,7 @@ class TileForward:
 
     def __init__(self, engine: Engine, spec: ForwardSpec) -> None:
         self.engine, self.spec = engine, spec
-        self.transforms: list[Transform] = tta_transforms(spec.tta)
+        self.transforms: list[Transform] = tta_transforms(spec.tta, spec.dims)
         fused = getattr(engine, "fused", None)
         self._fused: Callable[[torch.Tensor, torch.Tensor | None], Started] | None = (
             fused(spec) if fused is not None and spec.plain else None)

@@ -28,7 +28,8 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
-def _direct_pairs(model: nn.Module, x: torch.Tensor, first: type, second: type) -> list[tuple[str, str]]:
+def _direct_pairs(model: nn.Module, x: torch.Tensor, first: type | tuple[type, ...],
+                  second: type | tuple[type, ...]) -> list[tuple[str, str]]:
     """(first name, second name) pairs where, in one probe forward, the ``second`` module's input *is* the
     ``first`` module's output (an ``nn.Identity`` in between passes the same tensor on)."""
     names = {m: n for n, m in model.named_modules()}
@@ -86,15 +87,16 @@ def _rewrite(model: nn.Module, x: torch.Tensor, pairs: list[tuple[str, str]],
 
 
 def fold_batchnorm(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """``model`` with every eval-mode BatchNorm2d that directly follows a float32 Conv2d folded into it (a copy;
-    ``model`` itself if none folds). ``x``: a probe input the model accepts (N x C x H x W)."""
+    """``model`` with every eval-mode BatchNorm2d/3d that directly follows a float32 Conv2d/3d folded into it (a
+    copy; ``model`` itself if none folds). ``x``: a probe input the model accepts (N x C x H x W, or N x C x D x H x
+    W)."""
 
     def fold(conv: nn.Module, bn: nn.Module) -> nn.Module | None:
         if conv.weight.dtype != torch.float32 or not bn.track_running_stats or bn.running_mean is None:
             return None
         return fuse_conv_bn_eval(conv, bn)
 
-    return _rewrite(model, x, _direct_pairs(model, x, nn.Conv2d, nn.BatchNorm2d), fold)
+    return _rewrite(model, x, _direct_pairs(model, x, (nn.Conv2d, nn.Conv3d), (nn.BatchNorm2d, nn.BatchNorm3d)), fold)
 
 
 def fused_relu_available() -> bool:

@@ -22,7 +22,8 @@ from ..models.geometry import Geometry
 from ..models.precision import Precision
 from .fusion import fold_batchnorm, fuse_conv_relu
 
-NORM_LAYERS = (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d, nn.LayerNorm, nn.SyncBatchNorm)
+NORM_LAYERS = (nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LayerNorm,
+               nn.SyncBatchNorm)
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -31,9 +32,9 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def _probe_input(model: nn.Module, device: torch.device) -> torch.Tensor | None:
-    """A small input the model accepts (1 x C x n x n), or None when the input channels are unknown or the model
-    has no layer to rewrite (an exported graph behind the model contract)."""
-    if not any(isinstance(m, (nn.Conv2d, *NORM_LAYERS)) for m in model.modules()):
+    """A small input the model accepts (1 x C x n x n; 1 x C x d x h x w for a 3D model), or None when the input
+    channels are unknown or the model has no layer to rewrite (an exported graph behind the model contract)."""
+    if not any(isinstance(m, (nn.Conv2d, nn.Conv3d, *NORM_LAYERS)) for m in model.modules()):
         return None
     if isinstance(model, SegmentationModel):
         channels = model.in_channels
@@ -42,9 +43,13 @@ def _probe_input(model: nn.Module, device: torch.device) -> torch.Tensor | None:
         if first is None:
             return None
         channels = first.in_channels
-    geometry = Geometry.of(model)
-    side = geometry.smallest_valid_at_least(2 * geometry.margin + 2 * geometry.stride)
-    return torch.randn(1, channels, side, side, generator=torch.Generator().manual_seed(0)).to(device)
+    sides = [g.smallest_valid_at_least(2 * g.margin + 2 * g.stride) for g in Geometry.axes(model)]
+    return torch.randn(1, channels, *sides, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def memory_format(model: nn.Module) -> torch.memory_format:
+    """The channels-last memory format of ``model``'s inputs: NHWC for 2D models, NDHWC for 3D ones."""
+    return torch.channels_last_3d if getattr(model, "spatial_dims", 2) == 3 else torch.channels_last
 
 
 def has_normalization(model: nn.Module) -> bool:
@@ -71,16 +76,15 @@ class InferenceGraph:
         probe = _probe_input(net, device)
         if probe is not None:
             net = fold_batchnorm(net, probe)
-        if precision.channels_last:
-            net = net.to(memory_format=torch.channels_last)
+        self.format = memory_format(model) if precision.channels_last else torch.contiguous_format
+        net = net.to(memory_format=self.format)
         self.fp32 = net
         # Pre-cast weights when no normalisation layer is left (their statistics want fp32, which autocast keeps).
         self.cast = precision.dtype is not None and not has_normalization(net)
         self.net = copy.deepcopy(net).to(precision.dtype) if self.cast else net
         if device.type == "cpu" and not compile and probe is not None:  # inductor fuses on its own
             dtype = precision.dtype if self.cast else torch.float32
-            fmt = torch.channels_last if precision.channels_last else torch.contiguous_format
-            self.net = fuse_conv_relu(self.net, probe.to(dtype).contiguous(memory_format=fmt))
+            self.net = fuse_conv_relu(self.net, probe.to(dtype).contiguous(memory_format=self.format))
         self.compiled = False
         self._run: Callable[[torch.Tensor], torch.Tensor] = self.net
         if compile:
@@ -94,8 +98,7 @@ class InferenceGraph:
             return self._run(x)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.precision.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=self.format)
         try:
             logits = self._forward(x)
         except Exception as err:  # noqa: BLE001  any compiler failure (no C++ compiler, unsupported op, ...)

@@ -70,33 +70,56 @@ def plan_axis(length: int, tile: int, geometry: Geometry, halo: int) -> AxisPlan
 
 @dataclass(frozen=True)
 class TileGrid:
-    """Row and column plans of an image; tiles are batched in row-major order."""
+    """The axis plans of an image (rows, columns) or a volume (slices, rows, columns); tiles are batched in C order
+    (the last axis fastest), so finished bands (2D) or slabs (3D) follow one another along the first axis."""
 
-    rows: AxisPlan
-    cols: AxisPlan
+    axes: tuple[AxisPlan, ...]
 
     @classmethod
-    def build(cls, shape: tuple[int, int], tile: int | tuple[int, int], geometry: Geometry,
-              halo: int | str = "auto") -> "TileGrid":
-        th, tw = (tile, tile) if isinstance(tile, int) else tile
-        h = geometry.halo_for(halo)
-        return cls(plan_axis(shape[0], th, geometry, h), plan_axis(shape[1], tw, geometry, h))
+    def build(cls, shape: tuple[int, ...], tile: int | tuple[int, ...], geometry: Geometry | tuple[Geometry, ...],
+              halo: int | str = "auto") -> TileGrid:
+        """The grid of an image of ``shape`` (its spatial axes) at ``tile`` (one size, or one per axis), for a
+        model of ``geometry`` (one for every axis, or one per axis: :meth:`Geometry.axes`)."""
+        dims = len(shape)
+        tiles = (tile,) * dims if isinstance(tile, int) else tuple(tile)
+        geometries = (geometry,) * dims if isinstance(geometry, Geometry) else tuple(geometry)
+        return cls(tuple(plan_axis(n, t, g, g.halo_for(halo))
+                         for n, t, g in zip(shape, tiles, geometries, strict=True)))
 
     @property
-    def tile_shape(self) -> tuple[int, int]:
-        return self.rows.tile, self.cols.tile
+    def rows(self) -> AxisPlan:
+        return self.axes[-2]
+
+    @property
+    def cols(self) -> AxisPlan:
+        return self.axes[-1]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The image's spatial shape."""
+        return tuple(a.length for a in self.axes)
+
+    @property
+    def tile_shape(self) -> tuple[int, ...]:
+        return tuple(a.tile for a in self.axes)
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        return tuple(a.count for a in self.axes)
 
     @property
     def num_tiles(self) -> int:
-        return self.rows.count * self.cols.count
+        return math.prod(self.counts)
 
     @property
     def halo(self) -> int:
-        return self.rows.offset
+        """The in-plane halo (px per side) of same-padding tiles; 0 for valid padding."""
+        return self.cols.offset
 
 
-def input_pixels(shape: tuple[int, int], tile: int, geometry: Geometry, halo: int | str = "auto") -> int:
+def input_pixels(shape: tuple[int, ...], tile: int, geometry: Geometry | tuple[Geometry, ...],
+                 halo: int | str = "auto") -> int:
     """Input pixels overlap-tile prediction computes over an image of ``shape``: its tiles, with their context,
     at ``tile`` px tiles and ``halo`` (what a prediction costs, for time budgets)."""
     grid = TileGrid.build(shape, tile, geometry, halo)
-    return grid.num_tiles * grid.tile_shape[0] * grid.tile_shape[1]
+    return grid.num_tiles * math.prod(grid.tile_shape)

@@ -52,28 +52,37 @@ def source_indices(start: int, stop: int, n: int, mode: str = "reflect") -> np.n
 
 @dataclass(frozen=True)
 class WindowRead:
-    """A window of the border-extrapolated image as one read of the source plus the index maps that extrapolate it.
+    """A window of the border-extrapolated image (or volume) as one read of the source plus the index maps that
+    extrapolate it.
 
     Attributes:
-        block: ``source[r0:r1, c0:c1]``, the bounding box of the source pixels the window shows (its own dtype).
-        rows, cols: per window row/column, the block row/column it shows (int64), or None where the window shows
-            the block's rows/columns as they are; -1 marks a zero row/column (``mode="constant"``).
+        block: the bounding box of the source pixels the window shows (``source[r0:r1, c0:c1]``; for a volume
+            ``source[z0:z1, r0:r1, c0:c1]``), in its own dtype.
+        index: per spatial axis, the block position each window position shows (int64), or None where the window
+            shows the block's positions as they are; -1 marks a zero plane (``mode="constant"``).
     """
 
     block: np.ndarray
-    rows: np.ndarray | None
-    cols: np.ndarray | None
+    index: tuple[np.ndarray | None, ...]
+
+    @property
+    def rows(self) -> np.ndarray | None:
+        return self.index[-2]
+
+    @property
+    def cols(self) -> np.ndarray | None:
+        return self.index[-1]
 
     def numpy(self) -> np.ndarray:
-        """The window as a C-contiguous numpy array (rows, cols[, C]) of the block's dtype."""
+        """The window as a C-contiguous numpy array (*spatial[, C]) of the block's dtype."""
         out = self.block
         # np.take per axis keeps C order (chained fancy indexing leaves a transposed layout that slows every later
         # copy and the model 1.5x) and skips an axis that needs no mirroring, so a wide band is copied once.
-        for axis, index in enumerate((self.rows, self.cols)):
+        for axis, index in enumerate(self.index):
             if index is not None:
                 out = np.take(out, np.clip(index, 0, None), axis=axis)
         out = np.ascontiguousarray(out)  # no copy unless it is still a strided view of the source
-        for axis, index in enumerate((self.rows, self.cols)):
+        for axis, index in enumerate(self.index):
             if index is not None and (index < 0).any():
                 out[(slice(None),) * axis + (index < 0,)] = 0
         return out
@@ -82,7 +91,7 @@ class WindowRead:
         """The window from ``block`` (this read's block as a tensor, on any device): the same values as
         :meth:`numpy`, extrapolated where the tensor lives."""
         out = block
-        for axis, index in enumerate((self.rows, self.cols)):
+        for axis, index in enumerate(self.index):
             if index is not None:
                 at = torch.from_numpy(index).to(block.device, non_blocking=True)
                 out = out.index_select(axis, at.clamp_min(0))
@@ -93,31 +102,36 @@ class WindowRead:
 
 
 def read_window(source: Any, rows: tuple[int, int], cols: tuple[int, int], mode: str = "reflect") -> WindowRead:
-    """One read of ``source`` for the window ``[rows) x [cols)`` of the border-extrapolated image.
+    """One read of ``source`` (HxW or HxWxC, numpy or lazy) for the window ``[rows) x [cols)`` of the
+    border-extrapolated image: :func:`read_box` in 2D."""
+    return read_box(source, (rows, cols), mode)
+
+
+def read_box(source: Any, box: tuple[tuple[int, int], ...], mode: str = "reflect") -> WindowRead:
+    """One read of ``source`` for the window ``box`` (one half-open ``(start, stop)`` per spatial axis) of the
+    border-extrapolated image or volume.
 
     Args:
-        source: HxW or HxWxC array, numpy or lazy (anything with ``.shape`` and numpy slicing).
-        rows, cols: half-open window bounds in image coordinates; may be negative or past the end.
+        source: array of ``len(box)`` spatial axes and optionally a trailing channel axis (HxW[xC], DxHxW[xC]),
+            numpy or lazy (anything with ``.shape`` and numpy slicing: zarr, a memory-mapped NIfTI).
+        box: window bounds in source coordinates; may be negative or past the end.
         mode: one of PAD_MODES (see :func:`source_indices`).
 
     Exactly one bounding-box read hits ``source``; the extrapolation is left to :meth:`WindowRead.numpy` (the
     host) or :meth:`WindowRead.tensor` (the device the tiles run on).
     """
-    height, width = int(source.shape[0]), int(source.shape[1])
-    ri = source_indices(rows[0], rows[1], height, mode)
-    ci = source_indices(cols[0], cols[1], width, mode)
-    r_ok, c_ok = ri >= 0, ci >= 0
-    if not r_ok.any() or not c_ok.any():  # window entirely outside (constant mode only)
-        block = np.zeros((1, 1, *tuple(source.shape[2:])), dtype=source.dtype)
-        return WindowRead(block, np.full(len(ri), -1, np.int64), np.full(len(ci), -1, np.int64))
-    r0, r1 = int(ri[r_ok].min()), int(ri.max()) + 1
-    c0, c1 = int(ci[c_ok].min()), int(ci.max()) + 1
-    block = np.asarray(source[r0:r1, c0:c1])
-    return WindowRead(block, _relative(ri, r0), _relative(ci, c0))
+    idx = [source_indices(a, b, int(n), mode) for (a, b), n in zip(box, source.shape, strict=False)]
+    ok = [i >= 0 for i in idx]
+    if not all(o.any() for o in ok):  # window entirely outside (constant mode only)
+        block = np.zeros((1,) * len(box) + tuple(source.shape[len(box):]), dtype=source.dtype)
+        return WindowRead(block, tuple(np.full(len(i), -1, np.int64) for i in idx))
+    starts = [int(i[o].min()) for i, o in zip(idx, ok, strict=True)]
+    block = np.asarray(source[tuple(slice(a, int(i.max()) + 1) for a, i in zip(starts, idx, strict=True))])
+    return WindowRead(block, tuple(_relative(i, a) for i, a in zip(idx, starts, strict=True)))
 
 
 def _relative(index: np.ndarray, start: int) -> np.ndarray | None:
-    """``index`` relative to the block's first row/column (-1 kept), or None when it is the identity."""
+    """``index`` relative to the block's first position (-1 kept), or None when it is the identity."""
     rel = np.where(index >= 0, index - start, -1)
     if rel[0] == 0 and (np.diff(rel) == 1).all():
         return None

@@ -107,15 +107,7 @@ def plan_tiles(model: nn.Module, image: Any, options: TileOptions = DEFAULTS) ->
     height, width = int(image.shape[0]), int(image.shape[1])
     if height < 1 or width < 1:
         raise UnetsegError(f"image is empty: shape {tuple(image.shape)}")
-    norm = options.normalization or (model.normalization if known else None) or Normalization()
-    if len(norm.mean) not in (1, channels):
-        raise UnetsegError(f"normalization has {len(norm.mean)} channel statistics but the image has {channels} channels")
-
-    invalid = invalid_rule(model, image, options.nodata)
-    label = options.nodata_label
-    if known and invalid is not None:
-        label = resolve_nodata_label(model.num_classes, label)  # refuse a colliding label before any work
-    device = torch.device(options.device) if options.device is not None else model_device(model)
+    norm, invalid, label, device = input_settings(model, image, options, channels)
     precision = resolve_precision(options.amp, device)
     geometry = Geometry.of(model)
     batch = auto_batch_size(device) if options.batch_size == "auto" else options.batch_size
@@ -139,6 +131,24 @@ def plan_tiles(model: nn.Module, image: Any, options: TileOptions = DEFAULTS) ->
             image, grid.tile_shape, norm, options.pad_mode, invalid))
     return TilePlan(grid, batch, options.blend, options.pad_mode, options.tta, options.output, precision, device,
                     norm, compile, invalid, label, spec, engine_name, quantized)
+
+
+def input_settings(model: nn.Module, image: Any, options: TileOptions, channels: int, what: str = "image"
+                   ) -> tuple[Normalization, InvalidRule | None, int | None, torch.device]:
+    """What the input needs, checked against the model before any work: the normalisation (the option, else the
+    checkpoint's, else by dtype), the invalid-pixel rule, the label of invalid pixels (a colliding one refused)
+    and the device."""
+    known = isinstance(model, SegmentationModel)
+    norm = options.normalization or (model.normalization if known else None) or Normalization()
+    if len(norm.mean) not in (1, channels):
+        raise UnetsegError(f"normalization has {len(norm.mean)} channel statistics but the {what} has {channels} "
+                           "channels")
+    invalid = invalid_rule(model, image, options.nodata)
+    label = options.nodata_label
+    if known and invalid is not None:
+        label = resolve_nodata_label(model.num_classes, label)
+    device = torch.device(options.device) if options.device is not None else model_device(model)
+    return norm, invalid, label, device
 
 
 def deployed_options(model: nn.Module, options: TileOptions) -> TileOptions:

@@ -29,6 +29,7 @@ from .options import DEFAULTS, TileOptions
 from .plan import TilePlan, plan_tiles
 from .result import TiledResult
 from .splitter import prefetch, tile_batches
+from .volume import plan_volume, run_volume, spatial_dims
 
 D = DEFAULTS
 
@@ -143,6 +144,8 @@ def tiled(model: nn.Module | Sequence[nn.Module], image: Any, options: TileOptio
 
     A result whose image held no valid pixel is returned as it is (:meth:`TiledResult.check_valid` raises)."""
     model = as_model(model)
+    if spatial_dims(model) == 3:
+        return run_volume(model, image, plan_volume(model, image, options), out=out, progress=progress)
     return run_tiles(model, image, plan_tiles(model, image, options), out=out, progress=progress)
 
 

@@ -17,18 +17,19 @@ def check_tta(tta: str | None) -> None:
         raise UnetsegError(f"tta={tta!r} is not one of None, 'flips', 'd4'")
 
 
-def tta_transforms(tta: str | None) -> list[Transform]:
-    """(forward, inverse) pairs on NCHW tensors: identity; + 3 flips ("flips"); + the 8 of the dihedral group ("d4")."""
+def tta_transforms(tta: str | None, dims: int = 2) -> list[Transform]:
+    """(forward, inverse) pairs on NCHW tensors (``dims=3``: NCDHW): identity; "flips": + every combination of axis
+    flips (3 in 2D, 7 in 3D); "d4": the 8 of the dihedral group of the (H, W) plane."""
     def flip(dims: tuple[int, ...]) -> Transform:
         return (lambda x: torch.flip(x, dims)), (lambda y: torch.flip(y, dims))
 
     def rot(k: int, flip_w: bool) -> Transform:
         def forward(x: torch.Tensor) -> torch.Tensor:
-            return torch.rot90(torch.flip(x, (3,)) if flip_w else x, k, (2, 3))
+            return torch.rot90(torch.flip(x, (-1,)) if flip_w else x, k, (-2, -1))
 
         def inverse(y: torch.Tensor) -> torch.Tensor:
-            y = torch.rot90(y, -k, (2, 3))
-            return torch.flip(y, (3,)) if flip_w else y
+            y = torch.rot90(y, -k, (-2, -1))
+            return torch.flip(y, (-1,)) if flip_w else y
         return forward, inverse
 
     check_tta(tta)
@@ -36,5 +37,7 @@ def tta_transforms(tta: str | None) -> list[Transform]:
     if tta is None:
         return [identity]
     if tta == "flips":
-        return [identity, flip((3,)), flip((2,)), flip((2, 3))]
+        axes = [-a for a in range(1, dims + 1)]  # W, H (, D)
+        subsets = [tuple(a for bit, a in enumerate(axes) if mask >> bit & 1) for mask in range(1, 2**dims)]
+        return [identity, *(flip(s) for s in subsets)]
     return [rot(k, f) for f in (False, True) for k in range(4)]

@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import UnetsegError
 from .images import is_image_file, is_tiff, read_image
 from .levels import MissingLevel
+from .nifti import is_nifti
 from .slide import is_slide, open_slide
 from .tiff import open_tiff
 from .zarr_io import is_zarr, open_zarr
@@ -80,7 +81,7 @@ def find_images(inputs: Sequence[str | os.PathLike],
         p = Path(item)
         if p.is_dir() and not is_zarr(p):
             files = sorted(f for f in p.iterdir() if not f.name.startswith(".")
-                           and (is_image_file(f) or is_zarr(f) or is_slide(f)))
+                           and (is_image_file(f) or is_zarr(f) or is_slide(f) or is_nifti(f)))
             found += files if skip is None else skip(files)
         else:
             found.append(p)

@@ -1,10 +1,12 @@
 """The plain convolutional encoder-decoder without skip connections: the baseline for the U-Net."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-from .blocks import DoubleConv, EncoderDecoder, up_layer
+from .blocks import DROPOUT, POOL, DoubleConv, EncoderDecoder, up_layer
 from .registry import register_model
 
 
@@ -13,7 +15,8 @@ class ConvAutoencoder(EncoderDecoder):
     """U-Net's encoder and decoder with the skip connections removed (same arguments and geometry).
 
     Each decoder level sees only the upsampled coarse map, so fine detail lost by pooling cannot come
-    back: that is what the U-Net's skips buy. Output NCHW logits with ``num_classes`` channels.
+    back: that is what the U-Net's skips buy. Output N,num_classes,*spatial logits; ``spatial_dims=3`` (and
+    ``pooling``/``kernels``) as for :class:`~unetseg.models.unet.UNet`.
     """
 
     registry_name = "autoencoder"
@@ -28,23 +31,29 @@ class ConvAutoencoder(EncoderDecoder):
         up_mode: str = "transpose",
         norm: str = "batch",
         dropout: float = 0.0,
+        spatial_dims: int = 2,
+        pooling: Sequence[Sequence[int]] | None = None,
+        kernels: Sequence[Sequence[int]] | None = None,
     ) -> None:
-        super().__init__(in_channels, num_classes, base_channels, depth, padding, up_mode, norm, dropout)
-        widths = self.widths
+        super().__init__(in_channels, num_classes, base_channels, depth, padding, up_mode, norm, dropout,
+                         spatial_dims, pooling, kernels)
+        widths, dims, pools, sizes = self.widths, spatial_dims, self.level_pools, self.level_kernels
         encoder: list[nn.Module] = []
         c_in = in_channels
-        for width in widths[:-1]:
-            encoder += [DoubleConv(c_in, width, padding, norm), nn.MaxPool2d(2)]
+        for width, pool, kernel in zip(widths[:-1], pools, sizes[:-1], strict=True):
+            encoder += [DoubleConv(c_in, width, padding, norm, dims, kernel), POOL[dims](pool)]
             c_in = width
-        encoder += [DoubleConv(widths[-2], widths[-1], padding, norm)]
+        encoder += [DoubleConv(widths[-2], widths[-1], padding, norm, dims, sizes[-1])]
         if dropout > 0:
-            encoder.append(nn.Dropout2d(dropout))
+            encoder.append(DROPOUT[dims](dropout))
         self.encoder = nn.Sequential(*encoder)
         decoder: list[nn.Module] = []
-        for width in reversed(widths[:-1]):
-            decoder += [up_layer(up_mode, 2 * width, width), DoubleConv(width, width, padding, norm)]
+        for level in reversed(range(depth)):
+            width = widths[level]
+            decoder += [up_layer(up_mode, 2 * width, width, pools[level]),
+                        DoubleConv(width, width, padding, norm, dims, sizes[level])]
         self.decoder = nn.Sequential(*decoder)
-        self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+        self.head = (nn.Conv2d if dims == 2 else nn.Conv3d)(widths[0], num_classes, kernel_size=1)
 
     def encoder_modules(self) -> list[nn.Module]:
         return [self.encoder]

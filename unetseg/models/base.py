@@ -30,6 +30,7 @@ class SegmentationModel(nn.Module):
 
     registry_name: str = ""
     size_rule: SizeRule
+    spatial_dims: int = 2  # 2: NCHW images; 3: NCDHW volumes
     in_channels: int
     num_classes: int
 
@@ -72,6 +73,12 @@ class SegmentationModel(nn.Module):
         """The accepted input side length nearest to ``n``."""
         return self.size_rule.valid_input_size(n)
 
+    @property
+    def axis_rules(self) -> tuple[SizeRule, ...]:
+        """The size rule of each spatial axis (H, W; or D, H, W); one shared rule unless the model has
+        per-axis pooling (``size_rules``)."""
+        return getattr(self, "size_rules", (self.size_rule,) * self.spatial_dims)
+
     def encoder_modules(self) -> list[nn.Module]:
         """The modules of the contracting path (what ``train.freeze_encoder_epochs`` holds still)."""
         return []
@@ -80,12 +87,12 @@ class SegmentationModel(nn.Module):
         """Raise a ValueError naming the nearest valid sizes instead of a shape error deep in torch."""
         if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
             return
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
-        self.size_rule.check(int(x.shape[-2]), "input height")
-        self.size_rule.check(int(x.shape[-1]), "input width")
+        axes = ("depth", "height", "width")[-self.spatial_dims:]
+        if x.ndim != 2 + self.spatial_dims or x.shape[1] != self.in_channels:
+            names = ", ".join(a[0].upper() for a in axes)
+            raise ValueError(f"expected input of shape (N, {self.in_channels}, {names}), got {tuple(x.shape)}")
+        for axis, (rule, name) in enumerate(zip(self.axis_rules, axes, strict=True)):
+            rule.check(int(x.shape[2 + axis]), f"input {name}")
 
     # -- what the checkpoint records ------------------------------------------------------------------
 

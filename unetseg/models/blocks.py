@@ -1,11 +1,20 @@
-"""Building blocks shared by the U-Net and the autoencoder baseline."""
+"""Building blocks shared by the U-Net and the autoencoder baseline, in 2D or 3D (``dims``)."""
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from .base import SegmentationModel
 from .sizes import PADDINGS, SizeRule
+
+SPATIAL_DIMS = (2, 3)
+CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+CONV_T = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
+BATCH_NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+DROPOUT = {2: nn.Dropout2d, 3: nn.Dropout3d}
 
 NORMS = ("batch", "group", "none")
 UP_MODES = ("transpose", "bilinear")
@@ -16,9 +25,9 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name}={value!r} is not one of {choices}")
 
 
-def norm_layer(kind: str, channels: int) -> nn.Module:
+def norm_layer(kind: str, channels: int, dims: int = 2) -> nn.Module:
     if kind == "batch":
-        return nn.BatchNorm2d(channels)
+        return BATCH_NORM[dims](channels)
     if kind == "group":
         groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
         return nn.GroupNorm(groups, channels)
@@ -28,63 +37,106 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
 
 
 class DoubleConv(nn.Sequential):
-    """(3x3 conv -> norm -> ReLU) x 2; unpadded for padding="valid" (each conv trims 1 px per side)."""
+    """(3x3 conv -> norm -> ReLU) x 2 (3x3x3 in 3D; ``kernel`` per axis, 1 or 3); unpadded for padding="valid"
+    (each conv trims 1 px per side along the axes of kernel 3)."""
 
-    def __init__(self, in_channels: int, out_channels: int, padding: str, norm: str) -> None:
-        pad = 1 if padding == "same" else 0
+    def __init__(self, in_channels: int, out_channels: int, padding: str, norm: str, dims: int = 2,
+                 kernel: Sequence[int] | None = None) -> None:
+        kernel = tuple(kernel) if kernel is not None else (3,) * dims
+        pad = tuple(k // 2 for k in kernel) if padding == "same" else 0
         layers: list[nn.Module] = []
         for c_in in (in_channels, out_channels):
             layers += [
-                nn.Conv2d(c_in, out_channels, 3, padding=pad, bias=norm == "none"),
-                norm_layer(norm, out_channels),
+                CONV[dims](c_in, out_channels, kernel, padding=pad, bias=norm == "none"),
+                norm_layer(norm, out_channels, dims),
                 nn.ReLU(inplace=True),
             ]
         super().__init__(*layers)
 
 
-def up_layer(mode: str, in_channels: int, out_channels: int) -> nn.Module:
-    """2x upsampling: the paper's 2x2 up-convolution, or bilinear upsampling + 1x1 conv (no checkerboard)."""
+def up_layer(mode: str, in_channels: int, out_channels: int, factor: Sequence[int] | None = None) -> nn.Module:
+    """Upsampling by ``factor`` per axis (default 2x2): the paper's up-convolution, or (bi/tri)linear
+    upsampling + 1x1 conv (no checkerboard)."""
+    factor = tuple(factor) if factor is not None else (2, 2)
+    dims = len(factor)
     if mode == "transpose":
-        return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
+        return CONV_T[dims](in_channels, out_channels, kernel_size=factor, stride=factor)
     if mode == "bilinear":
         return nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-            nn.Conv2d(in_channels, out_channels, kernel_size=1),
+            nn.Upsample(scale_factor=tuple(float(f) for f in factor), mode="bilinear" if dims == 2 else "trilinear",
+                        align_corners=False),
+            CONV[dims](in_channels, out_channels, kernel_size=1),
         )
     raise ValueError(f"up_mode={mode!r} is not one of {UP_MODES}")
 
 
-def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Crop the centre ``height`` x ``width`` window of an NCHW tensor (the paper's crop-and-copy)."""
-    top = (x.shape[-2] - height) // 2
-    left = (x.shape[-1] - width) // 2
-    return x[..., top : top + height, left : left + width]
+def center_crop(x: torch.Tensor, *size: int) -> torch.Tensor:
+    """Crop the centre window of ``size`` (one per spatial axis: H, W or D, H, W) of an NC... tensor (the paper's
+    crop-and-copy)."""
+    starts = [(x.shape[-len(size) + i] - n) // 2 for i, n in enumerate(size)]
+    return x[(..., *(slice(a, a + n) for a, n in zip(starts, size, strict=True)))]
 
 
 class EncoderDecoder(SegmentationModel):
     """What the U-Net and the no-skip autoencoder share: argument checks, config, geometry, level widths.
 
-    Subclasses build their layers from ``self.widths`` (``base_channels * 2**level`` for levels 0..depth).
+    Subclasses build their layers from ``self.widths`` (``base_channels * 2**level`` for levels 0..depth),
+    ``self.level_pools`` (per level, the pooling factor per axis) and ``self.level_kernels`` (per level and the
+    bottleneck, the kernel size per axis).
     """
 
     def __init__(self, in_channels: int, num_classes: int, base_channels: int, depth: int, padding: str,
-                 up_mode: str, norm: str, dropout: float) -> None:
+                 up_mode: str, norm: str, dropout: float, spatial_dims: int = 2,
+                 pooling: Sequence[Sequence[int]] | None = None,
+                 kernels: Sequence[Sequence[int]] | None = None) -> None:
         super().__init__()
         check_choice("padding", padding, PADDINGS)
         check_choice("up_mode", up_mode, UP_MODES)
         check_choice("norm", norm, NORMS)
+        if spatial_dims not in SPATIAL_DIMS:
+            raise ValueError(f"spatial_dims={spatial_dims!r} is not one of {SPATIAL_DIMS}")
         if depth < 1 or base_channels < 1 or in_channels < 1 or num_classes < 1:
             raise ValueError("depth, base_channels, in_channels and num_classes must all be >= 1")
+        pools = _per_level("pooling", pooling, depth, spatial_dims, 2)
+        sizes = _per_level("kernels", kernels, depth + 1, spatial_dims, 3)
         self._config_kwargs = dict(
             in_channels=in_channels, num_classes=num_classes, base_channels=base_channels, depth=depth,
             padding=padding, up_mode=up_mode, norm=norm, dropout=dropout,
         )
-        self.in_channels, self.num_classes = in_channels, num_classes
-        self.size_rule = SizeRule(depth=depth, padding=padding)
+        if spatial_dims != 2 or pooling is not None or kernels is not None:  # 2D checkpoints keep their old config
+            self._config_kwargs.update(spatial_dims=spatial_dims, pooling=[list(p) for p in pools],
+                                       kernels=[list(k) for k in sizes])
+        self.in_channels, self.num_classes, self.spatial_dims = in_channels, num_classes, spatial_dims
+        self.level_pools, self.level_kernels = pools, sizes
+        try:
+            self.size_rules = tuple(
+                SizeRule(depth=depth, padding=padding, pools=tuple(p[axis] for p in pools),
+                         kernels=tuple(k[axis] for k in sizes)) for axis in range(spatial_dims))
+        except ValueError as err:
+            raise ValueError(f"pooling={pooling}, kernels={kernels}: {err}") from None
+        self.size_rule = self.size_rules[-1]
         self.widths = [base_channels * 2**level for level in range(depth + 1)]
 
     @property
     def field_radius(self) -> int:
-        """The receptive-field radius: that of the same network with unpadded convolutions (its margin)."""
-        rule = self.size_rule
-        return SizeRule(rule.depth, "valid", rule.convs_per_level).margin
+        """The receptive-field radius along the last axis: that of the same network with unpadded convolutions
+        (its margin); :meth:`field_radii` gives every axis's."""
+        return self.field_radii[-1]
+
+    @property
+    def field_radii(self) -> tuple[int, ...]:
+        """The receptive-field radius per spatial axis."""
+        return tuple(SizeRule(r.depth, "valid", r.convs_per_level, r.pools, r.kernels).margin
+                     for r in self.size_rules)
+
+
+def _per_level(name: str, value: Sequence[Sequence[int]] | None, levels: int, dims: int,
+               default: int) -> tuple[tuple[int, ...], ...]:
+    """``value`` as ``levels`` tuples of ``dims`` ints (the default everywhere when None); a wrong shape is a
+    ValueError naming ``name``."""
+    if value is None:
+        return ((default,) * dims,) * levels
+    rows = tuple(tuple(int(v) for v in row) for row in value)
+    if len(rows) != levels or any(len(row) != dims for row in rows):
+        raise ValueError(f"{name}={value}: expected {levels} entries of {dims} per-axis values")
+    return rows

@@ -66,7 +66,7 @@ class Ensemble(SegmentationModel):
         check_members(members)
         first = members[0]
         self.members = nn.ModuleList(members)
-        self.size_rule = first.size_rule
+        self.size_rule, self.size_rules, self.spatial_dims = first.size_rule, first.axis_rules, first.spatial_dims
         self.in_channels, self.num_classes = first.in_channels, first.num_classes
         self.expected_entropy = expected_entropy
         halos = [m.meta.halo for m in members]
@@ -135,7 +135,7 @@ def check_members(members: Sequence[nn.Module]) -> None:
                                "which runs alone; ensemble the checkpoints it was exported from")
         if i == 0:
             continue
-        for what, a, b in (("size rule (depth, padding)", member.size_rule, first.size_rule),
+        for what, a, b in (("size rule (depth, padding, pooling)", member.axis_rules, first.axis_rules),
                            ("input channels", member.in_channels, first.in_channels),
                            ("classes", member.num_classes, first.num_classes),
                            ("class names", member.class_table.names, first.class_table.names)):

@@ -3,7 +3,7 @@ the context measured after training. Inference reads it (:class:`Geometry.of`); 
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import nn
@@ -60,6 +60,18 @@ class Geometry:
         radius = model.field_radius if rule.padding == "same" else None
         halo = model.meta.halo
         return cls(rule.padding, rule.stride, rule.margin, radius, rule, None if halo is None else halo.pixels)
+
+    @classmethod
+    def axes(cls, model: nn.Module) -> tuple[Geometry, ...]:
+        """The geometry of each spatial axis (H, W; or D, H, W): a 3D model with per-axis pooling has its own
+        stride, margin and receptive field per axis (:attr:`unetseg.models.base.SegmentationModel.axis_rules`)."""
+        whole = cls.of(model)
+        if not isinstance(model, SegmentationModel):
+            return (whole, whole)
+        radii = getattr(model, "field_radii", (model.field_radius,) * model.spatial_dims)
+        return tuple(replace(whole, stride=rule.stride, margin=rule.margin, size_rule=rule,
+                             field_radius=radius if rule.padding == "same" else None)
+                     for rule, radius in zip(model.axis_rules, radii, strict=True))
 
     def is_valid_size(self, n: int) -> bool:
         if self.size_rule is not None:

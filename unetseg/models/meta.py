@@ -72,6 +72,10 @@ class CheckpointMeta:
         pixel_size: (y, x) physical size of a training-image pixel, in ``pixel_unit``; ``unetseg predict``
             segments the pyramid level nearest it by default.
         pixel_unit: "micrometer", "meter", ... (as the files name it).
+        spacing: (z, y, x) voxel size of the training volumes (3D models; usually mm): tiles of volumes whose
+            spacing is not given are shaped by it.
+        orientation: the axis codes of the training volumes' voxel axes (z, y, x), e.g. ``("S", "P", "R")``
+            (``nibabel.aff2axcodes`` of their affine, reversed to the volume's axis order).
         halo: the measured context of a same-padding model (:class:`HaloRecord`).
         instances: how the classes code objects when the model was trained on instance masks
             (:class:`InstanceRecord`), else None.
@@ -90,6 +94,8 @@ class CheckpointMeta:
     class_values: tuple[float, ...] | None = None
     pixel_size: tuple[float, float] | None = None
     pixel_unit: str | None = None
+    spacing: tuple[float, ...] | None = None
+    orientation: tuple[str, ...] | None = None
     halo: HaloRecord | None = None
     instances: InstanceRecord | None = None
     display_bands: tuple[int, ...] | None = None
@@ -150,6 +156,12 @@ class CheckpointMeta:
             kw["pixel_size"] = pixel_size_pair(data["pixel_size"])
         if data.get("pixel_unit") is not None:
             kw["pixel_unit"] = str(data["pixel_unit"])
+        if data.get("spacing") is not None:
+            kw["spacing"] = spacing_triple(data["spacing"])
+        if data.get("orientation") is not None:
+            kw["orientation"] = tuple(str(c) for c in data["orientation"])
+            if len(kw["orientation"]) != 3:
+                raise ValueError(f"orientation must be three axis codes, got {data['orientation']!r}")
         if data.get("halo") is not None:
             halo = data["halo"]
             kw["halo"] = halo if isinstance(halo, HaloRecord) else HaloRecord(
@@ -205,6 +217,14 @@ def pixel_size_pair(value: Any) -> tuple[float, float]:
     if len(sizes) != 2 or not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in sizes):
         raise ValueError(f"pixel_size must be one or two positive numbers, got {value!r}")
     return float(sizes[0]), float(sizes[1])
+
+
+def spacing_triple(value: Any) -> tuple[float, float, float]:
+    """A voxel spacing as (z, y, x): three positive numbers."""
+    sizes = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(sizes) != 3 or not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in sizes):
+        raise ValueError(f"spacing must be three positive numbers (z, y, x), got {value!r}")
+    return float(sizes[0]), float(sizes[1]), float(sizes[2])
 
 
 def _shallow(meta: CheckpointMeta) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Input/output size arithmetic of encoder-decoder networks with ``depth`` 2x2 poolings.
+"""Input/output size arithmetic of encoder-decoder networks with ``depth`` poolings, per axis.
 
 Valid padding (the 2015 paper): every level runs two unpadded 3x3 convs (-4 px), each 2x2 max-pool
 must see an even size, each up-convolution doubles the size. Same padding: sizes are kept and the
@@ -6,6 +6,7 @@ input must be divisible by ``2**depth``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 PADDINGS = ("valid", "same")
@@ -13,35 +14,61 @@ PADDINGS = ("valid", "same")
 
 @dataclass(frozen=True)
 class SizeRule:
-    """Size helpers shared by every model whose geometry is ``depth`` poolings of factor 2."""
+    """Size helpers of one axis of an encoder-decoder with ``depth`` poolings.
+
+    ``pools`` (one per level, 1 or 2; default all 2) is how much each pooling shrinks this axis and ``kernels``
+    (one per level and the bottleneck, 1 or 3; default all 3) its convolutions' kernel size along it: an
+    anisotropic volume keeps its coarse axis unpooled and unconvolved until the others catch up (nnU-Net's rule,
+    :func:`unetseg.models.anisotropy.pooling_plan`), so each axis of a 3D model has its own rule.
+    """
 
     depth: int
     padding: str  # "valid" | "same"
     convs_per_level: int = 2
+    pools: tuple[int, ...] | None = None
+    kernels: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.pools is not None and (len(self.pools) != self.depth or set(self.pools) - {1, 2}):
+            raise ValueError(f"pools={self.pools}: one factor (1 or 2) per level ({self.depth})")
+        if self.kernels is not None and (len(self.kernels) != self.depth + 1 or set(self.kernels) - {1, 3}):
+            raise ValueError(f"kernels={self.kernels}: one size (1 or 3) per level and the bottleneck "
+                             f"({self.depth + 1})")
+
+    @property
+    def level_pools(self) -> tuple[int, ...]:
+        return self.pools if self.pools is not None else (2,) * self.depth
+
+    @property
+    def level_kernels(self) -> tuple[int, ...]:
+        return self.kernels if self.kernels is not None else (3,) * (self.depth + 1)
 
     @property
     def stride(self) -> int:
         """Total downsampling factor; tile origins must be multiples of it to keep the pooling grid."""
-        return 2**self.depth
+        return math.prod(self.level_pools)
 
-    @property
-    def _shrink(self) -> int:
-        return 2 * self.convs_per_level if self.padding == "valid" else 0
+    def _shrink(self, level: int) -> int:
+        """Pixels (at that level's scale) one level's convolutions remove from this axis: 0 for same padding."""
+        return self.convs_per_level * (self.level_kernels[level] - 1) if self.padding == "valid" else 0
 
     @property
     def margin(self) -> int:
         """Context pixels lost on each side (92 for the paper's network, 0 for "same")."""
-        # encoder levels at scales 1..2**(depth-1), bottleneck at 2**depth, decoder mirrors the encoder
-        total_loss = self._shrink * (3 * 2**self.depth - 2)
-        return total_loss // 2
+        # each encoder level's convs run at its scale and again in the decoder; the bottleneck's once
+        total_loss, scale = 0, 1
+        for level, pool in enumerate(self.level_pools):
+            total_loss += 2 * self._shrink(level) * scale
+            scale *= pool
+        return (total_loss + self._shrink(self.depth) * scale) // 2
 
     def bottom_size(self, n: int) -> int | None:
         """Size entering the bottleneck, or None if some pooling would see an odd size."""
-        for _ in range(self.depth):
-            n -= self._shrink
-            if n <= 0 or n % 2:
+        for level, pool in enumerate(self.level_pools):
+            n -= self._shrink(level)
+            if n <= 0 or n % pool:
                 return None
-            n //= 2
+            n //= pool
         return n
 
     def output_size(self, n: int) -> int:
@@ -53,7 +80,7 @@ class SizeRule:
         if self.padding == "same":
             return n > 0 and n % self.stride == 0
         bottom = self.bottom_size(n)
-        return bottom is not None and n - 2 * self.margin >= 1 and bottom - self._shrink >= 1
+        return bottom is not None and n - 2 * self.margin >= 1 and bottom - self._shrink(self.depth) >= 1
 
     def nearest_valid(self, n: int) -> tuple[int | None, int]:
         """The largest accepted size <= n (None if there is none) and the smallest accepted size >= n."""
@@ -75,7 +102,7 @@ class SizeRule:
             rule = (
                 f"must be divisible by {self.stride}"
                 if self.padding == "same"
-                else f"must keep every 2x2 pooling on an even size and leave an output (margin {self.margin})"
+                else f"must keep every pooling on an even size and leave an output (margin {self.margin})"
             )
             raise ValueError(
                 f"{what} {n} is not accepted by this model (padding={self.padding!r}, depth={self.depth}: {rule}); "

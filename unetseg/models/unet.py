@@ -1,10 +1,12 @@
-"""The U-Net of Ronneberger, Fischer & Brox (2015), with valid (paper) or same padding."""
+"""The U-Net of Ronneberger, Fischer & Brox (2015), with valid (paper) or same padding; in 3D, Çiçek et al. (2016)."""
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from .blocks import DoubleConv, EncoderDecoder, center_crop, up_layer
+from .blocks import DROPOUT, POOL, DoubleConv, EncoderDecoder, center_crop, up_layer
 from .registry import register_model
 
 
@@ -21,9 +23,15 @@ class UNet(EncoderDecoder):
             (input side must be divisible by 2**depth; output size == input size).
         up_mode: "transpose" (2x2 up-convolution halving the channels) or "bilinear" (upsample + 1x1 conv).
         norm: "batch" (default), "group" or "none" (the paper).
-        dropout: Dropout2d probability at the bottleneck (the paper used 0.5 there).
+        dropout: Dropout2d (3D: Dropout3d) probability at the bottleneck (the paper used 0.5 there).
+        spatial_dims: 2 (default; NCHW) or 3 (the 3D U-Net of Çiçek et al. 2016; NCDHW).
+        pooling: per level, the pooling factor (1 or 2) of each spatial axis; default 2 everywhere. For
+            anisotropic voxels take it from the spacing: :func:`unetseg.models.anisotropy.pooling_plan`.
+        kernels: per level and the bottleneck (``depth + 1`` entries), the convolutions' kernel size (1 or 3) of
+            each spatial axis; default 3 everywhere.
 
-    Input NCHW float; output NCHW logits with ``num_classes`` channels and ``output_size`` sides.
+    Input N,C,*spatial float; output N,num_classes,*spatial logits, each spatial side ``output_size`` of its
+    input side (per axis: :attr:`size_rules`).
     """
 
     registry_name = "unet"
@@ -38,23 +46,29 @@ class UNet(EncoderDecoder):
         up_mode: str = "transpose",
         norm: str = "batch",
         dropout: float = 0.0,
+        spatial_dims: int = 2,
+        pooling: Sequence[Sequence[int]] | None = None,
+        kernels: Sequence[Sequence[int]] | None = None,
     ) -> None:
-        super().__init__(in_channels, num_classes, base_channels, depth, padding, up_mode, norm, dropout)
-        widths = self.widths
+        super().__init__(in_channels, num_classes, base_channels, depth, padding, up_mode, norm, dropout,
+                         spatial_dims, pooling, kernels)
+        widths, dims = self.widths, spatial_dims
         self.down = nn.ModuleList()
+        self.pools = nn.ModuleList()
         c_in = in_channels
-        for width in widths[:-1]:
-            self.down.append(DoubleConv(c_in, width, padding, norm))
+        for width, pool, kernel in zip(widths[:-1], self.level_pools, self.level_kernels[:-1], strict=True):
+            self.down.append(DoubleConv(c_in, width, padding, norm, dims, kernel))
+            self.pools.append(POOL[dims](pool))
             c_in = width
-        self.pool = nn.MaxPool2d(2)
-        self.bottleneck = DoubleConv(widths[-2], widths[-1], padding, norm)
-        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.bottleneck = DoubleConv(widths[-2], widths[-1], padding, norm, dims, self.level_kernels[-1])
+        self.dropout = DROPOUT[dims](dropout) if dropout > 0 else nn.Identity()
         self.up = nn.ModuleList()
         self.up_convs = nn.ModuleList()
-        for width in reversed(widths[:-1]):
-            self.up.append(up_layer(up_mode, 2 * width, width))
-            self.up_convs.append(DoubleConv(2 * width, width, padding, norm))
-        self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+        for level in reversed(range(depth)):
+            width = widths[level]
+            self.up.append(up_layer(up_mode, 2 * width, width, self.level_pools[level]))
+            self.up_convs.append(DoubleConv(2 * width, width, padding, norm, dims, self.level_kernels[level]))
+        self.head = (nn.Conv2d if dims == 2 else nn.Conv3d)(widths[0], num_classes, kernel_size=1)
 
     def encoder_modules(self) -> list[nn.Module]:
         return [*self.down, self.bottleneck]
@@ -62,12 +76,12 @@ class UNet(EncoderDecoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         skips = []
-        for block in self.down:
+        for block, pool in zip(self.down, self.pools, strict=True):
             x = block(x)
             skips.append(x)
-            x = self.pool(x)
+            x = pool(x)
         x = self.dropout(self.bottleneck(x))
         for up, conv, skip in zip(self.up, self.up_convs, reversed(skips), strict=True):
             x = up(x)
-            x = conv(torch.cat([center_crop(skip, x.shape[-2], x.shape[-1]), x], dim=1))
+            x = conv(torch.cat([center_crop(skip, *x.shape[2:]), x], dim=1))
         return self.head(x)

@@ -93,6 +93,7 @@ class OutputKind:
         writer: the :class:`KindWriter` class.
         dask: whether ``--dask`` workers can write it chunk by chunk (the others need one process).
         help: one line for ``--help``.
+        dims: the inputs it is written for: 2 (images), 3 (volumes: :mod:`unetseg.outputs.volume`) or both.
     """
 
     name: str
@@ -103,6 +104,7 @@ class OutputKind:
     dask: bool = False
     help: str = ""
     dask_suffix: str | None = None
+    dims: tuple[int, ...] = (2,)
 
     def path(self, stem: Path, mode: str) -> Path:
         """The file of ``stem`` for inputs read in ``mode``: "memory", "stream" or "dask"."""
@@ -114,8 +116,8 @@ _KINDS: dict[str, OutputKind] = {}
 
 
 def register_output_kind(name: str, *, part: str, suffixes: tuple[str, str], needs: str | tuple[str, ...],
-                         dask: bool = False, help: str = "", dask_suffix: str | None = None
-                         ) -> Callable[[type[KindWriter]], type[KindWriter]]:
+                         dask: bool = False, help: str = "", dask_suffix: str | None = None,
+                         dims: tuple[int, ...] = (2,)) -> Callable[[type[KindWriter]], type[KindWriter]]:
     """Class decorator: make a :class:`KindWriter` the writer of ``--format name``."""
     needs = (needs,) if isinstance(needs, str) else tuple(needs)
     if not set(needs) <= set(NEEDS):
@@ -124,13 +126,13 @@ def register_output_kind(name: str, *, part: str, suffixes: tuple[str, str], nee
     def decorate(cls: type[KindWriter]) -> type[KindWriter]:
         if name in _KINDS:
             raise ValueError(f"output kind {name!r} is registered twice")
-        _KINDS[name] = OutputKind(name, part, suffixes, needs, cls, dask, help, dask_suffix)
+        _KINDS[name] = OutputKind(name, part, suffixes, needs, cls, dask, help, dask_suffix, dims)
         return cls
     return decorate
 
 
 def _registry() -> dict[str, OutputKind]:
-    from . import object_writers, writers  # noqa: F401  the built-in kinds register themselves on import
+    from . import object_writers, volume, writers  # noqa: F401  the built-in kinds register themselves on import
 
     return _KINDS
 
@@ -152,9 +154,17 @@ def output_parts() -> set[str]:
     return {kind.part for kind in _registry().values()}
 
 
-def check_formats(formats: list[str], *, dask: bool = False) -> list[OutputKind]:
-    """The kinds of ``formats``; with ``dask``, only kinds Dask workers can write (else one line naming them)."""
+def check_formats(formats: list[str], *, dask: bool = False, dims: int | None = None) -> list[OutputKind]:
+    """The kinds of ``formats``; with ``dask``, only kinds Dask workers can write; with ``dims``, only kinds written
+    for images (2) or volumes (3) (else one line naming them)."""
     kinds = [output_kind(f) for f in formats]
+    if dims is not None:
+        unable = [k.name for k in kinds if dims not in k.dims]
+        if unable:
+            able = [k.name for k in _registry().values() if dims in k.dims]
+            what = "images" if dims == 2 else "volumes"
+            raise UnetsegError(f"--format {','.join(unable)} is not written for {what}; {what} take "
+                               f"{', '.join(able)}")
     if dask:
         able = [k.name for k in _registry().values() if k.dask]
         unable = [k.name for k in kinds if not k.dask]

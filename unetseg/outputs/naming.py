@@ -6,6 +6,12 @@ from collections import defaultdict
 from pathlib import Path
 
 
+def file_stem(path: Path) -> str:
+    """The name without its suffix; both of a double one (``scan.nii.gz`` -> ``scan``)."""
+    name = path.name
+    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
+
+
 def output_path(stem: Path, part: str, suffix: str) -> Path:
     """``<stem>_<part><suffix>``, e.g. ``out/scan_index.tif``."""
     return Path(f"{stem}_{part}{suffix}")
@@ -16,7 +22,7 @@ def output_source_stem(path: Path) -> str | None:
     ``<stem>`` part, else None. OME outputs (``<stem>_index.ome.zarr``, ``.ome.tif``) count too."""
     from .kinds import output_parts
 
-    name = path.stem.removesuffix(".ome")
+    name = file_stem(path).removesuffix(".ome")
     for part in sorted(output_parts()):
         if name.endswith(f"_{part}") and len(name) > len(part) + 1:
             return name[: -len(part) - 1]
@@ -26,7 +32,7 @@ def output_source_stem(path: Path) -> str | None:
 def skip_outputs(files: list[Path]) -> list[Path]:
     """``files`` of one folder without unetseg's outputs: a file named ``<x>_<part>.<ext>`` is an output when
     an image of stem ``x`` (or named ``x`` with its dot as ``_``, e.g. ``a.tif`` for ``a_tif``) is there too."""
-    sources = {f.stem for f in files} | {f.name.replace(".", "_") for f in files}
+    sources = {file_stem(f) for f in files} | {f.name.replace(".", "_") for f in files}
     return [f for f in files if output_source_stem(f) not in sources]
 
 
@@ -35,7 +41,7 @@ def output_stems(files: list[Path], out_dir: Path) -> dict[Path, Path]:
     (``a_png``, ``a_tif``) or, when the file names are equal too, their parent folder's name as a sub-folder."""
     groups: dict[str, list[Path]] = defaultdict(list)
     for f in files:
-        groups[f.stem].append(f)
+        groups[file_stem(f)].append(f)
     stems: dict[Path, Path] = {}
     for stem, group in groups.items():
         if len(group) == 1:

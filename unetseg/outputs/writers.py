@@ -193,7 +193,8 @@ class OmeZarrWriter(KindWriter):
 
 
 @register_output_kind("summary", part="summary", suffixes=(".json", ".json"), needs="result", dask=True,
-                      help="JSON: image size, the settings used, pixels per class, invalid pixels, objects per class")
+                      help="JSON: image size, the settings used, pixels per class, invalid pixels, objects per class",
+                      dims=(2, 3))
 class SummaryWriter(KindWriter):
     def finish(self, done: Finished) -> list[Path]:
         spec = self.spec

@@ -22,6 +22,7 @@ from ..data.nodata import Nodata, fill_invalid, fill_value, resolve_nodata
 from ..data.normalization import Normalization, dtype_scale
 from ..data.regions import region_split
 from ..data.samples import SampleSplit, load_sample
+from ..data.volumes import VolumePatches, volume_bands
 from ..data.weightmap import border_weight_map, class_balance_weights
 from ..errors import UnetsegError
 from ..io.images import file_nodata
@@ -29,7 +30,7 @@ from ..io.source import recorded_pixel_size
 from ..models.meta import pixel_size_pair
 from .finetune import choose_normalization
 
-__all__ = ["build_datasets", "load_splits", "training_weights"]
+__all__ = ["build_datasets", "build_volume_datasets", "load_splits", "training_weights"]
 
 
 def load_splits(cfg: DataConfig, gap: int = 0) -> tuple[SampleSplit, SampleSplit]:
@@ -266,4 +267,50 @@ def build_datasets(
     )
     patches.report = report
     names = list(val.info.get("stems", [])) or [f"{cfg.sample or 'val'}-{i}" for i in range(len(val))]
+    return patches, ValImages(list(val.images), list(val.masks), names), train.classes, normalization
+
+
+def build_volume_datasets(
+    cfg: DataConfig, *, rules: tuple[Any, ...], seed: int = 0, keep_normalization: Normalization | None = None,
+) -> tuple[VolumePatches, ValImages, ClassTable, Normalization]:
+    """:func:`build_datasets` for a 3D model: the split's (Z, Y, X[, C]) volumes become random 3D crops
+    (:class:`~unetseg.data.volumes.VolumePatches`) of ``data.patch_size`` per axis (fitted to each axis's size
+    ``rules``, :attr:`unetseg.models.base.SegmentationModel.axis_rules`, and to the volumes), normalised by the
+    training volumes' per-band statistics; validation volumes are predicted whole."""
+    if cfg.source != "sample":
+        raise UnetsegError("data.source: 3D models train on volumes; folders of NIfTI volumes are not read for "
+                           "training yet (use a built-in volume sample, e.g. sample: brain with sample_options: "
+                           "{volume: true})")
+    train, val = load_splits(cfg)
+    if not train.images or train.images[0].ndim < 3 or "spacing" not in train.info:
+        raise UnetsegError(f"data: a 3D model needs volumes; sample {cfg.sample!r} gives 2D images here "
+                           "(sample_options: {volume: true} gives the brain as volumes)")
+    spacing = tuple(float(s) for s in train.info["spacing"])
+    try:
+        normalization = Normalization.from_images([volume_bands(v) for v in train.images], method=cfg.normalize)
+    except ValueError as err:
+        raise UnetsegError(f"data: {err}") from None
+    normalization, refit = choose_normalization(keep_normalization, normalization) if keep_normalization \
+        else (normalization, None)
+    ignore = cfg.ignore_index
+    warnings = data_warnings(train, cfg, ignore) + ([refit] if refit else [])
+    shape = []
+    for axis, rule in enumerate(rules):
+        largest = max(v.shape[axis] for v in train.images) + 2 * rule.margin
+        wanted = min(cfg.patch_size, largest)
+        below, above = rule.nearest_valid(wanted)
+        shape.append(below if below is not None and below > 2 * rule.margin else above)
+    if tuple(shape) != (cfg.patch_size,) * 3:
+        warnings.append(f"3D patches of {'x'.join(map(str, shape))} voxels (data.patch_size={cfg.patch_size}, "
+                        "fitted to the volumes and the model's accepted sizes per axis)")
+    stats = {"method": cfg.normalize, **normalization.to_dict()}
+    split = {"mode": "sample", "sample": cfg.sample, "train": {"volumes": len(train)}, "val": {"volumes": len(val)}}
+    report = DataReport(warnings, split, stats, Nodata(cfg.nodata, None, cfg.nodata_rule), [])
+    patches = VolumePatches(train.images, train.masks, training_weights(train, cfg, ignore),
+                            input_shape=tuple(shape), margins=tuple(r.margin for r in rules),
+                            normalization=normalization, spacing=spacing,
+                            augment=cfg.augment, patches_per_epoch=cfg.patches_per_epoch,
+                            ignore_index=ignore, seed=seed)
+    patches.report = report
+    names = [f"{cfg.sample}-volume-{i}" for i in range(len(val))]
     return patches, ValImages(list(val.images), list(val.masks), names), train.classes, normalization

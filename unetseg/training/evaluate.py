@@ -38,32 +38,42 @@ def score_images(
     progress: bool = False,
     instances: Sequence[np.ndarray] | None = None,
     objects_of: Callable[[np.ndarray], np.ndarray] | None = None,
+    per_item: bool = False,
 ) -> dict[str, Any]:
-    """Predict each ``(image HxW[xC], mask HxW int)`` pair and return :meth:`ConfusionMatrix.compute` scores.
+    """Predict each ``(image HxW[xC], mask HxW int)`` pair (for a 3D model ``(volume DxHxW[xC], mask DxHxW)``) and
+    return :meth:`ConfusionMatrix.compute` scores.
 
     Under DistributedDataParallel (``ctx``) each rank predicts ``items[rank::world]`` and the counts are summed
     over ranks. ``names`` (one per item) name the offending image in errors (e.g. a mask label >= num_classes).
     With the items' true ``instances`` and ``objects_of`` (a class map -> its object ids, e.g.
     :func:`unetseg.inference.objects.label_objects` under the model's rule), the scores also hold ``objects``:
-    :meth:`unetseg.metrics.ObjectScores.compute` of the predicted objects (one process only).
+    :meth:`unetseg.metrics.ObjectScores.compute` of the predicted objects (one process only). With ``per_item``,
+    ``scores["items"]`` holds each item's own scores too (one process only).
     """
     net = unwrap(model)
     rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
     cm = ConfusionMatrix(num_classes, ignore_index, device=device or "cpu")
     found = ObjectScores() if instances is not None and objects_of is not None else None
     chosen = list(range(len(items)))[rank::world]
+    items_scores: list[dict[str, Any]] = []
     for i in tqdm(chosen, desc="evaluate", disable=not progress, leave=False):
         image, mask = items[i]
         label = names[i] if names else f"image {i}"
         mask = np.asarray(mask)
-        if np.asarray(image).shape[:2] != mask.shape:
-            raise UnetsegError(f"{label}: image {np.asarray(image).shape[:2]} and mask {mask.shape} differ in size")
+        if np.asarray(image).shape[: mask.ndim] != mask.shape:
+            raise UnetsegError(f"{label}: image {np.asarray(image).shape[: mask.ndim]} and mask {mask.shape} differ "
+                               "in size")
         pred = predict_tiled(net, image, tile_size=tile_size, normalization=normalization, amp=amp, device=device,
                              engine=engine)
         if found is not None:
             found.update(instances[i], objects_of(pred))
         try:
-            cm.update(torch.from_numpy(np.asarray(pred).astype(np.int64)), torch.from_numpy(mask.astype(np.int64)))
+            pred_t, mask_t = torch.from_numpy(np.asarray(pred).astype(np.int64)), torch.from_numpy(mask.astype(np.int64))
+            cm.update(pred_t, mask_t)
+            if per_item:
+                one = ConfusionMatrix(num_classes, ignore_index, device=device or "cpu")
+                one.update(pred_t, mask_t)
+                items_scores.append(one.compute())
         except ValueError as err:
             raise UnetsegError(f"{label}: {err} (the model has {num_classes} classes"
                                f"{'' if ignore_index is None else f', ignore label {ignore_index}'})") from None
@@ -72,4 +82,6 @@ def score_images(
     scores = cm.compute()
     if found is not None:
         scores["objects"] = found.compute()
+    if per_item:
+        scores["items"] = items_scores
     return scores

@@ -26,6 +26,9 @@ PROBE_TILE = 256  # the smallest tile_size="auto" candidate: the densest seams a
 PROBE_SIDE = 640  # probes are this side (mirror-tiled up, cropped down), so every probe has inner seams
 MAX_CANDIDATES = 4  # halos evaluated at most: a bisection over the stride multiples up to the exact halo
 MAX_PROBES = 4
+# volumes (3D models): probes of this side per axis, tiles of this side, so a 2 x 2 x 2 grid at the least
+PROBE_SIDE_3D = 96
+PROBE_TILE_3D = 48
 
 
 def halo_candidates(geometry: Geometry) -> list[int]:
@@ -36,16 +39,23 @@ def halo_candidates(geometry: Geometry) -> list[int]:
     return list(range(0, round_up(top, stride) + 1, stride))
 
 
-def _probe(image: np.ndarray) -> np.ndarray:
-    """The central PROBE_SIDE x PROBE_SIDE crop of ``image``, mirror-tiled up to that side where it is smaller."""
+def _probe(image: np.ndarray, dims: int = 2) -> np.ndarray:
+    """The central PROBE_SIDE x PROBE_SIDE crop of ``image``, mirror-tiled up to that side where it is smaller; for a
+    volume (``dims=3``) the central PROBE_SIDE_3D cube, mirrored up to it."""
     image = np.asarray(image)
-    r, c = max(0, (image.shape[0] - PROBE_SIDE) // 2), max(0, (image.shape[1] - PROBE_SIDE) // 2)
-    return mirror_tile(image[r : r + PROBE_SIDE, c : c + PROBE_SIDE], PROBE_SIDE)
+    if dims == 2:
+        r, c = max(0, (image.shape[0] - PROBE_SIDE) // 2), max(0, (image.shape[1] - PROBE_SIDE) // 2)
+        return mirror_tile(image[r : r + PROBE_SIDE, c : c + PROBE_SIDE], PROBE_SIDE)
+    side = PROBE_SIDE_3D
+    crop = image[tuple(slice(max(0, (n - side) // 2), max(0, (n - side) // 2) + side) for n in image.shape[:3])]
+    pads = [(0, side - n) for n in crop.shape[:3]] + [(0, 0)] * (crop.ndim - 3)
+    return np.pad(crop, pads, mode="symmetric") if any(p for _, p in pads) else crop
 
 
-def _computed_pixels(geometry: Geometry, halo: int, side: int, tiles: Sequence[int]) -> int:
-    """Input pixels the grids of ``tiles`` px tiles compute over a ``side`` px square at ``halo``."""
-    return sum(input_pixels((side, side), tile, geometry, halo) for tile in tiles)
+def _computed_pixels(geometry: Geometry | tuple[Geometry, ...], halo: int, side: int, tiles: Sequence[int],
+                     dims: int = 2) -> int:
+    """Input pixels the grids of ``tiles`` px tiles compute over a ``side`` px square (cube) at ``halo``."""
+    return sum(input_pixels((side,) * dims, tile, geometry, halo) for tile in tiles)
 
 
 def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: float = TARGET_AGREEMENT,
@@ -61,7 +71,9 @@ def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: floa
         model: a same-padding model (valid models need no halo: their context is the margin).
         images: probe images, HxW[xC] as ``predict_tiled`` takes them (e.g. the validation images), up to
             ``MAX_PROBES`` of them; each becomes a ``PROBE_SIDE`` px square (mirror-tiled up, cropped down) so
-            tiles of ``PROBE_TILE`` px leave seams inside it.
+            tiles of ``PROBE_TILE`` px leave seams inside it. For a 3D model, volumes (DxHxW[xC]): cubes of
+            ``PROBE_SIDE_3D`` voxels, tiles of ``PROBE_TILE_3D``; the halo is in in-plane voxels (rounded up to
+            each axis's stride).
         target: required label agreement (fraction of all probe pixels).
         normalization, device: as for :func:`predict_tiled`.
         seconds: time bound: fewer probes, then fewer candidates, so the measurement ends within it (timed
@@ -77,6 +89,9 @@ def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: floa
     geometry = Geometry.of(model)
     if geometry.padding == "valid":
         return HaloRecord(0, 1.0, target, 0)
+    dims = int(getattr(model, "spatial_dims", 2))
+    axes = Geometry.axes(model) if dims == 3 else geometry
+    side, probe_tile = (PROBE_SIDE, PROBE_TILE) if dims == 2 else (PROBE_SIDE_3D, PROBE_TILE_3D)
     say = report or (lambda line: None)
     options = dict(amp=False, normalization=normalization, device=device, compile=False, batch_size=1, engine="torch")
     for image in images:
@@ -87,17 +102,18 @@ def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: floa
     started = clock()
     candidates = halo_candidates(geometry)
     exact = geometry.field_radius is not None
-    probes = [_probe(image) for image in images[:MAX_PROBES]]
+    probes = [_probe(image, dims) for image in images[:MAX_PROBES]]
     per_pixel = None
     if seconds is not None:  # a forward of one probe tile with a middling halo: seconds per input pixel in fp32
-        tile, halo = probes[0][:PROBE_TILE, :PROBE_TILE], candidates[len(candidates) // 2]
+        tile, halo = probes[0][(slice(0, probe_tile),) * dims], candidates[len(candidates) // 2]
         for _ in range(2):  # the first call pays for allocations and kernel choices
             before = clock()
-            predict_tiled(model, tile, tile_size=PROBE_TILE, halo=halo, **options)
-        per_pixel = (clock() - before) / _computed_pixels(geometry, halo, PROBE_TILE, [PROBE_TILE])
+            predict_tiled(model, tile, tile_size=probe_tile, halo=halo, **options)
+        per_pixel = (clock() - before) / _computed_pixels(axes, halo, probe_tile, [probe_tile], dims)
 
     def cost(halo: int, n: int) -> float:
-        return 0.0 if per_pixel is None else per_pixel * n * _computed_pixels(geometry, halo, PROBE_SIDE, [PROBE_TILE, 2 * PROBE_SIDE])
+        return 0.0 if per_pixel is None else per_pixel * n * _computed_pixels(axes, halo, side, [probe_tile, 2 * side],
+                                                                              dims)
 
     def left() -> float:
         return float("inf") if seconds is None else seconds - (clock() - started)
@@ -107,7 +123,7 @@ def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: floa
     plan = min(MAX_CANDIDATES, max(1, (len(candidates) - 1).bit_length()))
     while len(probes) > 1 and cost(candidates[(lo + hi) // 2], len(probes)) * plan > left():
         probes.pop()  # fewer probes before fewer candidates
-    total = len(probes) * PROBE_SIDE**2
+    total = len(probes) * side**dims
     evaluated = 0
 
     def evaluate(index: int) -> float | None:
@@ -120,8 +136,8 @@ def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: floa
             f"(candidate {evaluated} of at most {MAX_CANDIDATES})")
         # The reference is one tile over the whole probe with the same border context, so only the seams
         # between tiles differ (models of unknown receptive field also depend on how far the border is mirrored).
-        agree = sum(int((predict_tiled(model, probe, tile_size=PROBE_TILE, halo=halo, **options)
-                         == predict_tiled(model, probe, tile_size=2 * PROBE_SIDE, halo=halo, **options)).sum())
+        agree = sum(int((predict_tiled(model, probe, tile_size=probe_tile, halo=halo, **options)
+                         == predict_tiled(model, probe, tile_size=2 * side, halo=halo, **options)).sum())
                     for probe in probes)
         agreements[index] = agree / total
         say(f"halo {halo} px: {100 * agreements[index]:.3f} % agreement (target {100 * target:.2f} %), "

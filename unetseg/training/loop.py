@@ -63,7 +63,7 @@ class EpochResult:
 def to_device_batch(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool):
     image = batch["image"].to(device, non_blocking=True)
     if channels_last:
-        image = image.contiguous(memory_format=torch.channels_last)
+        image = image.contiguous(memory_format=torch.channels_last if image.dim() == 4 else torch.channels_last_3d)
     mask = batch["mask"].to(device, non_blocking=True).long()
     weight = batch.get("weight")
     return image, mask, None if weight is None else weight.to(device, non_blocking=True)

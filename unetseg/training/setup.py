@@ -20,13 +20,14 @@ from ..config import RunConfig
 from ..data.classes import ClassTable
 from ..data.dataset import TrainPatches
 from ..data.normalization import Normalization
+from ..data.volumes import VolumePatches
 from ..errors import UnetsegError
 from ..losses import build_loss
 from ..models import build_model
 from ..models.base import SegmentationModel
 from ..models.meta import CheckpointMeta
 from ..models.precision import Precision, resolve_precision
-from .datasets import build_datasets
+from .datasets import build_datasets, build_volume_datasets
 from .distributed import DistContext
 from .finetune import Parent, encoder_parameters, initial_weights
 from .optim import build_optimizer, build_scheduler
@@ -118,7 +119,7 @@ def default_run_dir(name: str) -> Path:
 class Components:
     """Everything a run is built from its config, before any step."""
 
-    train_ds: TrainPatches
+    train_ds: TrainPatches | VolumePatches
     val_items: list[tuple[np.ndarray, np.ndarray]]
     classes: ClassTable
     normalization: Normalization
@@ -143,19 +144,21 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
     # Geometry does not depend on channels/classes: probe it on the meta device (no memory).
     probe = make_model(cfg.model.name, {"in_channels": 1, "num_classes": 2, **cfg.model.kwargs}, "meta")
     input_size = probe.valid_input_size(cfg.data.patch_size)
+    keep = parent and parent.model.normalization
     try:
-        context = model_context(probe)
-        train_ds, val, classes, normalization = build_datasets(cfg.data, input_size=input_size, margin=probe.margin,
-                                                               seed=cfg.train.seed, context=context,
-                                                               fit_size=probe.valid_input_size,
-                                                               keep_normalization=parent and parent.model.normalization)
+        if probe.spatial_dims == 3:
+            train_ds, val, classes, normalization = build_volume_datasets(
+                cfg.data, rules=probe.axis_rules, seed=cfg.train.seed, keep_normalization=keep)
+        else:
+            train_ds, val, classes, normalization = build_datasets(
+                cfg.data, input_size=input_size, margin=probe.margin, seed=cfg.train.seed,
+                context=model_context(probe), fit_size=probe.valid_input_size, keep_normalization=keep)
     except ValueError as err:  # a data-library check the data code did not phrase itself
         raise UnetsegError(f"data: {err}") from None
     val_items = list(val)  # [(image, mask)], split across ranks by slicing
     if len(train_ds) == 0:
         raise UnetsegError("data: the training set is empty")
-    first = val_items[0][0] if val_items else None
-    in_channels = (1 if first.ndim == 2 else first.shape[-1]) if first is not None else int(train_ds[0]["image"].shape[0])
+    in_channels = int(train_ds[0]["image"].shape[0])
     kwargs = model_kwargs(cfg, in_channels, classes.num_classes)
     resolved = cfg.model_copy(deep=True)
     for key in ("in_channels", "num_classes"):
@@ -174,7 +177,7 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
                                nodata=None if train_ds.report is None else train_ds.report.nodata)
     precision = training_precision(cfg.train.amp, ctx.device, cfg.train.channels_last)
     if cfg.train.channels_last:
-        bare = bare.to(memory_format=torch.channels_last)
+        bare = bare.to(memory_format=torch.channels_last if bare.spatial_dims == 2 else torch.channels_last_3d)
     model = DistributedDataParallel(bare, device_ids=[ctx.device] if ctx.device.type == "cuda" else None) \
         if ctx.distributed else bare
     frozen = cfg.train.freeze_encoder_epochs

@@ -192,9 +192,12 @@ class Trainer:
         steps = self.state.global_step - start_step
         if steps < 1:
             return self.after
-        patch = self.c.input_size**2 * self.tcfg.batch_size * self.ctx.world_size
-        pixels = tiled_pixels([image.shape[:2] for image, _ in self.c.val_items], Geometry.of(self.c.bare),
-                              self.tcfg.val_tile_size) / self.ctx.world_size
+        patch = math.prod(self.c.train_ds[0]["image"].shape[1:]) * self.tcfg.batch_size * self.ctx.world_size
+        if self.c.bare.spatial_dims == 3:  # volumes: the voxels (the exact halo's context adds to it)
+            pixels = sum(math.prod(mask.shape) for _, mask in self.c.val_items) / self.ctx.world_size
+        else:
+            pixels = tiled_pixels([image.shape[:2] for image, _ in self.c.val_items], Geometry.of(self.c.bare),
+                                  self.tcfg.val_tile_size) / self.ctx.world_size
         seconds = forward_seconds(pixels, (self.clock() - start_clock) / steps, patch)
         return self.after.with_validation(seconds, self._sample_share())
 
@@ -358,11 +361,15 @@ class Trainer:
                  f"training stops when what is left is what follows it ({self.after.describe()}; the validation "
                  "timed as it runs)")
 
+    def _val_tile(self) -> int | str:
+        """``train.val_tile_size`` for images; volumes take the largest tiles that fit in memory ("auto")."""
+        return self.tcfg.val_tile_size if self.c.bare.spatial_dims == 2 else "auto"
+
     def _validate(self) -> dict[str, Any]:
         c = self.c
         begun = self.clock()
         scores = score_images(c.bare, c.val_items, num_classes=c.classes.num_classes,
-                              ignore_index=c.train_ds.ignore_index, tile_size=self.tcfg.val_tile_size,
+                              ignore_index=c.train_ds.ignore_index, tile_size=self._val_tile(),
                               amp=validation_amp(c.precision), normalization=c.normalization, device=self.ctx.device,
                               ctx=self.ctx, engine="torch",  # new weights every epoch: another engine would never pay
                               progress=self.progress and self.ctx.is_main)
@@ -472,8 +479,12 @@ class Trainer:
             return
         items = c.val_items[:n]
         self.say(f"drawing samples.png from {n} validation image(s)")
-        preds = [predict_tiled(model, image, tile_size=self.tcfg.val_tile_size, amp=validation_amp(c.precision))
+        preds = [predict_tiled(model, image, tile_size=self._val_tile(), amp=validation_amp(c.precision))
                  for image, _ in items]
+        if model.spatial_dims == 3:  # volumes: their middle slices
+            middle = [len(mask) // 2 for _, mask in items]
+            items = [(image[k], mask[k]) for (image, mask), k in zip(items, middle, strict=True)]
+            preds = [pred[k] for pred, k in zip(preds, middle, strict=True)]
         nodata = c.train_ds.report.nodata if c.train_ds.report is not None else Nodata(None)
         plot_samples([i for i, _ in items], [m for _, m in items], preds, c.classes.palette(),
                      self.run_dir / "samples.png", c.classes.names, c.train_ds.ignore_index,

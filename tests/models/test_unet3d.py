@@ -1,0 +1,75 @@
+"""The 3D U-Net (Çiçek et al. 2016) and the 3D autoencoder: shapes per axis for valid and same padding, pooling and
+kernels from the spacing (nnU-Net's rule), checkpoints that rebuild the 3D model with its spacing and orientation."""
+import pytest
+import torch
+
+import unetseg
+from unetseg.models.anisotropy import pooling_plan
+from unetseg.models.sizes import SizeRule
+
+
+def test_isotropic_valid_3d_unet_matches_the_paper_arithmetic():
+    # Çiçek et al.: 3 poolings, valid 3x3x3 convs, 132^3 in -> 44^3 out
+    model = unetseg.UNet(1, 3, base_channels=2, depth=3, padding="valid", spatial_dims=3)
+    assert model.margin == 44 and model.output_size(132) == 44 and model.stride == 8
+    with torch.inference_mode():
+        assert model(torch.zeros(1, 1, 92, 100, 108)).shape == (1, 3, 4, 12, 20)
+
+
+@pytest.mark.parametrize("cls", [unetseg.UNet, unetseg.ConvAutoencoder])
+def test_anisotropic_pooling_sizes_per_axis(cls):
+    pooling, kernels = pooling_plan((5.0, 1.0, 1.0), 3)
+    assert pooling == [[1, 2, 2], [1, 2, 2], [2, 2, 2]] and kernels[:2] == [[1, 3, 3], [1, 3, 3]]
+    model = cls(2, 4, base_channels=2, depth=3, padding="same", spatial_dims=3, pooling=pooling, kernels=kernels)
+    assert [r.stride for r in model.size_rules] == [2, 8, 8]
+    with torch.inference_mode():
+        assert model(torch.zeros(2, 2, 6, 16, 24)).shape == (2, 4, 6, 16, 24)
+    with pytest.raises(ValueError, match="input depth 5 .* divisible by 2"):
+        model(torch.zeros(1, 2, 5, 16, 16))
+    with pytest.raises(ValueError, match=r"\(N, 2, D, H, W\)"):
+        model(torch.zeros(1, 2, 16, 16))
+
+
+def test_valid_anisotropic_output_sizes_follow_the_per_axis_rules():
+    pooling, kernels = pooling_plan((3.0, 1.0, 1.0), 2)
+    model = unetseg.UNet(1, 2, base_channels=2, depth=2, padding="valid", spatial_dims=3, pooling=pooling,
+                         kernels=kernels)
+    sizes = [rule.nearest_valid(2 * rule.margin + 6)[1] for rule in model.size_rules]
+    with torch.inference_mode():
+        out = model(torch.zeros(1, 1, *sizes))
+    assert tuple(out.shape[2:]) == tuple(r.output_size(n) for r, n in zip(model.size_rules, sizes, strict=True))
+    assert model.size_rules[0].margin < model.size_rules[1].margin  # fewer 3-voxel kernels along z
+
+
+def test_size_rule_defaults_are_the_2d_paper_rule():
+    assert SizeRule(4, "valid").margin == 92 == SizeRule(4, "valid", 2, (2,) * 4, (3,) * 5).margin
+    with pytest.raises(ValueError, match="one factor"):
+        SizeRule(2, "same", pools=(2, 3))
+
+
+def test_bad_3d_arguments_are_clear():
+    with pytest.raises(ValueError, match="spatial_dims=4"):
+        unetseg.UNet(spatial_dims=4)
+    with pytest.raises(ValueError, match="pooling=.*expected 2 entries of 3"):
+        unetseg.UNet(depth=2, spatial_dims=3, pooling=[[2, 2, 2]])
+    with pytest.raises(ValueError, match="spacing"):
+        pooling_plan((0.0, 1.0, 1.0), 2)
+
+
+def test_checkpoint_rebuilds_the_3d_model_with_spacing_and_orientation(tmp_path):
+    pooling, kernels = pooling_plan((5.0, 1.0, 1.0), 2)
+    model = unetseg.UNet(1, 3, base_channels=2, depth=2, padding="same", spatial_dims=3, pooling=pooling,
+                         kernels=kernels).eval()
+    path = unetseg.save_checkpoint(model, tmp_path / "m.pt", spacing=(5, 1, 1), orientation=["S", "P", "R"])
+    loaded = unetseg.load_model(path)
+    assert loaded.spatial_dims == 3 and loaded.size_rules == model.size_rules
+    assert loaded.meta.spacing == (5.0, 1.0, 1.0) and loaded.meta.orientation == ("S", "P", "R")
+    x = torch.rand(1, 1, 4, 8, 8)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x), model(x))
+    with pytest.raises(TypeError, match="three positive numbers"):
+        unetseg.save_checkpoint(model, tmp_path / "bad.pt", spacing=(1, 1))
+
+
+def test_2d_configs_are_unchanged():
+    assert "spatial_dims" not in unetseg.UNet().config["kwargs"]

@@ -78,10 +78,9 @@ class VolumePatches(Dataset):
                 mirror.append((margin, margin))
                 extra = max(size - (n + 2 * margin), 0)
                 grow.append((extra // 2, extra - extra // 2))
-            self.volumes.append(_grow(_mirror(volume, mirror), grow, None))
-            fill = ignore_index if ignore_index is not None else None
-            self.masks.append(_grow(_mirror(mask, mirror), grow, fill))
-            self.weights.append(_grow(_mirror(weight, mirror), grow, 0 if fill is not None else None))
+            self.volumes.append(_pad(_pad(volume, mirror, None), grow, None))
+            self.masks.append(_pad(_pad(mask, mirror, None), grow, ignore_index))
+            self.weights.append(_pad(_pad(weight, mirror, None), grow, None if ignore_index is None else 0))
             sizes.append(mask.size)
         self.probabilities = np.asarray(sizes, np.float64) / float(sum(sizes))
 
@@ -145,14 +144,8 @@ class VolumePatches(Dataset):
                 "source": torch.tensor(crop["source"])}
 
 
-def _mirror(array: np.ndarray, widths: list[tuple[int, int]]) -> np.ndarray:
-    if not any(a or b for a, b in widths):
-        return array
-    pads = widths + [(0, 0)] * (array.ndim - 3)
-    return np.pad(array, pads, mode="reflect" if min(array.shape[:3]) > 1 else "edge")
-
-
-def _grow(array: np.ndarray, widths: list[tuple[int, int]], fill: int | None) -> np.ndarray:
+def _pad(array: np.ndarray, widths: list[tuple[int, int]], fill: int | None) -> np.ndarray:
+    """Pad the three spatial axes: mirrored (``fill`` None) or with the constant ``fill``."""
     if not any(a or b for a, b in widths):
         return array
     pads = widths + [(0, 0)] * (array.ndim - 3)

@@ -5,7 +5,7 @@ patches of the brain sample's volume (``--fit-steps`` Adam steps), its halo then
 training does (:func:`unetseg.training.halo.measure_halo`). Volume: the whole brain sample (143 x 208 x 176).
 
 Runs, in one process on the same volume: ``predict_tiled`` defaults (amp auto, halo auto = measured, tiles by
-memory), fp32 (``amp=False``), the exact halo, and MONAI's 3D ``sliding_window_inference`` (overlap 0.25,
+memory, engine auto), fp32 (``amp=False``), the exact halo, the torch engine, half the measured halo, and MONAI's 3D ``sliding_window_inference`` (overlap 0.25,
 gaussian, the model in channels_last_3d) at roi 64^3 / 96^3 / 128^3 and sw_batch 1 / 4, fp32 and under bf16
 autocast where the CPU has fast bf16 (the same precision rule as unetseg's amp="auto"): its best counts. Agreement
 is with one fp32 pass over the whole mirror-padded volume at the exact halo. Memory: ``unetseg predict`` of a 512^3
@@ -130,6 +130,11 @@ def volumes_section(base: int, steps: int, repeats: int, workdir: Path, memory_s
     add("unetseg defaults", lambda: unetseg.predict_tiled(model, volume, report=report))
     add("unetseg amp=False", lambda: unetseg.predict_tiled(model, volume, amp=False))
     add("unetseg halo=exact", lambda: unetseg.predict_tiled(model, volume, halo="exact"))
+    add("unetseg engine=torch", lambda: unetseg.predict_tiled(model, volume, engine="torch"))
+    add("unetseg engine=torch amp=False", lambda: unetseg.predict_tiled(model, volume, engine="torch", amp=False))
+    half = max(8, (model.meta.halo.pixels if model.meta.halo else 32) // 2)
+    add(f"unetseg halo={half} (half the measured)", lambda: unetseg.predict_tiled(model, volume, halo=half))
+    add(f"unetseg halo={half} amp=False", lambda: unetseg.predict_tiled(model, volume, halo=half, amp=False))
     precisions = [False, True] if cpu_has_fast_bf16() else [False]
     try:
         import monai  # noqa: F401
@@ -147,7 +152,7 @@ def volumes_section(base: int, steps: int, repeats: int, workdir: Path, memory_s
     halo = model.meta.halo
     return {"volume": list(volume.shape), "model": f"3D U-Net same, base {base}, depth 3, {steps} fit steps",
             "halo": None if halo is None else {"voxels": halo.pixels, "agreement": halo.agreement},
-            "chose": {k: report.get(k) for k in ("tile_shape", "num_tiles", "precision")}, "runs": runs,
+            "chose": {k: report.get(k) for k in ("tile_shape", "num_tiles", "precision", "engine")}, "runs": runs,
             "memory": memory_run(model, workdir, memory_side, child) if memory_side else None}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -177,8 +178,9 @@ def run(args: argparse.Namespace) -> int:
         return _predict_all(todo, model, shipped, stems, formats, options, bands, objects, client, args, run_key)
 
 
-def _predict_all(files: list[Path], model, shipped, stems: dict[Path, Path], formats: list[str], options, bands,
-                 objects, client, args: argparse.Namespace, run_key: dict) -> int:
+def _predict_all(files: list[Path], model: Any, shipped: Any, stems: dict[Path, Path], formats: list[str],
+                 options: Any, bands: list[int] | None, objects: Any, client: Any, args: argparse.Namespace,
+                 run_key: dict) -> int:
     from ..inference.volume import spatial_dims
     from ..io.atomic import is_fatal
     from ..io.levels import input_level

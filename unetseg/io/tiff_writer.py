@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from .atomic import atomic_path, describe_os_error, is_fatal, scratch_beside
 from .tiff import GDAL_NODATA
 
 
-def verify_tiff(shape: tuple[int, ...], dtype: np.dtype, levels: int = 1):
+def verify_tiff(shape: tuple[int, ...], dtype: Any, levels: int = 1) -> Callable[[Path], None]:
     """A check for :func:`atomic_path`: the file's header parses and declares ``shape``, ``dtype`` and ``levels``."""
     def check(path: Path) -> None:
         with tifffile.TiffFile(path) as tif:

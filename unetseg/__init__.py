@@ -8,8 +8,6 @@ from ._version import __version__  # noqa: E402, F401  (one source: pyproject.to
 from .data.classes import ClassTable  # noqa: E402
 from .data.normalization import Normalization  # noqa: E402
 from .errors import UnetsegError  # noqa: E402
-from .inference import predict_tiled  # noqa: E402
-from .inference.dask import predict_dask  # noqa: E402
 from .models import (  # noqa: E402
     ConvAutoencoder,
     SegmentationModel,
@@ -21,6 +19,8 @@ from .models import (  # noqa: E402
     register_model,
     save_checkpoint,
 )
+from .scale import predict_dask  # noqa: E402
+from .tiling import predict_tiled  # noqa: E402
 
 __all__ = [
     "ClassTable", "ConvAutoencoder", "Normalization", "SegmentationModel", "SmpModel", "UNet", "UnetsegError",

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._version import __version__
-from ..inference.result import TiledResult
+from ..tiling.result import TiledResult
 
 
 def summary(result: TiledResult, shape: Sequence[int], names: Sequence[str], settings: dict[str, Any],

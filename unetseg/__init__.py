@@ -4,6 +4,7 @@ import os
 # albumentations otherwise asks PyPI for a newer version on every import; nothing here may phone home
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from ._version import __version__  # noqa: E402, F401  (one source: pyproject.toml's version, from the installed metadata)
 from .data.classes import ClassTable  # noqa: E402
 from .data.normalization import Normalization  # noqa: E402
 from .errors import UnetsegError  # noqa: E402
@@ -20,8 +21,6 @@ from .models import (  # noqa: E402
 )
 from .scale import predict_dask  # noqa: E402
 from .tiling import predict_tiled  # noqa: E402
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ClassTable", "ConvAutoencoder", "Normalization", "SegmentationModel", "SmpModel", "UNet", "UnetsegError",

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from ._version import __version__
 from .commands import demo, evaluate, export, plan, predict, train
 from .commands.common import error_line, first_line, process_started
 from .engines.allocator import keep_freed_memory
@@ -25,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="unetseg",
         description="U-Net semantic segmentation: train on your images, segment images of any size without seams.",
     )
+    parser.add_argument("--version", action="version", version=f"unetseg {__version__}",
+                        help="print unetseg's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS.values():
         module.add_parser(sub)

@@ -58,7 +58,7 @@ def volume_folder(folder: str) -> bool:
     return any(is_nifti(f) for f in files) and not any(is_image_file(f) for f in files)
 
 
-def _evaluate_volumes(model, args: argparse.Namespace) -> int:
+def _evaluate_volumes(model: Any, args: argparse.Namespace) -> int:
     """Per-volume and overall per-class IoU and Dice of NIfTI volumes against NIfTI label volumes paired by stem;
     a label volume on another grid (shape or affine) is a one-line error naming both files."""
     from ..io.nifti import is_nifti, open_nifti

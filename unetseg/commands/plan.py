@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from ..data.samples import list_samples
 
@@ -42,7 +43,7 @@ def announce(args: argparse.Namespace) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def make_plan_from_args(args: argparse.Namespace):  # noqa: ANN201  (a Plan; typed lazily to keep imports light)
+def make_plan_from_args(args: argparse.Namespace) -> Any:  # a Plan; typed lazily to keep imports light
     from ..data.fingerprint import fingerprint_folder, fingerprint_sample
     from ..errors import UnetsegError
     from ..training.plan import make_plan

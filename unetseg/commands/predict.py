@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -62,6 +63,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("--format", default=None, metavar="LIST",
                          help=f"comma list of {','.join(output_kinds())} (default: ome-zarr for zarr inputs and "
                               "with --dask, nifti for volumes, else index,palette)")
+    predict.add_argument("--cog", action=argparse.BooleanOptionalAction, default=None,
+                         help="write the TIFF maps of streamed inputs as Cloud Optimized GeoTIFFs (overviews first, "
+                              "for range reads from object storage; needs rasterio: unetseg[geo]); --no-cog: plain "
+                              "tiled TIFFs (default: COGs for GeoTIFF inputs when rasterio is installed)")
     predict.add_argument("--min-object-size", type=int, default=0, metavar="PX",
                          help="objects (instances, objects, geojson, gpkg) smaller than PX pixels are dropped "
                               "(default: 0)")
@@ -106,6 +111,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Returns 0, or 1 when any input failed (each reported on one line)."""
     from ..io.atomic import remove_stale_temporaries
+    from ..io.cog import require_cog
     from ..io.nifti import is_nifti
     from ..io.zarr_io import is_zarr
     from ..models import load_model
@@ -129,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
                else "nifti" if len(volumes) == len(files) else "index,palette")
     formats = comma_list("--format", args.format or default, output_kinds())
     check_formats(formats, dask=args.dask is not None)  # once, before any file
+    if args.cog:
+        require_cog("--cog")
     shard = Shard.parse(args.shard) if args.shard else Shard.from_env()
     device = shard.device(torch_device(args.device))
     checkpoints = checkpoint_paths(args.checkpoint)
@@ -157,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     run_key = {"checkpoint": states[0] if len(states) == 1 else states, "formats": formats, "level": args.level,
                "pixel_size": args.pixel_size, **options.recorded(), "compile": options.compile,
                "nodata": options.nodata, "nodata_label": options.nodata_label, "bands": bands, "device": device.type,
-               "objects": vars(objects)}
+               "objects": vars(objects), "cog": args.cog}
     todo = [f for f in mine if not is_done(stems[f], f, run_key)]
     if len(todo) < len(mine):
         tqdm.write(f"unetseg predict: {len(mine) - len(todo)} input(s) already done, skipped", file=sys.stderr)
@@ -170,8 +178,9 @@ def run(args: argparse.Namespace) -> int:
         return _predict_all(todo, model, shipped, stems, formats, options, bands, objects, client, args, run_key)
 
 
-def _predict_all(files: list[Path], model, shipped, stems: dict[Path, Path], formats: list[str], options, bands,
-                 objects, client, args: argparse.Namespace, run_key: dict) -> int:
+def _predict_all(files: list[Path], model: Any, shipped: Any, stems: dict[Path, Path], formats: list[str],
+                 options: Any, bands: list[int] | None, objects: Any, client: Any, args: argparse.Namespace,
+                 run_key: dict) -> int:
     from ..io.atomic import is_fatal
     from ..io.levels import input_level
     from ..io.nifti import is_nifti
@@ -195,7 +204,7 @@ def _predict_all(files: list[Path], model, shipped, stems: dict[Path, Path], for
                                   chunk=args.chunk, options=options, done=finished, objects=objects)
             else:
                 predict_file(model, path, stems[path], formats, level=level, options=options, bands=bands,
-                             done=finished, objects=objects)
+                             done=finished, objects=objects, cog=args.cog)
             done += 1
         except KeyboardInterrupt:
             raise

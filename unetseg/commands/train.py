@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import UnetsegError
 from .plan import add_data_arguments, announce
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _planned(args: argparse.Namespace, overrides: list[str]):  # noqa: ANN202
+def _planned(args: argparse.Namespace, overrides: list[str]) -> Any:
     """The planned config (with --set overrides), and the run folder that keeps the plan as plan.yaml."""
     from ..config.base import apply_overrides
     from ..config.run import validate_config
@@ -91,7 +92,7 @@ def _planned(args: argparse.Namespace, overrides: list[str]):  # noqa: ANN202
     return config, str(out), "plan"
 
 
-def _folds(config, args: argparse.Namespace) -> int:
+def _folds(config: Any, args: argparse.Namespace) -> int:
     from ..training.folds import train_folds
 
     done = train_folds(config, args.out, args.folds, name=Path(args.config or "plan").stem)

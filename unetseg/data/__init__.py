@@ -1,4 +1,6 @@
 """Data: sample datasets, folder datasets, augmentation, weight maps, normalisation."""
+from typing import Any
+
 from .classes import ClassTable
 from .folder import folder_splits, load_folder, read_mask
 from .normalization import Normalization
@@ -18,7 +20,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ def colors_to_index(
     return values[pos].astype(label_dtype(int(values.max()) + 1))
 
 
-def read_mask(path: str | os.PathLike, **options) -> np.ndarray:
+def read_mask(path: str | os.PathLike, **options: Any) -> np.ndarray:
     """:func:`read_mask_counted` without the count."""
     return read_mask_counted(path, **options)[0]
 

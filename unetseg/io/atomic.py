@@ -75,6 +75,31 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _temporary(final: Path) -> Path:
+    """A new, empty, hidden temporary file next to ``final`` (its folder created if missing)."""
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(final), suffix=f".part{final.suffix}",
+                                        dir=final.parent)
+        os.close(fd)
+    except OSError as err:
+        raise OutputError(final, describe_os_error(err), fatal=is_fatal(err)) from err
+    return Path(tmp_name)
+
+
+@contextlib.contextmanager
+def scratch_beside(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden temporary file next to ``path`` for an intermediate step of its writer (the streamed TIFF a
+    COG is assembled from); it is removed on exit, whatever happens. Named as :func:`atomic_path`'s temporaries,
+    so one left by a killed run is removed by :func:`remove_stale_temporaries`."""
+    tmp = _temporary(Path(path))
+    try:
+        yield tmp
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, verify: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; when the block succeeds, check it and rename it onto ``path``.
@@ -89,14 +114,7 @@ def atomic_path(path: str | os.PathLike, verify: Callable[[Path], None] | None =
             temporary file is removed and an existing file at ``path`` is left as it was.
     """
     final = Path(path)
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(final), suffix=f".part{final.suffix}",
-                                        dir=final.parent)
-        os.close(fd)
-    except OSError as err:
-        raise OutputError(final, describe_os_error(err), fatal=is_fatal(err)) from err
-    tmp = Path(tmp_name)
+    tmp = _temporary(final)
     try:
         try:
             yield tmp

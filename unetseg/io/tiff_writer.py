@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,11 @@ import tifffile
 import zarr
 
 from ..errors import OutputError
-from .atomic import atomic_path, describe_os_error, is_fatal
+from .atomic import atomic_path, describe_os_error, is_fatal, scratch_beside
 from .tiff import GDAL_NODATA
 
 
-def verify_tiff(shape: tuple[int, ...], dtype: np.dtype, levels: int = 1):
+def verify_tiff(shape: tuple[int, ...], dtype: Any, levels: int = 1) -> Callable[[Path], None]:
     """A check for :func:`atomic_path`: the file's header parses and declares ``shape``, ``dtype`` and ``levels``."""
     def check(path: Path) -> None:
         with tifffile.TiffFile(path) as tif:
@@ -69,12 +69,16 @@ class TiffTileWriter:
             tifffile read them) made by nearest downsampling of the level above, read back from the file
             tile by tile once it is written, so memory stays flat.
         resolution: optional (x, y) pixels per centimetre of level 0 (TIFF resolution tags).
+        cog: False (default): the streamed file is the output. True: it is a hidden temporary next to ``path``,
+            copied at the end into a Cloud Optimized GeoTIFF (:mod:`unetseg.io.cog`, needs rasterio) with the
+            same tags, colour map and pyramid (as overviews), which becomes ``path`` once GDAL reads it back as
+            a COG; the temporary is removed either way.
     """
 
     def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype: Any, *,
                  tile: tuple[int, int] = (256, 256), compression: str | None = "zlib",
                  extratags: Sequence[tuple] = (), colormap: np.ndarray | None = None, levels: int = 1,
-                 resolution: tuple[float, float] | None = None) -> None:
+                 resolution: tuple[float, float] | None = None, cog: bool = False) -> None:
         self.path = Path(path)
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
@@ -84,16 +88,28 @@ class TiffTileWriter:
         self.colormap = colormap
         self.levels = levels
         self.resolution = resolution
+        self.cog = cog
         self._rows_written = 0
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._stack: ExitStack | None = None
         self._thread: threading.Thread | None = None
+        self._final_tmp: Path | None = None  # with cog: the temporary the COG is assembled in
+        self._streamed: Path | None = None
 
     def __enter__(self) -> "TiffTileWriter":
         self._stack = ExitStack()
-        tmp = self._stack.enter_context(atomic_path(self.path, verify=verify_tiff(self.shape, self.dtype, self.levels)))
-        self._thread = threading.Thread(target=self._write, args=(tmp,), name="unetseg-tiff-writer", daemon=True)
+        if self.cog:
+            from .cog import verify_cog
+
+            self._final_tmp = self._stack.enter_context(
+                atomic_path(self.path, verify=verify_cog(self.shape, self.dtype, self.levels)))
+            self._streamed = self._stack.enter_context(scratch_beside(self.path))
+        else:
+            self._streamed = self._stack.enter_context(
+                atomic_path(self.path, verify=verify_tiff(self.shape, self.dtype, self.levels)))
+        self._thread = threading.Thread(target=self._write, args=(self._streamed,), name="unetseg-tiff-writer",
+                                        daemon=True)
         self._thread.start()
         return self
 
@@ -129,6 +145,8 @@ class TiffTileWriter:
                 if len(self.shape) == 3:  # bands as samples of each pixel (else tifffile takes them as planes)
                     kwargs.update(planarconfig="contig")
             kwargs.update(dtype=self.dtype, tile=self.tile, compression=self.compression)
+            if self.cog:  # tifffile's shape description would name the COG's first IFD only: tifffile misreads it
+                kwargs.update(metadata=None)
 
             def resolution(level: int) -> dict[str, Any]:
                 if self.resolution is None:
@@ -186,6 +204,8 @@ class TiffTileWriter:
             except queue.Full:
                 continue
         self._thread.join()
+        if self._error is None and self._final_tmp is not None:
+            self._assemble_cog()
         if self._error is not None:
             self._stack.__exit__(type(self._error), self._error, None)  # removes the temporary file
             if exc_type is None:
@@ -193,3 +213,13 @@ class TiffTileWriter:
                     from self._error
             return
         self._stack.__exit__(None, None, None)
+
+    def _assemble_cog(self) -> None:
+        """The streamed file (full resolution, then its pyramid) copied in COG order into the final temporary."""
+        from .cog import copy_as_cog
+
+        assert self._streamed is not None and self._final_tmp is not None
+        try:
+            copy_as_cog(self._streamed, self._final_tmp)
+        except Exception as err:  # noqa: BLE001  reported as the output's one-line error by __exit__
+            self._error = err

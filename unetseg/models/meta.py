@@ -20,7 +20,7 @@ SCHEMA_VERSION = 2
 
 
 def unetseg_version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 

@@ -87,8 +87,7 @@ class InstancesWriter(KindWriter):
             return
         dtype = np.uint16 if len(table) <= np.iinfo(np.uint16).max else np.uint32
         self._sink = self._stack.enter_context(TiffTileWriter(
-            self.path, self.spec.shape, dtype, extratags=self.spec.source.geotags, levels=self.spec.tiff_levels,
-            resolution=self.spec.tiff_resolution))
+            self.path, self.spec.shape, dtype, extratags=self.spec.source.geotags, **self.spec.tiff_options))
 
     def write_objects(self, start: int, ids: np.ndarray) -> None:
         if self._sink is not None:

@@ -21,6 +21,7 @@ from ..data.classes import ClassTable
 from ..data.labels import map_dtype
 from ..engines.allocator import release_freed_memory
 from ..errors import UnetsegError
+from ..io.cog import cog_available, require_cog
 from ..io.ome_zarr_labels import pyramid_levels
 from ..io.scratch import ScratchArrays
 from ..io.source import ImageSource
@@ -58,6 +59,9 @@ class OutputSpec:
         dask: whether Dask workers write the chunked kinds.
         resume: the run's key when its OME-Zarr labels are written resumably, chunk by chunk with a journal
             (:class:`~unetseg.io.ome_zarr_labels.OmeZarrLabelsWriter`), else None.
+        cog: whether streamed TIFF maps are Cloud Optimized GeoTIFFs (:mod:`unetseg.io.cog`): None (default) for
+            GeoTIFF inputs when rasterio is installed, True for every streamed TIFF map (rasterio needed), False
+            never.
     """
 
     stem: Path
@@ -72,6 +76,7 @@ class OutputSpec:
     level: int = 0
     dask: bool = False
     resume: dict[str, Any] | None = None
+    cog: bool | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -106,6 +111,21 @@ class OutputSpec:
         if size is None or unit != "micrometer":
             return None
         return 1e4 / size[1], 1e4 / size[0]
+
+    @property
+    def tiff_cog(self) -> bool:
+        """Whether TIFF maps are assembled as Cloud Optimized GeoTIFFs (see ``cog``)."""
+        if self.cog is None:
+            return bool(self.source.geotags) and cog_available()
+        if self.cog:
+            require_cog("--cog")
+        return self.cog
+
+    @property
+    def tiff_options(self) -> dict[str, Any]:
+        """The :class:`~unetseg.io.tiff_writer.TiffTileWriter` options of a streamed map: pyramid levels, pixel size
+        and COG assembly."""
+        return {"levels": self.tiff_levels, "resolution": self.tiff_resolution, "cog": self.tiff_cog}
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def _open(model: SegmentationModel, path: Path, level: int) -> ImageSource:
 
 def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list[str], level: int = 0, *,
                  options: TileOptions = DEFAULTS, bands: list[int] | None = None, done: Done | None = None,
-                 objects: ObjectOptions = OBJECT_DEFAULTS) -> list[Path]:
+                 objects: ObjectOptions = OBJECT_DEFAULTS, cog: bool | None = None) -> list[Path]:
     """Segment image ``path`` (pyramid ``level``) and write each requested kind as ``<stem>_<part>.<ext>``
     (:mod:`unetseg.outputs.kinds`); returns the written paths.
 
@@ -45,6 +45,8 @@ def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list
     ``bands``: preview bands of the overlay (default the checkpoint's ``display_bands``); ``done``: write the
     done-manifest once every output is complete; ``objects``: how the object kinds make objects. Invalid pixels get the nodata label (a GDAL_NODATA tag on
     TIFF label maps), black in palettes and overlays, 0 probabilities, and are counted apart in the summary.
+    ``cog``: the streamed TIFF maps as Cloud Optimized GeoTIFFs: None (default) for GeoTIFF inputs when rasterio
+    is installed (else plain tiled GeoTIFFs, as before), True always (rasterio needed), False never.
     """
     kinds = check_formats(formats)
     source = _open(model, path, level)
@@ -52,7 +54,7 @@ def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list
         return _predict_resumable(model, source, path, stem, formats, level, options, done)
     output = plan_output(kinds)
     plan = plan_tiles(model, source.array, replace(options, output=output))
-    spec = _spec(model, source, stem, path, options, plan, bands, formats, level, objects)
+    spec = replace(_spec(model, source, stem, path, options, plan, bands, formats, level, objects), cog=cog)
     with OutputSet(spec, formats, done=done) as outputs:
         result = run_tiles(model, source.array, plan, out=outputs, progress=True).check_valid()
         outputs.finish(result)

@@ -14,6 +14,7 @@ from ..io import maps
 from ..io.nifti import NiftiVolume, label_writer, open_nifti
 from ..models.base import SegmentationModel
 from ..tiling.options import DEFAULTS, TileOptions
+from ..tiling.result import TiledResult
 from ..tiling.volume import plan_volume, run_volume, spatial_dims
 from .kinds import Finished, KindWriter, check_formats, register_output_kind
 from .manifest import write_manifest
@@ -62,7 +63,7 @@ def predict_volume_file(model: SegmentationModel, path: Path, stem: Path, format
     return written
 
 
-def volume_summary(model: SegmentationModel, volume: NiftiVolume, result, nodata_label: int | None,
+def volume_summary(model: SegmentationModel, volume: NiftiVolume, result: TiledResult, nodata_label: int | None,
                    options: TileOptions, path: Path) -> dict:
     """The image summary's fields for a volume, plus its depth, spacing and each class's volume in millilitres
     (spacing taken as millimetres, NIfTI's usual unit)."""

@@ -2,7 +2,8 @@
 
 In-memory inputs (PNG, JPEG, ...) get PNG maps, gathered whole and encoded once; streamed inputs (TIFF, zarr,
 slides) get tiled BigTIFFs written band by band, with the input's GeoTIFF tags, a pyramid and its pixel size,
-so memory does not grow with the image. Every file is written atomically and verified (:mod:`unetseg.io`).
+so memory does not grow with the image; those of GeoTIFF inputs are then assembled as Cloud Optimized GeoTIFFs
+(:mod:`unetseg.io.cog`; ``OutputSpec.cog``). Every file is written atomically and verified (:mod:`unetseg.io`).
 """
 from __future__ import annotations
 
@@ -48,8 +49,7 @@ class MapWriter(KindWriter):
         if self.spec.streaming:
             shape, dtype, tags, extra = self.tiff()
             self._sink = self._stack.enter_context(TiffTileWriter(
-                self.path, shape, dtype, extratags=tags, levels=self.spec.tiff_levels,
-                resolution=self.spec.tiff_resolution, **extra))
+                self.path, shape, dtype, extratags=tags, **self.spec.tiff_options, **extra))
         else:
             self._sink = WholeMap(self.spec.shape, self.spec.labels_dtype)
         return self
@@ -148,9 +148,9 @@ class UncertaintyWriter(KindWriter):
 
     def __enter__(self) -> UncertaintyWriter:
         spec = self.spec
+        options = spec.tiff_options if spec.streaming else {"resolution": spec.tiff_resolution, "cog": spec.tiff_cog}
         self._writer = TiffTileWriter(self.path, (*spec.shape, 2), np.float32, extratags=spec.source.geotags,
-                                      levels=spec.tiff_levels if spec.streaming else 1,
-                                      resolution=spec.tiff_resolution).__enter__()
+                                      **options).__enter__()
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

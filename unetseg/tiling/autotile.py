@@ -195,7 +195,7 @@ def fastest_tile(engine: Engine, model_key: str, image_shape: tuple[int, int], g
             grid = grid_of[candidate]
             seconds = seconds_per_tile(engine, model_key, grid.tile_shape, spec=spec, batch_size=batch_size,
                                        graph=graph, runs=rounds)
-            estimates[candidate] = grid.num_tiles * seconds  # type: ignore[operator]
+            estimates[candidate] = grid.num_tiles * seconds
     best = min(estimates, key=estimates.__getitem__)
     return best, estimates[best]
 

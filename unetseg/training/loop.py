@@ -60,7 +60,8 @@ class EpochResult:
     stopped: bool  # the time budget ran out during this epoch
 
 
-def to_device_batch(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool):
+def to_device_batch(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     image = batch["image"].to(device, non_blocking=True)
     if channels_last:
         image = image.contiguous(memory_format=torch.channels_last if image.dim() == 4 else torch.channels_last_3d)

@@ -287,10 +287,18 @@ def pydantic_signature(app: Sphinx, what: str, name: str, obj: Any, options: Any
 
 def returns_prose(app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
     """unetseg's ``Returns:`` sections are prose (or ``name: meaning`` lines), not napoleon's ``type: text``: show
-    them under a rubric as written."""
+    them under a rubric as written (dedented, so that they are not taken for the rubric's content)."""
     for i, line in enumerate(lines):
         if line.strip() == "Returns:":
-            lines[i:i + 1] = [line.replace("Returns:", ".. rubric:: Returns"), ""]
+            indent = len(line) - len(line.lstrip())
+            end = i + 1
+            while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent):
+                end += 1
+            body = lines[i + 1:end]
+            cut = min((len(t) - len(t.lstrip()) for t in body if t.strip()), default=indent)
+            lines[i:end] = [line.replace("Returns:", ".. rubric:: Returns"), ""] + [
+                " " * indent + t[cut:] if t.strip() else "" for t in body] + [""]
+            return
 
 
 def property_prose(app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:

@@ -12,6 +12,7 @@ import yaml
 
 from unetseg.cli import build_parser
 from unetseg.config import validate_config
+from unetseg.outputs import kinds as kinds_module
 
 from .blocks import DOCS, LANGUAGES, blocks, commands, pages
 
@@ -21,6 +22,7 @@ REPO = DOCS.parent
 @pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(DOCS)))
 def test_page_code_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(kinds_module, "_KINDS", dict(kinds_module._registry()))  # a page's new kind stays its own
     namespace: dict[str, object] = {"__name__": f"docs_page_{page.stem}"}
     for block in blocks(page):
         assert block.language in LANGUAGES, f"{block.where}: fence language {block.language!r}"

@@ -43,12 +43,12 @@ import torch.nn.functional as F
 
 import unetseg
 from unetseg.data.scenes import mirror_tile
-from unetseg.inference import tiled
-from unetseg.inference.autotile import auto_batch_size
-from unetseg.inference.graph import InferenceGraph
-from unetseg.inference.grid import TileGrid
+from unetseg.engines.graph import InferenceGraph
 from unetseg.models.geometry import Geometry
 from unetseg.models.precision import cpu_has_fast_bf16, resolve_precision
+from unetseg.tiling import tiled
+from unetseg.tiling.autotile import auto_batch_size
+from unetseg.tiling.grid import TileGrid
 from unetseg.training.halo import measure_halo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

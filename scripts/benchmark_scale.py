@@ -33,10 +33,10 @@ import zarr
 
 import unetseg
 from unetseg.data.scenes import mirror_tile
-from unetseg.inference import TileOptions
-from unetseg.inference.allocator import keep_freed_memory
-from unetseg.inference.dask import dask_client
+from unetseg.engines.allocator import keep_freed_memory
 from unetseg.outputs import predict_file, predict_file_dask
+from unetseg.scale.dask import dask_client
+from unetseg.tiling import TileOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 

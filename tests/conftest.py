@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import unetseg
-from unetseg.inference.autotile import CONVERT_AFTER_SECONDS  # noqa: F401  the real threshold, for the engine tests
 from unetseg.models.geometry import Geometry
+from unetseg.tiling.autotile import CONVERT_AFTER_SECONDS  # noqa: F401  the real threshold, for the engine tests
 
 
 def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -50,7 +50,7 @@ def whole_image_probs(model, image: np.ndarray, context: int, autocast: torch.dt
 def auto_engine_stays_on_torch(monkeypatch):
     """engine="auto" converts the model to another engine only where a test asks for it (tests/inference/
     test_engines.py): the CLI tests' tiny models on tiny tiles would otherwise convert in every test."""
-    from unetseg.inference import autotile
+    from unetseg.tiling import autotile
 
     monkeypatch.setattr(autotile, "CONVERT_AFTER_SECONDS", float("inf"))
 

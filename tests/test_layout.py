@@ -1,5 +1,5 @@
-"""The package layout is the data flow: inference knows no output files, training reaches inference only through
-predict_tiled and export only through the deployable graph (openvino_model, calibration_tiles_from), and nothing
+"""The package layout is the data flow: engines <- tiling <- objects <- scale <- outputs, each importing only
+downstream; the tiler knows no output files, training reaches it only through predict_tiled and its cost, and nothing
 imports the commands."""
 import ast
 import subprocess
@@ -27,29 +27,53 @@ def imports_of(folder: str) -> dict[str, set[str]]:
     return found
 
 
-def test_importing_inference_loads_neither_the_outputs_layer_nor_the_commands():
-    code = "import sys, unetseg.inference; print(sorted(m for m in sys.modules if m.split('.')[:2] in " \
+# package -> the unetseg packages it must not import (the data flow runs engines <- tiling <- objects <- scale <- outputs)
+FORBIDDEN = {
+    "engines": ("tiling", "objects", "scale", "outputs", "export", "training", "commands", "napari"),
+    "tiling": ("objects", "scale", "outputs", "export", "training", "commands", "napari"),
+    "objects": ("scale", "outputs", "export", "training", "commands", "napari"),
+    "scale": ("outputs", "export", "training", "commands", "napari"),
+}
+
+
+def test_the_tiler_engines_objects_and_scale_import_only_downstream():
+    for folder, banned in FORBIDDEN.items():
+        for module, names in imports_of(folder).items():
+            reached = {n for n in names if n.startswith(tuple(f"unetseg.{b}" for b in banned))}
+            assert not reached, (module, reached)
+
+
+def test_importing_the_tiler_loads_neither_the_outputs_layer_nor_the_commands():
+    code = "import sys, unetseg.tiling, unetseg.scale; print(sorted(m for m in sys.modules if m.split('.')[:2] in " \
            "(['unetseg', 'outputs'], ['unetseg', 'commands'])))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 
-def test_inference_names_no_output_files():
-    assert not {"files.py", "dask_files.py", "shard.py"} & {p.name for p in (PACKAGE / "inference").iterdir()}
-    for module, names in imports_of("inference").items():
-        assert not any(n.startswith(("unetseg.outputs", "unetseg.commands")) for n in names), module
+def test_the_tiler_names_no_output_files():
+    for folder in ("tiling", "scale"):
+        assert not {"files.py", "dask_files.py", "shard.py"} & {p.name for p in (PACKAGE / folder).iterdir()}
 
 
-def test_export_reaches_inference_only_for_the_deployable_graph_and_training_only_predict_tiled_and_its_cost():
-    for module, names in imports_of("export").items():
-        reached = {n for n in names if n.startswith("unetseg.inference")}
-        assert reached <= {"unetseg.inference:openvino_model", "unetseg.inference:calibration_tiles_from"}, \
-            (module, reached)
+def test_training_reaches_the_tiler_only_through_predict_tiled_and_its_cost():
     for module, names in imports_of("training").items():
-        reached = {n for n in names if n.startswith("unetseg.inference")}
-        assert reached <= {"unetseg.inference:predict_tiled", "unetseg.inference:input_pixels"}, (module, reached)
+        reached = {n for n in names if n.startswith(("unetseg.tiling", "unetseg.engines", "unetseg.scale"))}
+        assert reached <= {"unetseg.tiling:predict_tiled", "unetseg.tiling:input_pixels"}, (module, reached)
+
+
+def test_the_old_inference_package_is_only_a_deprecated_alias():
+    import warnings
+
+    import unetseg.inference as old
+    import unetseg.tiling
+    assert sorted(p.name for p in (PACKAGE / "inference").glob("*.py")) == ["__init__.py"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert old.predict_tiled is unetseg.tiling.predict_tiled
+    assert caught and "unetseg.tiling.predict_tiled" in str(caught[0].message)
 
 
 def test_nothing_but_the_cli_imports_the_commands():
-    for folder in ("models", "io", "data", "inference", "outputs", "training", "export", "config"):
+    for folder in ("models", "io", "data", "tiling", "engines", "objects", "scale", "outputs", "training", "export",
+                   "config"):
         for module, names in imports_of(folder).items():
             assert not any(n.startswith("unetseg.commands") for n in names), module

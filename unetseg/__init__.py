@@ -7,8 +7,6 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 from .data.classes import ClassTable  # noqa: E402
 from .data.normalization import Normalization  # noqa: E402
 from .errors import UnetsegError  # noqa: E402
-from .inference import predict_tiled  # noqa: E402
-from .inference.dask import predict_dask  # noqa: E402
 from .models import (  # noqa: E402
     ConvAutoencoder,
     SegmentationModel,
@@ -20,6 +18,8 @@ from .models import (  # noqa: E402
     register_model,
     save_checkpoint,
 )
+from .scale import predict_dask  # noqa: E402
+from .tiling import predict_tiled  # noqa: E402
 
 __version__ = "0.1.0"
 

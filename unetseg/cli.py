@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from .commands import demo, evaluate, export, plan, predict, train
 from .commands.common import error_line, first_line, process_started
+from .engines.allocator import keep_freed_memory
 from .errors import UnetsegError
-from .inference.allocator import keep_freed_memory
 
 COMMANDS = {"demo": demo, "plan": plan, "train": train, "predict": predict, "evaluate": evaluate, "export": export}
 

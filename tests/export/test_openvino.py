@@ -71,7 +71,7 @@ def test_int8_ir_is_calibrated_on_the_images_and_agrees_with_fp32(tmp_path, trai
 
 def test_int8_under_the_agreement_bound_is_refused_and_writes_nothing(tmp_path, nuclei_folder, monkeypatch):
     pytest.importorskip("nncf")
-    from unetseg.inference import quantize
+    from unetseg.engines import quantize
 
     monkeypatch.setattr(quantize, "MIN_AGREEMENT", 1.01)  # nothing passes
     with pytest.raises(UnetsegError, match=r"^openvino-int8 export refused: .* use export --format openvino$"):

@@ -75,8 +75,8 @@ def test_tiff_writer_pyramid_keeps_palette_geotags_and_pixel_size(tmp_path, rng)
 
 def test_predict_streams_a_pyramidal_index_tiff_with_the_input_pixel_size(tmp_path, rng):
     import unetseg
-    from unetseg.inference import TileOptions
     from unetseg.outputs import predict_file
+    from unetseg.tiling import TileOptions
 
     from ..conftest import tiny_unet
 

@@ -71,7 +71,8 @@ def test_valid_ir_takes_its_export_size_only(tmp_path, nuclei):
 
 def test_int8_ir_runs_as_exported_without_quantising_again(tmp_path, trained_same_unet, monkeypatch):
     pytest.importorskip("nncf")
-    from unetseg.inference import engines, quantize
+    from unetseg.engines import quantize
+    from unetseg.engines import registry as engines
 
     image = load_sample("nuclei", "train").images[0]
     folder = tmp_path / "cal"

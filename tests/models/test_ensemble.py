@@ -85,8 +85,8 @@ def test_the_same_list_gives_the_same_ensemble_and_bad_members_are_one_line():
 
 
 def test_the_ensemble_runs_on_dask_workers_as_one_process(dask_client, tmp_path, rng):
-    from unetseg.inference import TileOptions, tiled
-    from unetseg.inference.dask import dask_tiled
+    from unetseg.scale.dask import dask_tiled
+    from unetseg.tiling import TileOptions, tiled
 
     models = members(2, padding="valid")
     image = rng.integers(0, 256, (90, 77, 3), dtype=np.uint8)

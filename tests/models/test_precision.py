@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from unetseg.errors import UnetsegError
-from unetseg.inference import predict_tiled
 from unetseg.models.precision import cpu_has_fast_bf16, resolve_precision
+from unetseg.tiling import predict_tiled
 
 
 def test_auto_precision_per_device_and_purpose():

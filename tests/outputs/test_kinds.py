@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from unetseg.errors import UnetsegError
-from unetseg.inference import run_tiles
-from unetseg.inference.plan import plan_tiles
 from unetseg.io.source import ImageSource
 from unetseg.outputs import KindWriter, OutputSet, OutputSpec, check_formats, output_kind, output_kinds
 from unetseg.outputs import kinds as kinds_module
 from unetseg.outputs.style import MapStyle
+from unetseg.tiling import run_tiles
+from unetseg.tiling.plan import plan_tiles
 
 from ..conftest import tiny_unet
 

@@ -11,10 +11,10 @@ import zarr
 
 import unetseg
 from unetseg.cli import main
-from unetseg.inference import TileOptions
-from unetseg.inference.objects import label_objects
+from unetseg.objects.separate import label_objects
 from unetseg.outputs import predict_file, predict_file_dask
 from unetseg.outputs.objects import ObjectOptions
+from unetseg.tiling import TileOptions
 
 from ..conftest import briefly_trained_unet
 

@@ -9,8 +9,8 @@ import tifffile
 import zarr
 
 import unetseg
-from unetseg.inference import TileOptions
 from unetseg.outputs import Done, predict_file, predict_file_dask
+from unetseg.tiling import TileOptions
 
 from ..conftest import tiny_unet
 

@@ -9,10 +9,10 @@ import tifffile
 import zarr
 
 import unetseg
-from unetseg.inference import chunked
 from unetseg.io.ome_zarr_labels import resumable_folder
 from unetseg.outputs import predict as predict_module
 from unetseg.outputs import predict_file
+from unetseg.scale import chunked
 
 pytest.importorskip("ome_zarr")
 
@@ -22,9 +22,9 @@ CHILD = """
 import os, signal, sys
 from pathlib import Path
 import unetseg
-from unetseg.inference import chunked
+from unetseg.scale import chunked
 from unetseg.outputs import predict as predict_module, predict_file
-from unetseg.inference.options import TileOptions
+from unetseg.tiling.options import TileOptions
 predict_module.DEFAULT_CHUNK = 128
 real, calls = chunked.predict_block, []
 def dying(*args):
@@ -62,7 +62,7 @@ def counting(monkeypatch):
 
 
 def test_a_killed_run_resumes_from_its_recorded_chunks_with_the_same_result(tmp_path, scene, monkeypatch):
-    from unetseg.inference.options import TileOptions
+    from unetseg.tiling.options import TileOptions
 
     image, ckpt = scene
     monkeypatch.setattr(predict_module, "DEFAULT_CHUNK", 128)
@@ -96,7 +96,7 @@ def test_a_killed_run_resumes_from_its_recorded_chunks_with_the_same_result(tmp_
 
 
 def test_other_settings_start_afresh(tmp_path, scene, monkeypatch):
-    from unetseg.inference.options import TileOptions
+    from unetseg.tiling.options import TileOptions
 
     image, ckpt = scene
     monkeypatch.setattr(predict_module, "DEFAULT_CHUNK", 128)

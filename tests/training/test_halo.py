@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from unetseg.data.samples import load_sample
-from unetseg.inference import predict_tiled, tiled
 from unetseg.models.geometry import Geometry
+from unetseg.tiling import predict_tiled, tiled
 from unetseg.training.halo import halo_candidates, measure_halo
 
 from ..conftest import tiny_unet, whole_image_probs

@@ -90,9 +90,9 @@ def error_line(command: str, message: str) -> None:
 
 
 def add_engine_argument(parser: argparse.ArgumentParser) -> None:
-    """``--engine``: what runs the model (:mod:`unetseg.inference.engines`)."""
-    from ..inference.engines import engine_choices
-    from ..inference.options import DEFAULTS
+    """``--engine``: what runs the model (:mod:`unetseg.engines.registry`)."""
+    from ..engines.registry import engine_choices
+    from ..tiling.options import DEFAULTS
 
     parser.add_argument("--engine", choices=engine_choices(), default=DEFAULTS.engine,
                         help="what runs the model: auto = the installed engine measured fastest on this model and "

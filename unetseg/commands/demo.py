@@ -38,11 +38,11 @@ def demo_config_path() -> Path:
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..data.scenes import held_out_scene
-    from ..inference import predict_tiled, tiled
     from ..io import maps
     from ..io.display import display_rgb, overlay
     from ..metrics import ConfusionMatrix
     from ..models import load_model
+    from ..tiling import predict_tiled, tiled
     from ..training import train
 
     out = Path(args.out)

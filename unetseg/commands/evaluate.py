@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnetsegError
-from ..inference.options import int_or_auto
+from ..tiling.options import int_or_auto
 from .common import add_engine_argument
 
 
@@ -97,9 +97,9 @@ def run(args: argparse.Namespace) -> int:
     from ..data.folder import InstanceMasks, PixelRules, load_folder
     from ..data.instances import InstanceLayout
     from ..data.nodata import Nodata
-    from ..inference.objects import label_objects, object_rule
     from ..models import load_model
     from ..models.ensemble import as_model, checkpoint_paths
+    from ..objects.separate import label_objects, object_rule
     from ..training.datasets import load_splits
     from ..training.evaluate import score_images
 

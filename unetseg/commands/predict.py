@@ -12,12 +12,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..engines.tta import TTAS
 from ..errors import UnetsegError
-from ..inference.dask import DEFAULT_CHUNK
-from ..inference.options import COMPILE_CHOICES, DEFAULTS
-from ..inference.tta import TTAS
 from ..models.precision import AMP_CHOICES
 from ..outputs.objects import POLYGONS
+from ..scale.dask import DEFAULT_CHUNK
+from ..tiling.options import COMPILE_CHOICES, DEFAULTS
 from .common import (
     add_engine_argument,
     background_class,
@@ -105,8 +105,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Returns 0, or 1 when any input failed (each reported on one line)."""
-    from ..inference.dask import dask_client
-    from ..inference.options import TileOptions, int_or_auto
     from ..io.atomic import remove_stale_temporaries
     from ..io.nifti import is_nifti
     from ..io.zarr_io import is_zarr
@@ -118,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     from ..outputs.manifest import file_state, is_done
     from ..outputs.naming import output_stems
     from ..outputs.objects import ObjectOptions
+    from ..scale.dask import dask_client
+    from ..tiling.options import TileOptions, int_or_auto
 
     files = find_inputs(args.input)
     if not files:
@@ -172,12 +172,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _predict_all(files: list[Path], model, shipped, stems: dict[Path, Path], formats: list[str], options, bands,
                  objects, client, args: argparse.Namespace, run_key: dict) -> int:
-    from ..inference.volume import spatial_dims
     from ..io.atomic import is_fatal
     from ..io.levels import input_level
     from ..io.nifti import is_nifti
     from ..outputs import Done, predict_file, predict_file_dask
     from ..outputs.volume import predict_volume_file
+    from ..tiling.volume import spatial_dims
 
     failed = done = 0
     for path in tqdm(files, desc="images", unit="file", disable=len(files) < 2):

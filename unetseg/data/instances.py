@@ -2,7 +2,7 @@
 target: background, object interior (one class per object class) and object boundary.
 
 A model trained on these targets separates touching objects: its interior class seeds one object each, and
-:mod:`unetseg.inference.objects` grows the boundary back onto them. The boundary is the object's own pixels
+:mod:`unetseg.objects.separate` grows the boundary back onto them. The boundary is the object's own pixels
 within ``boundary_width`` px (chessboard distance) of another object or of the background.
 """
 from __future__ import annotations

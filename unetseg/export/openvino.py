@@ -19,8 +19,8 @@ from typing import Any
 from torch import nn
 
 from ..errors import UnetsegError
-from ..inference import calibration_tiles_from, openvino_model
 from ..io.maps import write_bytes
+from .deploy import calibration_tiles_from, openvino_model
 
 OPENVINO_FORMATS = ("openvino", "openvino-int8")
 

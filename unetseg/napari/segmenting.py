@@ -113,8 +113,8 @@ def segment_layer(
         one Image layer per class (0..1); "uncertainty": the predictive entropy and, with several views (TTA,
         a fold ensemble), their disagreement, as Image layers.
     """
-    from ..inference import predict_tiled
     from ..models.ensemble import as_model
+    from ..tiling import predict_tiled
 
     kwargs = settings.predict_kwargs()
     loaded = load_checkpoints(settings.checkpoint)
@@ -159,7 +159,7 @@ def _plane_shape(shape: Sequence[int], rgb: bool) -> tuple[int, int]:
 def _instances(model: Any, labels: np.ndarray, label: str, where: dict[str, Any]) -> LayerData:
     """Objects of the class map (an instance-trained model's interiors grown over its boundaries; else the
     connected regions of each class but the first), numbered 1..N, with their table as features."""
-    from ..inference.objects import label_objects, object_rule
+    from ..objects.separate import label_objects, object_rule
 
     rule = object_rule(model)
     ids, table = label_objects(labels, rule, model.num_classes)

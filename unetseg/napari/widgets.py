@@ -143,7 +143,7 @@ class SegmentWidget(_BackgroundForm):
     """Segment the chosen image layer with a checkpoint (tiled, with progress and Cancel); results as layers."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from ..inference.engines import engine_choices
+        from ..engines.registry import engine_choices
 
         self.viewer = viewer
         self.image = ComboBox(label="image", choices=_LayerChoices(viewer, napari.layers.Image))

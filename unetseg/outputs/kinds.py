@@ -7,9 +7,9 @@ A kind is one entry here and one writer class (see :mod:`unetseg.outputs.writers
     class ProbsWriter(KindWriter): ...
 
 The writer gets the image's :class:`~unetseg.outputs.outputset.OutputSpec` and sees every finished
-:class:`~unetseg.inference.result.Band` of the prediction; a kind that needs objects then sees the final
+:class:`~unetseg.tiling.result.Band` of the prediction; a kind that needs objects then sees the final
 object ids band by band (:meth:`KindWriter.write_objects`); last, :meth:`KindWriter.finish` gets the run's
-:class:`Finished` (its :class:`~unetseg.inference.result.TiledResult` and object tables).
+:class:`Finished` (its :class:`~unetseg.tiling.result.TiledResult` and object tables).
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from ..errors import UnetsegError
 from .naming import output_path
 
 if TYPE_CHECKING:
-    from ..inference.object_merge import ObjectTable
-    from ..inference.objects import ObjectRule
-    from ..inference.result import Band, TiledResult
+    from ..objects.merge import ObjectTable
+    from ..objects.separate import ObjectRule
+    from ..tiling.result import Band, TiledResult
     from .outputset import OutputSpec
 
 NEEDS = ("labels", "probs", "uncertainty", "result", "objects")
@@ -88,7 +88,7 @@ class OutputKind:
         suffixes: the file suffix for in-memory inputs (PNG, JPEG) and for streamed ones (TIFF, zarr, slides).
         dask_suffix: the file suffix when Dask workers write it (default: the streamed one).
         needs: what the kind is made from: any of "labels", "probs" (the prediction then keeps
-            probabilities), "uncertainty" (it then computes the entropy and the views' disagreement), "objects" (separated objects, :mod:`unetseg.inference.objects`) and "result" (only the
+            probabilities), "uncertainty" (it then computes the entropy and the views' disagreement), "objects" (separated objects, :mod:`unetseg.objects.separate`) and "result" (only the
             finished run: counts, settings).
         writer: the :class:`KindWriter` class.
         dask: whether ``--dask`` workers can write it chunk by chunk (the others need one process).

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from ..inference.object_merge import ObjectTable
-from ..inference.objects import ObjectRule
 from ..io.atomic import atomic_path
 from ..io.geo import Georef, georeference, require_geo
 from ..io.ome_zarr_labels import OmeZarrLabelsWriter
 from ..io.tiff_writer import TiffTileWriter
+from ..objects.merge import ObjectTable
+from ..objects.separate import ObjectRule
 from .kinds import Finished, KindWriter, OutputKind, register_output_kind
 
 UNIT_ABBREVIATIONS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm", "meter": "m",

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UnetsegError
-from ..inference.objects import ObjectRule, class_region_rule, object_rule
 from ..models.base import SegmentationModel
+from ..objects.separate import ObjectRule, class_region_rule, object_rule
 
 POLYGONS = ("objects", "classes")
 

@@ -1,10 +1,10 @@
 """The output set of one image: every requested kind's writer behind one band sink, then the summary and the
 done-manifest. The one-process path feeds it row bands; the Dask path lets workers write its chunked kinds,
 then finishes it with the merged result. Both call :meth:`OutputSet.finish` with a
-:class:`~unetseg.inference.result.TiledResult`.
+:class:`~unetseg.tiling.result.TiledResult`.
 
 When a kind needs objects, the set also builds them from the bands passing through
-(:class:`~unetseg.inference.object_stream.ObjectStream`, one per object rule in use), and at
+(:class:`~unetseg.objects.stream.ObjectStream`, one per object rule in use), and at
 :meth:`OutputSet.finish` runs a second pass that hands those kinds the final object ids band by band."""
 from __future__ import annotations
 
@@ -19,17 +19,17 @@ import zarr
 
 from ..data.classes import ClassTable
 from ..data.labels import map_dtype
+from ..engines.allocator import release_freed_memory
 from ..errors import UnetsegError
-from ..inference.allocator import release_freed_memory
-from ..inference.dask_objects import dask_objects
-from ..inference.object_merge import ObjectTable
-from ..inference.object_stream import ObjectStream, object_probability
-from ..inference.objects import ObjectRule
-from ..inference.result import Band, TiledResult
 from ..io.ome_zarr_labels import pyramid_levels
 from ..io.scratch import ScratchArrays
 from ..io.source import ImageSource
 from ..io.zarr_io import create_array
+from ..objects.merge import ObjectTable
+from ..objects.separate import ObjectRule
+from ..objects.stream import ObjectStream, object_probability
+from ..scale.objects import dask_objects
+from ..tiling.result import Band, TiledResult
 from .kinds import Finished, KindWriter, check_formats
 from .manifest import write_manifest
 from .objects import ObjectRules
@@ -110,7 +110,7 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class ChunkTarget:
-    """What a Dask task writes its block into (:class:`~unetseg.inference.result.BlockSink`): the labels, and
+    """What a Dask task writes its block into (:class:`~unetseg.tiling.result.BlockSink`): the labels, and
     each object rule's per-pixel object probability when the probabilities are kept."""
 
     labels: Any
@@ -187,7 +187,7 @@ class OutputSet:
         return self
 
     def write_band(self, band: Band) -> None:
-        """The sink protocol of :func:`unetseg.inference.run_tiles`: one finished band to every writer (and to the
+        """The sink protocol of :func:`unetseg.tiling.run_tiles`: one finished band to every writer (and to the
         object builders)."""
         for writer in self.writers:
             writer.write_band(band)

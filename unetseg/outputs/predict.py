@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UnetsegError
-from ..inference.blocks import block_sides
-from ..inference.chunked import run_blocks
-from ..inference.dask import DEFAULT_CHUNK, FileRef, map_blocks
-from ..inference.options import DEFAULTS, TileOptions
-from ..inference.plan import TilePlan, image_channels, plan_tiles
-from ..inference.predict import run_tiles
 from ..io.source import ImageSource, open_image
 from ..models.base import SegmentationModel
+from ..scale.chunked import run_blocks
+from ..scale.dask import DEFAULT_CHUNK, FileRef, map_blocks
+from ..tiling.blocks import block_sides
+from ..tiling.options import DEFAULTS, TileOptions
+from ..tiling.plan import TilePlan, image_channels, plan_tiles
+from ..tiling.predict import run_tiles
 from .kinds import OutputKind, check_formats
 from .objects import OBJECT_DEFAULTS, ObjectOptions
 from .outputset import Done, OutputSet, OutputSpec

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.nodata import valid_mask
-from ..inference.plan import TilePlan, image_channels
-from ..inference.splitter import InvalidRule
+from ..engines.contract import InvalidRule
 from ..io.display import overlay, preview_bands, stretch_limits
 from ..io.source import ImageSource
 from ..models.base import SegmentationModel
+from ..tiling.plan import TilePlan, image_channels
 
 STRETCH_WINDOW = 2048  # overlays take their stretch from the central window of this side
 

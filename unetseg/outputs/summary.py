@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..inference.result import TiledResult
+from ..tiling.result import TiledResult
 
 
 def summary(result: TiledResult, shape: Sequence[int], names: Sequence[str], settings: dict[str, Any],

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from ..data.labels import map_dtype
 from ..errors import UnetsegError
-from ..inference.options import DEFAULTS, TileOptions
-from ..inference.volume import plan_volume, run_volume, spatial_dims
 from ..io import maps
 from ..io.nifti import NiftiVolume, label_writer, open_nifti
 from ..models.base import SegmentationModel
+from ..tiling.options import DEFAULTS, TileOptions
+from ..tiling.volume import plan_volume, run_volume, spatial_dims
 from .kinds import Finished, KindWriter, check_formats, register_output_kind
 from .manifest import write_manifest
 from .outputset import Done

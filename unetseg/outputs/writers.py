@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from ..inference.result import Band
 from ..io import maps
 from ..io.display import colorize
 from ..io.ome_zarr_labels import OmeZarrLabelsWriter
 from ..io.sinks import NpyWriter
 from ..io.tiff_writer import TiffTileWriter, nodata_tag
 from ..models.ensemble import entropy_bound
+from ..tiling.result import Band
 from .kinds import Finished, KindWriter, OutputKind, register_output_kind
 from .summary import summary
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..inference import input_pixels
 from ..models.geometry import Geometry
+from ..tiling import input_pixels
 
 HALO_SHARE = 0.05  # of the budget the halo measurement may take ...
 HALO_FLOOR_S = 20.0  # ... or this many seconds, whichever is larger ...

@@ -16,9 +16,9 @@ from tqdm.auto import tqdm
 
 from ..data.normalization import Normalization
 from ..errors import UnetsegError
-from ..inference import predict_tiled
 from ..metrics import ConfusionMatrix, ObjectScores
 from ..models.checkpoint import unwrap
+from ..tiling import predict_tiled
 from .distributed import DistContext
 
 
@@ -46,7 +46,7 @@ def score_images(
     Under DistributedDataParallel (``ctx``) each rank predicts ``items[rank::world]`` and the counts are summed
     over ranks. ``names`` (one per item) name the offending image in errors (e.g. a mask label >= num_classes).
     With the items' true ``instances`` and ``objects_of`` (a class map -> its object ids, e.g.
-    :func:`unetseg.inference.objects.label_objects` under the model's rule), the scores also hold ``objects``:
+    :func:`unetseg.objects.separate.label_objects` under the model's rule), the scores also hold ``objects``:
     :meth:`unetseg.metrics.ObjectScores.compute` of the predicted objects (one process only). With ``per_item``,
     ``scores["items"]`` holds each item's own scores too (one process only).
     """

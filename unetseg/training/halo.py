@@ -17,9 +17,9 @@ from torch import nn
 
 from ..data.normalization import Normalization
 from ..data.scenes import mirror_tile
-from ..inference import input_pixels, predict_tiled
 from ..models.geometry import Geometry, round_up
 from ..models.meta import HaloRecord
+from ..tiling import input_pixels, predict_tiled
 
 TARGET_AGREEMENT = 0.9999
 PROBE_TILE = 256  # the smallest tile_size="auto" candidate: the densest seams a prediction will have

@@ -33,12 +33,12 @@ from tqdm.auto import tqdm
 from ..config import RunConfig
 from ..data.nodata import Nodata, valid_mask
 from ..errors import OutputError, UnetsegError
-from ..inference import predict_tiled
 from ..io.atomic import remove_stale_temporaries
 from ..models import SegmentationModel, load_model
 from ..models.checkpoint import read_checkpoint, read_meta, write_checkpoint
 from ..models.geometry import Geometry
 from ..models.meta import InstanceRecord, TrainingRecord
+from ..tiling import predict_tiled
 from .budget import WRITE_S, AfterTraining, forward_seconds, halo_seconds, tiled_pixels
 from .checkpointing import (
     BEST_NAME,

@@ -1,0 +1,357 @@
+"""Objects from class maps, exact across row bands and Dask chunks.
+
+An :class:`ObjectRule` turns a class map into separated objects:
+
+* **seeds**: the 8-connected components of each seed class (the object interior of an instance-trained
+  model; every non-background class of a plain class map, eroded by ``split`` px to cut touching blobs);
+* **growth**: pixels of the grow class (the object boundary of an instance model; the eroded-away rim of a
+  split class) take the label of the nearest seed pixel within ``grow_radius`` (Euclidean, ties broken by
+  a fixed order of offsets); rim pixels of a split class farther from every seed are objects of their own
+  (their 8-connected components); boundary pixels of an instance model with no interior near are background;
+* **holes** (4-connected background not touching the image edge, nor invalid pixels, and next to one object
+  only) are filled; objects under ``min_size`` pixels are dropped; objects are numbered 1..N in raster order
+  of their first pixel.
+
+Every step but connectivity looks no further than :attr:`ObjectRule.halo` pixels, so a block (a row band, a
+Dask chunk) read with that much context labels its own pixels exactly as one pass over the whole map would,
+up to the numbering; :class:`ObjectMerger` then joins the blocks' labels with one union-find (seed pixels
+seen by two blocks, 8-adjacent rim pieces, 4-adjacent background across block faces), as dask-image's
+``label`` does, and numbers the objects. So objects of a tiled, streamed or Dask run equal those of one
+whole-image run, label for label.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from .merge import Block, ObjectMerger, ObjectTable
+
+EIGHT = np.ones((3, 3), bool)
+FOUR = ndimage.generate_binary_structure(2, 1)
+
+
+@dataclass(frozen=True)
+class ObjectRule:
+    """How a class map becomes objects (see the module docstring).
+
+    Attributes:
+        seed_classes: classes whose connected components seed objects (each class on its own).
+        grow_class: the class grown into the nearest seed of any class (an instance model's boundary), or None.
+        grow_radius: how far growth reaches, px (Euclidean).
+        split: erode each seed class by this many px before taking components (cuts touching blobs of plain
+            class maps; 0: off). The eroded rim grows back into the nearest seed of its class.
+        min_size: objects with fewer pixels (after hole filling) are dropped.
+        fill_holes: fill background holes enclosed by one object.
+    """
+
+    seed_classes: tuple[int, ...]
+    grow_class: int | None = None
+    grow_radius: int = 0
+    split: int = 0
+    min_size: int = 0
+    fill_holes: bool = True
+
+    def __post_init__(self) -> None:
+        if self.split < 0 or self.grow_radius < 0 or self.min_size < 0:
+            raise ValueError("split, grow_radius and min_size must be >= 0")
+        if self.split and self.grow_class is not None:
+            raise ValueError("split applies to plain class maps, not to an instance model's boundary class")
+
+    @property
+    def radius(self) -> int:
+        """Growth radius in effect: ``grow_radius``, at least ``split + 1`` when splitting."""
+        return max(self.grow_radius, self.split + 1) if self.split else self.grow_radius
+
+    @property
+    def halo(self) -> int:
+        """Context a block needs on each side so that its seeds and growth are exact."""
+        return self.radius + self.split + 1
+
+
+def _offsets(radius: int) -> np.ndarray:
+    """(dy, dx) within ``radius``, nearest first, ties in a fixed (dy, dx) order: the growth's tie-break."""
+    r = np.arange(-radius, radius + 1)
+    dy, dx = np.meshgrid(r, r, indexing="ij")
+    d2 = dy**2 + dx**2
+    keep = (d2 <= radius**2) & (d2 > 0)
+    order = np.lexsort((dx[keep], dy[keep], d2[keep]))
+    return np.stack([dy[keep][order], dx[keep][order]], 1)
+
+
+def _erode(mask: np.ndarray, depth: int) -> np.ndarray:
+    """Pixels of ``mask`` with no non-mask pixel within ``depth`` px (a disk); outside the array counts as mask."""
+    size = 2 * depth + 1
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    return cv2.erode(mask.view(np.uint8), disk, borderType=cv2.BORDER_CONSTANT, borderValue=1).view(bool)
+
+
+def label_block(classes: np.ndarray, window: tuple[int, int], core: tuple[slice, slice], image_shape: tuple[int, int],
+                rule: ObjectRule, num_classes: int, prob: np.ndarray | None = None) -> Block:
+    """Objects of one block.
+
+    Args:
+        classes: the class map of the block's window (its core plus up to ``rule.halo`` px of context on each
+            side, clipped at the image), integer; values >= ``num_classes`` are invalid pixels.
+        window: image (row, col) of ``classes[0, 0]``.
+        core: the core's rows and columns within ``classes``.
+        image_shape: (H, W) of the whole map (edge contact, raster indices).
+        rule: the object rule. num_classes: the model's label count.
+        prob: the window's per-pixel object probability (float32), or None.
+    """
+    height, width = image_shape
+    classes = np.asarray(classes)
+    cr, cc = core
+    seeds, rim, count = _seeds(classes, window, image_shape, rule)
+    grow = rim if rule.grow_class is None else (classes == rule.grow_class)
+    objects = seeds
+    if rule.radius and grow.any():
+        objects = seeds.copy()
+        _grow(objects, seeds, grow, classes, rule)
+    core_objects = objects[cr, cc]
+    core_classes = classes[cr, cc]
+    leftover = grow[cr, cc] & (core_objects == 0)
+    if rule.grow_class is None and leftover.any():  # split rims far from every seed: objects of their own
+        for c in rule.seed_classes:
+            found, n = ndimage.label(leftover & (core_classes == c), EIGHT)
+            core_objects[found > 0] = found[found > 0] + count
+            count += n
+    else:
+        leftover[:] = False  # an instance model's boundary with no interior near is background
+    valid = core_classes < num_classes
+    bg, n_bg = ndimage.label(valid & (core_objects == 0), FOUR)
+    # local ids: those in the core, and those of seed pixels near the core's edge (the neighbours see them too)
+    near = _near_edge(classes.shape, core, rule.halo - rule.split) & (seeds > 0)
+    present = np.zeros(count + 1, bool)
+    present[core_objects.ravel()] = True
+    present[seeds[near]] = True
+    present[0] = False
+    used = np.flatnonzero(present)
+    lut = np.zeros(count + 1, np.int32)
+    lut[used] = np.arange(1, len(used) + 1, dtype=np.int32)
+    labels = lut[core_objects]  # object ids > 0; background components as their negative ids
+    local = labels > 0
+    np.negative(bg, out=labels, where=~local)
+    r0, c0 = window[0] + cr.start, window[1] + cc.start
+    n_obj = len(used)
+    core_prob = None if prob is None else prob[cr, cc]
+    obj_stats = _stats(labels, n_obj, (r0, c0), image_shape, core_prob)
+    obj_class = np.full(n_obj + 1, -1, np.int64)
+    obj_class[labels[local]] = core_classes[local]
+    win_rows, win_cols = np.nonzero(near)
+    obj_class[lut[seeds[win_rows, win_cols]]] = classes[win_rows, win_cols]
+    obj_stats["cls"] = obj_class
+    bg_stats = _stats(bg, n_bg, (r0, c0), image_shape, None)
+    # background touching the image edge or an invalid pixel (4-neighbour) is never a hole
+    invalid_near = ndimage.binary_dilation(classes >= num_classes, FOUR)[cr, cc]
+    border = np.bincount(bg[invalid_near & (bg > 0)], minlength=n_bg + 1) > 0
+    bg_stats["border"] = border | bg_stats.pop("edge")
+    seed_index = (win_rows + window[0]).astype(np.int64) * width + (win_cols + window[1])
+    seed_records = np.stack([seed_index, lut[seeds[win_rows, win_cols]].astype(np.int64)], 1)
+    ring = _ring(labels, core_classes, leftover, (r0, c0), width)
+    return Block((r0, c0), labels.shape, labels, n_obj, n_bg, obj_stats, bg_stats, seed_records, ring,
+                 _pairs(labels))
+
+
+def _seeds(classes: np.ndarray, window: tuple[int, int], image_shape: tuple[int, int], rule: ObjectRule
+           ) -> tuple[np.ndarray, np.ndarray, int]:
+    """The window's seed components (int32, 0 = none; ids unique across classes), the split rims (bool), and
+    the number of seed ids. Where splitting erodes, pixels within ``split`` px of a window edge that is not the
+    image's are no seeds: their erosion would need pixels the window does not hold."""
+    seeds = np.zeros(classes.shape, np.int32)
+    rim = np.zeros(classes.shape, bool)
+    count = 0
+    for c in rule.seed_classes:
+        mask = classes == c
+        if rule.split:
+            kept = _erode(mask, rule.split)
+            rim |= mask & ~kept
+            mask = kept & _away_from_cuts(classes.shape, window, image_shape, rule.split)
+        found, n = ndimage.label(mask, EIGHT)
+        np.add(found, count, out=found, where=found > 0)
+        seeds += found  # the classes' components are disjoint
+        count += n
+    return seeds, rim, count
+
+
+def _away_from_cuts(shape: tuple[int, int], window: tuple[int, int], image_shape: tuple[int, int], depth: int
+                    ) -> np.ndarray:
+    """Window pixels at least ``depth`` px from each window edge that cuts the image (not the image's own edge)."""
+    out = np.ones(shape, bool)
+    r0, c0 = window
+    if r0 > 0:
+        out[:depth] = False
+    if c0 > 0:
+        out[:, :depth] = False
+    if r0 + shape[0] < image_shape[0]:
+        out[shape[0] - depth :] = False
+    if c0 + shape[1] < image_shape[1]:
+        out[:, shape[1] - depth :] = False
+    return out
+
+
+def _grow(objects: np.ndarray, seeds: np.ndarray, grow: np.ndarray, classes: np.ndarray, rule: ObjectRule) -> None:
+    """Label each grow pixel with its nearest seed within the rule's radius (in place, on ``objects``)."""
+    ys, xs = np.nonzero(grow)
+    own = classes[ys, xs]
+    taken = np.zeros(len(ys), bool)
+    h, w = seeds.shape
+    for dy, dx in _offsets(rule.radius):
+        todo = np.flatnonzero(~taken)
+        if not len(todo):
+            break
+        y, x = ys[todo] + dy, xs[todo] + dx
+        inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+        todo, y, x = todo[inside], y[inside], x[inside]
+        found = seeds[y, x]
+        hit = found > 0
+        if rule.grow_class is None:  # a split rim grows into seeds of its own class only
+            hit &= classes[y, x] == own[todo]
+        objects[ys[todo[hit]], xs[todo[hit]]] = found[hit]
+        taken[todo[hit]] = True
+
+
+def _near_edge(shape: tuple[int, int], core: tuple[slice, slice], halo: int) -> np.ndarray:
+    """Window pixels within ``halo`` of the core's edge (inside or outside the core)."""
+    out = np.zeros(shape, bool)
+    cr, cc = core
+    inner = np.zeros(shape, bool)
+    inner[cr.start + halo : max(cr.stop - halo, cr.start + halo), cc.start + halo : max(cc.stop - halo, cc.start + halo)] = True
+    out[max(cr.start - halo, 0) : cr.stop + halo, max(cc.start - halo, 0) : cc.stop + halo] = True
+    return out & ~inner
+
+
+def _stats(ids: np.ndarray, n: int, origin: tuple[int, int], image_shape: tuple[int, int],
+           prob: np.ndarray | None, strip: int = 32) -> dict[str, np.ndarray]:
+    """Per id 1..n of a core (index 0 unused): pixel count, coordinate sums, bounding box, first raster index,
+    probability sum and count, image-edge contact. Taken ``strip`` rows at a time (bounded temporaries)."""
+    height, width = image_shape
+    big = np.iinfo(np.int64).max
+    out = {"area": np.zeros(n + 1, np.int64), "sum_r": np.zeros(n + 1), "sum_c": np.zeros(n + 1),
+           "min_r": np.full(n + 1, big, np.int64), "min_c": np.full(n + 1, big, np.int64),
+           "max_r": np.full(n + 1, -1, np.int64), "max_c": np.full(n + 1, -1, np.int64),
+           "first": np.full(n + 1, big, np.int64), "prob_sum": np.zeros(n + 1), "prob_n": np.zeros(n + 1, np.int64),
+           "edge": np.zeros(n + 1, bool)}
+    for top in range(0, ids.shape[0], strip):
+        part = ids[top : top + strip]
+        rr, cc = np.nonzero(part > 0)
+        if not len(rr):
+            continue
+        k = part[rr, cc].astype(np.int64)
+        r, c = rr + origin[0] + top, cc + origin[1]
+        count = np.bincount(k, minlength=n + 1)
+        out["area"] += count
+        out["sum_r"] += np.bincount(k, r, minlength=n + 1)
+        out["sum_c"] += np.bincount(k, c, minlength=n + 1)
+        np.minimum.at(out["min_r"], k, r)
+        np.minimum.at(out["min_c"], k, c)
+        np.maximum.at(out["max_r"], k, r)
+        np.maximum.at(out["max_c"], k, c)
+        np.minimum.at(out["first"], k, r.astype(np.int64) * width + c)
+        on_edge = (r == 0) | (r == height - 1) | (c == 0) | (c == width - 1)
+        out["edge"][k[on_edge]] = True
+        if prob is not None:
+            out["prob_sum"] += np.bincount(k, prob[top : top + strip][rr, cc], minlength=n + 1)
+            out["prob_n"] += count
+    return out
+
+
+def _ring(labels: np.ndarray, classes: np.ndarray, leftover: np.ndarray, origin: tuple[int, int], width: int
+          ) -> np.ndarray:
+    """(raster index, object id, background id, class, leftover piece?) of the core's outermost pixels; leftover
+    pieces (split rims that are objects of their own) join 8-adjacently across block faces."""
+    h, w = labels.shape
+    edge = np.zeros((h, w), bool)
+    edge[[0, -1], :] = True
+    edge[:, [0, -1]] = True
+    rr, cc = np.nonzero(edge)
+    raster = (rr + origin[0]).astype(np.int64) * width + (cc + origin[1])
+    lab = labels[rr, cc].astype(np.int64)
+    return np.stack([raster, np.maximum(lab, 0), np.maximum(-lab, 0), classes[rr, cc].astype(np.int64),
+                     leftover[rr, cc].astype(np.int64)], 1)
+
+
+def _pairs(labels: np.ndarray) -> np.ndarray:
+    """Unique (background id, object id) pairs of 4-adjacent pixels in the core."""
+    found = []
+    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
+        for bg_side, obj_side in ((a, b), (b, a)):
+            sel = (bg_side < 0) & (obj_side > 0)
+            found.append(np.stack([-bg_side[sel], obj_side[sel]], 1))
+    pairs = np.concatenate(found).astype(np.int64)
+    return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
+
+
+def label_objects(classes: np.ndarray, rule: ObjectRule, num_classes: int, prob: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, ObjectTable]:
+    """The objects of a whole class map in one block: (HxW uint32 object ids, their table)."""
+    classes = np.asarray(classes)
+    shape = classes.shape[:2]
+    block = label_block(classes, (0, 0), (slice(0, shape[0]), slice(0, shape[1])), shape, rule, num_classes, prob)
+    merger = ObjectMerger(shape, rule)
+    index = merger.add(block)
+    table = merger.finish()
+    return merger.relabel(index, block.labels), table
+
+
+def block_window(core: tuple[int, int, int, int], shape: tuple[int, int], halo: int) -> tuple[tuple[int, int, int, int],
+                                                                                           tuple[slice, slice]]:
+    """The window (r0, r1, c0, c1) a block with core rows [a, b) x cols [c, d) reads, clipped at the image, and
+    the core's place in it."""
+    a, b, c, d = core
+    r0, r1, c0, c1 = max(a - halo, 0), min(b + halo, shape[0]), max(c - halo, 0), min(d + halo, shape[1])
+    return (r0, r1, c0, c1), (slice(a - r0, b - r0), slice(c - c0, d - c0))
+
+
+def blocks_of(shape: tuple[int, int], sides: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Cores (r0, r1, c0, c1) of a grid of blocks of ``sides`` over ``shape``, row-major."""
+    return [(r, min(r + sides[0], shape[0]), c, min(c + sides[1], shape[1]))
+            for r in range(0, shape[0], sides[0]) for c in range(0, shape[1], sides[1])]
+
+
+def label_blocks(classes: Any, rule: ObjectRule, num_classes: int, sides: tuple[int, int],
+                 prob: Any = None) -> tuple[np.ndarray, ObjectTable]:
+    """The objects of ``classes`` (any array readable by windows) computed block by block, then merged: equal
+    to :func:`label_objects`. For tests and for maps on disk; the streaming paths use the same pieces."""
+    shape = tuple(int(s) for s in classes.shape[:2])
+    merger = ObjectMerger(shape, rule)
+    done = []
+    for core in blocks_of(shape, sides):
+        (r0, r1, c0, c1), inner = block_window(core, shape, rule.halo)
+        window = np.asarray(classes[r0:r1, c0:c1])
+        p = None if prob is None else np.asarray(prob[r0:r1, c0:c1])
+        block = label_block(window, (r0, c0), inner, shape, rule, num_classes, p)
+        done.append((core, merger.add(block), block.labels))
+    table = merger.finish()
+    out = np.zeros(shape, np.uint32)
+    for (a, b, c, d), index, labels in done:
+        out[a:b, c:d] = merger.relabel(index, labels)
+    return out, table
+
+
+def object_rule(model: Any, *, background: int | None = 0, split: int = 0, min_size: int = 0,
+                fill_holes: bool = True) -> ObjectRule:
+    """The rule that makes objects of ``model``'s class maps.
+
+    A model trained on instance masks (its checkpoint's :class:`~unetseg.models.meta.InstanceRecord`): its
+    interior classes seed objects and its boundary class grows onto them, within twice the trained boundary
+    width plus one. Any other model: the connected components of each class but ``background`` (None: every
+    class), split where they touch by eroding ``split`` px (0: no split).
+    """
+    record = getattr(getattr(model, "meta", None), "instances", None)
+    if record is not None:
+        if split:
+            raise ValueError("split applies to plain class maps; an instance-trained model separates its objects")
+        return ObjectRule(record.object_classes, record.boundary_class, 2 * record.boundary_width + 1,
+                          min_size=min_size, fill_holes=fill_holes)
+    k = int(getattr(model, "num_classes", 2))
+    seeds = tuple(c for c in range(max(k, 2)) if c != background)
+    return ObjectRule(seeds, None, 0, split, min_size, fill_holes)
+
+
+def class_region_rule(num_classes: int) -> ObjectRule:
+    """Regions of every class, as they are (no splitting, hole filling or size limit): ``--polygons classes``."""
+    return ObjectRule(tuple(range(max(num_classes, 2))), fill_holes=False)

@@ -1,0 +1,216 @@
+"""Overlap-tile inference of volumes (DxHxW[xC]) by a 3D model, streamed slab by slab along the first axis.
+
+The same tiler as for images, on three axes: the grid (:class:`~unetseg.tiling.grid.TileGrid`) plans each axis
+with that axis's geometry (an anisotropic 3D U-Net has its own stride, margin and halo per axis), windows are
+mirror-padded per axis (:func:`~unetseg.tiling.padding.read_box`), and the forward stage
+(:class:`~unetseg.tiling.forward.TileForward`: normalisation, nodata, TTA, softmax/argmax) runs on the device.
+Tiles start on multiples of each axis's stride and keep only their centre (crop blending), so with the exact halo
+(or valid padding) the result equals the model applied once to the whole mirror-padded volume.
+
+Memory: a slab is one tile row along the first axis (its kept depth x H x W labels, or x K probabilities); it is
+written to the destination (``out[z0:z1] = slab``) as soon as its tiles are done, so a streaming destination
+(:class:`unetseg.io.nifti.NiftiSlabWriter`, a zarr array) never sees the whole volume's float probabilities.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.labels import label_counts, map_dtype
+from ..engines.contract import ForwardSpec, TileOutput
+from ..engines.graph import inference_graph
+from ..engines.registry import build_engine
+from ..errors import UnetsegError
+from ..models.geometry import Geometry, round_up
+from ..models.precision import resolve_precision
+from .forward import TileForward
+from .grid import TileGrid, plan_axis
+from .options import DEFAULTS, TileOptions
+from .padding import read_box
+from .plan import TilePlan, input_settings
+from .result import TiledResult
+from .splitter import travel_dtype
+
+# tile_size="auto" for volumes: of the grids whose tiles' activations stay within this many bytes, the one that
+# computes the fewest voxels. That matters more in 3D than in 2D: every tile recomputes the context on both sides of
+# every axis, and a tile that overhangs the volume computes mirrored voxels nobody keeps (brain volume, halo 32:
+# 8 tiles of 168^3 = 7.3x the volume's voxels; the searched 2 x 2 x 2 grid of 136 x 168 x 152 tiles: 5.3x).
+# Measured peak of an eval forward (fp32, CPU): about ACTIVATION_FACTOR x the first level's feature map.
+TILE_MEMORY_BYTES = 768 * 2**20
+ACTIVATION_FACTOR = 6
+
+
+def spatial_dims(model: nn.Module) -> int:
+    """2 for image models (NCHW), 3 for volume models (NCDHW)."""
+    return int(getattr(model, "spatial_dims", 2))
+
+
+def volume_channels(model: nn.Module, volume: Any) -> int:
+    """The channels of ``volume`` for a 3D model: DxHxW is one channel, DxHxWxC has C; anything else is a one-line
+    UnetsegError."""
+    shape = tuple(volume.shape)
+    if len(shape) == 3:
+        channels = 1
+    elif len(shape) == 4:
+        channels = int(shape[3])
+    else:
+        raise UnetsegError(f"a 3D model segments volumes of shape DxHxW or DxHxWxC, got shape {shape}")
+    expected = getattr(model, "in_channels", channels)
+    if channels != expected:
+        raise UnetsegError(f"volume of shape {shape} has {channels} channel(s) but the model expects {expected}")
+    if min(shape[:3]) < 1:
+        raise UnetsegError(f"volume is empty: shape {shape}")
+    return channels
+
+
+def tile_voxels(model: nn.Module, batch_size: int) -> int:
+    """Input voxels per tile whose forward fits :data:`TILE_MEMORY_BYTES` (``batch_size`` tiles at once)."""
+    width = getattr(model, "widths", [32])[0]
+    return max(1, TILE_MEMORY_BYTES // (4 * ACTIVATION_FACTOR * width * batch_size))
+
+
+def axis_tilings(length: int, geometry: Geometry, halo: int | str) -> list[tuple[int, int]]:
+    """(tile, count) of every way to tile an axis of ``length`` voxels, the smallest tile for each count: from one
+    tile over the whole axis down to the smallest tile the axis's context allows."""
+    best: dict[int, int] = {}
+    context = geometry.halo_for(halo) if geometry.padding == "same" else geometry.margin
+    top = round_up(length + 2 * context, geometry.stride) + 2 * geometry.stride
+    for size in range(geometry.stride, top + 1, geometry.stride):
+        plan = plan_axis(length, size, geometry, geometry.halo_for(halo))
+        if plan.count not in best or plan.tile < best[plan.count]:
+            best[plan.count] = plan.tile
+    return sorted((tile, count) for count, tile in best.items())
+
+
+def auto_volume_tile(shape: tuple[int, ...], geometries: tuple[Geometry, ...], halo: int | str,
+                     voxels: int) -> tuple[int, ...]:
+    """Tile sides (D, H, W): of the grids whose tiles hold at most ``voxels`` input voxels, the one that computes
+    the fewest voxels in all (tiles x tile voxels; ties: fewer tiles). Where no grid fits, the smallest tiles."""
+    axes = [axis_tilings(n, g, halo) for n, g in zip(shape, geometries, strict=True)]
+    best: tuple[int, int, tuple[int, ...]] | None = None
+    for combo in itertools.product(*axes):
+        size = math.prod(t for t, _ in combo)
+        if size > voxels:
+            continue
+        count = math.prod(c for _, c in combo)
+        key = (count * size, count, tuple(t for t, _ in combo))
+        best = key if best is None or key < best else best
+    return best[2] if best is not None else tuple(a[0][0] for a in axes)
+
+
+def plan_volume(model: nn.Module, volume: Any, options: TileOptions = DEFAULTS) -> TilePlan:
+    """:func:`~unetseg.tiling.plan.plan_tiles` for a 3D model: check ``options`` against the model and the
+    volume and resolve every "auto". The torch engine runs volumes; crop blending, labels or probabilities."""
+    channels = volume_channels(model, volume)
+    if options.engine not in ("auto", "torch", "openvino"):
+        raise UnetsegError(f"engine={options.engine!r}: volumes run on the torch or the OpenVINO engine "
+                           "(engine='auto', 'torch' or 'openvino')")
+    if options.blend != "crop":
+        raise UnetsegError(f"blend={options.blend!r}: volumes are stitched by crop blending (blend='crop'), which "
+                           "with the exact halo equals one pass over the whole volume")
+    if options.output not in ("labels", "probs"):
+        raise UnetsegError(f"output={options.output!r}: volumes give output='labels' or 'probs'")
+    if options.amp == "int8":
+        raise UnetsegError("amp='int8' quantises 2D models on OpenVINO; run volumes with amp='auto', 'bf16', "
+                           "'fp16' or False")
+    norm, invalid, label, device = input_settings(model, volume, options, channels, "volume")
+    precision = resolve_precision(options.amp, device)
+    geometries = Geometry.axes(model)
+    shape = tuple(int(n) for n in volume.shape[:3])
+    batch = 1 if options.batch_size == "auto" else int(options.batch_size)  # one large tile beats several small
+    tile = (auto_volume_tile(shape, geometries, options.halo, tile_voxels(model, batch))
+            if options.tile_size == "auto" else int(options.tile_size))
+    grid = TileGrid.build(shape, tile, geometries, options.halo)
+    spec = ForwardSpec.of(norm, volume.dtype, travel_dtype(volume.dtype), channels, invalid=invalid,
+                          labels=options.output == "labels", tta=options.tta, dims=3)
+    return TilePlan(grid, batch, "crop", options.pad_mode, options.tta, options.output, precision, device, norm,
+                    options.compile is True, invalid, label, spec, "torch" if options.engine == "auto" else options.engine)
+
+
+def _tile_boxes(grid: TileGrid, slab: int) -> Iterator[tuple[tuple[int, int, int], tuple[tuple[int, int], ...]]]:
+    """The tiles of slab ``slab`` (C order) with their input windows (start, stop) per axis."""
+    for j in range(grid.axes[1].count):
+        for k in range(grid.axes[2].count):
+            index = (slab, j, k)
+            yield index, tuple((a.input_start(i), a.input_start(i) + a.tile) for a, i in zip(grid.axes, index,
+                                                                                              strict=True))
+
+
+def run_volume(model: nn.Module, volume: Any, plan: TilePlan, *, out: Any = None,
+               progress: bool | Callable[[int, int], Any] = False) -> TiledResult:
+    """Run ``plan`` over ``volume``: per slab (one tile row along D), read each tile's mirror-padded window, run the
+    forward stage on the plan's device, keep each tile's centre in the slab, then hand the slab to ``out``
+    (``out[z0:z1] = slab``; None: a new numpy array). Returns the output, settings and class counts."""
+    from .predict import TileProgress  # the progress bar of the 2D runner
+
+    grid, spec = plan.grid, plan.spec
+    engine = build_engine(inference_graph(model, plan.device, plan.precision, compile=plan.compile), plan.engine)
+    forward = TileForward(engine, spec)
+    num_classes = int(getattr(model, "num_classes", 0)) or None
+    labels_dtype = map_dtype(num_classes or 256, plan.nodata_label)
+    if out is None:
+        out = (np.empty(grid.shape, labels_dtype) if plan.output == "labels" else None)
+    counts: np.ndarray | None = None
+    with torch.inference_mode(), TileProgress(grid.num_tiles, progress) as bar:
+        for slab in range(grid.axes[0].count):
+            z0, z1 = grid.axes[0].kept(slab)
+            merged: np.ndarray | None = None
+            tiles = list(_tile_boxes(grid, slab))
+            for first in range(0, len(tiles), plan.batch_size):
+                batch = tiles[first : first + plan.batch_size]
+                raw = np.stack([read_box(volume, box, plan.pad_mode).numpy() for _, box in batch])
+                x = torch.from_numpy(np.ascontiguousarray(raw.reshape(*raw.shape[:4], -1), dtype=spec.dtype))
+                result = forward(x.to(plan.device))
+                if merged is None:
+                    classes = result.classes
+                    kept = (z1 - z0, *grid.shape[1:])
+                    merged = (np.empty(kept, labels_dtype) if plan.output == "labels"
+                              else np.empty((*kept, classes), np.float32))
+                _keep(merged, result, [index for index, _ in batch], grid, plan.nodata_label)
+                bar.update(len(batch))
+            assert merged is not None
+            if out is None:  # probabilities: the class count is known once the first tile ran
+                out = np.empty((*grid.shape, merged.shape[-1]), np.float32)
+            out[z0:z1] = merged
+            slab_counts = (label_counts(merged, num_classes or int(merged.max()) + 1) if plan.output == "labels"
+                           else _prob_counts(merged))
+            counts = slab_counts if counts is None else counts + slab_counts
+    assert counts is not None
+    return TiledResult(out, plan.report(compiled=engine.compiled), math.prod(grid.shape), counts)
+
+
+def _keep(merged: np.ndarray, result: TileOutput, indices: list[tuple[int, int, int]], grid: TileGrid,
+          nodata_label: int | None) -> None:
+    """Copy each tile's kept centre (crop blending) from the batch ``result`` into the slab ``merged``."""
+    for n, index in enumerate(indices):
+        target, source, context = [], [], []
+        for axis, (plan, i) in enumerate(zip(grid.axes, index, strict=True)):
+            a, b = plan.kept(i)
+            start = a - grid.axes[0].kept(index[0])[0] if axis == 0 else a
+            target.append(slice(start, start + b - a))
+            source.append(slice(plan.offset, plan.offset + b - a))
+            context.append(slice(plan.context, plan.context + b - a))
+        if result.labels is not None:
+            values = result.labels[n][tuple(source)]
+        else:
+            assert result.probs is not None
+            values = result.probs[n][(slice(None), *source)].movedim(0, -1)
+        if result.invalid is not None:
+            bad = result.invalid[n][tuple(context)]
+            fill = nodata_label if result.labels is not None else 0
+            if fill is None:
+                raise UnetsegError("the volume has invalid voxels but no nodata label was resolved")
+            values = values.masked_fill(bad if result.labels is not None else bad[..., None], fill)
+        merged[tuple(target)] = values.cpu().numpy()
+
+
+def _prob_counts(probs: np.ndarray) -> np.ndarray:
+    """Voxels per most probable class of a probabilities slab (invalid voxels, all zero, not counted)."""
+    valid = probs.max(-1) > 0
+    return np.bincount(probs.argmax(-1)[valid].ravel(), minlength=probs.shape[-1]).astype(np.int64)

@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "class probabilities), TorchScript's unetseg.json extra file (logits), "
                                         "or the OpenVINO IR's runtime info 'unetseg' (probabilities; "
                                         "openvino-int8 is calibrated on --calibration images and refused under "
-                                        "99.5%% label agreement with fp32).")
+                                        "99.5% label agreement with fp32).")
     export.add_argument("--checkpoint", required=True, help="checkpoint written by training (best.pt/last.pt)")
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="export format")
     export.add_argument("--output", required=True, metavar="FILE",

@@ -1,5 +1,5 @@
 """What runs the model on a batch of tiles: one registry (:func:`register_engine`), one contract
-(:mod:`.contract`: raw tiles in, labels or probabilities out), engines chosen by measurement per device and precision:
+(:class:`ForwardSpec` describes the raw tiles in and what comes out, :class:`TileOutput` holds it), engines chosen by measurement per device and precision:
 torch (the folded, fused :class:`InferenceGraph`), OpenVINO (+ int8 quantisation), ONNX Runtime."""
 from .allocator import keep_freed_memory, release_freed_memory, return_freed_memory
 from .contract import ForwardSpec, InvalidRule, TileOutput

@@ -11,7 +11,7 @@ the engine's device). ``name``, ``device``, ``precision`` and ``compiled`` say w
   ``amp="int8"`` quantises it once per process with NNCF (:mod:`.quantize`).
 - ``onnxruntime``: the same ONNX graph in an ONNX Runtime session (fp32; CUDA's provider on GPUs).
 
-``engine="auto"`` (:func:`unetseg.tiling.autotile.choose_engine`) times each usable engine on the plan's tile
+``engine="auto"`` (:func:`unetseg.tiling.autotile.engine_and_tile`) times each usable engine on the plan's tile
 shape once per process, model, device, precision and shape, and takes the fastest.
 """
 from __future__ import annotations

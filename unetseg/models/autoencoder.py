@@ -17,6 +17,14 @@ class ConvAutoencoder(EncoderDecoder):
     Each decoder level sees only the upsampled coarse map, so fine detail lost by pooling cannot come
     back: that is what the U-Net's skips buy. Output N,num_classes,*spatial logits; ``spatial_dims=3`` (and
     ``pooling``/``kernels``) as for :class:`~unetseg.models.unet.UNet`.
+
+    Examples:
+        >>> import torch, unetseg
+        >>> model = unetseg.ConvAutoencoder(in_channels=1, num_classes=2, base_channels=4, depth=2).eval()
+        >>> model(torch.zeros(1, 1, 32, 32)).shape
+        torch.Size([1, 2, 32, 32])
+        >>> model.margin  # same padding by default: no context lost
+        0
     """
 
     registry_name = "autoencoder"

@@ -65,7 +65,14 @@ def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
     """Save weights + constructor config + the model's :class:`~unetseg.models.meta.CheckpointMeta`, updated
     with ``meta`` (e.g. normalization=..., class_names=[...], class_colors=[[r, g, b], ...], pixel_size=0.5), to
-    ``path`` atomically. Returns the path."""
+    ``path`` atomically. Returns the path.
+
+    Examples:
+        >>> import unetseg
+        >>> model = unetseg.UNet(in_channels=1, num_classes=2, base_channels=4, depth=2, padding="same")
+        >>> unetseg.save_checkpoint(model, "model.pt", class_names=["background", "cell"]).name
+        'model.pt'
+    """
     return write_checkpoint(checkpoint_payload(model, **meta), path)
 
 
@@ -180,7 +187,16 @@ def read_meta(payload: dict[str, Any], source: str | os.PathLike = "checkpoint")
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> SegmentationModel:
     """Rebuild a model from a checkpoint file alone (see :func:`model_from_payload`), or, for an ``.xml`` path, load
-    an OpenVINO IR that ``unetseg export`` wrote (:class:`unetseg.models.deployed.IRModel`: CPUs only)."""
+    an OpenVINO IR that ``unetseg export`` wrote (:class:`unetseg.models.deployed.IRModel`: CPUs only).
+
+    Examples:
+        >>> import unetseg
+        >>> model = unetseg.UNet(in_channels=1, num_classes=2, base_channels=4, depth=2, padding="same")
+        >>> path = unetseg.save_checkpoint(model, "model.pt", class_names=["background", "cell"])
+        >>> loaded = unetseg.load_model(path)
+        >>> type(loaded).__name__, loaded.training, loaded.meta.classes.names
+        ('UNet', False, ('background', 'cell'))
+    """
     from .deployed import is_ir_path, load_ir
 
     if is_ir_path(path):

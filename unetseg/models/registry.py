@@ -46,7 +46,16 @@ def model_kwarg_names(name: str) -> tuple[set[str], bool]:
 
 
 def build_model(name: str, **kwargs: Any) -> SegmentationModel:
-    """Build a model by registry name ("unet", "autoencoder", "smp-unet", "smp-fpn", ...)."""
+    """Build a model by registry name ("unet", "autoencoder", "smp-unet", "smp-fpn", ...).
+
+    Examples:
+        >>> import unetseg
+        >>> model = unetseg.build_model("unet", in_channels=3, num_classes=2, base_channels=8, depth=3)
+        >>> type(model).__name__, model.num_classes
+        ('UNet', 2)
+        >>> "autoencoder" in unetseg.list_models()
+        True
+    """
     _load_builtin_models()
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")

@@ -32,6 +32,15 @@ class UNet(EncoderDecoder):
 
     Input N,C,*spatial float; output N,num_classes,*spatial logits, each spatial side ``output_size`` of its
     input side (per axis: :attr:`size_rules`).
+
+    Examples:
+        >>> import torch, unetseg
+        >>> paper = unetseg.UNet(in_channels=1, num_classes=2, padding="valid")
+        >>> paper.output_size(572), paper.valid_input_size(500), paper.margin
+        (388, 508, 92)
+        >>> small = unetseg.UNet(in_channels=3, num_classes=4, base_channels=4, depth=2, padding="same").eval()
+        >>> small(torch.zeros(1, 3, 64, 48)).shape
+        torch.Size([1, 4, 64, 48])
     """
 
     registry_name = "unet"

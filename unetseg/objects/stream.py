@@ -3,7 +3,7 @@
 :class:`ObjectStream` is a band sink: it keeps a few hundred rows of classes (and object probabilities),
 labels each finished block of rows with :func:`~unetseg.objects.separate.label_block` once ``rule.halo`` rows
 below it have arrived, parks the block's provisional labels in scratch files and its statistics in an
-:class:`~unetseg.objects.separate.ObjectMerger`. :meth:`ObjectStream.finish` merges and numbers the objects;
+:class:`~unetseg.objects.merge.ObjectMerger`. :meth:`ObjectStream.finish` merges and numbers the objects;
 :meth:`ObjectStream.bands` then yields the final object ids band by band, in row order (a second pass).
 """
 from __future__ import annotations

@@ -128,6 +128,16 @@ def predict_tiled(
 
     Returns:
         ``out`` if given, else a numpy array: labels HxW or probs HxWxK float32.
+
+    Examples:
+        >>> import numpy as np, unetseg
+        >>> model = unetseg.UNet(in_channels=1, num_classes=3, base_channels=4, depth=2, padding="same").eval()
+        >>> image = np.zeros((100, 70), dtype=np.uint8)
+        >>> labels = unetseg.predict_tiled(model, image, tile_size=64)
+        >>> labels.shape, labels.dtype
+        ((100, 70), dtype('uint8'))
+        >>> unetseg.predict_tiled(model, image, tile_size=64, output="probs").shape
+        (100, 70, 3)
     """
     options = TileOptions(tile_size=tile_size, batch_size=batch_size, blend=blend, pad_mode=pad_mode, halo=halo,
                           tta=tta, output=output, amp=amp, device=device, normalization=normalization,

@@ -47,6 +47,22 @@ def test_onnx_export_runs_in_onnxruntime_like_torch(tmp_path, padding, side, oth
             np.testing.assert_allclose(got, torch.softmax(model(x), 1).numpy(), atol=1e-5)
 
 
+def test_onnx_export_of_a_saved_checkpoint_at_the_default_tile(tmp_path):
+    """A model rebuilt from its checkpoint (normalisation and meta attached), traced at the default 512 px: torch's
+    dynamo exporter stopped on a data-dependent guard here (a planned nuclei run's U-Net)."""
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    unetseg.save_checkpoint(unetseg.UNet(1, 2, base_channels=8, depth=3, padding="same"), tmp_path / "m.pt")
+    model = unetseg.load_model(tmp_path / "m.pt")
+    path = export_model(model, tmp_path / "m.onnx", format="onnx")
+    assert not model.training  # the export leaves the caller's model as it found it
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(1, 1, 96, 96)
+    (got,) = session.run(["probs"], {"image": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, torch.softmax(model(x), 1).numpy(), atol=1e-5)
+
+
 def test_export_cli(tmp_path):
     ckpt = unetseg.save_checkpoint(unetseg.UNet(1, 2, base_channels=2, depth=2, padding="same"), tmp_path / "c.pt")
     from unetseg.cli import main

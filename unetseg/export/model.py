@@ -131,9 +131,19 @@ def export_model(model: nn.Module, path: str | os.PathLike, format: str = "onnx"
         raise UnetsegError("ONNX export needs the 'onnx' package: install it (e.g. `uv pip install onnx`)") from None
     axes = {0: "batch", 2: "height", 3: "width"} if geometry.padding == "same" else {0: "batch"}
     encoded = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(Probabilities(model), (x,), encoded, input_names=["image"], output_names=["probs"],
-                          dynamic_axes={"image": axes, "probs": axes})
+    # eval: the exporter restores the wrapper's mode afterwards, and a new module is in training mode, which would
+    # leave the caller's model in training mode (batch statistics) after an export
+    wrapped = Probabilities(model).eval()
+    with torch.inference_mode(False), torch.no_grad():
+        try:
+            torch.onnx.export(wrapped, (x,), encoded, input_names=["image"], output_names=["probs"],
+                              dynamic_axes={"image": axes, "probs": axes})
+        except Exception:  # noqa: BLE001
+            # torch's dynamo exporter stops on a data-dependent guard in some same-padding U-Nets (a planned nuclei
+            # run's); the TorchScript-based exporter, which the engines use, exports those exactly (tested)
+            encoded = io.BytesIO()
+            torch.onnx.export(wrapped, (x,), encoded, input_names=["image"], output_names=["probs"],
+                              dynamic_axes={"image": axes, "probs": axes}, dynamo=False)
     graph = onnx.load_from_string(encoded.getvalue())
     properties = {"unetseg": json.dumps(meta, default=str), **deepness_properties(model, side)}
     onnx.helper.set_model_props(graph, properties)

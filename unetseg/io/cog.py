@@ -33,6 +33,16 @@ def cog_available() -> bool:
     return True
 
 
+# a placement GDAL reads as a geotransform: ModelTiepoint, ModelTransformation (a pixel scale alone is not one, and
+# GDAL's COG copy would drop it; such maps stay plain tiled TIFFs with the tags copied verbatim)
+GEOREFERENCE_TAGS = {33922, 34264}
+
+
+def georeferenced(geotags: list[tuple]) -> bool:
+    """Whether tifffile ``extratags`` ``geotags`` place the image on the ground (a tiepoint or a transformation)."""
+    return any(tag[0] in GEOREFERENCE_TAGS for tag in geotags)
+
+
 def require_cog(what: str) -> None:
     """One line naming ``what`` when rasterio is missing."""
     if not cog_available():

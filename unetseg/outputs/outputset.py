@@ -21,7 +21,7 @@ from ..data.classes import ClassTable
 from ..data.labels import map_dtype
 from ..engines.allocator import release_freed_memory
 from ..errors import UnetsegError
-from ..io.cog import cog_available, require_cog
+from ..io.cog import cog_available, georeferenced, require_cog
 from ..io.ome_zarr_labels import pyramid_levels
 from ..io.scratch import ScratchArrays
 from ..io.source import ImageSource
@@ -116,7 +116,7 @@ class OutputSpec:
     def tiff_cog(self) -> bool:
         """Whether TIFF maps are assembled as Cloud Optimized GeoTIFFs (see ``cog``)."""
         if self.cog is None:
-            return bool(self.source.geotags) and cog_available()
+            return georeferenced(self.source.geotags) and cog_available()
         if self.cog:
             require_cog("--cog")
         return self.cog

@@ -31,8 +31,10 @@ def test_big_temporaries_stop_faulting_once_freed_memory_is_kept():
     run = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True, check=True)
     default, kept, applied = run.stdout.split()
     assert applied == "True"
-    # a fresh 64 MiB mapping faults 16k 4-KiB pages (32 with transparent huge pages); reused heap memory: none
-    assert int(default) >= 6 * 32 and int(kept) * 20 < int(default)
+    # a fresh 64 MiB mapping faults 16k 4-KiB pages (32 with transparent huge pages); reused heap memory: none. The
+    # kernel may reclaim the idle heap once between passes (proactive reclaim, DAMON: one 64 MiB re-fault seen in
+    # CI), so kept memory must fault at most 1.5 of the 6 temporaries' pages, where the default faults all 6
+    assert int(default) >= 6 * 32 and int(kept) * 4 <= int(default)
 
 
 def test_commands_keep_freed_memory(monkeypatch, tmp_path):

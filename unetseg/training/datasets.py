@@ -294,13 +294,14 @@ def build_volume_datasets(
         else (normalization, None)
     ignore = cfg.ignore_index
     warnings = data_warnings(train, cfg, ignore) + ([refit] if refit else [])
+    sides = cfg.patch_size if isinstance(cfg.patch_size, tuple) else (cfg.patch_size,) * 3
     shape = []
     for axis, rule in enumerate(rules):
         largest = max(v.shape[axis] for v in train.images) + 2 * rule.margin
-        wanted = min(cfg.patch_size, largest)
+        wanted = min(sides[axis], largest)
         below, above = rule.nearest_valid(wanted)
         shape.append(below if below is not None and below > 2 * rule.margin else above)
-    if tuple(shape) != (cfg.patch_size,) * 3:
+    if tuple(shape) != tuple(sides):
         warnings.append(f"3D patches of {'x'.join(map(str, shape))} voxels (data.patch_size={cfg.patch_size}, "
                         "fitted to the volumes and the model's accepted sizes per axis)")
     stats = {"method": cfg.normalize, **normalization.to_dict()}

@@ -93,12 +93,15 @@ def _planned(args: argparse.Namespace, overrides: list[str]) -> Any:
 
 
 def _folds(config: Any, args: argparse.Namespace) -> int:
-    from ..training.folds import train_folds
+    from ..training.folds import folds_table, train_folds
 
     done = train_folds(config, args.out, args.folds, name=Path(args.config or "plan").stem)
     cv = done.cv
-    lines = [f"fold {f['fold']}: val mIoU {f['miou']:.4f} ({f['images']} image(s))" for f in cv["per_fold"]]
-    lines.append(f"pooled cross-validation mIoU: {cv['pooled']['miou']:.4f}")
+    split = cv.get("split", {})
+    kind = (f"region folds of {'x'.join(map(str, split['grid']))} blocks" if split.get("mode") == "regions"
+            else "file folds")
+    lines = [f"cross-validation: {cv['folds']} {kind}, each fold's best.pt scored on its own validation part",
+             folds_table(cv)]
     held = cv.get("held_out")
     if held:
         best = max(m["miou"] for m in held["per_fold"])

@@ -27,9 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--resume", default=None, metavar="RUN_DIR",
                        help="continue the run in RUN_DIR exactly where its last.pt left off")
     train.add_argument("--folds", type=int, default=None, metavar="K",
-                       help="k-fold cross-validation: K runs in OUT/fold0.. (file folds, or region folds for fewer "
-                            "images than folds), then OUT/cv.json with per-fold and pooled scores; "
-                            "`predict --checkpoint OUT` runs their ensemble")
+                       help="k-fold cross-validation: K runs in OUT/fold0.. (file folds, or region folds of the "
+                            "data.split_grid blocks for fewer than 5 images or than K), then OUT/cv.json and a table: "
+                            "per-fold scores (objects' AP@0.5, AP@0.75, PQ on instance masks), their mean, spread "
+                            "and pooled scores; `predict --checkpoint OUT` runs their ensemble")
     train.add_argument("--init", default=None, metavar="CKPT",
                        help="fine-tune: start from this checkpoint's weights and architecture (other classes: the "
                             "head is rebuilt, rows of classes with the same names kept; = --set train.init=CKPT)")

@@ -187,3 +187,23 @@ def test_train_folds_without_a_config_plans_once_then_trains_region_folds_of_the
     assert sorted(blocks) == [(r, c) for r in range(4) for c in range(4)]
     cv = json.loads((out / "cv.json").read_text())
     assert set(cv["summary"]) == {"miou", *KEYS} and "2 region folds of 4x4 blocks" in printed
+
+
+def test_a_true_object_cut_into_pieces_by_a_block_edge_counts_each_piece_once():
+    from unetseg.training.folds import cut_pieces
+
+    ids = np.zeros((12, 12), np.uint16)
+    ids[2:10, 0:3], ids[2:4, 0:8], ids[8:10, 0:8] = 7, 7, 7  # a "C": its arms reach a block cut at column 5
+    ids[5:7, 6:9] = 3  # a convex object
+    ids[0, 10], ids[1, 11] = 9, 9  # diagonal neighbours: one piece
+    block = ids[:, 5:]
+    pieces = cut_pieces(block)
+    assert len(np.unique(pieces[pieces > 0])) == 4  # two arms of 7, object 3, object 9
+    assert np.array_equal(pieces > 0, block > 0)
+    for old in (3, 9):
+        assert len(np.unique(pieces[block == old])) == 1
+    assert np.array_equal(np.unique(cut_pieces(ids)), [0, 1, 2, 3])  # whole, nothing is cut
+    uncut, fair = ObjectScores(), ObjectScores()  # a prediction that finds exactly the pieces in the block
+    uncut.update(block, pieces)
+    fair.update(pieces, pieces)
+    assert uncut.compute()["ap"][0.5] < 1 and fair.compute()["ap"][0.5] == 1

@@ -20,13 +20,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                               description="Evaluate a checkpoint on the validation split of a config, or on a "
                                           "folder of images and masks, by overlap-tile inference of whole images.")
     evaluate.add_argument("--checkpoint", required=True, nargs="+", metavar="CKPT",
-                          help="checkpoint written by training (best.pt/last.pt), or several, or a folds folder "
-                               "(train --folds): their ensemble is scored")
+                          help="checkpoint written by training (best.pt/last.pt), or several (their ensemble is "
+                               "scored), or a folds folder (train --folds): each fold's best.pt scored on its own "
+                               "validation part of the data, then the folds' mean, spread and pooled scores")
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="YAML run config whose validation split is scored")
     source.add_argument("--images", help="folder of images (needs --masks)")
     evaluate.add_argument("--masks", help="folder of masks paired with --images by file stem")
-    evaluate.add_argument("--tile-size", default="auto", help="tile side or 'auto' (default: auto)")
+    evaluate.add_argument("--tile-size", default="auto",
+                          help="tile side or 'auto' (default: auto; for a folds folder: the folds' train.val_tile_size)")
     add_engine_argument(evaluate)
     evaluate.add_argument("--min-object-size", type=int, default=0, metavar="PX",
                           help="on instance data: predicted objects smaller than PX pixels are dropped (default: 0)")
@@ -92,6 +94,48 @@ def _evaluate_volumes(model: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_folds(args: argparse.Namespace) -> int:
+    """A folds folder (``train --folds K``): fold i's best.pt scored on the validation part of fold i of K (never
+    on data it trained on) of the --config's data, or of --images/--masks split as the folds split theirs (each
+    fold's config.yaml); pixel scores, and object scores on instance data; then the folds' table (mean, spread,
+    pooled) as ``train --folds`` prints it."""
+    from ..config import load_config, validate_config
+    from ..models import load_model
+    from ..training.folds import fold_record, folds_table, validation_amp_of
+
+    root = Path(args.checkpoint[0])
+    runs = sorted(path.parent for path in root.glob("fold*/best.pt"))
+    configs = []
+    for run in runs:
+        if not (run / "config.yaml").is_file():
+            raise UnetsegError(f"{run / 'config.yaml'}: missing; a fold's config says which part of the data it "
+                               "validates on")
+        configs.append(load_config(run / "config.yaml", []))
+    k = configs[0].data.folds
+    order = [c.data.fold for c in configs]
+    if k is None or sorted(o for o in order if o is not None) != list(range(k)):
+        raise UnetsegError(f"--checkpoint {root}: holds the best.pt of fold(s) {order} of {k}; finish the "
+                           "cross-validation (the same train --folds command) first")
+    runs = [run for _, run in sorted(zip(order, runs, strict=True))]  # type: ignore[type-var]
+    if args.config:
+        config = load_config(args.config, [])
+        source = f"the folds of {args.config}'s data"
+    else:
+        data = configs[0].model_dump(mode="json")
+        data["data"].update(source="folder", sample=None, sample_options={}, images=os.fspath(args.images),
+                            masks=os.fspath(args.masks))
+        config = validate_config(data, f"{runs[0] / 'config.yaml'} with --images/--masks")
+        source = f"the folds of {args.images}"
+    tile = config.train.val_tile_size if args.tile_size == "auto" else int_or_auto(args.tile_size, "--tile-size")
+    models = [load_model(run / "best.pt") for run in runs]
+    record = fold_record(config, root, models, [str(r) for r in runs], tile_size=tile,
+                         amp=validation_amp_of(config), engine=args.engine, min_size=args.min_object_size,
+                         progress=True)
+    print(f"{root}: each fold's best.pt on its own validation part of {source}:")
+    print(folds_table(record))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..data.folder import InstanceMasks, PixelRules, load_folder
@@ -107,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         raise UnetsegError("--images needs --masks (a folder of masks paired by file stem)")
     if args.masks and not args.images:
         raise UnetsegError("--masks needs --images")
+    if len(args.checkpoint) == 1 and any(Path(args.checkpoint[0]).glob("fold*/best.pt")):
+        return _evaluate_folds(args)
     model = as_model([load_model(path) for path in checkpoint_paths(args.checkpoint)])
     instances = None
     if args.images and volume_folder(args.images):

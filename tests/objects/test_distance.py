@@ -178,3 +178,31 @@ def test_the_rule_reads_the_tuned_post_processing_unless_overridden(nuclei_level
     other.meta = tuned
     assert (object_rule(other).seed_level, object_rule(other).min_size) == (5, 12)
     assert (object_rule(other, seed_level=2, min_size=0).seed_level, object_rule(other, min_size=0).min_size) == (2, 0)
+
+
+def test_tta_averages_the_level_probabilities_before_the_watershed(tmp_path, nuclei_levels):
+    """``--tta flips``: the level map the watershed floods is the argmax of the flips' mean level probabilities,
+    and the streamed objects are those of that map."""
+    import tifffile
+
+    from unetseg.outputs import predict_file
+    from unetseg.outputs.objects import ObjectOptions
+    from unetseg.tiling import TileOptions
+
+    model, image, plain = nuclei_levels
+    image = image[:160, :120]
+    kw = {"tile_size": 64, "amp": False, "halo": "exact"}
+    mean = np.zeros((*image.shape, LEVELS + 1), np.float64)
+    for axes in [(), (0,), (1,), (0, 1)]:
+        flipped = np.ascontiguousarray(np.flip(image, axes)) if axes else image
+        mean += np.flip(unetseg.predict_tiled(model, flipped, output="probs", **kw), axes) if axes else \
+            unetseg.predict_tiled(model, flipped, output="probs", **kw)
+    averaged = unetseg.predict_tiled(model, image, tta="flips", **kw)
+    assert (averaged == mean.argmax(-1)).mean() > 0.999  # float summation order aside
+    assert (averaged != plain[:160, :120]).any()  # TTA changed the map
+    tifffile.imwrite(tmp_path / "n.tif", image)
+    written = predict_file(model, tmp_path / "n.tif", tmp_path / "o" / "n", ["instances"],
+                           options=TileOptions(tile_size=64, amp=False, halo="exact", tta="flips"),
+                           objects=ObjectOptions(min_size=3))
+    np.testing.assert_array_equal(tifffile.imread(written[0]), label_objects(averaged, object_rule(model, min_size=3),
+                                                                             LEVELS + 1)[0])

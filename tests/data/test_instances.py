@@ -103,7 +103,7 @@ def test_distance_targets_are_levels_monotone_in_the_distance_to_the_boundary():
     assert (levels[:, :-1][meet] == 1).all() and (levels[:, 1:][meet] == 1).all()  # touching objects: a level-1 rim
     assert ndimage.label((levels >= 3) & (inst < 3))[1] == 2  # their deep parts are apart (connected components merge the two)
     assert (levels[39, 63], levels[32, 63], levels[30, 63]) == (4, 2, 1)  # the image edge is no boundary
-    assert layout.num_classes == 6 and layout.classes().names[1:3] == ("cell d1", "cell d2")
+    assert layout.num_classes == 6 and layout.classes().names[1:3] == ("cell", "cell d2")
 
 
 def test_distance_target_config_and_its_one_line_errors():

@@ -206,3 +206,15 @@ def test_tta_averages_the_level_probabilities_before_the_watershed(tmp_path, nuc
                            objects=ObjectOptions(min_size=3))
     np.testing.assert_array_equal(tifffile.imread(written[0]), label_objects(averaged, object_rule(model, min_size=3),
                                                                              LEVELS + 1)[0])
+
+
+def test_an_objects_probability_is_that_of_any_level(rng):
+    from unetseg.objects.stream import object_probability
+
+    probs = rng.dirichlet(np.ones(LEVELS + 1), (6, 7)).astype(np.float32)
+    labels = probs.argmax(-1).astype(np.uint8)
+    labels[0, 0] = 255  # invalid
+    got = object_probability(distance_rule(LEVELS, BIN, 3), labels, probs)
+    expected = 1 - probs[..., 0]
+    expected[0, 0] = 0
+    np.testing.assert_allclose(got, expected, atol=1e-6)

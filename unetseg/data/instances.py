@@ -77,12 +77,14 @@ class InstanceLayout:
 
     def classes(self, colors: Sequence[Sequence[int]] | None = None) -> ClassTable:
         """Background, the object classes (``colors``, or the default ones), the boundary; for distance targets
-        background and the levels ``<object> d1`` .. ``<object> dK`` (colours darker to brighter)."""
+        background and the levels ``<object>`` (level 1: objects are reported as of this class), ``<object> d2``
+        .. ``<object> dK`` (colours darker to brighter)."""
         if self.target == "distance":
             base = np.array(colors[0] if colors else ClassTable.default(2).colors[1], float)
             shades = [tuple(int(round(v)) for v in base * (0.35 + 0.65 * lv / self.levels))
                       for lv in range(1, self.levels + 1)]
-            return ClassTable(("background", *(f"{self.object_names[0]} d{lv}" for lv in range(1, self.levels + 1))),
+            name = self.object_names[0]
+            return ClassTable(("background", name, *(f"{name} d{lv}" for lv in range(2, self.levels + 1))),
                               ((0, 0, 0), *shades))
         default = ClassTable.default(len(self.object_names) + 1)
         object_colors = [tuple(c) for c in (colors or default.colors[1:])]

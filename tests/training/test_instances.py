@@ -1,6 +1,7 @@
 """Training on instance masks: the checkpoint records how its classes code objects, and evaluate scores
 objects next to pixels."""
 import numpy as np
+import pytest
 
 import unetseg
 from unetseg.cli import main
@@ -63,3 +64,12 @@ def test_a_distance_run_records_its_levels_and_tuned_post_processing_that_predic
                                   label_objects(labels, object_rule(model, seed_level=other, min_size=0), 5)[0])
     assert main([*args, "--output", str(tmp_path / "c"), "--seed-level", "9"]) != 0
     assert "--seed-level 9: the model has distance levels 1..4" in capsys.readouterr().err
+    # evaluate scores the objects of the tuned post-processing: the AP stored in the checkpoint
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {name: unet, base_channels: 4, depth: 2, padding: same}\n"
+                      "data: {source: sample, sample: nuclei, mask_mode: instances, instance_target: distance, "
+                      "distance_levels: 4, distance_bin: 3}\n")
+    assert main(["evaluate", "--checkpoint", str(result.best_checkpoint), "--config", str(config),
+                 "--tile-size", "128"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("objects:"))
+    assert float(line.split("AP@0.5 ")[1].split()[0]) == pytest.approx(tuned.ap50, abs=0.02)

@@ -30,8 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--tile-size", default="auto",
                           help="tile side or 'auto' (default: auto; for a folds folder: the folds' train.val_tile_size)")
     add_engine_argument(evaluate)
-    evaluate.add_argument("--min-object-size", type=int, default=0, metavar="PX",
-                          help="on instance data: predicted objects smaller than PX pixels are dropped (default: 0)")
+    evaluate.add_argument("--min-object-size", type=int, default=None, metavar="PX",
+                          help="on instance data: predicted objects smaller than PX pixels are dropped (default: the "
+                               "size tuned on the run's validation images, else 0)")
+    evaluate.add_argument("--seed-level", type=int, default=None, metavar="L",
+                          help="distance-target models: pixels of level >= L seed objects (default: the level tuned on "
+                               "the run's validation images, else the middle level)")
 
 
 def format_scores(scores: dict[str, Any], class_names: Sequence[str]) -> str:
@@ -139,11 +143,11 @@ def _evaluate_folds(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..data.folder import InstanceMasks, PixelRules, load_folder
-    from ..data.instances import InstanceLayout
     from ..data.nodata import Nodata
     from ..models import load_model
     from ..models.ensemble import as_model, checkpoint_paths
-    from ..objects.separate import label_objects, object_rule
+    from ..objects.separate import label_objects
+    from ..outputs.objects import object_rules
     from ..training.datasets import load_splits
     from ..training.evaluate import score_images
 
@@ -172,14 +176,14 @@ def run(args: argparse.Namespace) -> int:
         trained = model.meta.nodata or Nodata()
         rules = PixelRules(trained.setting, trained.rule, None, model.meta.class_values)
         record = model.meta.instances
-        instance_masks = None if record is None else InstanceMasks(InstanceLayout(
-            tuple(model.class_table.names[c] for c in record.object_classes), record.boundary_width))
+        instance_masks = None if record is None else InstanceMasks(record.layout(
+            tuple(model.class_table.names[c] for c in record.object_classes)))
         found, _, ignore_index = load_folder(args.images, args.masks, classes=model.class_table,
                                              ignore_index=ignore_index, rules=rules, instance_masks=instance_masks)
         items, names = [(it.image, it.mask) for it in found], [str(it.mask_path) for it in found]
         instances = None if record is None else [it.instances for it in found]
         source = f"{len(items)} image(s) in {os.fspath(args.images)}"
-    rule = object_rule(model, min_size=args.min_object_size)
+    rule = object_rules(model, args.min_object_size, args.seed_level)
     scores = score_images(model, items, num_classes=model.num_classes, ignore_index=ignore_index,
                           tile_size=int_or_auto(args.tile_size, "--tile-size"), engine=args.engine, names=names,
                           progress=True,

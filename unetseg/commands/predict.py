@@ -67,9 +67,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          help="write the TIFF maps of streamed inputs as Cloud Optimized GeoTIFFs (overviews first, "
                               "for range reads from object storage; needs rasterio: unetseg[geo]); --no-cog: plain "
                               "tiled TIFFs (default: COGs for GeoTIFF inputs when rasterio is installed)")
-    predict.add_argument("--min-object-size", type=int, default=0, metavar="PX",
+    predict.add_argument("--min-object-size", type=int, default=None, metavar="PX",
                          help="objects (instances, objects, geojson, gpkg) smaller than PX pixels are dropped "
-                              "(default: 0)")
+                              "(default: the size tuned on the run's validation images, else 0)")
+    predict.add_argument("--seed-level", type=int, default=None, metavar="L",
+                         help="models trained on distance targets: pixels of level >= L seed objects (default: the "
+                              "level tuned on the run's validation images, else the middle level)")
     predict.add_argument("--split-touching", type=int, nargs="?", const=3, default=0, metavar="PX",
                          help="cut touching objects of plain class maps apart: erode each class by PX (default 3 when "
                               "given; models trained on instance masks separate their objects themselves)")
@@ -158,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
                           nodata=nodata_value(args.nodata), nodata_label=args.nodata_label, engine=args.engine)
     bands = band_list(args.bands)
     objects = ObjectOptions(args.min_object_size, args.split_touching, background_class(args.background),
-                            args.polygons)
+                            args.polygons, args.seed_level)
     objects.rules(model)  # a bad --background or --split-touching is one line, before any file
     # what makes an earlier output the same as this run's (the device index does not: ranks may swap GPUs)
     states = [file_state(path) for path in checkpoints]

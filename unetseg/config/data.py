@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..data.classes import ClassTable
-from ..data.instances import BOUNDARY_WIDTH, InstanceLayout
+from ..data.instances import BOUNDARY_WIDTH, DISTANCE_BIN, DISTANCE_LEVELS, InstanceLayout
 from ..data.samples import list_samples
 from ..errors import UnetsegError
 from .base import Strict, validate_section
@@ -185,6 +185,11 @@ class DataConfig(Strict):
         instance_classes: with instance masks, a CSV (``image``, ``id``, ``class`` columns) or JSON file giving
             each object's class by name (default: every object is of the first class).
         boundary_width: with instance masks, the boundary's width in px (default 2, chosen by measurement).
+        instance_target: with instance masks, what the model learns: ``"three_class"`` (default: background,
+            interior, boundary) or ``"distance"`` (the distance to the object's boundary in ``distance_levels``
+            ordinal classes of ``distance_bin`` px; objects by a seeded watershed; one object class only).
+        distance_levels, distance_bin: the distance target's level count (default 6, 2..32) and bin width in px
+            (default 2).
         ignore_index: label of unlabelled pixels (e.g. 255): no loss, kept through augmentation.
         ignore_color: RGB colour of unlabelled pixels in colour masks (mapped to ``ignore_index``).
         nodata: ``"auto"`` (default: each TIFF's GDAL_NODATA tag), a number, or None; NaN/Inf are always
@@ -220,6 +225,9 @@ class DataConfig(Strict):
     classes: list[ClassSpec] | None = None
     instance_classes: str | None = None
     boundary_width: int = Field(BOUNDARY_WIDTH, ge=1, le=16)
+    instance_target: Literal["three_class", "distance"] = "three_class"
+    distance_levels: int = Field(DISTANCE_LEVELS, ge=2, le=32)
+    distance_bin: int = Field(DISTANCE_BIN, ge=1, le=16)
     ignore_index: int | None = Field(None, ge=0)
     ignore_color: tuple[int, int, int] | None = None
     nodata: Literal["auto"] | float | None = "auto"
@@ -273,8 +281,13 @@ class DataConfig(Strict):
         if self.mask_mode == "instances":
             if self.class_values is not None or self.ignore_color is not None:
                 raise ValueError("class_values and ignore_color do not apply to mask_mode='instances'")
+            if self.instance_target == "distance" and (self.instance_classes is not None or len(self.classes or ()) > 1):
+                raise ValueError("instance_target='distance' codes one object class; instance_classes and several "
+                                 "classes need instance_target='three_class'")
         elif self.instance_classes is not None:
             raise ValueError("instance_classes applies to mask_mode='instances' only")
+        elif self.instance_target != "three_class":
+            raise ValueError(f"instance_target={self.instance_target!r} applies to mask_mode='instances' only")
         if self.mask_mode == "color":
             if not self.classes:
                 raise ValueError("mask_mode='color' requires classes with a color for each")
@@ -319,7 +332,8 @@ class DataConfig(Strict):
         if self.mask_mode != "instances":
             return None
         names = tuple(c.name for c in self.classes) if self.classes else sample_names
-        return InstanceLayout(names, self.boundary_width)
+        return InstanceLayout(names, self.boundary_width, self.instance_target, self.distance_levels,
+                              self.distance_bin)
 
     def configured_classes(self) -> ClassTable | None:
         """The configured classes as a :class:`ClassTable` (default colours where none given), or None (also

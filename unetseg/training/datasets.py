@@ -267,7 +267,8 @@ def build_datasets(
     )
     patches.report = report
     names = list(val.info.get("stems", [])) or [f"{cfg.sample or 'val'}-{i}" for i in range(len(val))]
-    return patches, ValImages(list(val.images), list(val.masks), names), train.classes, normalization
+    val_instances = None if val.instances is None else list(val.instances)
+    return patches, ValImages(list(val.images), list(val.masks), names, val_instances), train.classes, normalization
 
 
 def build_volume_datasets(
@@ -313,4 +314,5 @@ def build_volume_datasets(
                             ignore_index=ignore, seed=seed)
     patches.report = report
     names = [f"{cfg.sample}-volume-{i}" for i in range(len(val))]
-    return patches, ValImages(list(val.images), list(val.masks), names), train.classes, normalization
+    val_instances = None if val.instances is None else list(val.instances)
+    return patches, ValImages(list(val.images), list(val.masks), names, val_instances), train.classes, normalization

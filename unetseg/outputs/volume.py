@@ -125,9 +125,8 @@ def predict_volume_file(model: SegmentationModel, path: Path, stem: Path, format
         result = run_volume(model, volume, plan, out=_Fanout(writers) if writers else None,
                             progress=True).check_valid()
         written = []
-        while writers:
-            written.append(writers[0].close())
-            writers.pop(0)
+        while writers:  # a writer whose close() fails has removed its own temporary
+            written.append(writers.pop(0).close())
     except BaseException:
         for writer in writers:
             writer.abort()

@@ -57,6 +57,8 @@ def test_ome_tiff_stacks_read_lazily_in_zyxc_order_with_spacing(tmp_path, rng, a
     np.testing.assert_array_equal(volume[2:7, 3:11, 5:17], volume_zyxc[2:7, 3:11, 5:17])
     np.testing.assert_array_equal(np.asarray(volume), volume_zyxc)
     np.testing.assert_allclose(volume.affine, np.diag([0.5, 0.5, 3.0, 1.0]))
+    # lazy: a memory map of an uncompressed file, else tifffile's zarr store (decoded chunk by chunk)
+    assert isinstance(volume._array, np.memmap if compression is None else zarr.Array)
 
 
 def test_ome_units_are_converted_to_micrometres(tmp_path, rng):
@@ -117,6 +119,7 @@ def test_ome_zarr_images_read_lazily_with_their_scale(tmp_path, rng, axes):
     assert isinstance(volume, Volume) and volume.shape == zyxc.shape
     assert volume.spacing == pytest.approx(SPACING) and volume.unit == "micrometer"
     np.testing.assert_array_equal(volume[1:9, 4:6, 7:23], zyxc[1:9, 4:6, 7:23])
+    assert isinstance(volume._array, zarr.Array)  # lazy: chunks are read when a window needs them
     assert is_volume_file(path)
 
 

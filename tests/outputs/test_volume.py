@@ -189,3 +189,17 @@ def test_volume_and_model_mismatches_are_one_line(tmp_path, capsys, rng):
         err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
         assert code != 0 and len(err) == 1 and message in err[0] and path.name in err[0], err
     assert not list((tmp_path / "o").glob("*_labels*"))
+
+
+def test_stacks_without_spacing_say_so_in_the_summary(tmp_path, rng):
+    _, ckpt = varied3d(tmp_path)
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, rng.integers(0, 256, ZYX, dtype=np.uint8))  # no OME/ImageJ metadata
+    out = tmp_path / "out"
+    assert predict(ckpt, path, out, "--format", "tiff,summary") == 0
+    summary = json.loads((out / "plain_summary.json").read_text())
+    assert summary["spacing"] == [1.0, 1.0, 1.0] and summary["unit"] is None
+    assert any("unit unknown" in note for note in summary["notes"])
+    assert all("millilitres" not in c for c in summary["classes"])
+    labels = unetseg.io.open_volume(out / "plain_labels.ome.tif")
+    assert labels.shape == ZYX and labels.unit is None

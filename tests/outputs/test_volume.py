@@ -146,7 +146,9 @@ def test_predict_nifti_to_tiff_and_ome_zarr_keeps_spacing_and_axis_order(tmp_pat
     data = rng.integers(0, 256, (24, 20, 12), dtype=np.uint8)  # (X, Y, Z), non-identity affine
     path = saved(tmp_path, data)
     out = tmp_path / "out"
-    assert predict(ckpt, path, out, "--format", "tiff,ome-zarr,nifti") == 0
+    assert predict(ckpt, path, out, "--format", "tiff,ome-zarr,nifti,summary") == 0
+    notes = json.loads((out / "vol_summary.json").read_text())["notes"]
+    assert any("not the NIfTI orientation" in note for note in notes)
     expected = whole(model, data.transpose(2, 1, 0))
     assert len(np.unique(expected)) > 1
     spacing_mm = nib.load(path).header.get_zooms()[::-1]

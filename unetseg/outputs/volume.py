@@ -14,6 +14,7 @@ The volume half of ``unetseg predict``; the image half is :mod:`unetseg.outputs.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -133,16 +134,18 @@ def predict_volume_file(model: SegmentationModel, path: Path, stem: Path, format
         raise
     if any(k.name == "summary" for k in kinds):
         written.append(maps.write_json(next(k for k in kinds if k.name == "summary").path(stem, "stream"),
-                                       volume_summary(model, volume, result, plan.nodata_label, options, path)))
+                                       volume_summary(model, volume, result, plan.nodata_label, options, path,
+                                                      formats=[k.name for k in kinds])))
     if done is not None:
         write_manifest(stem, done.input, done.key, written)
     return written
 
 
 def volume_summary(model: SegmentationModel, volume: Volume, result: TiledResult, nodata_label: int | None,
-                   options: TileOptions, path: Path) -> dict:
+                   options: TileOptions, path: Path, formats: Sequence[str] = ()) -> dict:
     """The image summary's fields for a volume, plus its depth, spacing (dz, dy, dx), the spacing's unit, each
-    class's volume in millilitres (when the unit is known) and notes on the geometry written."""
+    class's volume in millilitres (when the unit is known) and notes on the geometry the ``formats`` written
+    keep (default: none named)."""
     settings = {**options.recorded(), "input": str(path), **result.report.as_dict()}
     data = summary(result, volume.shape[1:3], model.class_table.names, settings, nodata_label,
                    model.class_table.colors)
@@ -154,7 +157,10 @@ def volume_summary(model: SegmentationModel, volume: Volume, result: TiledResult
     if volume.unit is None:
         notes.append("the input gives no voxel size unit: spacing as read (1.0 where it says nothing), unit unknown, "
                      "no millilitres")
-    if not isinstance(volume, NiftiVolume):
-        notes.append("the input has no orientation: a nifti output's affine is diag(dx, dy, dz)")
+    if not isinstance(volume, NiftiVolume) and "nifti" in formats:
+        notes.append("the input has no orientation: the nifti output's affine is diag(dx, dy, dz)")
+    if isinstance(volume, NiftiVolume) and {"tiff", "ome-zarr"} & set(formats):
+        notes.append("tiff and ome-zarr outputs keep the voxel grid, axis order and spacing, not the NIfTI "
+                     "orientation (affine); the nifti output keeps it")
     return {"depth": int(volume.shape[0]), "spacing": list(volume.spacing), "unit": volume.unit,
             **({"notes": notes} if notes else {}), **data}

@@ -26,7 +26,7 @@ UNIT_UM = {"angstrom": 1e-4, "nanometer": 1e-3, MICROMETRE: 1.0, "millimeter": 1
 # spellings found in OME-XML (PhysicalSize*Unit), ImageJ (unit) and NIfTI headers
 UNIT_NAMES = {"å": "angstrom", "nm": "nanometer", "µm": MICROMETRE, "μm": MICROMETRE, "um": MICROMETRE,
               "micron": MICROMETRE, "\\u00b5m": MICROMETRE, "mm": "millimeter", "cm": "centimeter", "m": "meter"}
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".tif", ".tiff", ".zarr")
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".tif", ".tiff", ".zarr")  # what open_volume reads (a TIFF also by content)
 
 
 def unit_name(text: str | None) -> str | None:
@@ -160,11 +160,6 @@ class ZYXCView:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         whole = self[:, :, :]
         return whole if dtype is None else whole.astype(dtype)
-
-
-def is_volume_path(path: str | os.PathLike) -> bool:
-    """Whether ``path`` has a suffix volumes are read from (NIfTI, TIFF, zarr)."""
-    return str(path).lower().rstrip("/").endswith(VOLUME_SUFFIXES)
 
 
 def open_volume(path: str | os.PathLike) -> Volume:

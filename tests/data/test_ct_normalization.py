@@ -75,3 +75,43 @@ def test_zscore_is_each_volumes_own():
 def test_ct_needs_the_masks():
     with pytest.raises(ValueError, match="needs the training masks"):
         Normalization.from_images([np.zeros((4, 4), np.int16)], method="ct")
+
+
+@pytest.mark.parametrize("engine", ["torch", "openvino"])
+def test_predict_clips_as_the_checkpoint_says(engine):
+    """Tiled prediction with a CT normalisation == prediction of the volume clipped beforehand (torch: exactly)."""
+    if engine == "openvino":
+        pytest.importorskip("openvino")
+    import unetseg
+
+    torch.manual_seed(0)
+    model = unetseg.UNet(1, 3, base_channels=2, depth=2, padding="same", spatial_dims=3).eval()
+    image, labels = ct_case(0, (12, 24, 24))
+    norm = ct_stats([image], [labels])
+    low, high = norm.bounds(image.dtype)
+    clipped = np.clip(image.astype(np.float32), low[0], high[0])
+    unclipped = Normalization(mean=norm.mean, std=norm.std, scale=32767.0)
+    options = dict(tile_size=16, amp=False, halo="exact", output="probs")
+    reference = unetseg.predict_tiled(model, clipped, normalization=unclipped, engine="torch", **options)
+    probs = unetseg.predict_tiled(model, image, normalization=norm, engine=engine, **options)
+    if engine == "torch":
+        np.testing.assert_array_equal(probs, reference)
+    else:
+        np.testing.assert_allclose(probs, reference, atol=1e-4)
+    plain = unetseg.predict_tiled(model, image, normalization=unclipped, engine="torch", **options)
+    assert not np.allclose(plain, reference, atol=1e-4)  # the clip matters on this volume (air, metal)
+
+
+def test_predict_resolves_zscore_on_each_volume():
+    import unetseg
+
+    torch.manual_seed(0)
+    model = unetseg.UNet(1, 3, base_channels=2, depth=2, padding="same", spatial_dims=3).eval()
+    zscore = Normalization(mean=(0.0,), std=(1.0,), per_image=True)
+    options = dict(tile_size=16, amp=False, halo="exact", output="probs", engine="torch")
+    for seed in (0, 1):
+        image = ct_case(seed, (12, 24, 24))[0]
+        own = zscore.resolve(image, 3)
+        assert own.mean[0] * 32767 == pytest.approx(image.mean()) and not own.per_image
+        np.testing.assert_array_equal(unetseg.predict_tiled(model, image, normalization=zscore, **options),
+                                      unetseg.predict_tiled(model, image, normalization=own, **options))

@@ -185,7 +185,8 @@ class DataConfig(Strict):
     Attributes:
         source: ``"sample"`` (a built-in sample, see ``unetseg.data.samples``) or ``"folder"``.
         sample, sample_options: sample name (default ``"nuclei"``) and the options of ``load_sample``.
-        images, masks: folders of images and masks paired by file stem (``source="folder"``).
+        images, masks: folders of images and masks paired by file stem (``source="folder"``); for a 3D model,
+            folders of NIfTI volumes (``.nii``, ``.nii.gz``) and label volumes (:mod:`unetseg.data.volume_folder`).
         mask_mode: ``"index"`` (pixel value = class id), ``"color"`` (RGB mapped via ``classes``) or
             ``"instances"`` (label images, 0 = background, one id per object: the targets are background,
             object interior and object boundary, see :mod:`unetseg.data.instances`).
@@ -212,7 +213,8 @@ class DataConfig(Strict):
         class_values: mask values of classes 0..K-1 (ints, or floats holding integral values); default: the
             mask value is the class id.
         split: ``"files"`` (default: whole images) or ``"regions"`` (blocks of a ``split_grid`` of each image,
-            ``val_fraction`` of them to validation, with a gap of the model's context between the sides).
+            ``val_fraction`` of them to validation, with a gap of the model's context between the sides). Volumes
+            split as files when there are at least two, else (or under ``"regions"``) into slabs along z.
         val_fraction, val_files, split_seed: folder train/val split, by a seeded fraction or by
             explicit stems/file names (``val_files`` wins). Samples have fixed splits.
         folds, fold: validate on fold ``fold`` of ``folds`` (set by ``train --folds K``): folders are split into

@@ -85,3 +85,15 @@ def test_brain_sample_keeps_its_normalisation():
     assert norm.clip is None and not norm.per_image and norm.scale is None
     assert isinstance(norm, Normalization) and norm.to_dict().keys() == {"mean", "std", "scale"}
     assert SPACING[0] > 1
+
+
+def test_init_checkpoint_of_another_normalisation_kind_is_not_kept(tmp_path):
+    images, masks = write_cases(tmp_path, n=2)
+    cfg = folder_config(images, masks, normalize="ct", val_fraction=0.5)
+    parent = Normalization(mean=(0.002,), std=(0.003,))  # plain statistics, no clip: another kind
+    patches, _, _, norm = build_volume_datasets(cfg.data, rules=rules(), keep_normalization=parent)
+    assert norm.clip is not None and norm != parent
+    assert any("differs in kind" in w for w in patches.report.warnings)
+    same_kind = Normalization(mean=norm.mean, std=norm.std, clip=((-0.1,), (0.5,)))
+    _, _, _, kept = build_volume_datasets(cfg.data, rules=rules(), keep_normalization=same_kind)
+    assert kept == same_kind  # close statistics of the same kind: the checkpoint's are kept

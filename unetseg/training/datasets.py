@@ -71,6 +71,17 @@ def load_splits(cfg: DataConfig, gap: int = 0) -> tuple[SampleSplit, SampleSplit
     return (train, val) if fold is None else sample_fold(train, fold, cfg, gap)
 
 
+def kept_normalization(parent: Normalization | None, data: Normalization) -> tuple[Normalization, str | None]:
+    """:func:`~unetseg.training.finetune.choose_normalization` when the --init checkpoint's normalisation is of the
+    data's kind (the same clipping, per-image or not), else the data's, with a warning line."""
+    if parent is None:
+        return data, None
+    if (parent.clip is None) != (data.clip is None) or parent.per_image != data.per_image:
+        return data, ("data.normalize differs in kind from the --init checkpoint's normalisation (clipped or not, "
+                      "per volume or not): normalising as data.normalize says")
+    return choose_normalization(parent, data)
+
+
 def _fold(cfg: DataConfig) -> tuple[int, int] | None:
     return None if cfg.folds is None else (cfg.fold, cfg.folds)  # type: ignore[return-value]
 
@@ -251,8 +262,7 @@ def build_datasets(
                                                   ignore_index=train.info.get("ignore_index", cfg.ignore_index))
     except ValueError as err:
         raise UnetsegError(f"data: {err}") from None
-    normalization, refit = choose_normalization(keep_normalization, normalization) if keep_normalization \
-        else (normalization, None)
+    normalization, refit = kept_normalization(keep_normalization, normalization)
     images = _filled(train.images, train.info.get("valid", none), normalization)
     ignore = train.info.get("ignore_index", cfg.ignore_index)
     files = list(train.info.get("files", []))
@@ -319,8 +329,7 @@ def build_volume_datasets(
     spacing = tuple(float(s) for s in train.info["spacing"])
     ignore = train.info.get("ignore_index", cfg.ignore_index)
     normalization = volume_normalization(cfg, train, ignore)
-    normalization, refit = choose_normalization(keep_normalization, normalization) if keep_normalization \
-        else (normalization, None)
+    normalization, refit = kept_normalization(keep_normalization, normalization)
     warnings = data_warnings(train, cfg, ignore) + ([refit] if refit else [])
     spacings = train.info.get("spacings", {})
     if any(not np.allclose(s, spacing, rtol=0.01) for s in spacings.values()):

@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import UnetsegError
 from ..tiling.options import int_or_auto
 from .common import add_engine_argument
@@ -65,35 +63,40 @@ def volume_folder(folder: str) -> bool:
 
 
 def _evaluate_volumes(model: Any, args: argparse.Namespace) -> int:
-    """Per-volume and overall per-class IoU and Dice of NIfTI volumes against NIfTI label volumes paired by stem;
-    a label volume on another grid (shape or affine) is a one-line error naming both files."""
-    from ..io.nifti import is_nifti, open_nifti
-    from ..outputs.naming import file_stem
-    from ..training.evaluate import score_images
+    """Score a 3D checkpoint on NIfTI volumes paired with label volumes by stem (``--images``/``--masks``), or on a
+    config's validation volumes (``--config``): per-class IoU and Dice of each volume, their mean over the
+    volumes, and the scores of all voxels pooled. Volumes are read and checked as for training
+    (:func:`unetseg.data.volume_folder.load_volume_folder`: a mask on another grid, with non-integer values or
+    class ids the model lacks is a one-line error naming the file)."""
+    from ..config import load_config
+    from ..data.volume_folder import load_volume_folder
+    from ..training.datasets import load_volume_splits
+    from ..training.evaluate import mean_over_items, score_images
 
     if model.spatial_dims != 3:
-        raise UnetsegError(f"--images {args.images}: NIfTI volumes need a 3D checkpoint; this model is 2D")
-    masks = {file_stem(f): f for f in Path(args.masks).iterdir() if is_nifti(f)}
-    items, names = [], []
-    for path in sorted(f for f in Path(args.images).iterdir() if is_nifti(f) and not f.name.startswith(".")):
-        mask_path = masks.get(file_stem(path))
-        if mask_path is None:
-            raise UnetsegError(f"{path}: no label volume of stem {file_stem(path)!r} in --masks {args.masks}")
-        image, mask = open_nifti(path), open_nifti(mask_path)
-        if image.shape[:3] != mask.shape[:3] or not np.allclose(image.affine, mask.affine, atol=1e-3):
-            raise UnetsegError(f"{mask_path}: not on the voxel grid of {path} (shape {mask.shape[:3]} vs "
-                               f"{image.shape[:3]}, or another affine)")
-        items.append((image, np.asarray(mask[:, :, :]).astype(np.int64)))
-        names.append(str(path))
-    if not items:
-        raise UnetsegError(f"--images {args.images}: no NIfTI volumes")
-    tile = int_or_auto(args.tile_size, "--tile-size")
-    overall = score_images(model, items, num_classes=model.num_classes, ignore_index=model.meta.ignore_index,
-                           tile_size=tile, engine=args.engine, names=names, progress=True, per_item=True)
+        what = f"--images {args.images}" if args.images else f"--config {args.config}"
+        raise UnetsegError(f"{what}: volumes need a 3D checkpoint; this model is 2D")
+    if args.config:
+        _, val = load_volume_splits(load_config(args.config, []).data)
+        if not len(val):
+            raise UnetsegError(f"{args.config}: the config has no validation volumes")
+        items, names = list(zip(val.images, val.masks, strict=True)), list(val.info.get("stems", []))
+        ignore_index, source = val.info.get("ignore_index", model.meta.ignore_index), f"{len(items)} validation volume(s) of {args.config}"
+    else:
+        found, _ = load_volume_folder(args.images, args.masks, classes=model.class_table,
+                                      ignore_index=model.meta.ignore_index, class_values=model.meta.class_values)
+        items, names = [(it.image, it.mask) for it in found], [str(it.image_path) for it in found]
+        ignore_index, source = model.meta.ignore_index, f"{len(items)} volume(s) in {os.fspath(args.images)}"
+    names = names or [f"volume {i}" for i in range(len(items))]
+    overall = score_images(model, items, num_classes=model.num_classes, ignore_index=ignore_index,
+                           tile_size=int_or_auto(args.tile_size, "--tile-size"), engine=args.engine, names=names,
+                           progress=True, per_item=True)
     for scores, name in zip(overall["items"], names, strict=True):
         print(f"{name}:")
         print(format_scores(scores, model.class_table.names))
-    print(f"{' + '.join(args.checkpoint)} on {len(items)} volume(s) in {args.images}:")
+    print(f"mean over the {len(items)} volumes (each volume's scores averaged):")
+    print(format_scores(mean_over_items(overall["items"]), model.class_table.names))
+    print(f"{' + '.join(args.checkpoint)} on {source} (all voxels pooled):")
     print(format_scores(overall, model.class_table.names))
     return 0
 
@@ -159,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         return _evaluate_folds(args)
     model = as_model([load_model(path) for path in checkpoint_paths(args.checkpoint)])
     instances = None
-    if args.images and volume_folder(args.images):
+    if (args.images and volume_folder(args.images)) or (args.config and model.spatial_dims == 3):
         return _evaluate_volumes(model, args)
     if args.config:
         cfg = load_config(args.config, [])
@@ -170,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         instances = val.instances if cfg.data.mask_mode == "instances" else None
         names = [f"{args.config} validation image {i}" for i in range(len(val))]
         ignore_index = val.info.get("ignore_index", cfg.data.ignore_index)
-        source = f"validation split of {args.config}"
+        source = f"{len(items)} validation volume(s) of {args.config}"
     else:
         ignore_index = model.meta.ignore_index
         trained = model.meta.nodata or Nodata()

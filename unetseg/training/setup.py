@@ -149,7 +149,8 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
     try:
         if probe.spatial_dims == 3:
             train_ds, val, classes, normalization = build_volume_datasets(
-                cfg.data, rules=probe.axis_rules, seed=cfg.train.seed, keep_normalization=keep)
+                cfg.data, rules=probe.axis_rules, seed=cfg.train.seed, keep_normalization=keep,
+                context=model_context(probe))
         else:
             train_ds, val, classes, normalization = build_datasets(
                 cfg.data, input_size=input_size, margin=probe.margin, seed=cfg.train.seed,

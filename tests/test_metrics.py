@@ -83,3 +83,45 @@ def test_object_scores_match_one_to_one_at_each_threshold():
     assert found["n_true"] == 2 and found["n_pred"] == 3 and found["count_error"] == 0.5
     scores.update(true, np.zeros_like(true))  # a second image: nothing found there
     assert scores.compute()["ap"][0.5] == 2 / (4 + 3 - 2)
+
+
+def _random_instances(rng, n_objects: int):
+    import numpy as np
+
+    out = np.zeros((24, 24), int)
+    for k in range(1, n_objects + 1):
+        r, c = rng.integers(0, 20, 2)
+        out[r : r + rng.integers(2, 5), c : c + rng.integers(2, 5)] = k
+    return out
+
+
+def test_object_scores_pool_by_counts_as_if_scored_together():
+    import json
+
+    import numpy as np
+
+    from unetseg.metrics import ObjectScores
+
+    rng = np.random.default_rng(4)
+    pairs = [(_random_instances(rng, 6), _random_instances(rng, 5)) for _ in range(4)]
+    together, first, second = ObjectScores(), ObjectScores(), ObjectScores()
+    for i, (true, pred) in enumerate(pairs):
+        together.update(true, pred)
+        (first if i < 2 else second).update(true, pred)
+    pooled = first.merge(second).compute()
+    assert pooled == together.compute() and pooled["n_true"] == first.n_true + second.n_true
+    restored = ObjectScores.from_counts(json.loads(json.dumps(first.counts())))  # through cv.json and back
+    assert restored.compute() == first.compute()
+    with pytest.raises(ValueError, match="do not pool"):
+        first.merge(ObjectScores((0.5,)))
+
+
+def test_spread_of_fold_scores_skips_folds_without_a_score():
+    import math
+
+    from unetseg.metrics import spread_of
+
+    found = spread_of([0.8, math.nan, 0.6, 0.7])
+    assert found["mean"] == pytest.approx(0.7) and found["spread"] == pytest.approx(0.2)
+    assert (found["min"], found["max"], found["n"]) == (0.6, 0.8, 3)
+    assert spread_of([math.nan])["n"] == 0 and math.isnan(spread_of([])["mean"])

@@ -136,9 +136,36 @@ class ObjectScores:
                 self.tp50 += int(hit.sum())
                 self.matched_iou += float(matrix[r, c][hit].sum())
 
+    def counts(self) -> dict[str, Any]:
+        """The raw counts the scores come from (JSON-ready): ``thresholds``, ``tp`` (one per threshold), ``tp50``,
+        ``matched_iou`` (summed IoU of the pairs matched at 0.5), ``n_true``, ``n_pred``. Pooling scores over
+        several evaluations (cross-validation folds) sums these: :meth:`from_counts` + :meth:`merge`."""
+        return {"thresholds": list(self.thresholds), "tp": [self.tp[t] for t in self.thresholds], "tp50": self.tp50,
+                "matched_iou": self.matched_iou, "n_true": self.n_true, "n_pred": self.n_pred}
+
+    @classmethod
+    def from_counts(cls, counts: dict[str, Any]) -> ObjectScores:
+        """The accumulator that :meth:`counts` described (its ``compute()`` gives the same scores)."""
+        out = cls(tuple(float(t) for t in counts["thresholds"]))
+        out.tp = {t: int(n) for t, n in zip(out.thresholds, counts["tp"], strict=True)}
+        out.tp50, out.matched_iou = int(counts["tp50"]), float(counts["matched_iou"])
+        out.n_true, out.n_pred = int(counts["n_true"]), int(counts["n_pred"])
+        return out
+
+    def merge(self, other: ObjectScores) -> ObjectScores:
+        """A new accumulator holding both's matches, as if every image of both had been updated into one (the
+        thresholds must agree; ValueError otherwise)."""
+        if other.thresholds != self.thresholds:
+            raise ValueError(f"object scores at thresholds {self.thresholds} and {other.thresholds} do not pool")
+        out = ObjectScores(self.thresholds)
+        out.tp = {t: self.tp[t] + other.tp[t] for t in self.thresholds}
+        out.tp50, out.matched_iou = self.tp50 + other.tp50, self.matched_iou + other.matched_iou
+        out.n_true, out.n_pred = self.n_true + other.n_true, self.n_pred + other.n_pred
+        return out
+
     def compute(self) -> dict[str, Any]:
         """``ap``: {threshold: AP}; ``pq``, ``sq`` (mean IoU of matches), ``rq`` (F1 of matches) at IoU 0.5;
-        ``n_true``, ``n_pred``; ``count_error``: |n_pred - n_true| / n_true."""
+        ``n_true``, ``n_pred``; ``count_error``: |n_pred - n_true| / n_true; ``counts``: :meth:`counts`."""
         ap = {t: self.tp[t] / (self.n_true + self.n_pred - self.tp[t]) if self.n_true + self.n_pred else math.nan
               for t in self.thresholds}
         tp = self.tp50
@@ -146,4 +173,15 @@ class ObjectScores:
         sq = self.matched_iou / tp if tp else 0.0
         rq = tp / (tp + fp / 2 + fn / 2) if tp + fp + fn else math.nan
         return {"ap": ap, "pq": sq * rq, "sq": sq, "rq": rq, "n_true": self.n_true, "n_pred": self.n_pred,
-                "count_error": abs(self.n_pred - self.n_true) / self.n_true if self.n_true else math.nan}
+                "count_error": abs(self.n_pred - self.n_true) / self.n_true if self.n_true else math.nan,
+                "counts": self.counts()}
+
+
+def spread_of(values: list[float]) -> dict[str, Any]:
+    """Mean and spread of per-fold scores: ``mean``, ``spread`` (max - min), ``min``, ``max`` over the values that
+    are not NaN (a fold without any object has no AP), and ``n`` (how many were); all NaN when none is."""
+    finite = [float(v) for v in values if not math.isnan(float(v))]
+    if not finite:
+        return {"mean": math.nan, "spread": math.nan, "min": math.nan, "max": math.nan, "n": 0}
+    return {"mean": sum(finite) / len(finite), "spread": max(finite) - min(finite), "min": min(finite),
+            "max": max(finite), "n": len(finite)}

@@ -79,3 +79,51 @@ def test_the_nuclei_sample_trains_on_instance_targets():
     assert set(np.unique(train.masks[0])) == {0, 1, 2} and val.instances[0].max() > 10
     with pytest.raises(UnetsegError, match="instances needs instance masks"):
         load_splits(parse_data_config({"source": "sample", "sample": "brain", "mask_mode": "instances"}))
+
+
+def test_distance_targets_are_levels_monotone_in_the_distance_to_the_boundary():
+    from scipy import ndimage
+
+    yy, xx = np.indices((40, 64))
+    inst = np.zeros((40, 64), np.int64)
+    inst[(yy - 20) ** 2 + (xx - 20) ** 2 <= 144] = 1
+    inst[((yy - 20) ** 2 + (xx - 42) ** 2 <= 144) & (inst == 0)] = 2  # touches object 1
+    inst[30:, 56:] = 3  # at the image's corner
+    layout = InstanceLayout(("cell",), target="distance", levels=5, bin=2)
+    levels = layout.targets(inst)
+    assert levels.dtype == np.uint8 and set(np.unique(levels)) == set(range(6))
+    assert (levels[inst == 0] == 0).all() and (levels[inst > 0] >= 1).all()
+    for k in (1, 2):  # within an object, a deeper pixel (own-object distance transform) never has a lower level
+        own = ndimage.distance_transform_edt(inst == k)
+        d, lv = own[inst == k], levels[inst == k]
+        order = np.argsort(d, kind="stable")
+        assert (np.diff(lv[order].astype(int))[np.diff(d[order]) > 0] >= 0).all()
+        np.testing.assert_array_equal(lv, np.minimum(5, 1 + np.floor((d - 1) / 2)))
+    meet = (inst[:, :-1] == 1) & (inst[:, 1:] == 2)
+    assert (levels[:, :-1][meet] == 1).all() and (levels[:, 1:][meet] == 1).all()  # touching objects: a level-1 rim
+    assert ndimage.label((levels >= 3) & (inst < 3))[1] == 2  # their deep parts are apart (connected components merge the two)
+    assert (levels[39, 63], levels[32, 63], levels[30, 63]) == (4, 2, 1)  # the image edge is no boundary
+    assert layout.num_classes == 6 and layout.classes().names[1:3] == ("cell", "cell d2")
+
+
+def test_distance_target_config_and_its_one_line_errors():
+    cfg = parse_data_config({"mask_mode": "instances", "instance_target": "distance", "distance_levels": 4})
+    layout = cfg.instance_layout()
+    assert (layout.target, layout.levels, layout.bin) == ("distance", 4, 2)
+    assert parse_data_config({"mask_mode": "instances"}).instance_layout().target == "three_class"
+    for data, message in [({"instance_target": "distance"}, "applies to mask_mode='instances' only"),
+                          ({"mask_mode": "instances", "instance_target": "stars"}, "instance_target"),
+                          ({"mask_mode": "instances", "instance_target": "distance", "distance_levels": 1},
+                           "distance_levels")]:
+        with pytest.raises(UnetsegError, match=message) as err:
+            parse_data_config(data)
+        assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="one object class"):
+        InstanceLayout(("a", "b"), target="distance")
+
+
+def test_the_nuclei_sample_trains_on_distance_levels():
+    cfg = parse_data_config({"mask_mode": "instances", "instance_target": "distance"})
+    train, val = load_splits(cfg)
+    assert train.classes.num_classes == 7 and int(train.masks[0].max()) == 6
+    assert val.instances is not None and (train.masks[0] > 0).sum() == (train.instances[0] > 0).sum()

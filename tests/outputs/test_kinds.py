@@ -27,8 +27,10 @@ def test_built_in_kinds_and_what_they_need():
 
 
 def test_unknown_formats_and_formats_dask_cannot_write_are_one_line():
-    with pytest.raises(UnetsegError, match="unknown output format 'tiff'"):
-        check_formats(["index", "tiff"])
+    with pytest.raises(UnetsegError, match="unknown output format 'jpeg'"):
+        check_formats(["index", "jpeg"])
+    with pytest.raises(UnetsegError, match="--format tiff is not written for images"):
+        check_formats(["index", "tiff"], dims=2)
     with pytest.raises(UnetsegError, match="--dask writes ome-zarr, summary, instances, objects, geojson, gpkg only, "
                                            "not index,probs"):
         check_formats(["index", "probs", "summary"], dask=True)

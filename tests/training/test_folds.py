@@ -75,7 +75,7 @@ def test_region_folds_of_one_image_and_cv_json(cv_run):
         train_folds(make_config(), out, 3, progress=False)
 
 
-def test_predict_and_evaluate_run_the_folds_ensemble(cv_run, tmp_path, rng, capsys):
+def test_predict_runs_the_folds_ensemble_and_evaluate_scores_each_fold(cv_run, tmp_path, rng, capsys):
     for sub in ("images", "masks"):
         (tmp_path / sub).mkdir()
     image = tmp_path / "images" / "x.png"
@@ -83,7 +83,9 @@ def test_predict_and_evaluate_run_the_folds_ensemble(cv_run, tmp_path, rng, caps
     cv2.imwrite(str(tmp_path / "masks" / "x.png"), rng.integers(0, 2, (64, 64), dtype=np.uint8))
     assert main(["evaluate", "--checkpoint", str(cv_run.run_dir), "--images", str(tmp_path / "images"),
                  "--masks", str(tmp_path / "masks"), "--engine", "torch"]) == 0
-    assert "mIoU" in capsys.readouterr().out
+    printed = capsys.readouterr().out  # the folds of the image's 4 x 4 blocks, each fold's best.pt on its own
+    assert all(any(line.split()[:2] == [str(i), str(n)] for line in printed.splitlines()) for i, n in
+               ((0, 6), (1, 5), (2, 5)))
     code = main(["predict", "--checkpoint", str(cv_run.run_dir), "--input", str(image), "--output",
                  str(tmp_path / "o"), "--format", "index,uncertainty,summary", "--amp", "off"])
     assert code == 0

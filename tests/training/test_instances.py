@@ -1,6 +1,7 @@
 """Training on instance masks: the checkpoint records how its classes code objects, and evaluate scores
 objects next to pixels."""
 import numpy as np
+import pytest
 
 import unetseg
 from unetseg.cli import main
@@ -17,6 +18,8 @@ def test_instance_training_records_the_layout_and_evaluate_scores_objects(tmp_pa
     assert model.class_table.names == ("background", "nucleus", "boundary")
     record = model.meta.instances
     assert record.object_classes == (1,) and record.boundary_class == 2 and record.boundary_width == 1
+    tuned = model.meta.object_tuning  # three-class targets: the minimum size is tuned, there is no seed level
+    assert tuned is not None and tuned.seed_level is None and tuned.ap50 >= tuned.default_ap50
     config = tmp_path / "c.yaml"
     config.write_text("model: {name: unet, base_channels: 4, depth: 2, padding: same}\n"
                       "data: {source: sample, sample: nuclei, mask_mode: instances, boundary_width: 1}\n")
@@ -25,3 +28,48 @@ def test_instance_training_records_the_layout_and_evaluate_scores_objects(tmp_pa
     line = next(line for line in out.splitlines() if line.startswith("objects:"))
     assert "AP@0.5" in line and "AP@0.75" in line and "PQ" in line and "count error" in line
     assert np.isfinite(float(line.split("AP@0.5 ")[1].split()[0]))
+
+
+def test_a_distance_run_records_its_levels_and_tuned_post_processing_that_predict_uses(tmp_path, capsys):
+    import tifffile
+
+    from unetseg.data.samples import load_sample
+    from unetseg.objects.separate import label_objects, object_rule
+
+    cfg = make_config(model={"padding": "same", "dropout": 0.0},
+                      data={"mask_mode": "instances", "instance_target": "distance", "distance_levels": 4,
+                            "distance_bin": 3, "patch_size": 64}, train={"epochs": 1})
+    result = train(cfg, tmp_path / "run", progress=False)
+    model = unetseg.load_model(result.best_checkpoint)
+    assert model.num_classes == 5 and model.class_table.names[1:3] == ("nucleus", "nucleus d2")
+    record = model.meta.instances
+    assert (record.target, record.levels, record.bin) == ("distance", 4, 3)
+    tuned = model.meta.object_tuning
+    assert tuned is not None and 1 <= tuned.seed_level <= 4 and tuned.min_size >= 0 and tuned.images == 1
+    assert tuned.ap50 >= tuned.default_ap50  # the untuned setting is one of the candidates
+    rule = object_rule(model)
+    assert (rule.flood_levels, rule.seed_level, rule.min_size) == (4, tuned.seed_level, tuned.min_size)
+    # predict uses the tuned values unless told otherwise
+    image = load_sample("nuclei", "val").images[0][:100, :90]
+    tifffile.imwrite(tmp_path / "in.tif", image)
+    args = ["predict", "--checkpoint", str(result.best_checkpoint), "--input", str(tmp_path / "in.tif"),
+            "--format", "instances", "--tile-size", "64", "--amp", "off"]
+    assert main([*args, "--output", str(tmp_path / "a")]) == 0
+    labels = unetseg.predict_tiled(model, image, tile_size=64, amp=False)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "a" / "in_instances.tif"),
+                                  label_objects(labels, rule, 5)[0])
+    other = 1 if tuned.seed_level != 1 else 2
+    assert main([*args, "--output", str(tmp_path / "b"), "--seed-level", str(other), "--min-object-size", "0"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "b" / "in_instances.tif"),
+                                  label_objects(labels, object_rule(model, seed_level=other, min_size=0), 5)[0])
+    assert main([*args, "--output", str(tmp_path / "c"), "--seed-level", "9"]) != 0
+    assert "--seed-level 9: the model has distance levels 1..4" in capsys.readouterr().err
+    # evaluate scores the objects of the tuned post-processing: the AP stored in the checkpoint
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {name: unet, base_channels: 4, depth: 2, padding: same}\n"
+                      "data: {source: sample, sample: nuclei, mask_mode: instances, instance_target: distance, "
+                      "distance_levels: 4, distance_bin: 3}\n")
+    assert main(["evaluate", "--checkpoint", str(result.best_checkpoint), "--config", str(config),
+                 "--tile-size", "128"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("objects:"))
+    assert float(line.split("AP@0.5 ")[1].split()[0]) == pytest.approx(tuned.ap50, abs=0.02)

@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import UnetsegError
 from ..tiling.options import int_or_auto
 from .common import add_engine_argument
@@ -20,16 +18,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                               description="Evaluate a checkpoint on the validation split of a config, or on a "
                                           "folder of images and masks, by overlap-tile inference of whole images.")
     evaluate.add_argument("--checkpoint", required=True, nargs="+", metavar="CKPT",
-                          help="checkpoint written by training (best.pt/last.pt), or several, or a folds folder "
-                               "(train --folds): their ensemble is scored")
+                          help="checkpoint written by training (best.pt/last.pt), or several (their ensemble is "
+                               "scored), or a folds folder (train --folds): each fold's best.pt scored on its own "
+                               "validation part of the data, then the folds' mean, spread and pooled scores")
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="YAML run config whose validation split is scored")
     source.add_argument("--images", help="folder of images (needs --masks)")
     evaluate.add_argument("--masks", help="folder of masks paired with --images by file stem")
-    evaluate.add_argument("--tile-size", default="auto", help="tile side or 'auto' (default: auto)")
+    evaluate.add_argument("--tile-size", default="auto",
+                          help="tile side or 'auto' (default: auto; for a folds folder: the folds' train.val_tile_size)")
     add_engine_argument(evaluate)
-    evaluate.add_argument("--min-object-size", type=int, default=0, metavar="PX",
-                          help="on instance data: predicted objects smaller than PX pixels are dropped (default: 0)")
+    evaluate.add_argument("--min-object-size", type=int, default=None, metavar="PX",
+                          help="on instance data: predicted objects smaller than PX pixels are dropped (default: the "
+                               "size tuned on the run's validation images, else 0)")
+    evaluate.add_argument("--seed-level", type=int, default=None, metavar="L",
+                          help="distance-target models: pixels of level >= L seed objects (default: the level tuned on "
+                               "the run's validation images, else the middle level)")
 
 
 def format_scores(scores: dict[str, Any], class_names: Sequence[str]) -> str:
@@ -59,47 +63,94 @@ def volume_folder(folder: str) -> bool:
 
 
 def _evaluate_volumes(model: Any, args: argparse.Namespace) -> int:
-    """Per-volume and overall per-class IoU and Dice of NIfTI volumes against NIfTI label volumes paired by stem;
-    a label volume on another grid (shape or affine) is a one-line error naming both files."""
-    from ..io.nifti import is_nifti, open_nifti
-    from ..outputs.naming import file_stem
-    from ..training.evaluate import score_images
+    """Score a 3D checkpoint on NIfTI volumes paired with label volumes by stem (``--images``/``--masks``), or on a
+    config's validation volumes (``--config``): per-class IoU and Dice of each volume, their mean over the
+    volumes, and the scores of all voxels pooled. Volumes are read and checked as for training
+    (:func:`unetseg.data.volume_folder.load_volume_folder`: a mask on another grid, with non-integer values or
+    class ids the model lacks is a one-line error naming the file)."""
+    from ..config import load_config
+    from ..data.volume_folder import load_volume_folder
+    from ..training.datasets import load_volume_splits
+    from ..training.evaluate import mean_over_items, score_images
 
     if model.spatial_dims != 3:
-        raise UnetsegError(f"--images {args.images}: NIfTI volumes need a 3D checkpoint; this model is 2D")
-    masks = {file_stem(f): f for f in Path(args.masks).iterdir() if is_nifti(f)}
-    items, names = [], []
-    for path in sorted(f for f in Path(args.images).iterdir() if is_nifti(f) and not f.name.startswith(".")):
-        mask_path = masks.get(file_stem(path))
-        if mask_path is None:
-            raise UnetsegError(f"{path}: no label volume of stem {file_stem(path)!r} in --masks {args.masks}")
-        image, mask = open_nifti(path), open_nifti(mask_path)
-        if image.shape[:3] != mask.shape[:3] or not np.allclose(image.affine, mask.affine, atol=1e-3):
-            raise UnetsegError(f"{mask_path}: not on the voxel grid of {path} (shape {mask.shape[:3]} vs "
-                               f"{image.shape[:3]}, or another affine)")
-        items.append((image, np.asarray(mask[:, :, :]).astype(np.int64)))
-        names.append(str(path))
-    if not items:
-        raise UnetsegError(f"--images {args.images}: no NIfTI volumes")
-    tile = int_or_auto(args.tile_size, "--tile-size")
-    overall = score_images(model, items, num_classes=model.num_classes, ignore_index=model.meta.ignore_index,
-                           tile_size=tile, engine=args.engine, names=names, progress=True, per_item=True)
+        what = f"--images {args.images}" if args.images else f"--config {args.config}"
+        raise UnetsegError(f"{what}: volumes need a 3D checkpoint; this model is 2D")
+    if args.config:
+        _, val = load_volume_splits(load_config(args.config, []).data)
+        if not len(val):
+            raise UnetsegError(f"{args.config}: the config has no validation volumes")
+        items, names = list(zip(val.images, val.masks, strict=True)), list(val.info.get("stems", []))
+        ignore_index, source = val.info.get("ignore_index", model.meta.ignore_index), f"{len(items)} validation volume(s) of {args.config}"
+    else:
+        found, _ = load_volume_folder(args.images, args.masks, classes=model.class_table,
+                                      ignore_index=model.meta.ignore_index, class_values=model.meta.class_values)
+        items, names = [(it.image, it.mask) for it in found], [str(it.image_path) for it in found]
+        ignore_index, source = model.meta.ignore_index, f"{len(items)} volume(s) in {os.fspath(args.images)}"
+    names = names or [f"volume {i}" for i in range(len(items))]
+    overall = score_images(model, items, num_classes=model.num_classes, ignore_index=ignore_index,
+                           tile_size=int_or_auto(args.tile_size, "--tile-size"), engine=args.engine, names=names,
+                           progress=True, per_item=True)
     for scores, name in zip(overall["items"], names, strict=True):
         print(f"{name}:")
         print(format_scores(scores, model.class_table.names))
-    print(f"{' + '.join(args.checkpoint)} on {len(items)} volume(s) in {args.images}:")
+    print(f"mean over the {len(items)} volumes (each volume's scores averaged):")
+    print(format_scores(mean_over_items(overall["items"]), model.class_table.names))
+    print(f"{' + '.join(args.checkpoint)} on {source} (all voxels pooled):")
     print(format_scores(overall, model.class_table.names))
+    return 0
+
+
+def _evaluate_folds(args: argparse.Namespace) -> int:
+    """A folds folder (``train --folds K``): fold i's best.pt scored on the validation part of fold i of K (never
+    on data it trained on) of the --config's data, or of --images/--masks split as the folds split theirs (each
+    fold's config.yaml); pixel scores, and object scores on instance data; then the folds' table (mean, spread,
+    pooled) as ``train --folds`` prints it."""
+    from ..config import load_config, validate_config
+    from ..models import load_model
+    from ..training.folds import fold_record, folds_table, validation_amp_of
+
+    root = Path(args.checkpoint[0])
+    runs = sorted(path.parent for path in root.glob("fold*/best.pt"))
+    configs = []
+    for run in runs:
+        if not (run / "config.yaml").is_file():
+            raise UnetsegError(f"{run / 'config.yaml'}: missing; a fold's config says which part of the data it "
+                               "validates on")
+        configs.append(load_config(run / "config.yaml", []))
+    k = configs[0].data.folds
+    order = [c.data.fold for c in configs]
+    if k is None or sorted(o for o in order if o is not None) != list(range(k)):
+        raise UnetsegError(f"--checkpoint {root}: holds the best.pt of fold(s) {order} of {k}; finish the "
+                           "cross-validation (the same train --folds command) first")
+    runs = [run for _, run in sorted(zip(order, runs, strict=True))]  # type: ignore[type-var]
+    if args.config:
+        config = load_config(args.config, [])
+        source = f"the folds of {args.config}'s data"
+    else:
+        data = configs[0].model_dump(mode="json")
+        data["data"].update(source="folder", sample=None, sample_options={}, images=os.fspath(args.images),
+                            masks=os.fspath(args.masks))
+        config = validate_config(data, f"{runs[0] / 'config.yaml'} with --images/--masks")
+        source = f"the folds of {args.images}"
+    tile = config.train.val_tile_size if args.tile_size == "auto" else int_or_auto(args.tile_size, "--tile-size")
+    models = [load_model(run / "best.pt") for run in runs]
+    record = fold_record(config, root, models, [str(r) for r in runs], tile_size=tile,
+                         amp=validation_amp_of(config), engine=args.engine, min_size=args.min_object_size,
+                         progress=True)
+    print(f"{root}: each fold's best.pt on its own validation part of {source}:")
+    print(folds_table(record))
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..data.folder import InstanceMasks, PixelRules, load_folder
-    from ..data.instances import InstanceLayout
     from ..data.nodata import Nodata
     from ..models import load_model
     from ..models.ensemble import as_model, checkpoint_paths
-    from ..objects.separate import label_objects, object_rule
+    from ..objects.separate import label_objects
+    from ..outputs.objects import object_rules
     from ..training.datasets import load_splits
     from ..training.evaluate import score_images
 
@@ -107,9 +158,11 @@ def run(args: argparse.Namespace) -> int:
         raise UnetsegError("--images needs --masks (a folder of masks paired by file stem)")
     if args.masks and not args.images:
         raise UnetsegError("--masks needs --images")
+    if len(args.checkpoint) == 1 and any(Path(args.checkpoint[0]).glob("fold*/best.pt")):
+        return _evaluate_folds(args)
     model = as_model([load_model(path) for path in checkpoint_paths(args.checkpoint)])
     instances = None
-    if args.images and volume_folder(args.images):
+    if (args.images and volume_folder(args.images)) or (args.config and model.spatial_dims == 3):
         return _evaluate_volumes(model, args)
     if args.config:
         cfg = load_config(args.config, [])
@@ -120,20 +173,20 @@ def run(args: argparse.Namespace) -> int:
         instances = val.instances if cfg.data.mask_mode == "instances" else None
         names = [f"{args.config} validation image {i}" for i in range(len(val))]
         ignore_index = val.info.get("ignore_index", cfg.data.ignore_index)
-        source = f"validation split of {args.config}"
+        source = f"{len(items)} validation volume(s) of {args.config}"
     else:
         ignore_index = model.meta.ignore_index
         trained = model.meta.nodata or Nodata()
         rules = PixelRules(trained.setting, trained.rule, None, model.meta.class_values)
         record = model.meta.instances
-        instance_masks = None if record is None else InstanceMasks(InstanceLayout(
-            tuple(model.class_table.names[c] for c in record.object_classes), record.boundary_width))
+        instance_masks = None if record is None else InstanceMasks(record.layout(
+            tuple(model.class_table.names[c] for c in record.object_classes)))
         found, _, ignore_index = load_folder(args.images, args.masks, classes=model.class_table,
                                              ignore_index=ignore_index, rules=rules, instance_masks=instance_masks)
         items, names = [(it.image, it.mask) for it in found], [str(it.mask_path) for it in found]
         instances = None if record is None else [it.instances for it in found]
         source = f"{len(items)} image(s) in {os.fspath(args.images)}"
-    rule = object_rule(model, min_size=args.min_object_size)
+    rule = object_rules(model, args.min_object_size, args.seed_level)
     scores = score_images(model, items, num_classes=model.num_classes, ignore_index=ignore_index,
                           tile_size=int_or_auto(args.tile_size, "--tile-size"), engine=args.engine, names=names,
                           progress=True,

@@ -45,7 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                               "folds (train --folds): an ensemble that averages the members' probabilities; or an "
                               "OpenVINO IR (.xml) that `unetseg export --format openvino[-int8]` wrote")
     predict.add_argument("--input", required=True, nargs="+", metavar="PATH",
-                         help="image files and/or folders; volumes (.nii, .nii.gz) with a 3D model")
+                         help="image files and/or folders; with a 3D model, volumes: NIfTI (.nii, .nii.gz), TIFF "
+                              "z-stacks (.tif, .tiff, .ome.tif: OME-TIFF, ImageJ) and OME-Zarr (.zarr)")
     predict.add_argument("--output", required=True, metavar="DIR", help="output folder")
     predict.add_argument("--tile-size", default=DEFAULTS.tile_size,
                          help=f"tile side in pixels or 'auto' (default: {DEFAULTS.tile_size})")
@@ -62,14 +63,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          help="test-time augmentation (default: none)")
     predict.add_argument("--format", default=None, metavar="LIST",
                          help=f"comma list of {','.join(output_kinds())} (default: ome-zarr for zarr inputs and "
-                              "with --dask, nifti for volumes, else index,palette)")
+                              "with --dask, else index,palette; with a 3D model the inputs' own format, nifti, tiff "
+                              "or ome-zarr, else nifti; volumes take nifti,tiff,ome-zarr,summary)")
     predict.add_argument("--cog", action=argparse.BooleanOptionalAction, default=None,
                          help="write the TIFF maps of streamed inputs as Cloud Optimized GeoTIFFs (overviews first, "
                               "for range reads from object storage; needs rasterio: unetseg[geo]); --no-cog: plain "
                               "tiled TIFFs (default: COGs for GeoTIFF inputs when rasterio is installed)")
-    predict.add_argument("--min-object-size", type=int, default=0, metavar="PX",
+    predict.add_argument("--min-object-size", type=int, default=None, metavar="PX",
                          help="objects (instances, objects, geojson, gpkg) smaller than PX pixels are dropped "
-                              "(default: 0)")
+                              "(default: the size tuned on the run's validation images, else 0)")
+    predict.add_argument("--seed-level", type=int, default=None, metavar="L",
+                         help="models trained on distance targets: pixels of level >= L seed objects (default: the "
+                              "level tuned on the run's validation images, else the middle level)")
     predict.add_argument("--split-touching", type=int, nargs="?", const=3, default=0, metavar="PX",
                          help="cut touching objects of plain class maps apart: erode each class by PX (default 3 when "
                               "given; models trained on instance masks separate their objects themselves)")
@@ -124,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from ..outputs.objects import ObjectOptions
     from ..scale.dask import dask_client
     from ..tiling.options import TileOptions, int_or_auto
+    from ..tiling.volume import spatial_dims
 
     files = find_inputs(args.input)
     if not files:
@@ -131,16 +137,23 @@ def run(args: argparse.Namespace) -> int:
     volumes = [f for f in files if is_nifti(f)]
     if volumes and args.dask:
         raise UnetsegError(f"--dask spreads images over workers; {volumes[0]} is a volume (run it without --dask)")
-    default = ("ome-zarr" if args.dask or all(is_zarr(f) for f in files)
-               else "nifti" if len(volumes) == len(files) else "index,palette")
-    formats = comma_list("--format", args.format or default, output_kinds())
-    check_formats(formats, dask=args.dask is not None)  # once, before any file
+    if args.format is not None:
+        check_formats(comma_list("--format", args.format, output_kinds()), dask=args.dask is not None)  # early
     if args.cog:
         require_cog("--cog")
     shard = Shard.parse(args.shard) if args.shard else Shard.from_env()
     device = shard.device(torch_device(args.device))
     checkpoints = checkpoint_paths(args.checkpoint)
     model = as_model([load_model(path, device=device) for path in checkpoints])
+    three_d = spatial_dims(model) == 3
+    if three_d and args.dask:
+        raise UnetsegError("--dask spreads images over workers; the checkpoint's model is 3D (run volumes without "
+                           "--dask)")
+    default = (volume_format(files) if three_d
+               else "ome-zarr" if args.dask or all(is_zarr(f) for f in files)
+               else "nifti" if len(volumes) == len(files) else "index,palette")
+    formats = comma_list("--format", args.format or default, output_kinds())
+    check_formats(formats, dask=args.dask is not None)  # once, before any file
     out_dir = Path(args.output)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -158,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
                           nodata=nodata_value(args.nodata), nodata_label=args.nodata_label, engine=args.engine)
     bands = band_list(args.bands)
     objects = ObjectOptions(args.min_object_size, args.split_touching, background_class(args.background),
-                            args.polygons)
+                            args.polygons, args.seed_level)
     objects.rules(model)  # a bad --background or --split-touching is one line, before any file
     # what makes an earlier output the same as this run's (the device index does not: ranks may swap GPUs)
     states = [file_state(path) for path in checkpoints]
@@ -178,12 +191,23 @@ def run(args: argparse.Namespace) -> int:
         return _predict_all(todo, model, shipped, stems, formats, options, bands, objects, client, args, run_key)
 
 
+def volume_format(files: list[Path]) -> str:
+    """The default ``--format`` of a 3D model's inputs: their own format when they share one (nifti, tiff,
+    ome-zarr), else nifti."""
+    from ..io.nifti import is_nifti
+    from ..io.zarr_io import is_zarr
+
+    kinds = {"nifti" if is_nifti(f) else "ome-zarr" if is_zarr(f) else "tiff" for f in files}
+    return kinds.pop() if len(kinds) == 1 else "nifti"
+
+
 def _predict_all(files: list[Path], model: Any, shipped: Any, stems: dict[Path, Path], formats: list[str],
                  options: Any, bands: list[int] | None, objects: Any, client: Any, args: argparse.Namespace,
                  run_key: dict) -> int:
     from ..io.atomic import is_fatal
     from ..io.levels import input_level
     from ..io.nifti import is_nifti
+    from ..io.volume import is_volume_file
     from ..outputs import Done, predict_file, predict_file_dask
     from ..outputs.volume import predict_volume_file
     from ..tiling.volume import spatial_dims
@@ -191,12 +215,13 @@ def _predict_all(files: list[Path], model: Any, shipped: Any, stems: dict[Path, 
     failed = done = 0
     for path in tqdm(files, desc="images", unit="file", disable=len(files) < 2):
         try:
-            if is_nifti(path):
+            if is_nifti(path) or spatial_dims(model) == 3:  # a TIFF or zarr is a volume when the model is 3D
                 predict_volume_file(model, path, stems[path], formats, options=options, done=Done(path, run_key))
                 done += 1
                 continue
-            if spatial_dims(model) == 3:
-                raise UnetsegError(f"{path}: the checkpoint's model is 3D; it segments volumes (.nii, .nii.gz)")
+            if is_volume_file(path):
+                raise UnetsegError(f"{path}: a volume (it has a Z axis); the checkpoint's model is 2D and segments "
+                                   "images (a 3D checkpoint segments volumes)")
             level = input_level(path, args.level, args.pixel_size, model.meta.pixel_size_um())
             finished = Done(path, run_key)
             if client is not None:

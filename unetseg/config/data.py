@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..data.classes import ClassTable
-from ..data.instances import BOUNDARY_WIDTH, InstanceLayout
+from ..data.instances import BOUNDARY_WIDTH, DISTANCE_BIN, DISTANCE_LEVELS, InstanceLayout
 from ..data.samples import list_samples
 from ..errors import UnetsegError
 from .base import Strict, validate_section
@@ -83,7 +83,12 @@ class GammaAug(ToggleAug):
 
 
 class ElasticAug(ToggleAug):
-    """The paper's elastic deformation: N(0, ``sigma`` px) displacements on a ``grid`` x ``grid`` grid."""
+    """The paper's elastic deformation: N(0, ``sigma`` px) displacements on a ``grid`` x ``grid`` grid.
+
+    On volumes (3D models) the same keys drive a 3D deformation (:mod:`unetseg.data.augment3d`): a ``grid`` ^ 3
+    grid of N(0, ``sigma``) voxel displacements along the finest axis, each axis's scaled by finest spacing / its
+    spacing (the same physical strength on every axis), upsampled cubically and applied with
+    ``scipy.ndimage.map_coordinates`` (linear for the image, nearest for labels, mirrored borders)."""
 
     sigma: float = Field(10.0, ge=0.0)
     grid: int = Field(3, ge=2)
@@ -91,6 +96,10 @@ class ElasticAug(ToggleAug):
 
 class AugmentConfig(Strict):
     """Which augmentations run, in this order: brightness_contrast, gamma, flips/rot90, affine, elastic.
+
+    On volumes (3D models): flips and quarter turns in-plane always, and through-plane (z) too where the spacing
+    is nearly isotropic (max/min spacing < 3, nnU-Net's rule); elastic in 3D (:class:`ElasticAug`);
+    brightness_contrast as intensity shift/scale and gamma; affine acts on 2D images only.
 
     Flips and rot90 both on = ``A.D4``, uniform over the 8 symmetries of the square (their ``p``
     is then unused); flips alone = horizontal and vertical flip, each with ``p``; rot90 alone =
@@ -176,7 +185,8 @@ class DataConfig(Strict):
     Attributes:
         source: ``"sample"`` (a built-in sample, see ``unetseg.data.samples``) or ``"folder"``.
         sample, sample_options: sample name (default ``"nuclei"``) and the options of ``load_sample``.
-        images, masks: folders of images and masks paired by file stem (``source="folder"``).
+        images, masks: folders of images and masks paired by file stem (``source="folder"``); for a 3D model,
+            folders of NIfTI volumes (``.nii``, ``.nii.gz``) and label volumes (:mod:`unetseg.data.volume_folder`).
         mask_mode: ``"index"`` (pixel value = class id), ``"color"`` (RGB mapped via ``classes``) or
             ``"instances"`` (label images, 0 = background, one id per object: the targets are background,
             object interior and object boundary, see :mod:`unetseg.data.instances`).
@@ -185,13 +195,22 @@ class DataConfig(Strict):
         instance_classes: with instance masks, a CSV (``image``, ``id``, ``class`` columns) or JSON file giving
             each object's class by name (default: every object is of the first class).
         boundary_width: with instance masks, the boundary's width in px (default 2, chosen by measurement).
+        instance_target: with instance masks, what the model learns: ``"three_class"`` (default: background,
+            interior, boundary) or ``"distance"`` (the distance to the object's boundary in ``distance_levels``
+            ordinal classes of ``distance_bin`` px; objects by a seeded watershed; one object class only).
+        distance_levels, distance_bin: the distance target's level count (default 6, 2..32) and bin width in px
+            (default 2).
         ignore_index: label of unlabelled pixels (e.g. 255): no loss, kept through augmentation.
         ignore_color: RGB colour of unlabelled pixels in colour masks (mapped to ``ignore_index``).
         nodata: ``"auto"`` (default: each TIFF's GDAL_NODATA tag), a number, or None; NaN/Inf are always
             invalid. Invalid pixels enter no statistic, their labels are ignored, the model sees them as 0.
         nodata_rule: ``"any"`` (default): a pixel is invalid when any band is nodata; ``"all"``: every band.
         mask_nodata: mask value whose pixels are ignored (default: the mask file's GDAL_NODATA tag, if any).
-        normalize: ``"meanstd"`` (default) or ``"percentile"`` (1st/99th percentiles), per band, valid pixels.
+        normalize: ``"meanstd"`` (default) or ``"percentile"`` (1st/99th percentiles), per band, valid pixels;
+            ``"ct"`` (nnU-Net's CT rule: clip to the 0.5/99.5 percentiles of the training set's foreground voxels,
+            mask > 0, then z-score with their mean/std; the checkpoint keeps all four); ``"zscore"`` (3D models:
+            each volume by its own mean/std, at training and prediction time; nnU-Net's rule for MRI and other
+            modalities). See :mod:`unetseg.data.normalization`.
         pixel_size: physical size of a training-image pixel, one number or [y, x], in ``pixel_unit``
             (default: what the images' metadata records: TIFF resolution tags, OME-XML, GeoTIFF pixel scale).
             The checkpoint keeps it, and ``unetseg predict`` segments the pyramid level nearest it by default.
@@ -199,7 +218,8 @@ class DataConfig(Strict):
         class_values: mask values of classes 0..K-1 (ints, or floats holding integral values); default: the
             mask value is the class id.
         split: ``"files"`` (default: whole images) or ``"regions"`` (blocks of a ``split_grid`` of each image,
-            ``val_fraction`` of them to validation, with a gap of the model's context between the sides).
+            ``val_fraction`` of them to validation, with a gap of the model's context between the sides). Volumes
+            split as files when there are at least two, else (or under ``"regions"``) into slabs along z.
         val_fraction, val_files, split_seed: folder train/val split, by a seeded fraction or by
             explicit stems/file names (``val_files`` wins). Samples have fixed splits.
         folds, fold: validate on fold ``fold`` of ``folds`` (set by ``train --folds K``): folders are split into
@@ -222,12 +242,15 @@ class DataConfig(Strict):
     classes: list[ClassSpec] | None = None
     instance_classes: str | None = None
     boundary_width: int = Field(BOUNDARY_WIDTH, ge=1, le=16)
+    instance_target: Literal["three_class", "distance"] = "three_class"
+    distance_levels: int = Field(DISTANCE_LEVELS, ge=2, le=32)
+    distance_bin: int = Field(DISTANCE_BIN, ge=1, le=16)
     ignore_index: int | None = Field(None, ge=0)
     ignore_color: tuple[int, int, int] | None = None
     nodata: Literal["auto"] | float | None = "auto"
     nodata_rule: Literal["any", "all"] = "any"
     mask_nodata: float | None = None
-    normalize: Literal["meanstd", "percentile"] = "meanstd"
+    normalize: Literal["meanstd", "percentile", "ct", "zscore"] = "meanstd"
     pixel_size: float | tuple[float, float] | None = None
     pixel_unit: str = "micrometer"
     class_values: list[float] | None = None
@@ -275,8 +298,13 @@ class DataConfig(Strict):
         if self.mask_mode == "instances":
             if self.class_values is not None or self.ignore_color is not None:
                 raise ValueError("class_values and ignore_color do not apply to mask_mode='instances'")
+            if self.instance_target == "distance" and (self.instance_classes is not None or len(self.classes or ()) > 1):
+                raise ValueError("instance_target='distance' codes one object class; instance_classes and several "
+                                 "classes need instance_target='three_class'")
         elif self.instance_classes is not None:
             raise ValueError("instance_classes applies to mask_mode='instances' only")
+        elif self.instance_target != "three_class":
+            raise ValueError(f"instance_target={self.instance_target!r} applies to mask_mode='instances' only")
         if self.mask_mode == "color":
             if not self.classes:
                 raise ValueError("mask_mode='color' requires classes with a color for each")
@@ -324,7 +352,8 @@ class DataConfig(Strict):
         if self.mask_mode != "instances":
             return None
         names = tuple(c.name for c in self.classes) if self.classes else sample_names
-        return InstanceLayout(names, self.boundary_width)
+        return InstanceLayout(names, self.boundary_width, self.instance_target, self.distance_levels,
+                              self.distance_bin)
 
     def configured_classes(self) -> ClassTable | None:
         """The configured classes as a :class:`ClassTable` (default colours where none given), or None (also

@@ -29,11 +29,13 @@ __all__ = ["TrainPatches", "ValImages", "component_instances"]
 
 @dataclass
 class ValImages:
-    """Whole validation images as stored (un-normalised): ``images[i]`` HxW[xC], ``masks[i]`` HxW ints."""
+    """Whole validation images as stored (un-normalised): ``images[i]`` HxW[xC], ``masks[i]`` HxW ints; with
+    instance masks, ``instances[i]`` HxW object ids (0 = none), else None."""
 
     images: list[np.ndarray]
     masks: list[np.ndarray]
     names: list[str] = field(default_factory=list)
+    instances: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.images)

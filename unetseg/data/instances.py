@@ -1,9 +1,15 @@
-"""Instance masks as training data: label images (0 = background, one id per object) become three kinds of
-target: background, object interior (one class per object class) and object boundary.
+"""Instance masks as training data: label images (0 = background, one id per object) become class targets of
+one of two kinds (``data.instance_target``):
 
-A model trained on these targets separates touching objects: its interior class seeds one object each, and
-:mod:`unetseg.objects.separate` grows the boundary back onto them. The boundary is the object's own pixels
-within ``boundary_width`` px (chessboard distance) of another object or of the background.
+* ``three_class`` (the default): background, object interior (one class per object class) and object boundary.
+  A model trained on these separates touching objects: its interior class seeds one object each, and
+  :mod:`unetseg.objects.separate` grows the boundary back onto them. The boundary is the object's own pixels
+  within ``boundary_width`` px (chessboard distance) of another object or of the background.
+* ``distance``: the distance of each object pixel to its object's boundary, quantised into ``distance_levels``
+  ordinal classes of ``distance_bin`` px (class 0 background; class l for distances in
+  ``[1 + (l-1) * bin, 1 + l * bin)`` px, the last class open-ended), learned with cross-entropy as Bai & Urtasun's
+  "Deep Watershed Transform" (2017) learns its quantised energy levels. Objects come back from a bounded seeded
+  watershed on the levels (:class:`unetseg.objects.separate.ObjectRule` with ``flood_levels``).
 """
 from __future__ import annotations
 
@@ -25,15 +31,41 @@ from .classes import ClassTable
 BOUNDARY_WIDTH = 2
 BOUNDARY_NAME = "boundary"
 BOUNDARY_COLOR = (255, 64, 64)
+INSTANCE_TARGETS = ("three_class", "distance")
+# Distance targets: levels and bin width, px. The nuclei sample's nuclei reach 5-13 px from their boundary, so
+# 6 levels of 2 px resolve their cores; deeper pixels share the last level.
+DISTANCE_LEVELS = 6
+DISTANCE_BIN = 2
 
 
 @dataclass(frozen=True)
 class InstanceLayout:
-    """The classes of instance targets: 0 background, 1..C the interiors of the C object classes, C+1 the
-    boundary; ``boundary_width`` px."""
+    """The classes of instance targets.
+
+    ``target="three_class"``: 0 background, 1..C the interiors of the C object classes, C+1 the boundary;
+    ``boundary_width`` px. ``target="distance"`` (one object class only): 0 background, 1..``levels`` the
+    quantised distance to the object's boundary, ``bin`` px per level (see the module docstring).
+    """
 
     object_names: tuple[str, ...] = ("object",)
     boundary_width: int = BOUNDARY_WIDTH
+    target: str = "three_class"
+    levels: int = DISTANCE_LEVELS
+    bin: int = DISTANCE_BIN
+
+    def __post_init__(self) -> None:
+        if self.target not in INSTANCE_TARGETS:
+            raise ValueError(f"instance target {self.target!r}: choose from {', '.join(INSTANCE_TARGETS)}")
+        if self.target == "distance":
+            if len(self.object_names) != 1:
+                raise ValueError(f"the distance target codes one object class, got {len(self.object_names)}: "
+                                 f"{', '.join(self.object_names)}")
+            if self.levels < 2 or self.bin < 1:
+                raise ValueError(f"distance targets need levels >= 2 and bin >= 1 px, got {self.levels} and {self.bin}")
+
+    @property
+    def num_classes(self) -> int:
+        return self.levels + 1 if self.target == "distance" else len(self.object_names) + 2
 
     @property
     def object_classes(self) -> tuple[int, ...]:
@@ -44,7 +76,16 @@ class InstanceLayout:
         return len(self.object_names) + 1
 
     def classes(self, colors: Sequence[Sequence[int]] | None = None) -> ClassTable:
-        """Background, the object classes (``colors``, or the default ones), the boundary."""
+        """Background, the object classes (``colors``, or the default ones), the boundary; for distance targets
+        background and the levels ``<object>`` (level 1: objects are reported as of this class), ``<object> d2``
+        .. ``<object> dK`` (colours darker to brighter)."""
+        if self.target == "distance":
+            base = np.array(colors[0] if colors else ClassTable.default(2).colors[1], float)
+            shades = [tuple(int(round(v)) for v in base * (0.35 + 0.65 * lv / self.levels))
+                      for lv in range(1, self.levels + 1)]
+            name = self.object_names[0]
+            return ClassTable(("background", name, *(f"{name} d{lv}" for lv in range(2, self.levels + 1))),
+                              ((0, 0, 0), *shades))
         default = ClassTable.default(len(self.object_names) + 1)
         object_colors = [tuple(c) for c in (colors or default.colors[1:])]
         return ClassTable(("background", *self.object_names, BOUNDARY_NAME),
@@ -54,6 +95,8 @@ class InstanceLayout:
         """HxW uint8 targets of an instance map: 0 background, the object's class id in its interior (1 unless
         ``object_class`` maps its id to another 1..C), :attr:`boundary_class` on its boundary."""
         inst = np.asarray(instances)
+        if self.target == "distance":
+            return distance_levels(inst, self.levels, self.bin)
         size = 2 * self.boundary_width + 1
         # neighbours outside the image repeat the edge: the image edge is no boundary
         hi = ndimage.maximum_filter(inst, size=size, mode="nearest")
@@ -67,6 +110,28 @@ class InstanceLayout:
             out[inside] = lut[inst[inside]]
         out[inside & ((hi != inst) | (lo != inst))] = self.boundary_class
         return out
+
+
+def distance_levels(instances: np.ndarray, levels: int, bin_px: int) -> np.ndarray:
+    """HxW uint8 distance targets of an instance map: 0 background; on an object pixel
+    ``min(levels, 1 + floor((d - 1) / bin_px))`` with ``d`` its Euclidean distance (px) to the nearest pixel of
+    another object or of the background (>= 1). The image edge is no boundary (the map's edge rows repeat
+    outwards), so objects cut by the image edge keep their depth there."""
+    inst = np.asarray(instances)
+    pad = levels * bin_px + 1  # deeper than the last level's start: distances past it need not be exact
+    padded = np.pad(inst, pad, mode="edge")
+    depth = np.zeros(padded.shape, np.float64)
+    for k, box in enumerate(ndimage.find_objects(padded), start=1):
+        if box is None:
+            continue
+        # the box grown by one px: its outer ring is not object k, so the nearest other pixel lies within it
+        grown = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+        own = padded[grown] == k
+        depth[grown][own] = ndimage.distance_transform_edt(own)[own]
+    dist = depth[pad:-pad, pad:-pad]
+    level = np.minimum(levels, 1 + np.floor(np.maximum(dist - 1, 0) / bin_px)).astype(np.uint8)
+    level[inst == 0] = 0
+    return level
 
 
 def check_instances(array: np.ndarray, name: str | os.PathLike) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnetsegError
-from .folds import fold_assignment
+from .folds import block_fold_assignment
 from .labels import label_dtype
 
 
@@ -66,14 +66,17 @@ def region_split(
     Returns ``(train, val, record)``: train and val as ``{"images", "masks", "valid", "names", "instances"}``
     lists (valid: HxW bool or None; instances: the object ids of each, when ``instances`` are given, cut like
     the masks), and the split.json record (files and regions per side). ``fold``: ``(i, k)`` takes fold i of k
-    (:func:`unetseg.data.folds.fold_assignment` of the blocks) for validation instead of ``val_fraction``.
+    for validation instead of ``val_fraction``: a compact run of blocks along a Hilbert curve through the grid
+    (:func:`unetseg.data.folds.block_fold_assignment`; ``seed`` is then unused), so that the labels ignored
+    within ``gap`` of the validation blocks are few.
     """
     objects = instances if instances is not None else [None] * len(images)
     blocks = grid_blocks([m.shape for m in masks], grid)
     if fold is None:
         chosen = choose_val_blocks(blocks, val_fraction, seed)
     else:
-        chosen = set(np.flatnonzero(fold_assignment(len(blocks), fold[1], seed) == fold[0]).tolist())
+        folds = block_fold_assignment([(b.image, b.row, b.col) for b in blocks], fold[1])
+        chosen = set(np.flatnonzero(folds == fold[0]).tolist())
     train: dict[str, list] = {"images": [], "masks": [], "valid": [], "names": [], "instances": []}
     val: dict[str, list] = {"images": [], "masks": [], "valid": [], "names": [], "instances": []}
     record: dict[str, Any] = {"mode": "regions", "grid": list(grid), "gap": gap,

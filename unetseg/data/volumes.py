@@ -1,7 +1,9 @@
 """Training patches of volumes for 3D models: random (d, h, w) crops of (Z, Y, X[, C]) volumes, mirror-padded by
 the model's margin per axis (the 2D scheme of :class:`unetseg.data.dataset.TrainPatches`, on three axes), with
 augmentation that keeps the voxel grid's meaning: flips of the in-plane axes (and of z where the spacing is nearly
-isotropic), quarter turns in-plane where the crop is square there, and intensity scale, shift and gamma.
+isotropic, :func:`unetseg.data.augment3d.isotropic`), quarter turns in-plane where the crop is square there (and
+through-plane for isotropic spacing), the 3D elastic deformation (:mod:`unetseg.data.augment3d`), and intensity
+scale, shift and gamma.
 """
 from __future__ import annotations
 
@@ -13,13 +15,11 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import UnetsegError
+from .augment3d import deform, elastic_coordinates, isotropic, rotation_planes
 from .normalization import Normalization
 
 if TYPE_CHECKING:
     from ..config.data import AugmentConfig
-
-# z takes part in flips when its spacing is within this ratio of the in-plane spacing
-ISOTROPIC_RATIO = 1.5
 
 
 def volume_bands(volume: np.ndarray) -> np.ndarray:
@@ -37,10 +37,11 @@ class VolumePatches(Dataset):
         input_shape: crop (d, h, w) fed to the network (sizes the model accepts per axis).
         margins: context the network loses per side, per axis (0 for "same" padding); targets are the centre
             ``input_shape - 2 * margins``.
-        normalization: applied to the augmented crop.
-        spacing: voxel size (z, y, x): z is flipped too when it is nearly isotropic.
-        augment: which augmentations run (flips, rot90, brightness_contrast and gamma with their ``p``; affine and
-            elastic deformation act on 2D images only), or None: none.
+        normalization: applied to each crop before augmentation (a ``per_image`` one resolved on each volume).
+        spacing: voxel size (z, y, x): z is flipped and turned too when it is nearly isotropic; the elastic
+            deformation's strength per axis follows it.
+        augment: which augmentations run (flips, rot90, elastic, brightness_contrast and gamma with their ``p``;
+            affine acts on 2D images only), or None: none.
         patches_per_epoch: dataset length.
         ignore_index: label of unlabelled voxels, used for the padding that grows a volume smaller than a crop.
         seed: base seed; item ``i`` of epoch ``e`` depends only on ``(seed, e, i)``.
@@ -63,7 +64,10 @@ class VolumePatches(Dataset):
             raise UnetsegError(f"input shape {self.input_shape} leaves no output with margins {self.margins}")
         self.input_size = self.input_shape[-1]  # the in-plane side, as 2D runs record it
         self.normalization, self.augment = normalization, augment
-        self.flip_axes = (0, 1, 2) if max(spacing) <= ISOTROPIC_RATIO * min(spacing) else (1, 2)
+        self.spacing = tuple(float(v) for v in spacing)
+        self.flip_axes = (0, 1, 2) if isotropic(self.spacing) else (1, 2)
+        self.rotation_planes = rotation_planes(self.input_shape, self.margins, self.spacing)
+        self.normalizations = [normalization.resolve(v, 3) for v in volumes]
         self.patches_per_epoch, self.ignore_index, self.seed = int(patches_per_epoch), ignore_index, int(seed)
         self.report: Any = None
         self.epoch = 0
@@ -99,7 +103,7 @@ class VolumePatches(Dataset):
         starts = [int(rng.integers(0, n - s + 1)) for n, s in zip(mask.shape, self.input_shape, strict=True)]
         box = tuple(slice(a, a + s) for a, s in zip(starts, self.input_shape, strict=True))
         block = np.asarray(volume[box])
-        image = self.normalization.apply(block[..., None] if block.ndim == 3 else block)  # float32 (d, h, w, C)
+        image = self.normalizations[k].apply(block[..., None] if block.ndim == 3 else block)  # float32 (d, h, w, C)
         mask, weight = mask[box], weight[box]
         if self.augment is not None:
             image, mask, weight = self._augmented(rng, image, mask, weight)
@@ -117,10 +121,15 @@ class VolumePatches(Dataset):
             for axis in self.flip_axes:
                 if rng.random() < cfg.flips.p:
                     image, mask, weight = (np.flip(a, axis) for a in (image, mask, weight))
-        square = image.shape[1] == image.shape[2] and self.margins[1] == self.margins[2]
-        if cfg.rot90.enabled and square and rng.random() < cfg.rot90.p:
+        if cfg.rot90.enabled and self.rotation_planes and rng.random() < cfg.rot90.p:
+            plane = self.rotation_planes[int(rng.integers(len(self.rotation_planes)))]
             turns = int(rng.integers(1, 4))
-            image, mask, weight = (np.rot90(a, turns, axes=(1, 2)) for a in (image, mask, weight))
+            image, mask, weight = (np.rot90(a, turns, axes=plane) for a in (image, mask, weight))
+        el = cfg.elastic
+        if el.enabled and el.sigma > 0 and rng.random() < el.p:
+            where = elastic_coordinates(mask.shape, rng, sigma=el.sigma, grid=el.grid, spacing=self.spacing)
+            image = deform(np.ascontiguousarray(image), where, 1)
+            mask, weight = deform(np.ascontiguousarray(mask), where, 0), deform(np.ascontiguousarray(weight), where, 0)
         bc = cfg.brightness_contrast
         if bc.enabled and rng.random() < bc.p:  # in normalised units: one standard deviation is 1
             image = (image * np.float32(1 + rng.uniform(-bc.contrast, bc.contrast))

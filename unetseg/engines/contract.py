@@ -32,6 +32,7 @@ class ForwardSpec:
         dtype: the raw tiles' numpy dtype (:func:`unetseg.tiling.splitter.travel_dtype`).
         channels: image bands.
         mean, inv: float32 per-channel normalisation in raw units (normalised = (raw - mean) * inv), length 1 or C.
+        low, high: float32 per-channel clip bounds in raw units applied to the raw values first (CT), or None.
         invalid: the invalid-pixel rule, None when no pixel of the image can be invalid.
         labels: only labels leave the stage (crop blending to a label map), else probabilities.
         tta: the TTA setting (:func:`unetseg.engines.tta.tta_transforms`).
@@ -51,6 +52,8 @@ class ForwardSpec:
     spread: bool = False
     entropy_channel: bool = False
     dims: int = 2
+    low: tuple[float, ...] | None = None
+    high: tuple[float, ...] | None = None
 
     @classmethod
     def of(cls, normalization: Normalization, image_dtype: Any, travel: np.dtype, channels: int, **rest: Any
@@ -58,6 +61,9 @@ class ForwardSpec:
         """The spec of tiles of an ``image_dtype`` image travelling as ``travel``, normalised by ``normalization``
         (its scale by the image's dtype, not the travel dtype)."""
         mean, inv = normalization.affine(image_dtype)
+        bounds = normalization.bounds(image_dtype)
+        if bounds is not None:
+            rest = {**rest, "low": tuple(bounds[0].tolist()), "high": tuple(bounds[1].tolist())}
         return cls(np.dtype(travel), channels, tuple(mean.tolist()), tuple(inv.tolist()), **rest)
 
     @property

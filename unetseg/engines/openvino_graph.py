@@ -47,7 +47,11 @@ def fused_model(model: Any, spec: ForwardSpec) -> Any:
     per_channel = (1,) * (dims + 1) + (-1,)
     mean = ops.constant(np.asarray(spec.mean, np.float32).reshape(per_channel))
     inv = ops.constant(np.asarray(spec.inv, np.float32).reshape(per_channel))
-    x = ops.multiply(ops.subtract(ops.convert(tiles, ov.Type.f32), mean), inv)
+    x = ops.convert(tiles, ov.Type.f32)
+    if spec.low is not None and spec.high is not None:  # CT: clipped raw values first
+        x = ops.minimum(ops.maximum(x, ops.constant(np.asarray(spec.low, np.float32).reshape(per_channel))),
+                        ops.constant(np.asarray(spec.high, np.float32).reshape(per_channel)))
+    x = ops.multiply(ops.subtract(x, mean), inv)
     parameters = [tiles]
     if spec.invalid is not None:
         invalid = ops.parameter([-1] * (dims + 1), ov.Type.boolean, name="invalid")

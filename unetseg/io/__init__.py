@@ -7,8 +7,9 @@ from .maps import write_index, write_json, write_palette_png, write_probs, write
 from .sinks import NpyWriter, RowSink
 from .source import ImageSource, open_image
 from .tiff_writer import TiffTileWriter
+from .volume import Volume, open_volume
 
 __all__ = [
-    "IMAGE_SUFFIXES", "ImageSource", "NpyWriter", "RowSink", "TiffTileWriter", "atomic_path", "open_image",
-    "read_image", "write_index", "write_json", "write_palette_png", "write_probs", "write_rgb",
+    "IMAGE_SUFFIXES", "ImageSource", "NpyWriter", "RowSink", "TiffTileWriter", "Volume", "atomic_path", "open_image",
+    "open_volume", "read_image", "write_index", "write_json", "write_palette_png", "write_probs", "write_rgb",
 ]

@@ -23,6 +23,7 @@ from ..errors import OutputError, UnetsegError
 from .atomic import atomic_path
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+NIFTI_UNITS = {"mm": "millimeter", "micron": "micrometer", "meter": "meter"}  # nibabel's names -> NGFF's
 CHUNK = 1 << 20  # bytes read at a time when checking a written file's data
 
 
@@ -44,6 +45,8 @@ class NiftiVolume:
         shape: (Z, Y, X) or (Z, Y, X, C) for a 4D file (its 4th axis taken as channels: modalities, echoes).
         dtype: the stored dtype, or float32 when the header scales values (scl_slope/scl_inter).
         spacing: voxel size along Z, Y, X (the header's zooms, in its spatial unit, usually mm).
+        unit: that unit as NGFF names it: "millimeter" (also for headers that leave it unset, NIfTI's usual
+            unit), "micrometer" or "meter".
         affine: the file's 4x4 voxel-to-world matrix (for nibabel's (x, y, z) voxel indices).
         header: the nibabel header (copied into written labels).
         nodata: None (NIfTI has no nodata value; NaN voxels are invalid anyway).
@@ -75,6 +78,7 @@ class NiftiVolume:
         self.header = image.header
         self.affine = np.asarray(image.affine, dtype=np.float64)
         self.spacing = tuple(float(z) for z in image.header.get_zooms()[:3][::-1])
+        self.unit = NIFTI_UNITS.get(image.header.get_xyzt_units()[0], "millimeter")
         slope, inter = (getattr(self._proxy, "slope", 1.0), getattr(self._proxy, "inter", 0.0))
         scaled = not (slope in (1.0, None) or np.isnan(slope)) or not (inter in (0.0, None) or np.isnan(inter))
         self.dtype = np.dtype(np.float32) if scaled else np.dtype(image.get_data_dtype())
@@ -120,9 +124,10 @@ def open_nifti(path: str | os.PathLike) -> NiftiVolume:
     return NiftiVolume(path)
 
 
-def new_header(shape: tuple[int, ...], dtype: Any, affine: np.ndarray) -> Any:
+def new_header(shape: tuple[int, ...], dtype: Any, affine: np.ndarray, unit: str | None = "millimeter") -> Any:
     """A NIfTI-1 header for a (Z, Y, X) volume of ``dtype`` with ``affine`` (for nibabel's (x, y, z) voxel indices)
-    as both qform (code 1, scanner) and sform (code 2, aligned); voxel sizes from the affine's columns."""
+    as both qform (code 1, scanner) and sform (code 2, aligned); voxel sizes from the affine's columns, in ``unit``
+    ("millimeter" by default, "micrometer", "meter"; None: unknown)."""
     import nibabel as nib
 
     header = nib.Nifti1Header()
@@ -132,7 +137,8 @@ def new_header(shape: tuple[int, ...], dtype: Any, affine: np.ndarray) -> Any:
     header.set_qform(affine, code=1)
     header.set_sform(affine, code=2)
     header.set_zooms(tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0)))
-    header.set_xyzt_units("mm")
+    names = {v: k for k, v in NIFTI_UNITS.items()}
+    header.set_xyzt_units(names.get(unit or "", "unknown"))
     return header
 
 
@@ -228,9 +234,16 @@ class NiftiSlabWriter:
             raise OutputError(self.path, "written affine differs from the input's")
 
 
-def label_writer(path: str | os.PathLike, like: NiftiVolume, dtype: Any) -> NiftiSlabWriter:
-    """A :class:`NiftiSlabWriter` of labels of ``dtype`` on ``like``'s grid and geometry."""
-    return NiftiSlabWriter(path, like.label_header(np.dtype(dtype)), like.shape[:3])
+def label_writer(path: str | os.PathLike, like: Any, dtype: Any) -> NiftiSlabWriter:
+    """A :class:`NiftiSlabWriter` of labels of ``dtype`` on ``like``'s grid and geometry: a :class:`NiftiVolume`'s
+    own header (affine, qform/sform codes, units), or for any other :class:`~unetseg.io.volume.Volume` a new header
+    with its ``affine`` (``diag(dx, dy, dz, 1)`` for formats without an orientation) and spacing unit."""
+    if isinstance(like, NiftiVolume):
+        return NiftiSlabWriter(path, like.label_header(np.dtype(dtype)), like.shape[:3])
+    header = new_header(like.shape[:3], dtype, like.affine, like.unit)
+    header.set_intent("label")
+    header["descrip"] = b"unetseg labels"
+    return NiftiSlabWriter(path, header, like.shape[:3])
 
 
 def write_nifti_labels(path: str | os.PathLike, labels: np.ndarray, like: NiftiVolume) -> Path:

@@ -34,46 +34,75 @@ JOURNAL = ".unetseg-journal"  # inside a resumable folder: key.json and one <row
 SMALLEST_LEVEL = 256  # stop the pyramid once a level fits in this many pixels per side
 
 
-def pyramid_levels(shape: tuple[int, int], smallest: int = SMALLEST_LEVEL) -> int:
-    """Levels (halving each time) until the larger side is at most ``smallest`` px; at least 1."""
-    levels, side = 1, max(shape)
+def pyramid_levels(shape: tuple[int, ...], smallest: int = SMALLEST_LEVEL) -> int:
+    """Levels (halving in-plane each time) until the larger of the last two sides is at most ``smallest`` px;
+    at least 1."""
+    levels, side = 1, max(shape[-2:])
     while side > smallest:
         side = -(-side // 2)
         levels += 1
     return levels
 
 
-def downsample_level(src: Any, dst: Any) -> None:
-    """``dst = src[::2, ::2]`` (nearest), read and written one ``dst`` chunk at a time."""
-    ch, cw = dst.chunks[:2]
-    for r in range(0, dst.shape[0], ch):
-        for c in range(0, dst.shape[1], cw):
-            rows, cols = min(ch, dst.shape[0] - r), min(cw, dst.shape[1] - c)
-            block = np.asarray(src[2 * r : 2 * (r + rows), 2 * c : 2 * (c + cols)])
-            dst[r : r + rows, c : c + cols] = block[::2, ::2]
+def level_factors(ndim: int, levels: int, pixel_size: tuple[float, ...] | None = None) -> list[tuple[int, ...]]:
+    """The down-sampling factor per axis from each level to the next (``levels - 1`` of them).
+
+    Images (2 axes) halve both. Volumes (Z, Y, X) halve Y and X at every level, and Z only where the level's
+    z spacing is at most twice its in-plane one: anisotropic data (thick slices) is down-sampled in-plane only
+    until the in-plane spacing catches up, isotropic data in all three axes (nnU-Net's rule for pooling).
+    """
+    size = [float(s) for s in (pixel_size or (1.0,) * ndim)]
+    factors = []
+    for _ in range(levels - 1):
+        step = tuple(2 if axis >= ndim - 2 or size[axis] <= 2 * min(size[-2:]) else 1 for axis in range(ndim))
+        size = [s * f for s, f in zip(size, step, strict=True)]
+        factors.append(step)
+    return factors
+
+
+def downsample_level(src: Any, dst: Any, factors: tuple[int, ...] = (2, 2)) -> None:
+    """``dst = src[::f0, ::f1, ...]`` (nearest: labels stay labels), read and written one ``dst`` chunk at a time."""
+    import itertools
+
+    starts = [range(0, n, c) for n, c in zip(dst.shape, dst.chunks, strict=True)]
+    for corner in itertools.product(*starts):
+        box = tuple(slice(a, min(a + c, n)) for a, c, n in zip(corner, dst.chunks, dst.shape, strict=True))
+        read = tuple(slice(f * b.start, f * b.stop) for b, f in zip(box, factors, strict=True))
+        block = np.asarray(src[read])
+        dst[box] = block[tuple(slice(None, None, f) for f in factors)]
 
 
 class OmeZarrLabelsWriter:
     """``with OmeZarrLabelsWriter(path, shape, dtype, chunks, ...) as w:`` write ``w.level0`` (any chunk order).
 
+    Images (axes yx) and volumes (axes zyx) alike; volumes are written slab by slab (``w[z0:z1] = slab``) and
+    their pyramid is down-sampled per :func:`level_factors` (in-plane only while z is more than twice as coarse).
+
     Args:
         path: the final folder, e.g. ``out/img_index.ome.zarr``; replaced if it exists.
-        shape: (H, W) of the label image. dtype: its integer dtype. chunks: (h, w) of every level's chunks.
-        levels: pyramid levels (default: until the larger side is <= 256 px).
+        shape: (H, W) of a label image or (D, H, W) of a label volume. dtype: its integer dtype.
+        chunks: every level's chunks, one per axis.
+        levels: pyramid levels (default: until the larger in-plane side is <= 256 px).
         class_names: names of the label values 0..K-1 (NGFF ``properties``); colors: their RGB(A) 0-255.
-        pixel_size: (y, x) physical size of a level-0 pixel; unit: its unit (e.g. "micrometer"), if known.
+        pixel_size: physical size of a level-0 pixel, (y, x) or (z, y, x); unit: its unit (e.g. "micrometer"),
+            if known. Each level's ``scale`` is level 0's times the factors it was down-sampled by.
         resume: a JSON-able key of the run (input, model, settings): write resumably (see the module docstring);
             :attr:`journal` then records finished chunks.
     """
 
-    def __init__(self, path: str | os.PathLike, shape: tuple[int, int], dtype: Any, chunks: tuple[int, int], *,
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...], *,
                  levels: int | None = None, class_names: list[str] | None = None, colors: Any = None,
-                 pixel_size: tuple[float, float] | None = None, unit: str | None = None,
+                 pixel_size: tuple[float, ...] | None = None, unit: str | None = None,
                  resume: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
         self.chunks = tuple(int(c) for c in chunks)
+        if len(self.shape) not in (2, 3) or len(self.chunks) != len(self.shape):
+            raise ValueError(f"OME-Zarr labels are (H, W) or (D, H, W) with chunks per axis, got shape {self.shape} "
+                             f"and chunks {self.chunks}")
+        if pixel_size is not None and len(pixel_size) != len(self.shape):
+            raise ValueError(f"pixel_size {pixel_size} does not have one size per axis of {self.shape}")
         self.levels = levels or pyramid_levels(self.shape)
         self.class_names, self.colors = class_names, colors
         self.pixel_size, self.unit = pixel_size, unit
@@ -143,14 +172,16 @@ class OmeZarrLabelsWriter:
         from ome_zarr.writer import write_multiscales_metadata
 
         labels = zarr.open_group(str(self._tmp), mode="r+", zarr_format=2)
-        shapes = [self.shape]
-        for level in range(1, self.levels):
-            shapes.append(tuple(-(-s // 2) for s in shapes[-1]))
-            downsample_level(labels[str(level - 1)], self._array(labels, level, shapes[-1]))
-        base = self.pixel_size or (1.0, 1.0)
-        datasets = [{"path": str(n), "coordinateTransformations": [
-            {"type": "scale", "scale": [base[0] * 2**n, base[1] * 2**n]}]} for n in range(len(shapes))]
-        axes = [{"name": a, "type": "space", **({"unit": self.unit} if self.unit else {})} for a in "yx"]
+        ndim = len(self.shape)
+        base = [float(s) for s in (self.pixel_size or (1.0,) * ndim)]
+        shapes, scales = [self.shape], [base]
+        for level, factors in enumerate(level_factors(ndim, self.levels, self.pixel_size), start=1):
+            shapes.append(tuple(-(-s // f) for s, f in zip(shapes[-1], factors, strict=True)))
+            scales.append([s * f for s, f in zip(scales[-1], factors, strict=True)])
+            downsample_level(labels[str(level - 1)], self._array(labels, level, shapes[-1]), factors)
+        datasets = [{"path": str(n), "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+                    for n, scale in enumerate(scales)]
+        axes = [{"name": a, "type": "space", **({"unit": self.unit} if self.unit else {})} for a in "zyx"[-ndim:]]
         fmt = FormatV04()
         write_multiscales_metadata(labels, datasets, fmt=fmt, axes=axes, name=LABEL_NAME)
         labels.attrs["image-label"] = {**self._label_metadata(), "version": fmt.version}

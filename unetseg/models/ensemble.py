@@ -31,6 +31,9 @@ def _affine(first: Normalization, member: Normalization, channels: int) -> tuple
     if (first.scale is None) != (member.scale is None):
         raise UnetsegError("ensemble members normalise by the image dtype and by a fixed scale; retrain one of them "
                            "so that both do the same")
+    if first.clip != member.clip or first.per_image != member.per_image:
+        raise UnetsegError("ensemble members clip intensities (CT) or normalise per image (zscore) differently; "
+                           "ensemble checkpoints trained with the same data.normalize on the same data")
     ratio = 1.0 if first.scale is None else first.scale / member.scale  # type: ignore[operator]
 
     def per_channel(values: tuple[float, ...]) -> torch.Tensor:

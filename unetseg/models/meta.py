@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.classes import ClassTable
+from ..data.instances import InstanceLayout
 from ..data.nodata import Nodata
 from ..data.normalization import Normalization
 from ..io.levels import to_micrometres
@@ -40,11 +41,44 @@ class HaloRecord:
 @dataclass(frozen=True)
 class InstanceRecord:
     """The model was trained on instance masks (:mod:`unetseg.data.instances`): ``object_classes`` are the class
-    ids of object interiors, ``boundary_class`` that of their boundaries, ``boundary_width`` its width in px."""
+    ids of object interiors, ``boundary_class`` that of their boundaries, ``boundary_width`` its width in px.
+    ``target="distance"``: the classes 1..``levels`` are quantised distances to the object boundary, ``bin`` px
+    each (``object_classes`` is then ``(1,)`` and ``boundary_class`` 0, unused)."""
 
     object_classes: tuple[int, ...]
     boundary_class: int
     boundary_width: int
+    target: str = "three_class"
+    levels: int = 0
+    bin: int = 0
+
+    def layout(self, object_names: tuple[str, ...]) -> InstanceLayout:
+        """The target layout the model was trained on (``object_names``: its object classes' names)."""
+        if self.target == "distance":
+            return InstanceLayout(object_names[:1], self.boundary_width, "distance", self.levels, self.bin)
+        return InstanceLayout(object_names, self.boundary_width)
+
+
+def instance_record(layout: InstanceLayout) -> InstanceRecord:
+    """The record of a run trained on ``layout``'s targets."""
+    if layout.target == "distance":
+        return InstanceRecord((1,), 0, layout.boundary_width, "distance", layout.levels, layout.bin)
+    return InstanceRecord(layout.object_classes, layout.boundary_class, layout.boundary_width)
+
+
+@dataclass(frozen=True)
+class ObjectTuning:
+    """Post-processing chosen on the run's validation images to maximise AP@0.5 (``unetseg predict`` and
+    ``evaluate`` use it unless overridden): ``seed_level`` (distance targets: seeds are pixels of level >= it;
+    None for three-class targets), ``min_size`` px, and the validation ``ap50``/``ap75`` it reached on
+    ``images`` images (``default_ap50``: that of the untuned defaults, for comparison)."""
+
+    min_size: int = 0
+    seed_level: int | None = None
+    ap50: float | None = None
+    ap75: float | None = None
+    default_ap50: float | None = None
+    images: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,6 +113,8 @@ class CheckpointMeta:
         halo: the measured context of a same-padding model (:class:`HaloRecord`).
         instances: how the classes code objects when the model was trained on instance masks
             (:class:`InstanceRecord`), else None.
+        object_tuning: object post-processing chosen on validation images after training (:class:`ObjectTuning`),
+            else None.
         display_bands: image bands previews show ([r, g, b] or [b], from 0).
         input_size: the training patch side (model input).
         data: a JSON-able summary of the training data (normalisation statistics, warnings, file count).
@@ -98,6 +134,7 @@ class CheckpointMeta:
     orientation: tuple[str, ...] | None = None
     halo: HaloRecord | None = None
     instances: InstanceRecord | None = None
+    object_tuning: ObjectTuning | None = None
     display_bands: tuple[int, ...] | None = None
     input_size: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
@@ -114,7 +151,7 @@ class CheckpointMeta:
                 continue
             if isinstance(value, (ClassTable, Normalization, Nodata)):
                 value = value.to_dict()
-            elif isinstance(value, (HaloRecord, InstanceRecord, TrainingRecord)):
+            elif isinstance(value, (HaloRecord, InstanceRecord, ObjectTuning, TrainingRecord)):
                 value = {k: v for k, v in asdict(value).items() if v is not None}
             elif isinstance(value, tuple):
                 value = list(value)
@@ -171,7 +208,15 @@ class CheckpointMeta:
             inst = data["instances"]
             kw["instances"] = inst if isinstance(inst, InstanceRecord) else InstanceRecord(
                 tuple(int(c) for c in inst["object_classes"]), int(inst["boundary_class"]),
-                int(inst["boundary_width"]))
+                int(inst["boundary_width"]), str(inst.get("target", "three_class")), int(inst.get("levels", 0)),
+                int(inst.get("bin", 0)))
+        if data.get("object_tuning") is not None:
+            tuned = data["object_tuning"]
+            kw["object_tuning"] = tuned if isinstance(tuned, ObjectTuning) else ObjectTuning(
+                min_size=int(tuned.get("min_size", 0)),
+                seed_level=None if tuned.get("seed_level") is None else int(tuned["seed_level"]),
+                images=int(tuned.get("images", 0)),
+                **{k: None if tuned.get(k) is None else float(tuned[k]) for k in ("ap50", "ap75", "default_ap50")})
         bands = data.get("display_bands", (display or {}).get("bands") if isinstance(display, dict) else None)
         if bands is not None:
             kw["display_bands"] = tuple(int(b) for b in bands)

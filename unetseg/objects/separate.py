@@ -8,6 +8,13 @@ An :class:`ObjectRule` turns a class map into separated objects:
   split class) take the label of the nearest seed pixel within ``grow_radius`` (Euclidean, ties broken by
   a fixed order of offsets); rim pixels of a split class farther from every seed are objects of their own
   (their 8-connected components); boundary pixels of an instance model with no interior near are background;
+* **flooding** (maps of quantised distance levels, ``flood_levels`` K > 0: class 0 background, 1..K the levels):
+  seeds are the 8-connected components of {level >= ``seed_level``}; then, level by level from ``seed_level - 1``
+  down to 1, the unlabelled pixels of level >= l take the label of an 8-neighbour that has one, ``flood_steps``
+  times per level (a marker watershed on the levels, bounded: each level floods at most ``flood_steps`` px), ties
+  going to the seed pixel of smallest raster index the label came from (a global, not a block-local order).
+  Foreground pixels no seed reaches (objects too shallow for the seed level) are objects of their own: their
+  8-connected components;
 * **holes** (4-connected background not touching the image edge, nor invalid pixels, and next to one object
   only) are filled; objects under ``min_size`` pixels are dropped; objects are numbered 1..N in raster order
   of their first pixel.
@@ -46,6 +53,10 @@ class ObjectRule:
             class maps; 0: off). The eroded rim grows back into the nearest seed of its class.
         min_size: objects with fewer pixels (after hole filling) are dropped.
         fill_holes: fill background holes enclosed by one object.
+        flood_levels: K > 0: the map holds distance levels 1..K (0 background) and objects come from the bounded
+            seeded watershed of the module docstring (``seed_classes``, ``grow_class`` and ``split`` unused).
+        seed_level: with ``flood_levels``, pixels of level >= it seed objects (1..K).
+        flood_steps: with ``flood_levels``, how far (px, 8-connected steps) each level floods.
     """
 
     seed_classes: tuple[int, ...]
@@ -54,16 +65,24 @@ class ObjectRule:
     split: int = 0
     min_size: int = 0
     fill_holes: bool = True
+    flood_levels: int = 0
+    seed_level: int = 0
+    flood_steps: int = 0
 
     def __post_init__(self) -> None:
-        if self.split < 0 or self.grow_radius < 0 or self.min_size < 0:
-            raise ValueError("split, grow_radius and min_size must be >= 0")
+        if self.split < 0 or self.grow_radius < 0 or self.min_size < 0 or self.flood_steps < 0:
+            raise ValueError("split, grow_radius, min_size and flood_steps must be >= 0")
         if self.split and self.grow_class is not None:
             raise ValueError("split applies to plain class maps, not to an instance model's boundary class")
+        if self.flood_levels and not 1 <= self.seed_level <= self.flood_levels:
+            raise ValueError(f"seed level {self.seed_level} is not one of the levels 1..{self.flood_levels}")
 
     @property
     def radius(self) -> int:
-        """Growth radius in effect: ``grow_radius``, at least ``split + 1`` when splitting."""
+        """Growth radius in effect: ``grow_radius``, at least ``split + 1`` when splitting; when flooding, the
+        farthest (chessboard) a pixel's seed can be: ``flood_steps * (seed_level - 1)``."""
+        if self.flood_levels:
+            return self.flood_steps * (self.seed_level - 1)
         return max(self.grow_radius, self.split + 1) if self.split else self.grow_radius
 
     @property
@@ -105,16 +124,28 @@ def label_block(classes: np.ndarray, window: tuple[int, int], core: tuple[slice,
     height, width = image_shape
     classes = np.asarray(classes)
     cr, cc = core
-    seeds, rim, count = _seeds(classes, window, image_shape, rule)
-    grow = rim if rule.grow_class is None else (classes == rule.grow_class)
-    objects = seeds
-    if rule.radius and grow.any():
-        objects = seeds.copy()
-        _grow(objects, seeds, grow, classes, rule)
+    if rule.flood_levels:
+        levels = classes
+        foreground = (levels >= 1) & (levels < num_classes)
+        classes = np.where(foreground, 1, levels)  # objects are of one class; invalid pixels stay invalid
+        seeds, count = _level_seeds(levels, rule.seed_level, num_classes)
+        objects = _flood(seeds, levels, rule, window, width, num_classes)
+        grow = foreground
+    else:
+        seeds, rim, count = _seeds(classes, window, image_shape, rule)
+        grow = rim if rule.grow_class is None else (classes == rule.grow_class)
+        objects = seeds
+        if rule.radius and grow.any():
+            objects = seeds.copy()
+            _grow(objects, seeds, grow, classes, rule)
     core_objects = objects[cr, cc]
     core_classes = classes[cr, cc]
     leftover = grow[cr, cc] & (core_objects == 0)
-    if rule.grow_class is None and leftover.any():  # split rims far from every seed: objects of their own
+    if rule.flood_levels and leftover.any():  # foreground no seed reached: objects of their own
+        found, n = ndimage.label(leftover, EIGHT)
+        core_objects[found > 0] = found[found > 0] + count
+        count += n
+    elif rule.grow_class is None and leftover.any():  # split rims far from every seed: objects of their own
         for c in rule.seed_classes:
             found, n = ndimage.label(leftover & (core_classes == c), EIGHT)
             core_objects[found > 0] = found[found > 0] + count
@@ -175,6 +206,47 @@ def _seeds(classes: np.ndarray, window: tuple[int, int], image_shape: tuple[int,
         seeds += found  # the classes' components are disjoint
         count += n
     return seeds, rim, count
+
+
+def _level_seeds(levels: np.ndarray, seed_level: int, num_classes: int) -> tuple[np.ndarray, int]:
+    """The 8-connected components of {seed_level <= level < num_classes} (int32, 0 = none) and their count."""
+    found, n = ndimage.label((levels >= seed_level) & (levels < num_classes), EIGHT)
+    return found.astype(np.int32, copy=False), int(n)
+
+
+def _flood(seeds: np.ndarray, levels: np.ndarray, rule: ObjectRule, window: tuple[int, int], width: int,
+           num_classes: int) -> np.ndarray:
+    """The bounded seeded watershed of a window (see the module docstring): the seed id of each pixel (0: none).
+
+    Each pixel carries the image raster index of the seed pixel its label came from; a step gives every open pixel
+    the smallest such index among its 8 neighbours. After ``t`` steps a pixel depends on the window within ``t``
+    px only, so pixels ``rule.radius`` px inside a window's cut edges are those of the whole image."""
+    h, w = levels.shape
+    none = np.iinfo(np.int64).max
+    rows = (np.arange(h, dtype=np.int64) + window[0])[:, None] * width
+    source = np.where(seeds > 0, rows + (np.arange(w, dtype=np.int64) + window[1])[None, :], none)
+    padded = np.full((h + 2, w + 2), none, np.int64)
+    for level in range(rule.seed_level - 1, 0, -1):
+        open_ = (levels >= level) & (levels < num_classes) & (source == none)
+        for _ in range(rule.flood_steps):
+            if not open_.any():
+                break
+            padded[1:-1, 1:-1] = source
+            best = np.full((h, w), none, np.int64)
+            for dy in (0, 1, 2):
+                for dx in (0, 1, 2):
+                    if dy != 1 or dx != 1:
+                        np.minimum(best, padded[dy : dy + h, dx : dx + w], out=best)
+            reached = open_ & (best != none)
+            if not reached.any():
+                break
+            source[reached] = best[reached]
+            open_ &= ~reached
+    objects = np.zeros((h, w), np.int32)
+    got = source != none
+    index = source[got]
+    objects[got] = seeds[index // width - window[0], index % width - window[1]]
+    return objects
 
 
 def _away_from_cuts(shape: tuple[int, int], window: tuple[int, int], image_shape: tuple[int, int], depth: int
@@ -332,19 +404,44 @@ def label_blocks(classes: Any, rule: ObjectRule, num_classes: int, sides: tuple[
     return out, table
 
 
-def object_rule(model: Any, *, background: int | None = 0, split: int = 0, min_size: int = 0,
-                fill_holes: bool = True) -> ObjectRule:
+def default_seed_level(levels: int) -> int:
+    """The seed level of a distance model without a tuned one: the middle level (``(levels + 1) // 2``)."""
+    return max(1, (levels + 1) // 2)
+
+
+def distance_rule(levels: int, bin_px: int, seed_level: int, *, min_size: int = 0, fill_holes: bool = True
+                  ) -> ObjectRule:
+    """The rule of a distance-level map (``levels`` K, ``bin_px`` per level): seeds of level >= ``seed_level``,
+    each level flooding ``bin_px + 1`` px (a level's pixels lie within about a bin of the next level up)."""
+    return ObjectRule((), None, 0, 0, min_size, fill_holes, flood_levels=levels, seed_level=seed_level,
+                      flood_steps=bin_px + 1)
+
+
+def object_rule(model: Any, *, background: int | None = 0, split: int = 0, min_size: int | None = None,
+                fill_holes: bool = True, seed_level: int | None = None) -> ObjectRule:
     """The rule that makes objects of ``model``'s class maps.
 
     A model trained on instance masks (its checkpoint's :class:`~unetseg.models.meta.InstanceRecord`): its
     interior classes seed objects and its boundary class grows onto them, within twice the trained boundary
-    width plus one. Any other model: the connected components of each class but ``background`` (None: every
-    class), split where they touch by eroding ``split`` px (0: no split).
+    width plus one; a model trained on distance targets: the bounded seeded watershed of :func:`distance_rule`.
+    ``min_size`` (px) and ``seed_level`` (distance models) None: the values tuned on the run's validation images
+    (:class:`~unetseg.models.meta.ObjectTuning`), else 0 and :func:`default_seed_level`. Any other model:
+    the connected components of each class but ``background`` (None: every class), split where they touch by
+    eroding ``split`` px (0: no split).
     """
-    record = getattr(getattr(model, "meta", None), "instances", None)
+    meta = getattr(model, "meta", None)
+    record = getattr(meta, "instances", None)
+    tuned = getattr(meta, "object_tuning", None)
+    if min_size is None:
+        min_size = tuned.min_size if tuned is not None else 0
     if record is not None:
         if split:
             raise ValueError("split applies to plain class maps; an instance-trained model separates its objects")
+        if record.target == "distance":
+            if seed_level is None:
+                seed_level = tuned.seed_level if tuned is not None and tuned.seed_level else \
+                    default_seed_level(record.levels)
+            return distance_rule(record.levels, record.bin, seed_level, min_size=min_size, fill_holes=fill_holes)
         return ObjectRule(record.object_classes, record.boundary_class, 2 * record.boundary_width + 1,
                           min_size=min_size, fill_holes=fill_holes)
     k = int(getattr(model, "num_classes", 2))

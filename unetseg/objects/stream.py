@@ -22,9 +22,14 @@ CORE_ROWS = 256  # rows labelled per block: bounds the block's temporaries (~40 
 
 def object_probability(rule: ObjectRule, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Per pixel, the probability that it belongs to the object it is part of: the summed probabilities of the
-    seed and grow classes for an instance model (any object), else the probability of the pixel's own class (its
-    largest, since labels are the most probable class). float32; invalid pixels (labels past the classes) get 0."""
+    seed and grow classes for an instance model (any object), of every level for a distance model, else the
+    probability of the pixel's own class (its largest, since labels are the most probable class). float32;
+    invalid pixels (labels past the classes) get 0."""
     k = probs.shape[-1]
+    if rule.flood_levels:  # distance levels: any level is the object
+        out = probs[..., 1:].sum(-1, dtype=np.float32)
+        out[labels >= k] = 0
+        return out
     if rule.grow_class is not None:
         return probs[..., [*rule.seed_classes, rule.grow_class]].sum(-1, dtype=np.float32)
     if k == 1:  # one sigmoid channel: label 1 where p > 0.5

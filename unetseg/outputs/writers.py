@@ -161,7 +161,8 @@ class UncertaintyWriter(KindWriter):
 
 
 @register_output_kind("ome-zarr", part="index", suffixes=(".ome.zarr", ".ome.zarr"), needs="labels", dask=True,
-                      help="the index map as OME-Zarr labels with class names and colours (unetseg[scale])")
+                      help="the index map (or a volume's labels) as OME-Zarr labels with class names and colours "
+                           "(unetseg[scale])", dims=(2, 3))
 class OmeZarrWriter(KindWriter):
     """The index map as a multiscale OME-Zarr label image, written by bands (one process) or by whole chunks
     (Dask workers write :attr:`target` directly)."""

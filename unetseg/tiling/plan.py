@@ -142,6 +142,7 @@ def input_settings(model: nn.Module, image: Any, options: TileOptions, channels:
     and the device."""
     known = isinstance(model, SegmentationModel)
     norm = options.normalization or (model.normalization if known else None) or Normalization()
+    norm = norm.resolve(image, int(getattr(model, "spatial_dims", 2)))  # per-image statistics (zscore)
     if len(norm.mean) not in (1, channels):
         raise UnetsegError(f"normalization has {len(norm.mean)} channel statistics but the {what} has {channels} "
                            "channels")

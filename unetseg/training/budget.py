@@ -46,6 +46,9 @@ def seconds_text(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
+OBJECTS_PER_VALIDATION = 2.0  # tuning objects: one prediction of the validation images + labelling per seed level
+
+
 @dataclass
 class AfterTraining:
     """Seconds the steps after the last training step take: the final validation, the halo measurement (its
@@ -55,18 +58,20 @@ class AfterTraining:
     halo: float = 0.0
     samples: float = 0.0
     writing: float = WRITE_S
+    objects: float = 0.0  # choosing the object post-processing on the validation images (instance masks)
 
     def total(self) -> float:
-        return self.validation + self.halo + self.samples + self.writing
+        return self.validation + self.halo + self.samples + self.writing + self.objects
 
     def describe(self) -> str:
         parts = [f"~{seconds_text(self.validation)} final validation" if self.validation else "",
                  f"<= {seconds_text(self.halo)} halo" if self.halo else "",
                  f"~{seconds_text(self.samples)} samples.png" if self.samples else "",
+                 f"~{seconds_text(self.objects)} object post-processing" if self.objects else "",
                  f"~{seconds_text(self.writing)} files"]
         return ", ".join(p for p in parts if p)
 
     def with_validation(self, seconds: float, sample_share: float) -> AfterTraining:
         """Updated from a validation pass of ``seconds``; the sample figure predicts ``sample_share`` of its pixels."""
         return AfterTraining(seconds, self.halo, seconds * sample_share + PLOT_S if sample_share else 0.0,
-                             self.writing)
+                             self.writing, self.objects and OBJECTS_PER_VALIDATION * seconds)

@@ -22,6 +22,7 @@ from ..data.nodata import Nodata, fill_invalid, fill_value, resolve_nodata
 from ..data.normalization import Normalization, dtype_scale
 from ..data.regions import region_split
 from ..data.samples import SampleSplit, load_sample
+from ..data.volume_folder import volume_folder_splits
 from ..data.volumes import VolumePatches, volume_bands
 from ..data.weightmap import border_weight_map, class_balance_weights
 from ..errors import UnetsegError
@@ -30,7 +31,7 @@ from ..io.source import recorded_pixel_size
 from ..models.meta import pixel_size_pair
 from .finetune import choose_normalization
 
-__all__ = ["build_datasets", "build_volume_datasets", "load_splits", "training_weights"]
+__all__ = ["build_datasets", "build_volume_datasets", "load_splits", "load_volume_splits", "training_weights"]
 
 
 def load_splits(cfg: DataConfig, gap: int = 0) -> tuple[SampleSplit, SampleSplit]:
@@ -68,6 +69,17 @@ def load_splits(cfg: DataConfig, gap: int = 0) -> tuple[SampleSplit, SampleSplit
                            f"({', '.join(train.classes.names)})")
     fold = _fold(cfg)
     return (train, val) if fold is None else sample_fold(train, fold, cfg, gap)
+
+
+def kept_normalization(parent: Normalization | None, data: Normalization) -> tuple[Normalization, str | None]:
+    """:func:`~unetseg.training.finetune.choose_normalization` when the --init checkpoint's normalisation is of the
+    data's kind (the same clipping, per-image or not), else the data's, with a warning line."""
+    if parent is None:
+        return data, None
+    if (parent.clip is None) != (data.clip is None) or parent.per_image != data.per_image:
+        return data, ("data.normalize differs in kind from the --init checkpoint's normalisation (clipped or not, "
+                      "per volume or not): normalising as data.normalize says")
+    return choose_normalization(parent, data)
 
 
 def _fold(cfg: DataConfig) -> tuple[int, int] | None:
@@ -239,15 +251,18 @@ def build_datasets(
         un-normalised: prediction applies the nodata rule, their masks are ignored there); the class table;
         per-band statistics of the valid training pixels.
     """
+    if cfg.normalize == "zscore":
+        raise UnetsegError("data.normalize: zscore (each volume by its own statistics) applies to 3D models; 2D "
+                           "models take meanstd, percentile or ct")
     train, val = load_splits(cfg, gap=margin if context is None else context)
     none = [None] * len(train.images)
     try:
         normalization = Normalization.from_images(train.images, valid=train.info.get("valid", none),
-                                                  method=cfg.normalize)
+                                                  method=cfg.normalize, foreground=train.masks,
+                                                  ignore_index=train.info.get("ignore_index", cfg.ignore_index))
     except ValueError as err:
         raise UnetsegError(f"data: {err}") from None
-    normalization, refit = choose_normalization(keep_normalization, normalization) if keep_normalization \
-        else (normalization, None)
+    normalization, refit = kept_normalization(keep_normalization, normalization)
     images = _filled(train.images, train.info.get("valid", none), normalization)
     ignore = train.info.get("ignore_index", cfg.ignore_index)
     files = list(train.info.get("files", []))
@@ -267,33 +282,60 @@ def build_datasets(
     )
     patches.report = report
     names = list(val.info.get("stems", [])) or [f"{cfg.sample or 'val'}-{i}" for i in range(len(val))]
-    return patches, ValImages(list(val.images), list(val.masks), names), train.classes, normalization
+    val_instances = None if val.instances is None else list(val.instances)
+    return patches, ValImages(list(val.images), list(val.masks), names, val_instances), train.classes, normalization
 
 
-def build_volume_datasets(
-    cfg: DataConfig, *, rules: tuple[Any, ...], seed: int = 0, keep_normalization: Normalization | None = None,
-) -> tuple[VolumePatches, ValImages, ClassTable, Normalization]:
-    """:func:`build_datasets` for a 3D model: the split's (Z, Y, X[, C]) volumes become random 3D crops
-    (:class:`~unetseg.data.volumes.VolumePatches`) of ``data.patch_size`` per axis (fitted to each axis's size
-    ``rules``, :attr:`unetseg.models.base.SegmentationModel.axis_rules`, and to the volumes), normalised by the
-    training volumes' per-band statistics; validation volumes are predicted whole."""
-    if cfg.source != "sample":
-        raise UnetsegError("data.source: 3D models train on volumes; folders of NIfTI volumes are not read for "
-                           "training yet (use a built-in volume sample, e.g. sample: brain with sample_options: "
-                           "{volume: true})")
+def load_volume_splits(cfg: DataConfig, gap: int = 0) -> tuple[SampleSplit, SampleSplit]:
+    """The ``(train, val)`` volume splits that ``cfg`` names for a 3D model: a built-in volume sample (its fixed
+    split), or a folder of NIfTI volumes (:func:`unetseg.data.volume_folder.volume_folder_splits`: whole volumes,
+    else slabs along z with ``gap`` slices, the model's context, between training labels and validation).
+    ``info["spacing"]`` is the (z, y, x) voxel size."""
+    if cfg.source == "folder":
+        if cfg.mask_mode != "index":
+            raise UnetsegError(f"data.mask_mode: {cfg.mask_mode} masks are 2D only; volumes take index masks "
+                               "(voxel value = class id, or data.class_values)")
+        return volume_folder_splits(cfg.images, cfg.masks, classes=cfg.configured_classes(),  # type: ignore[arg-type]
+                                    ignore_index=cfg.ignore_index, class_values=cfg.class_values,
+                                    val_fraction=cfg.val_fraction, val_files=cfg.val_files, seed=cfg.split_seed,
+                                    split=cfg.split, gap=gap)
     train, val = load_splits(cfg)
     if not train.images or train.images[0].ndim < 3 or "spacing" not in train.info:
         raise UnetsegError(f"data: a 3D model needs volumes; sample {cfg.sample!r} gives 2D images here "
                            "(sample_options: {volume: true} gives the brain as volumes)")
-    spacing = tuple(float(s) for s in train.info["spacing"])
+    return train, val
+
+
+def volume_normalization(cfg: DataConfig, train: SampleSplit, ignore: int | None) -> Normalization:
+    """The normalisation ``data.normalize`` asks for, from the training volumes (``ct``: their foreground voxels;
+    ``zscore``: per volume)."""
     try:
-        normalization = Normalization.from_images([volume_bands(v) for v in train.images], method=cfg.normalize)
+        return Normalization.from_images([volume_bands(v) for v in train.images], method=cfg.normalize,
+                                         foreground=train.masks,
+                                         ignore_index=ignore)
     except ValueError as err:
         raise UnetsegError(f"data: {err}") from None
-    normalization, refit = choose_normalization(keep_normalization, normalization) if keep_normalization \
-        else (normalization, None)
-    ignore = cfg.ignore_index
+
+
+def build_volume_datasets(
+    cfg: DataConfig, *, rules: tuple[Any, ...], seed: int = 0, keep_normalization: Normalization | None = None,
+    context: int = 0,
+) -> tuple[VolumePatches, ValImages, ClassTable, Normalization]:
+    """:func:`build_datasets` for a 3D model: the split's (Z, Y, X[, C]) volumes (:func:`load_volume_splits`;
+    ``context``: the model's context in voxels, the gap of a z-slab split) become random 3D crops
+    (:class:`~unetseg.data.volumes.VolumePatches`) of ``data.patch_size`` per axis (fitted to each axis's size
+    ``rules``, :attr:`unetseg.models.base.SegmentationModel.axis_rules`, and to the volumes), normalised as
+    ``data.normalize`` says (:func:`volume_normalization`); validation volumes are predicted whole."""
+    train, val = load_volume_splits(cfg, gap=context)
+    spacing = tuple(float(s) for s in train.info["spacing"])
+    ignore = train.info.get("ignore_index", cfg.ignore_index)
+    normalization = volume_normalization(cfg, train, ignore)
+    normalization, refit = kept_normalization(keep_normalization, normalization)
     warnings = data_warnings(train, cfg, ignore) + ([refit] if refit else [])
+    spacings = train.info.get("spacings", {})
+    if any(not np.allclose(s, spacing, rtol=0.01) for s in spacings.values()):
+        warnings.append(f"the training volumes have different voxel spacings; augmentation follows their median, "
+                        f"{'x'.join(f'{v:g}' for v in spacing)} (z, y, x)")
     sides = cfg.patch_size if isinstance(cfg.patch_size, tuple) else (cfg.patch_size,) * 3
     shape = []
     for axis, rule in enumerate(rules):
@@ -305,13 +347,16 @@ def build_volume_datasets(
         warnings.append(f"3D patches of {'x'.join(map(str, shape))} voxels (data.patch_size={cfg.patch_size}, "
                         "fitted to the volumes and the model's accepted sizes per axis)")
     stats = {"method": cfg.normalize, **normalization.to_dict()}
-    split = {"mode": "sample", "sample": cfg.sample, "train": {"volumes": len(train)}, "val": {"volumes": len(val)}}
-    report = DataReport(warnings, split, stats, Nodata(cfg.nodata, None, cfg.nodata_rule), [])
+    split = train.info.get("split") or {"mode": "sample", "sample": cfg.sample, "train": {"volumes": len(train)},
+                                        "val": {"volumes": len(val)}}
+    files = list(train.info.get("files", []))
+    report = DataReport(warnings, split, stats, Nodata(cfg.nodata, None, cfg.nodata_rule), files)
     patches = VolumePatches(train.images, train.masks, training_weights(train, cfg, ignore),
                             input_shape=tuple(shape), margins=tuple(r.margin for r in rules),
                             normalization=normalization, spacing=spacing,
                             augment=cfg.augment, patches_per_epoch=cfg.patches_per_epoch,
                             ignore_index=ignore, seed=seed)
     patches.report = report
-    names = [f"{cfg.sample}-volume-{i}" for i in range(len(val))]
-    return patches, ValImages(list(val.images), list(val.masks), names), train.classes, normalization
+    names = list(val.info.get("stems", [])) or [f"{cfg.sample}-volume-{i}" for i in range(len(val))]
+    val_instances = None if val.instances is None else list(val.instances)
+    return patches, ValImages(list(val.images), list(val.masks), names, val_instances), train.classes, normalization

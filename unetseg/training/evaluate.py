@@ -6,6 +6,7 @@ computed.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -85,3 +86,19 @@ def score_images(
     if per_item:
         scores["items"] = items_scores
     return scores
+
+
+def mean_over_items(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The mean of per-item :meth:`ConfusionMatrix.compute` scores (e.g. ``score_images(..., per_item=True)["items"]``,
+    one per volume): per-class IoU and Dice averaged over the items where the class occurs (in the truth or the
+    prediction; NaN where it occurs in none), their class means, the mean accuracy and the summed ``pixels``."""
+    if not items:
+        raise ValueError("no items to average")
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a class absent from every item: NaN, as compute() gives
+        iou = np.nanmean(np.asarray([s["iou"] for s in items], np.float64), axis=0)
+        dice = np.nanmean(np.asarray([s["dice"] for s in items], np.float64), axis=0)
+        return {"iou": iou.tolist(), "dice": dice.tolist(), "miou": float(np.nanmean([s["miou"] for s in items])),
+                "mdice": float(np.nanmean([s["mdice"] for s in items])),
+                "accuracy": float(np.mean([s["accuracy"] for s in items])),
+                "pixels": int(sum(int(s["pixels"]) for s in items))}

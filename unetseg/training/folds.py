@@ -1,26 +1,33 @@
 """k-fold cross-validation (``train --folds K``): one run folder per fold, then ``cv.json``.
 
 ``OUT/fold0 .. fold{K-1}`` are ordinary run folders (each validates on its fold, :mod:`unetseg.data.folds`);
-``OUT/cv.json`` holds each fold's validation score of its best.pt, the pooled score (the folds' confusion
-matrices summed: every item scored once, by the model that did not train on it) and, for built-in samples,
+``OUT/cv.json`` holds each fold's validation score of its best.pt (pixel scores; on instance data also object
+scores: AP@0.5, AP@0.75, PQ, count error), their mean and spread (max - min) across folds, the pooled score (the
+folds' confusion matrices summed and their object matches counted together: every item scored once, by the
+model that did not train on it) and, for built-in samples,
 the score on the sample's held-out validation images of every fold and of their ensemble. A killed
 cross-validation resumes where it stopped: finished folds are kept, a started one resumes from its last.pt.
 ``unetseg predict --checkpoint OUT`` runs the folds' ensemble.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from ..config import RunConfig, validate_config
 from ..errors import UnetsegError
 from ..io.maps import write_json
-from ..metrics import ConfusionMatrix
+from ..metrics import ConfusionMatrix, ObjectScores, spread_of
 from ..models import load_model
 from ..models.ensemble import as_model
 from .checkpointing import LAST_NAME
@@ -74,46 +81,206 @@ def train_folds(config: RunConfig, out_dir: str | os.PathLike | None, folds: int
     return FoldsResult(out, results, cv)
 
 
+def object_labeller(model: Any, min_size: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """``class map HxW int -> object ids HxW uint32`` the way ``unetseg predict --format instances`` makes them
+    from ``model``'s predictions (its object rule: interior/boundary classes for a model trained on instance
+    masks, else connected components; objects under ``min_size`` px dropped). The one place cross-validation
+    turns class maps into objects."""
+    from ..objects.separate import label_objects, object_rule
+
+    rule = object_rule(model, min_size=min_size)
+    k = int(model.num_classes)
+    return lambda labels: label_objects(labels, rule, k)[0]
+
+
 def _scores(scores: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    return {"miou": scores["miou"], "accuracy": scores["accuracy"],
-            "iou": {n: v for n, v in zip(names, scores["iou"], strict=True)}}
+    out = {"miou": scores["miou"], "accuracy": scores["accuracy"],
+           "iou": {n: v for n, v in zip(names, scores["iou"], strict=True)}}
+    if "objects" in scores:
+        out["objects"] = _objects(scores["objects"])
+    return out
 
 
-def cross_validation(config: RunConfig, out: Path, results: list[RunResult]) -> dict[str, Any]:
-    """cv.json: per-fold and pooled validation scores of the folds' best.pt, and the held-out scores of a sample."""
-    device = torch.device("cpu")
-    models = [load_model(r.best_checkpoint, device=device) for r in results]
+def _objects(found: dict[str, Any]) -> dict[str, Any]:
+    """ObjectScores.compute() for JSON: AP thresholds as "0.5"-style keys, the raw counts kept for pooling."""
+    return {**found, "ap": {f"{t:g}": v for t, v in found["ap"].items()}}
+
+
+def score_fold(model: Any, fold_cfg: RunConfig, *, tile_size: int | str, amp: str | bool = "auto",
+               engine: str = "torch", objects: bool | None = None, min_size: int = 0,
+               progress: bool = False) -> dict[str, Any]:
+    """``model`` (one fold's best.pt) scored on the validation part of its fold (``fold_cfg``: the run config with
+    ``data.folds``/``data.fold`` set, as in the fold's config.yaml).
+
+    Returns :func:`score_images`'s scores plus ``images`` (how many validation items). On instance data
+    (``data.mask_mode: instances``; ``objects`` None = then) the scores hold ``objects`` too: the predicted class
+    map of each item made objects by :func:`object_labeller` (objects under ``min_size`` px dropped) and matched to the item's true instances
+    (:class:`unetseg.metrics.ObjectScores`). Region folds score each validation block on its own, with its true
+    instances cut at the block's edges exactly as the image and the prediction are: an object that a block
+    edge cuts counts, in truth and prediction alike, as its part inside the block (so an object that reaches
+    two validation blocks counts once in each, and the pieces of one that the edge cuts apart inside a block,
+    :func:`cut_pieces`, count as objects of their own, as a prediction within the block can only find them);
+    nothing outside the block is seen or scored.
+    """
+    cfg = with_parent_architecture(fold_cfg)
+    train_part, val = load_splits(cfg.data, gap=model_context(model))
+    if not len(val.images):
+        raise UnetsegError(f"fold {cfg.data.fold} of {cfg.data.folds} has no validation images")
+    with_objects = (cfg.data.mask_mode == "instances") if objects is None else objects
+    instances = val.instances if with_objects else None
+    if with_objects and instances is None:
+        raise UnetsegError(f"fold {cfg.data.fold}: object scores need instance masks; the data has none")
+    if instances is not None and train_part.info.get("split", {}).get("mode") == "regions":
+        instances = [cut_pieces(inst) for inst in instances]
+    scores = score_images(model, list(zip(val.images, val.masks, strict=True)), num_classes=model.num_classes,
+                          ignore_index=val.info.get("ignore_index", cfg.data.ignore_index), tile_size=tile_size,
+                          amp=amp, engine=engine, progress=progress, instances=instances,
+                          objects_of=object_labeller(model, min_size) if instances is not None else None,
+                          names=[str(n) for n in val.info.get("stems", range(len(val.images)))])
+    return {**scores, "images": len(val.images)}
+
+
+def cut_pieces(ids: np.ndarray) -> np.ndarray:
+    """Object ids HxW (0 = none) -> uint32 HxW where each 8-connected piece of each object has an id of its own
+    (1..n, in order of first pixel): a true object cropped by a validation block's edge into pieces that meet
+    only outside the block. Objects in one piece keep their pixels (with new ids)."""
+    ids = np.asarray(ids)
+    h, w = ids.shape
+    flat = ids.ravel()
+    index = np.arange(h * w).reshape(h, w)
+    pairs = []
+    for da, db in (((slice(None), slice(1, None)), (slice(None), slice(None, -1))),        # left neighbour
+                   ((slice(1, None), slice(None)), (slice(None, -1), slice(None))),        # upper
+                   ((slice(1, None), slice(1, None)), (slice(None, -1), slice(None, -1))),  # upper left
+                   ((slice(1, None), slice(None, -1)), (slice(None, -1), slice(1, None)))):  # upper right
+        a, b = index[da].ravel(), index[db].ravel()
+        same = (flat[a] == flat[b]) & (flat[a] != 0)
+        pairs.append(np.stack([a[same], b[same]]))
+    edges = np.concatenate(pairs, 1)
+    graph = coo_matrix((np.ones(edges.shape[1], np.int8), (edges[0], edges[1])), shape=(h * w, h * w))
+    _, component = connected_components(graph, directed=False)
+    out = np.zeros(h * w, np.uint32)
+    on = flat != 0
+    _, first, inverse = np.unique(component[on], return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    out[on] = rank[inverse] + 1
+    return out.reshape(h, w)
+
+
+SUMMARY_KEYS = ("miou", "ap@0.5", "ap@0.75", "pq", "count_error")
+
+
+def _value(fold: dict[str, Any], key: str) -> float:
+    if key == "miou":
+        return float(fold["miou"])
+    found = fold["objects"]
+    return float(found["ap"][key[3:]] if key.startswith("ap@") else found[key])
+
+
+def summarize_folds(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
+    """Across folds (cv.json ``per_fold`` entries): the mean and spread (max - min) of each fold's mIoU and, when
+    the folds hold object scores, of AP@0.5, AP@0.75, PQ and the count error (:func:`unetseg.metrics.spread_of`:
+    also ``min``, ``max`` and ``n``, the folds that had a value)."""
+    keys = [k for k in SUMMARY_KEYS if k == "miou" or all("objects" in f for f in per_fold)]
+    return {k: spread_of([_value(f, k) for f in per_fold]) for k in keys}
+
+
+def fold_record(config: RunConfig, out: Path, models: list[Any], runs: list[str], *, tile_size: int | str,
+                amp: str | bool, engine: str = "torch", min_size: int = 0, progress: bool = False) -> dict[str, Any]:
+    """Each fold's ``models[i]`` scored on the validation part of fold i of ``len(models)`` of ``config``'s data
+    (:func:`score_fold`), with the folds' mean and spread (:func:`summarize_folds`) and the pooled scores: the
+    folds' confusion matrices summed and, on instance data, their object matches counted together (every item
+    scored once, by the model that did not train on it). ``runs``: the fold run folders (cv.json names them; fold
+    0's split.json names the kind of folds)."""
     names = models[0].class_table.names
     k = models[0].num_classes
     pooled = np.zeros((k, k), np.int64)
+    found: ObjectScores | None = None
     per_fold = []
-    amp = validation_amp_of(config)
-    for i, (model, result) in enumerate(zip(models, results, strict=True)):
-        cfg = with_parent_architecture(fold_config(config, i, len(results)))
-        _, val = load_splits(cfg.data, gap=model_context(model))
-        ignore = val.info.get("ignore_index", cfg.data.ignore_index)
-        scores = score_images(model, list(zip(val.images, val.masks, strict=True)), num_classes=k,
-                              ignore_index=ignore, tile_size=config.train.val_tile_size, amp=amp, engine="torch")
+    for i, (model, run) in enumerate(zip(models, runs, strict=True)):
+        scores = score_fold(model, fold_config(config, i, len(models)), tile_size=tile_size, amp=amp,
+                            engine=engine, min_size=min_size, progress=progress)
         pooled += np.asarray(scores["matrix"], np.int64)
-        per_fold.append({"fold": i, "run": str(result.run_dir), "images": len(val.images), **_scores(scores, names)})
-    record: dict[str, Any] = {"folds": len(results), "per_fold": per_fold,
-                              "pooled": _scores(_from_matrix(pooled), names),
-                              "ensemble": str(out), "checkpoints": [str(r.best_checkpoint) for r in results]}
+        if "objects" in scores:
+            fold_found = ObjectScores.from_counts(scores["objects"]["counts"])
+            found = fold_found if found is None else found.merge(fold_found)
+        per_fold.append({"fold": i, "run": run, "images": scores["images"], **_scores(scores, names)})
+    total = _scores(_from_matrix(pooled), names)
+    if found is not None:
+        total["objects"] = _objects(found.compute())
+    split = _split_kind(runs[0])
+    return {"folds": len(models), **({"split": split} if split else {}), "per_fold": per_fold,
+            "summary": summarize_folds(per_fold), "pooled": total, "ensemble": str(out)}
+
+
+def _split_kind(run: str) -> dict[str, Any] | None:
+    """What fold 0's split.json says about the folds: ``{"mode": "files"}`` or ``{"mode": "regions", "grid"}``."""
+    path = Path(run) / "split.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return {"mode": record.get("mode", "files"), **({"grid": record["grid"]} if "grid" in record else {})}
+
+
+def cross_validation(config: RunConfig, out: Path, results: list[RunResult]) -> dict[str, Any]:
+    """cv.json: per-fold and pooled validation scores of the folds' best.pt (pixel scores, and object scores on
+    instance data), their mean and spread, and the held-out scores of a sample."""
+    device = torch.device("cpu")
+    models = [load_model(r.best_checkpoint, device=device) for r in results]
+    amp = validation_amp_of(config)
+    record = fold_record(config, out, models, [str(r.run_dir) for r in results],
+                         tile_size=config.train.val_tile_size, amp=amp)
+    record["checkpoints"] = [str(r.best_checkpoint) for r in results]
     if config.data.source == "sample":
-        record["held_out"] = _held_out(config, models, names, amp)
+        record["held_out"] = _held_out(config, models, models[0].class_table.names, amp)
     return record
 
 
+def folds_table(record: dict[str, Any]) -> str:
+    """A plain-text table of a cv.json record: one row per fold (mIoU; AP@0.5, AP@0.75, PQ and count error on
+    instance data), then the folds' mean, spread (max - min) and the pooled scores."""
+    objects = "ap@0.5" in record["summary"]
+    head = f"{'fold':<7} {'items':>5} {'mIoU':>7}" + (f" {'AP@0.5':>7} {'AP@0.75':>7} {'PQ':>7} {'count err':>9}"
+                                                      if objects else "")
+
+    def fmt(v: float, width: int = 7) -> str:
+        return f"{'n/a':>{width}}" if math.isnan(v) else f"{v:{width}.4f}"
+
+    def row(label: str, items: str, values: dict[str, float]) -> str:
+        line = f"{label:<7} {items:>5} {fmt(values['miou'])}"
+        if objects:
+            line += "".join(f" {fmt(values[k])}" for k in SUMMARY_KEYS[1:4]) + f" {fmt(values['count_error'], 9)}"
+        return line
+
+    lines = [head]
+    for f in record["per_fold"]:
+        lines.append(row(str(f["fold"]), str(f["images"]), {k: _value(f, k) for k in SUMMARY_KEYS
+                                                             if k == "miou" or objects}))
+    summary = record["summary"]
+    lines.append(row("mean", "", {k: v["mean"] for k, v in summary.items()}))
+    lines.append(row("spread", "", {k: v["spread"] for k, v in summary.items()}))
+    pooled = record["pooled"]
+    lines.append(row("pooled", str(sum(f["images"] for f in record["per_fold"])),
+                     {k: _value(pooled, k) for k in SUMMARY_KEYS if k == "miou" or objects}))
+    return "\n".join(lines)
+
+
 def _held_out(config: RunConfig, models: list, names: tuple[str, ...], amp: str | bool) -> dict[str, Any]:
-    """The sample's own validation images: never seen by any fold; each fold and the ensemble scored on them."""
+    """The sample's own validation images: never seen by any fold; each fold and the ensemble scored on them
+    (objects too on instance data)."""
     cfg = with_parent_architecture(config).data
     _, val = load_splits(cfg, gap=model_context(models[0]))
     items = list(zip(val.images, val.masks, strict=True))
     k = models[0].num_classes
+    instances = val.instances if cfg.mask_mode == "instances" else None
 
     def score(model: Any) -> dict[str, Any]:
         return _scores(score_images(model, items, num_classes=k, ignore_index=cfg.ignore_index,
-                                    tile_size=config.train.val_tile_size, amp=amp, engine="torch"), names)
+                                    tile_size=config.train.val_tile_size, amp=amp, engine="torch",
+                                    instances=instances,
+                                    objects_of=object_labeller(models[0]) if instances is not None else None), names)
 
     members = [score(m) for m in models]
     ensemble = score(as_model(models))

@@ -135,6 +135,7 @@ class Components:
     drop_last: bool
     steps_per_epoch: int
     scheduler: torch.optim.lr_scheduler.LambdaLR
+    val_instances: list[np.ndarray] | None = None  # true object ids of the validation images (instance masks)
 
 
 def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[int, int], float]) -> Components:
@@ -150,7 +151,8 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
     try:
         if probe.spatial_dims == 3:
             train_ds, val, classes, normalization = build_volume_datasets(
-                cfg.data, rules=probe.axis_rules, seed=cfg.train.seed, keep_normalization=keep)
+                cfg.data, rules=probe.axis_rules, seed=cfg.train.seed, keep_normalization=keep,
+                context=model_context(probe))
         else:
             train_ds, val, classes, normalization = build_datasets(
                 cfg.data, input_size=probe.valid_input_size(cfg.data.patch_size), margin=probe.margin, seed=cfg.train.seed,
@@ -198,6 +200,7 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
         sampler=sampler, drop_last=drop_last, steps_per_epoch=steps_per_epoch,
         scheduler=build_scheduler(optimizer, cfg.train, lambda step: progress_of(step, steps_per_epoch),
                                   frozen_steps=frozen * steps_per_epoch),
+        val_instances=getattr(val, "instances", None),
     )
 
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -37,7 +38,9 @@ from ..io.atomic import remove_stale_temporaries
 from ..models import SegmentationModel, load_model
 from ..models.checkpoint import read_checkpoint, read_meta, write_checkpoint
 from ..models.geometry import Geometry
-from ..models.meta import InstanceRecord, TrainingRecord
+from ..models.meta import TrainingRecord, instance_record
+from ..objects.separate import object_rule
+from ..objects.tune import tune_post_processing
 from ..tiling import predict_tiled
 from .budget import WRITE_S, AfterTraining, forward_seconds, halo_seconds, tiled_pixels
 from .checkpointing import (
@@ -249,8 +252,7 @@ class Trainer:
         data = {} if report is None else {"images": len(report.files), "normalization": report.normalization,
                                           "warnings": report.warnings}
         layout = self.config.data.instance_layout()
-        instances = None if layout is None else InstanceRecord(layout.object_classes, layout.boundary_class,
-                                                               layout.boundary_width)
+        instances = None if layout is None else instance_record(layout)
         return {"normalization": c.normalization, "classes": c.classes, "ignore_index": c.train_ds.ignore_index,
                 "instances": instances,
                 "nodata": None if report is None else report.nodata, "display_bands": self.config.display.bands,
@@ -356,7 +358,8 @@ class Trainer:
         if budget is None:
             return
         same = self.c.bare.padding == "same" and bool(self.c.val_items)
-        self.after = AfterTraining(halo=halo_seconds(60.0 * budget) if same else 0.0)
+        self.after = AfterTraining(halo=halo_seconds(60.0 * budget) if same else 0.0,
+                                   objects=1.0 if self._tunes_objects() else 0.0)  # sized by the first validation
         self.say(f"budget {budget:g} min from the command's start, {self.clock():.0f} s spent before training; "
                  f"training stops when what is left is what follows it ({self.after.describe()}; the validation "
                  "timed as it runs)")
@@ -433,6 +436,7 @@ class Trainer:
                 plot_curves(self.log.rows, self.run_dir / "curves.png")
             model = load_model(best_path, device=self.ctx.device)
             self._record_halo(model, best_path)
+            self._tune_objects(model, best_path)
             self._sample_grid(model)
             self.say(f"writing summary.json ({self.clock() - begun:.0f} s since the last epoch; "
                      f"{self.after.total() - self.after.validation:.0f} s were reserved)")
@@ -468,6 +472,34 @@ class Trainer:
             return
         self.say(f"halo {found.pixels} px ({100 * found.agreement:.3f} % agreement), {self.clock() - begun:.0f} s")
         model.meta = model.meta.with_halo(found)
+        payload = read_checkpoint(best_path)
+        payload["meta"] = model.meta.to_dict()
+        write_checkpoint(payload, best_path)
+
+    def _tunes_objects(self) -> bool:
+        """Whether the run chooses its object post-processing after training (instance masks, 2D, validation
+        images with their true objects)."""
+        return (self.config.data.instance_layout() is not None and self.c.bare.spatial_dims == 2
+                and bool(self.c.val_items) and self.c.val_instances is not None)
+
+    def _tune_objects(self, model: SegmentationModel, best_path: Path) -> None:
+        """Choose best.pt's object post-processing (seed level, minimum size) on the validation images to maximise
+        AP@0.5 and store it in its meta record (:class:`~unetseg.models.meta.ObjectTuning`)."""
+        record = model.meta.instances
+        if not self._tunes_objects() or record is None or self.c.val_instances is None:
+            return
+        begun = self.clock()
+        budget = self.tcfg.time_budget_minutes
+        self.say("choosing the object post-processing on the validation images (AP@0.5)")
+        maps = [np.asarray(predict_tiled(model, image, tile_size=self._val_tile(), amp=validation_amp(self.c.precision)))
+                for image, _ in self.c.val_items]
+        deadline = None if budget is None else begun + max(self.after.objects, 1.0)
+        tuned, _ = tune_post_processing(maps, self.c.val_instances, record, object_rule(model, min_size=0),
+                                        model.num_classes, deadline=deadline, clock=self.clock)
+        level = "" if tuned.seed_level is None else f"seed level {tuned.seed_level}, "
+        self.say(f"objects: {level}minimum size {tuned.min_size} px: validation AP@0.5 {tuned.ap50:.3f} "
+                 f"(untuned {tuned.default_ap50:.3f}), AP@0.75 {tuned.ap75:.3f}; {self.clock() - begun:.0f} s")
+        model.meta = replace(model.meta, object_tuning=tuned)
         payload = read_checkpoint(best_path)
         payload["meta"] = model.meta.to_dict()
         write_checkpoint(payload, best_path)

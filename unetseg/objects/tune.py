@@ -1,0 +1,80 @@
+"""Object post-processing chosen on validation images: the seed level (distance-target models) and the minimum
+object size that maximise AP@0.5 (:class:`unetseg.metrics.ObjectScores`).
+
+The class maps are predicted once; only the post-processing varies. For each seed level the objects are made
+once with no size limit; each minimum size then only drops the objects under it (what the rule's ``min_size``
+does), so the search costs one labelling per seed level plus one scoring per candidate.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..metrics import ObjectScores
+from ..models.meta import InstanceRecord, ObjectTuning
+from .separate import ObjectRule, default_seed_level, distance_rule, label_objects
+
+SIZE_FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.5)  # candidate minimum sizes, as fractions of the median true area
+FIXED_SIZES = (0, 4, 8, 16, 32)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One post-processing setting and its validation scores."""
+
+    seed_level: int | None
+    min_size: int
+    ap50: float
+    ap75: float
+
+
+def min_size_candidates(instances: Sequence[np.ndarray]) -> list[int]:
+    """Minimum sizes worth trying (px): a few fixed ones and fractions of the true objects' median area."""
+    areas = np.concatenate([np.bincount(np.unique(np.asarray(i), return_inverse=True)[1].ravel())[1:]
+                            if np.asarray(i).max(initial=0) > 0 else np.zeros(0, np.int64) for i in instances])
+    median = float(np.median(areas)) if len(areas) else 0.0
+    found = {s for s in FIXED_SIZES if not median or s < median} | {int(round(f * median)) for f in SIZE_FRACTIONS}
+    return sorted(found)
+
+
+def _score(instances: Sequence[np.ndarray], objects: Sequence[np.ndarray], areas: Sequence[np.ndarray],
+           min_size: int) -> tuple[float, float]:
+    found = ObjectScores()
+    for true, ids, area in zip(instances, objects, areas, strict=True):
+        kept = ids if not min_size else np.where(area[ids] >= min_size, ids, 0)
+        found.update(true, kept)
+    ap = found.compute()["ap"]
+    return float(np.nan_to_num(ap[0.5])), float(np.nan_to_num(ap[0.75]))
+
+
+def tune_post_processing(class_maps: Sequence[np.ndarray], instances: Sequence[np.ndarray], record: InstanceRecord,
+                         rule: ObjectRule, num_classes: int, *, deadline: float | None = None,
+                         clock: Callable[[], float] = time.perf_counter) -> tuple[ObjectTuning, list[Candidate]]:
+    """The setting of best AP@0.5 (then AP@0.75, then the smaller size, then the level nearer the default) on
+    predicted ``class_maps`` (HxW ints) against their true ``instances`` (HxW ids, 0 = none), and every candidate
+    scored. ``rule``: the model's untuned object rule (three-class targets: only the size varies). ``deadline``
+    (a ``clock()`` time): stop trying further seed levels past it (the default level is always tried first)."""
+    if record.target == "distance":
+        default = default_seed_level(record.levels)
+        levels: list[int | None] = [*sorted(range(1, record.levels + 1), key=lambda lv: (abs(lv - default), lv))]
+    else:
+        levels = [None]
+    sizes = min_size_candidates(instances)
+    tried: list[Candidate] = []
+    for level in levels:
+        if deadline is not None and tried and clock() > deadline:
+            break
+        base = rule if level is None else distance_rule(record.levels, record.bin, level,
+                                                         fill_holes=rule.fill_holes)
+        objects = [label_objects(m, base, num_classes)[0] for m in class_maps]
+        areas = [np.bincount(ids.ravel()) for ids in objects]
+        tried += [Candidate(level, size, *_score(instances, objects, areas, size)) for size in sizes]
+    default_level = levels[0]
+    first = next(c for c in tried if c.seed_level == default_level and c.min_size == 0)
+    best = max(tried, key=lambda c: (c.ap50, c.ap75, -c.min_size,
+                                     -abs((c.seed_level or 0) - (default_level or 0))))
+    return ObjectTuning(min_size=best.min_size, seed_level=best.seed_level, ap50=best.ap50, ap75=best.ap75,
+                        default_ap50=first.ap50, images=len(class_maps)), tried

@@ -225,7 +225,9 @@ class DataConfig(Strict):
         folds, fold: validate on fold ``fold`` of ``folds`` (set by ``train --folds K``): folders are split into
             file folds (region folds of ``split_grid`` blocks under ``split: regions`` or with fewer images than
             folds); a sample's training images likewise (its validation images stay held out).
-        patch_size: input side of training crops, rounded to the model's nearest valid input size.
+        patch_size: input side of training crops, rounded to the model's nearest valid input size; for a 3D
+            model also one side per axis, ``[depth, height, width]`` (e.g. ``[8, 128, 128]``: a few slices of a
+            2.5D network).
         patches_per_epoch: random crops per epoch.
         augment, weight_map: see :class:`AugmentConfig`, :class:`WeightMapConfig`.
         num_workers: DataLoader worker processes.
@@ -259,7 +261,7 @@ class DataConfig(Strict):
     split_seed: int = Field(0, ge=0)
     folds: int | None = Field(None, ge=2)  # k-fold cross-validation (`train --folds K` sets folds and fold)
     fold: int | None = Field(None, ge=0)
-    patch_size: int = Field(256, ge=1)
+    patch_size: int | tuple[int, int, int] = 256
     patches_per_epoch: int = Field(256, ge=1)
     augment: AugmentConfig = AugmentConfig()
     weight_map: WeightMapConfig = WeightMapConfig()
@@ -321,6 +323,9 @@ class DataConfig(Strict):
         sizes = [self.pixel_size] if isinstance(self.pixel_size, (int, float)) else list(self.pixel_size or [])
         if any(not s > 0 for s in sizes):
             raise ValueError(f"pixel_size must be positive, got {self.pixel_size}")
+        sides = self.patch_size if isinstance(self.patch_size, tuple) else (self.patch_size,)
+        if any(side < 1 for side in sides):
+            raise ValueError(f"patch_size={self.patch_size}: sides must be >= 1")
         if self.split_grid[0] < 1 or self.split_grid[1] < 1 or self.split_grid[0] * self.split_grid[1] < 2:
             raise ValueError(f"split_grid={list(self.split_grid)} needs at least 2 blocks (rows, cols >= 1)")
         cw = self.weight_map.class_weights

@@ -336,13 +336,14 @@ def build_volume_datasets(
     if any(not np.allclose(s, spacing, rtol=0.01) for s in spacings.values()):
         warnings.append(f"the training volumes have different voxel spacings; augmentation follows their median, "
                         f"{'x'.join(f'{v:g}' for v in spacing)} (z, y, x)")
+    sides = cfg.patch_size if isinstance(cfg.patch_size, tuple) else (cfg.patch_size,) * 3
     shape = []
     for axis, rule in enumerate(rules):
         largest = max(v.shape[axis] for v in train.images) + 2 * rule.margin
-        wanted = min(cfg.patch_size, largest)
+        wanted = min(sides[axis], largest)
         below, above = rule.nearest_valid(wanted)
         shape.append(below if below is not None and below > 2 * rule.margin else above)
-    if tuple(shape) != (cfg.patch_size,) * 3:
+    if tuple(shape) != tuple(sides):
         warnings.append(f"3D patches of {'x'.join(map(str, shape))} voxels (data.patch_size={cfg.patch_size}, "
                         "fitted to the volumes and the model's accepted sizes per axis)")
     stats = {"method": cfg.normalize, **normalization.to_dict()}

@@ -144,8 +144,10 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
     parent = Parent.load(cfg.train.init) if cfg.train.init is not None else None
     # Geometry does not depend on channels/classes: probe it on the meta device (no memory).
     probe = make_model(cfg.model.name, {"in_channels": 1, "num_classes": 2, **cfg.model.kwargs}, "meta")
-    input_size = probe.valid_input_size(cfg.data.patch_size)
     keep = parent and parent.model.normalization
+    if probe.spatial_dims == 2 and isinstance(cfg.data.patch_size, tuple):
+        raise UnetsegError(f"data.patch_size={list(cfg.data.patch_size)}: one side per axis is for 3D models; "
+                           "a 2D model takes one number")
     try:
         if probe.spatial_dims == 3:
             train_ds, val, classes, normalization = build_volume_datasets(
@@ -153,7 +155,7 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
                 context=model_context(probe))
         else:
             train_ds, val, classes, normalization = build_datasets(
-                cfg.data, input_size=input_size, margin=probe.margin, seed=cfg.train.seed,
+                cfg.data, input_size=probe.valid_input_size(cfg.data.patch_size), margin=probe.margin, seed=cfg.train.seed,
                 context=model_context(probe), fit_size=probe.valid_input_size, keep_normalization=keep)
     except ValueError as err:  # a data-library check the data code did not phrase itself
         raise UnetsegError(f"data: {err}") from None

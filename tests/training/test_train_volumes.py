@@ -40,6 +40,7 @@ def test_folder_of_volumes_trains_and_the_checkpoint_normalises_as_ct(ct_run):
     assert split["mode"] == "files" and split["train"]["files"] == ["case0", "case1", "case2"]
     model = unetseg.load_model(run.best_checkpoint)
     assert model.spatial_dims == 3
+    assert model.meta.spacing == pytest.approx(tuple(SPACING))  # the training voxels' size, recorded
     cases = [ct_case(int(stem[-1])) for stem in split["train"]["files"]]
     fg = np.concatenate([im[m > 0] for im, m in cases]).astype(np.float64) / 32767.0
     norm = model.normalization

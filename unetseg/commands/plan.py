@@ -16,6 +16,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                              "or object ids: the plan finds out which)")
     parser.add_argument("--sample", default=None, choices=list_samples(),
                         help="plan for a built-in sample instead of folders")
+    parser.add_argument("--volume", action="store_true",
+                        help="plan for the sample as volumes (a sample cut from a volume: brain); folders of volume "
+                             "files (NIfTI, TIFF z-stacks, OME-Zarr) are planned as volumes without it")
     parser.add_argument("--minutes", type=float, default=10.0, metavar="M",
                         help="training time to plan for (default: 10)")
 
@@ -45,21 +48,39 @@ def announce(args: argparse.Namespace) -> None:
 
 def make_plan_from_args(args: argparse.Namespace) -> Any:  # a Plan; typed lazily to keep imports light
     from ..data.fingerprint import fingerprint_folder, fingerprint_sample
+    from ..data.volume_fingerprint import fingerprint_volume_folder, fingerprint_volume_sample
     from ..errors import UnetsegError
     from ..training.plan import make_plan
+    from ..training.volume_plan import make_volume_plan
 
+    if not args.minutes > 0:
+        raise UnetsegError(f"--minutes {args.minutes:g}: must be positive")
+    volume = bool(getattr(args, "volume", False))
     if args.sample is not None:
         if args.images or args.masks:
             raise UnetsegError("give --sample or --images and --masks, not both")
-        fp = fingerprint_sample(args.sample)
+        fp: Any = fingerprint_volume_sample(args.sample) if volume else fingerprint_sample(args.sample)
     elif args.images and args.masks:
-        fp = fingerprint_folder(args.images, args.masks)
+        volume = holds_volumes(args.images)
+        fp = fingerprint_volume_folder(args.images, args.masks) if volume else fingerprint_folder(args.images,
+                                                                                                  args.masks)
     else:
         raise UnetsegError("a plan needs --images DIR and --masks DIR (or --sample NAME)")
-    if not args.minutes > 0:
-        raise UnetsegError(f"--minutes {args.minutes:g}: must be positive")
-    return make_plan(fp, args.minutes, started=getattr(args, "started", None),
-                     say=lambda line: print(f"unetseg plan: {line}", file=sys.stderr, flush=True))
+    plan = make_volume_plan if volume else make_plan
+    return plan(fp, args.minutes, started=getattr(args, "started", None),
+                say=lambda line: print(f"unetseg plan: {line}", file=sys.stderr, flush=True))
+
+
+def holds_volumes(folder: str) -> bool:
+    """Whether the images folder holds volume files (NIfTI, TIFF z-stacks, OME-Zarr) rather than 2D images: its
+    first file (by name) decides; a missing folder is left to the fingerprint's one-line error."""
+    from pathlib import Path
+
+    from ..io.volume import is_volume_file
+
+    path = Path(folder)
+    entries = sorted(p for p in path.iterdir() if not p.name.startswith(".")) if path.is_dir() else []
+    return bool(entries) and is_volume_file(entries[0])
 
 
 def run(args: argparse.Namespace) -> int:

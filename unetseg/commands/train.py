@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
                                "from a plan of the data")
         config, args.out, name = _planned(args, overrides)
     else:
-        if args.images or args.masks or args.sample:
-            raise UnetsegError("give a config or --images/--masks (--sample) to plan from, not both")
+        if args.images or args.masks or args.sample or args.volume:
+            raise UnetsegError("give a config or --images/--masks (--sample, --volume) to plan from, not both")
         config, name = load_config(args.config, overrides), Path(args.config).stem
     rank = int(os.environ.get("RANK", "0"))
     if args.folds is not None:

@@ -94,7 +94,7 @@ class Normalization:
     def apply(self, image: np.ndarray) -> np.ndarray:
         """HxW or HxWxC array of any numeric dtype -> C-contiguous float32 HxWxC normalised array (DxHxW[xC] alike:
         the last axis is channels when the array has one). Clipping (``clip``) happens on the float32 raw values
-        first, as the tile pipeline does. A ``per_image`` normalisation must be :meth:`resolve`\ d first."""
+        first, as the tile pipeline does. A ``per_image`` normalisation must be resolved (:meth:`resolve`) first."""
         if image.ndim == 2:
             image = image[..., None]
         mean, inv = self.affine(image.dtype)

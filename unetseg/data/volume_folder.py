@@ -1,5 +1,5 @@
-"""Folders of volumes for 3D training: ``images/`` and ``masks/`` of NIfTI files (``.nii``, ``.nii.gz``) paired by
-stem, read and checked, and split into training and validation volumes.
+"""Folders of volumes for 3D training: ``images/`` and ``masks/`` of volume files (NIfTI ``.nii``/``.nii.gz``, TIFF
+z-stacks, OME-Zarr: whatever :func:`unetseg.io.open_volume` reads) paired by stem, read and checked, and split into training and validation volumes.
 
 Every file is read by :func:`read_training_volume`, the one place that opens a training volume. The split keeps
 whole volumes as files when there are at least two (as the 2D folder split does), else cuts each volume into slabs
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnetsegError
-from ..io.nifti import NIFTI_SUFFIXES, is_nifti, nifti_stem, open_nifti
+from ..io.volume import VOLUME_SUFFIXES, file_stem, is_volume_file, open_volume
 from .classes import ClassTable
 from .folder import DEFAULT_FILL, split_items
 from .labels import label_dtype
@@ -36,13 +36,9 @@ SPACING_RTOL = 1e-3  # image and mask voxel sizes that differ by more than this 
 def read_training_volume(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, float, float]]:
     """The volume at ``path`` as ``(array, spacing)``: array (Z, Y, X) or (Z, Y, X, C) in the file's dtype
     (float32 when the header scales values), spacing (z, y, x) voxel size (usually mm). A bad file is a one-line
-    UnetsegError naming it. Reads NIfTI (:func:`unetseg.io.nifti.open_nifti`)."""
-    volume = open_nifti(path)
+    UnetsegError naming it. Reads what :func:`unetseg.io.open_volume` reads."""
+    volume = open_volume(path)
     return np.asarray(volume[:, :, :]), (float(volume.spacing[0]), float(volume.spacing[1]), float(volume.spacing[2]))
-
-
-def is_volume_file(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and is_nifti(path)
 
 
 @dataclass
@@ -67,15 +63,15 @@ def _index(folder: Path, what: str) -> dict[str, Path]:
         raise UnetsegError(f"{what} folder {folder} does not exist or is not a folder")
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if not is_volume_file(path):
+        if path.name.startswith(".") or not is_volume_file(path):
             continue
-        stem = nifti_stem(path)
+        stem = file_stem(path)
         if stem in files:
             raise UnetsegError(f"{what} folder {folder} holds two volumes with stem {stem!r}: {files[stem].name} and "
                                f"{path.name}")
         files[stem] = path
     if not files:
-        raise UnetsegError(f"{what} folder {folder} holds no volumes ({', '.join(NIFTI_SUFFIXES)})")
+        raise UnetsegError(f"{what} folder {folder} holds no volumes ({', '.join(VOLUME_SUFFIXES)})")
     return files
 
 
@@ -130,8 +126,8 @@ def read_mask_volume(path: Path, image_path: Path, image_shape: tuple[int, ...],
 
 
 def _strip(name: str) -> str:
-    """A ``val_files`` entry as a stem: without ``.nii``/``.nii.gz``."""
-    return nifti_stem(name) if is_nifti(name) else name
+    """A ``val_files`` entry as a stem: without its volume suffix (``.nii.gz``, ``.tif``, ...)."""
+    return file_stem(name) if name.lower().endswith(VOLUME_SUFFIXES + (".ome.tif", ".ome.tiff")) else name
 
 
 def _mm(spacing: Sequence[float]) -> str:

@@ -193,6 +193,16 @@ def _tiff_magic(path: Path) -> bool:
         return False
 
 
+DOUBLE_SUFFIXES = (".nii.gz", ".ome.tif", ".ome.tiff", ".ome.zarr")
+
+
+def file_stem(path: str | os.PathLike) -> str:
+    """The name without its suffix, both parts of a double one (``scan.nii.gz``, ``stack.ome.tif`` -> the stem)."""
+    name = Path(path).name
+    double = next((d for d in DOUBLE_SUFFIXES if name.lower().endswith(d)), None)
+    return name[: -len(double)] if double else Path(name).stem
+
+
 def is_volume_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` holds a volume rather than an image: a NIfTI file, a TIFF whose first series has a Z axis
     of more than one slice, an OME-Zarr image with a z axis of more than one slice. Unreadable files: False (the

@@ -103,7 +103,8 @@ class Geometry:
         prediction on 99.70 % of pixels with no halo, 99.97 % with 32 px, 99.99 % with 64 px.
         "auto" (default): the halo measured for this model after training (stored in the checkpoint's
         :class:`~unetseg.models.meta.HaloRecord`: the smallest context whose tiled labels agreed >= 99.99 % with
-        whole-image labels), else "exact". An int is rounded up to the stride.
+        whole-image labels), else "exact". An int is rounded up to the stride. No halo exceeds the exact one (the
+        measured in-plane halo of a 3D model applies to each axis up to that axis's receptive field).
         """
         halo = parse_halo(halo)
         if self.padding == "valid":
@@ -114,4 +115,6 @@ class Geometry:
             wanted = self.field_radius if self.field_radius is not None else 2 * self.stride
         else:
             wanted = halo
+        if self.field_radius is not None:  # context beyond the receptive field changes nothing: an axis of a 3D
+            wanted = min(wanted, self.field_radius)  # model that looks 4 slices along z never takes a 32-slice halo
         return round_up(wanted, self.stride)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from ..io import volume
+
 
 def file_stem(path: Path) -> str:
-    """The name without its suffix; both of a double one (``scan.nii.gz`` -> ``scan``)."""
-    name = path.name
-    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
+    """The name without its suffix; both parts of a double one (``scan.nii.gz``, ``slide.ome.tif`` -> the stem)."""
+    return volume.file_stem(path)
 
 
 def output_path(stem: Path, part: str, suffix: str) -> Path:

@@ -81,11 +81,12 @@ def train_folds(config: RunConfig, out_dir: str | os.PathLike | None, folds: int
     return FoldsResult(out, results, cv)
 
 
-def object_labeller(model: Any, min_size: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+def object_labeller(model: Any, min_size: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """``class map HxW int -> object ids HxW uint32`` the way ``unetseg predict --format instances`` makes them
     from ``model``'s predictions (its object rule: interior/boundary classes for a model trained on instance
-    masks, else connected components; objects under ``min_size`` px dropped). The one place cross-validation
-    turns class maps into objects."""
+    masks, else connected components; objects under ``min_size`` px dropped; None: the post-processing tuned on the
+    run's validation part and stored in its checkpoint, as predict uses it). The one place cross-validation turns
+    class maps into objects."""
     from ..objects.separate import label_objects, object_rule
 
     rule = object_rule(model, min_size=min_size)
@@ -107,7 +108,7 @@ def _objects(found: dict[str, Any]) -> dict[str, Any]:
 
 
 def score_fold(model: Any, fold_cfg: RunConfig, *, tile_size: int | str, amp: str | bool = "auto",
-               engine: str = "torch", objects: bool | None = None, min_size: int = 0,
+               engine: str = "torch", objects: bool | None = None, min_size: int | None = None,
                progress: bool = False) -> dict[str, Any]:
     """``model`` (one fold's best.pt) scored on the validation part of its fold (``fold_cfg``: the run config with
     ``data.folds``/``data.fold`` set, as in the fold's config.yaml).

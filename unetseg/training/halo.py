@@ -104,12 +104,13 @@ def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: floa
     exact = geometry.field_radius is not None
     probes = [_probe(image, dims) for image in images[:MAX_PROBES]]
     per_pixel = None
-    if seconds is not None:  # a forward of one probe tile with a middling halo: seconds per input pixel in fp32
-        tile, halo = probes[0][(slice(0, probe_tile),) * dims], candidates[len(candidates) // 2]
+    if seconds is not None:  # a forward of one probe tile without context: seconds per input pixel in fp32 (a
+        # middling halo's tile can alone take longer than the bound: a wide 3D model's is ~20x the voxels)
+        tile = probes[0][(slice(0, probe_tile),) * dims]
         for _ in range(2):  # the first call pays for allocations and kernel choices
             before = clock()
-            predict_tiled(model, tile, tile_size=probe_tile, halo=halo, **options)
-        per_pixel = (clock() - before) / _computed_pixels(axes, halo, probe_tile, [probe_tile], dims)
+            predict_tiled(model, tile, tile_size=probe_tile, halo=0, **options)
+        per_pixel = (clock() - before) / _computed_pixels(axes, 0, probe_tile, [probe_tile], dims)
 
     def cost(halo: int, n: int) -> float:
         return 0.0 if per_pixel is None else per_pixel * n * _computed_pixels(axes, halo, side, [probe_tile, 2 * side],

@@ -259,6 +259,7 @@ class Trainer:
                 "class_values": self.config.data.class_values, "input_size": c.input_size,
                 "pixel_size": None if report is None else report.pixel_size,
                 "pixel_unit": None if report is None else report.pixel_unit, "data": data,
+                "spacing": getattr(c.train_ds, "spacing", None),  # volumes: the training voxels' (z, y, x) size
                 "training": TrainingRecord(c.resolved.model_dump(mode="json"), self.state.epoch,
                                            self.state.global_step, val_miou, self.config.train.init)}
 

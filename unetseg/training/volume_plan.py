@@ -1,0 +1,254 @@
+"""A run config planned for volumes: 2D, 2.5D or 3D, chosen by measured step time within the time budget.
+
+All three are same-padding U-Nets on (Z, Y, X) volumes, trained on volume patches and predicted by the 3D tiler, so
+they differ only in how far they look along z (:func:`layout`):
+
+* **2D**: 1-voxel kernels along z and no pooling along z: each slice is segmented on its own (a 2D U-Net);
+* **2.5D**: the same, but the first level's kernels span 3 slices, so every prediction sees 4 slices above and
+  below (neighbouring slices as context, at about the 2D network's cost);
+* **3D**: 3-voxel kernels and pooling along every axis that is not much coarser than the others (nnU-Net's rule,
+  :func:`unetseg.models.anisotropy.pooling_plan`).
+
+The plan first finds the widest 2D network (base channels) that takes :data:`MIN_STEPS` optimiser steps in the
+budget, as :func:`unetseg.training.plan.make_plan` does for images. Then it times the 3D and the 2.5D network at
+that width and takes the one with the most context along z whose step costs at most :data:`CONTEXT_COST` times
+the 2D network's: context along z only pays when the network need not be narrower nor trained fewer steps to
+afford it. Measured on the brain volume at 10 minutes (2-core AMD EPYC): the 2D U-Net (base 32) mean Dice 0.966,
+a 3D U-Net narrow enough to train as many steps (base 8) 0.952, the 2.5D one at base 32 (1.3x the 2D step, so
+~25 % fewer steps) 0.928. Each choice carries its reason.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..data.volume_fingerprint import ANISOTROPY, VolumeFingerprint
+from ..models import UNet
+from ..models.anisotropy import pooling_plan
+from ..models.geometry import Geometry
+from ..models.precision import resolve_precision
+from .budget import AfterTraining, forward_seconds, halo_seconds, seconds_text
+from .plan import BASES, EPOCH_CAP, MIN_STEPS, VALIDATION_SHARE, VALIDATIONS, Plan
+from .setup import training_precision
+
+KINDS = ("3d", "2.5d", "2d")  # most context along z first
+DEPTH = 4
+PLANE_PATCH = 128  # in-plane patch side of 2D/2.5D networks (the brain 2D config's)
+SLICES = 8  # slices per 2D/2.5D patch: each step sees 8 slices, as a 2D batch of 8
+STEP_VOXELS = SLICES * PLANE_PATCH**2  # voxels per optimiser step, about constant over kinds (batch x patch)
+CUBE_VOXELS = 64**3  # a 3D patch: about this many voxels, shaped by the spacing
+CONTEXT_COST = 1.1  # z context is taken where its step costs at most this many 2D steps (see the docstring)
+VAL_SHARE = 0.25  # of the voxels validate (estimate of the validation's cost before the split is made)
+
+
+def layout(kind: str, depth: int, spacing: tuple[float, float, float]) -> tuple[list[list[int]], list[list[int]]]:
+    """``(pooling, kernels)`` of a ``kind`` network (``"2d"``, ``"2.5d"`` or ``"3d"``): ``depth`` per-axis pooling
+    factors and ``depth + 1`` per-axis kernel sizes, (z, y, x) each (see the module docstring)."""
+    if kind == "3d":
+        return pooling_plan(spacing, depth)
+    pooling = [[1, 2, 2] for _ in range(depth)]
+    kernels = [[1, 3, 3] for _ in range(depth + 1)]
+    if kind == "2.5d":
+        kernels[0] = [3, 3, 3]
+    elif kind != "2d":
+        raise ValueError(f"kind={kind!r}: one of {', '.join(KINDS)}")
+    return pooling, kernels
+
+
+def _fit(side: int, length: int, stride: int) -> int:
+    """The largest multiple of ``stride`` <= ``side`` that fits ``length`` (at least one stride)."""
+    return max(stride, min(side, length) // stride * stride)
+
+
+def patch_shape(kind: str, fp: VolumeFingerprint, depth: int) -> tuple[int, int, int]:
+    """(z, y, x) patch voxels of a ``kind`` network: 2D/2.5D :data:`SLICES` x :data:`PLANE_PATCH`^2, 3D about
+    :data:`CUBE_VOXELS` with each side's extent in physical units alike; fitted to the volumes and the strides."""
+    pooling, _ = layout(kind, depth, fp.spacing)
+    strides = [math.prod(level[a] for level in pooling) for a in range(3)]
+    z, y, x = fp.median_shape
+    if kind != "3d":
+        return (min(SLICES, z), _fit(PLANE_PATCH, y, strides[1]), _fit(PLANE_PATCH, x, strides[2]))
+    finest = min(fp.spacing)
+    ratios = [finest / s for s in fp.spacing]  # voxels per finest-voxel length along each axis
+    side = (CUBE_VOXELS / math.prod(ratios)) ** (1 / 3)
+    return tuple(_fit(max(strides[a], round(side * ratios[a])), n, strides[a])  # type: ignore[return-value]
+                 for a, n in enumerate((z, y, x)))
+
+
+def build(kind: str, fp: VolumeFingerprint, base: int, depth: int = DEPTH) -> UNet:
+    pooling, kernels = layout(kind, depth, fp.spacing)
+    return UNet(fp.bands, fp.num_classes, base_channels=base, depth=depth, padding="same", spatial_dims=3,
+                pooling=pooling, kernels=kernels)
+
+
+def volume_step_seconds(kind: str, fp: VolumeFingerprint, base: int, patch: tuple[int, int, int], batch: int,
+                        device: torch.device | None = None, steps: int = 2) -> float:
+    """Measured seconds of one training step (forward, backward, Adam) of a ``kind`` network on ``batch`` patches
+    of ``patch`` voxels, in the precision training would use here."""
+    device = device or torch.device("cpu")
+    precision = training_precision("auto", device, True)
+    torch.manual_seed(0)
+    model = build(kind, fp, base).to(device).to(memory_format=torch.channels_last_3d)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.randn(batch, fp.bands, *patch, device=device).contiguous(memory_format=torch.channels_last_3d)
+    y = torch.randint(0, fp.num_classes, (batch, *patch), device=device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with precision.autocast(device):
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up: first-call allocations and kernel choices
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def validation_voxels(kind: str, fp: VolumeFingerprint, base: int) -> float:
+    """Input voxels one validation computes (tiles with the exact halo's context, as the trainer validates),
+    estimated as :data:`VAL_SHARE` of the volumes' tiled voxels."""
+    from ..tiling.grid import TileGrid
+    from ..tiling.volume import auto_volume_tile, tile_voxels
+
+    model = build(kind, fp, base)
+    geometries = Geometry.axes(model)
+    total = 0
+    for shape in fp.shapes:
+        grid = TileGrid.build(shape, auto_volume_tile(shape, geometries, "exact", tile_voxels(model, 1)),
+                              geometries, "exact")
+        total += grid.num_tiles * math.prod(grid.tile_shape)
+    return VAL_SHARE * total
+
+
+def _normalize(fp: VolumeFingerprint) -> tuple[str, str]:
+    if fp.ct_like:
+        return "ct", (f"signed voxels down to {min(fp.lowest):g} (Hounsfield units of air): CT, clipped to the "
+                      "foreground's 0.5-99.5 percentiles and z-scored by its mean/std (nnU-Net's CT rule)")
+    if fp.scales_differ:
+        return "zscore", "the volumes' intensity scales differ: each volume z-scored on its own"
+    return "meanstd", "one intensity scale across the volumes: mean/std of the training voxels"
+
+
+def make_volume_plan(fp: VolumeFingerprint, minutes: float = 10.0, *, device: torch.device | None = None,
+                     measure: Any = None, started: float | None = None,
+                     say: Callable[[str], Any] | None = None,
+                     clock: Callable[[], float] = time.perf_counter) -> Plan:
+    """The run config for the volumes of ``fp`` to train for ``minutes`` (the whole command's budget, counted
+    from ``started``, a ``clock()`` value) on ``device`` (default CPU), with the reason for each choice.
+
+    ``measure(kind, fp, base, patch, batch)`` -> seconds per training step (default: :func:`volume_step_seconds`,
+    measured here); ``say`` gets a status line before each timing."""
+    started = clock() if started is None else started
+    measure = measure or volume_step_seconds
+    budget = 60.0 * minutes
+    after = AfterTraining(halo=halo_seconds(budget))
+    patches = {kind: patch_shape(kind, fp, DEPTH) for kind in KINDS}
+    batches = {kind: max(1, round(STEP_VOXELS / math.prod(patches[kind]))) for kind in KINDS}
+    timed: dict[tuple[str, int], float] = {}
+
+    def time_step(kind: str, base: int) -> float:
+        if say is not None:
+            say(f"timing a training step of a {kind.upper()} U-Net, base {base}, {batches[kind]} patch(es) of "
+                f"{'x'.join(map(str, patches[kind]))} voxels")
+        timed[kind, base] = float(measure(kind, fp, base, patches[kind], batches[kind]))
+        return timed[kind, base]
+
+    def affordable(seconds: float) -> bool:  # MIN_STEPS within the training time left (as the image plan asks)
+        return seconds * MIN_STEPS <= 0.75 * (budget - (clock() - started) - after.total())
+
+    base = BASES[-1]
+    for width in BASES:  # the widest 2D network that reaches MIN_STEPS
+        if affordable(time_step("2d", width)):
+            base = width
+            break
+    kind = "2d"
+    for candidate in KINDS[:-1]:  # then the most context along z at that width, at about the 2D network's steps
+        seconds = time_step(candidate, base)
+        if seconds <= CONTEXT_COST * timed["2d", base] and affordable(seconds):
+            kind = candidate
+            break
+    seconds = timed[kind, base]
+    planning = clock() - started
+    val_seconds = forward_seconds(validation_voxels(kind, fp, base), seconds, batches[kind] * math.prod(patches[kind]))
+    after = after.with_validation(val_seconds, 0.0)
+    training = max(budget - planning - after.total(), seconds)
+    validations = VALIDATIONS
+    if VALIDATIONS * val_seconds > VALIDATION_SHARE * training:  # validating must leave time to train
+        validations = max(1, int(VALIDATION_SHARE * training / max(val_seconds, 1e-9)))
+    steps = (training - validations * val_seconds) / seconds
+    steps_per_epoch = max(4, int(steps / validations))
+    pooling, kernels = layout(kind, DEPTH, fp.spacing)
+    reasons = {"model.spatial_dims": _kind_reason(kind, base, timed, fp),
+               "model.base_channels": (f"measured {seconds:.2f} s per step here: base {base} takes ~{int(steps)} "
+                                       f"steps in {minutes:g} min (the widest of {', '.join(map(str, BASES))} whose 2D "
+                                       f"network reaches {MIN_STEPS})"),
+               "model.depth": f"depth {DEPTH}: a {2**DEPTH}x smaller bottleneck in-plane",
+               "data.patch_size": _patch_reason(kind, patches[kind], fp),
+               "train.batch_size": f"{batches[kind]} patch(es) per step: about {STEP_VOXELS // 1024}k voxels",
+               "data.patches_per_epoch": f"{steps_per_epoch} steps per epoch: about {validations} validations"}
+    normalize, reasons["data.normalize"] = _normalize(fp)
+    data: dict[str, Any] = {}
+    if fp.source == "sample":
+        data.update(source="sample", sample=fp.sample, sample_options={"volume": True})
+        reasons["data.sample"] = "a built-in volume sample: its fixed split of slabs"
+    else:
+        data.update(source="folder", images=fp.images_dir, masks=fp.masks_dir, val_fraction=0.2)
+        reasons["data.val_fraction"] = (f"{fp.volumes} volumes: a fifth of them validate" if fp.volumes > 1 else
+                                        "one volume: a slab along z validates, with the model's context between")
+    data.update(patch_size=list(patches[kind]), patches_per_epoch=steps_per_epoch * batches[kind],
+                normalize=normalize, weight_map={"enabled": False, "class_weights": None})
+    rare = min(fp.class_fractions)
+    dice = 0.5 if fp.num_classes > 2 or rare < 0.1 else 0.0
+    reasons["loss.dice"] = ("cross-entropy plus Dice (0.5): Dice keeps small structures from vanishing" if dice
+                            else "cross-entropy: two classes, neither rare")
+    config = {
+        "model": {"name": "unet", "spatial_dims": 3, "base_channels": base, "depth": DEPTH, "padding": "same",
+                  "norm": "batch", "pooling": pooling, "kernels": kernels},
+        "data": data,
+        "train": {"epochs": EPOCH_CAP, "time_budget_minutes": float(minutes), "batch_size": batches[kind],
+                  "optimizer": "adam", "lr": 1e-3, "scheduler": "cosine", "amp": "auto", "val_every": 1},
+        "loss": {"ce": 1.0, "dice": dice},
+    }
+    reasons["train.time_budget_minutes"] = (f"the whole run in {minutes:g} min, what follows training included (the "
+                                            "cosine schedule follows the clock)")
+    precision = resolve_precision("auto", device or torch.device("cpu"), training=True)
+    z, y, x = fp.median_shape
+    header = [f"unetseg plan: {fp.volumes} volume(s) (median {x}x{y}x{z} voxels, x by y by z), {fp.bands} band(s) "
+              f"{fp.dtype}, spacing {_spacing(fp)} (z, y, x), {fp.num_classes} classes, class shares "
+              f"{[round(f, 3) for f in fp.class_fractions]}",
+              f"a {kind.upper()} network, trained on volume patches and predicted by the 3D tiler; trains in "
+              f"{precision.name}; override any key with --set or by editing this file",
+              f"budget {minutes:g} min: planning {planning:.0f} s, training ~{training / 60:.1f} min with "
+              f"~{validations} validation(s) of ~{seconds_text(val_seconds)}, then {after.describe()}"]
+    return Plan(config, reasons, header, fp.to_dict())
+
+
+def _spacing(fp: VolumeFingerprint) -> str:
+    return "x".join(f"{s:g}" for s in fp.spacing)
+
+
+def _kind_reason(kind: str, base: int, timed: dict[tuple[str, int], float], fp: VolumeFingerprint) -> str:
+    steps = ", ".join(f"{k.upper()} {timed[k, base]:.2f} s" for k in KINDS if (k, base) in timed)
+    aniso = (f"; z is {fp.anisotropy:.1f}x coarser, so 3D pools in-plane first" if fp.anisotropy >= ANISOTROPY
+             and kind == "3d" else "")
+    cost = f"{CONTEXT_COST:g}x the 2D network's step"
+    why = {"3d": f"a 3D network of the same width trains within {cost}: context along every axis",
+           "2.5d": f"a 3D network of the same width would cost over {cost}; the 2.5D one sees 4 slices above and "
+                   "below within it",
+           "2d": f"a 3D or 2.5D network of the same width would cost over {cost} (fewer steps): slice by slice"}[kind]
+    return f"{kind.upper()}: {why} (step times at base {base}: {steps}){aniso}"
+
+
+def _patch_reason(kind: str, patch: tuple[int, ...], fp: VolumeFingerprint) -> str:
+    shape = "x".join(map(str, patch))
+    if kind == "3d":
+        extent = "x".join(f"{n * s:g}" for n, s in zip(patch, fp.spacing, strict=True))
+        return f"3D patches of {shape} voxels (z, y, x): about {extent} in the spacing's unit"
+    return f"{patch[0]} slices of {patch[1]}x{patch[2]} voxels per patch (z, y, x)"

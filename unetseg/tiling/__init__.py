@@ -7,8 +7,10 @@ from .merger import probs_to_labels, to_labels
 from .options import DEFAULTS, TileOptions
 from .predict import predict_tiled, run_tiles, tiled
 from .result import Band, BandSink, NoValidPixel, TiledResult, TileReport
+from .volume import volume_input_voxels
 
 __all__ = [
     "DEFAULTS", "Band", "BandSink", "NoValidPixel", "TileOptions", "TileReport", "TiledResult",
     "input_pixels", "predict_tiled", "probs_to_labels", "run_tiles", "tiled", "to_labels",
+    "volume_input_voxels",
 ]

@@ -104,6 +104,14 @@ def auto_volume_tile(shape: tuple[int, ...], geometries: tuple[Geometry, ...], h
     return best[2] if best is not None else tuple(a[0][0] for a in axes)
 
 
+def volume_input_voxels(model: nn.Module, shape: tuple[int, int, int], halo: int | str = "exact") -> int:
+    """Input voxels (tiles with their context) that predicting a volume of ``shape`` (D, H, W) computes with
+    ``model`` at ``halo`` and the automatic tiles: the cost of a prediction before running it (plans)."""
+    geometries = Geometry.axes(model)
+    grid = TileGrid.build(shape, auto_volume_tile(shape, geometries, halo, tile_voxels(model, 1)), geometries, halo)
+    return grid.num_tiles * math.prod(grid.tile_shape)
+
+
 def plan_volume(model: nn.Module, volume: Any, options: TileOptions = DEFAULTS) -> TilePlan:
     """:func:`~unetseg.tiling.plan.plan_tiles` for a 3D model: check ``options`` against the model and the
     volume and resolve every "auto". OpenVINO (where installed, :func:`volume_engine`) or torch runs volumes;

@@ -29,7 +29,6 @@ import torch
 from ..data.volume_fingerprint import ANISOTROPY, VolumeFingerprint
 from ..models import UNet
 from ..models.anisotropy import pooling_plan
-from ..models.geometry import Geometry
 from ..models.precision import resolve_precision
 from .budget import AfterTraining, forward_seconds, halo_seconds, seconds_text
 from .plan import BASES, EPOCH_CAP, MIN_STEPS, VALIDATION_SHARE, VALIDATIONS, Plan
@@ -114,16 +113,10 @@ def volume_step_seconds(kind: str, fp: VolumeFingerprint, base: int, patch: tupl
 def validation_voxels(kind: str, fp: VolumeFingerprint, base: int) -> float:
     """Input voxels one validation computes (tiles with the exact halo's context, as the trainer validates),
     estimated as :data:`VAL_SHARE` of the volumes' tiled voxels."""
-    from ..tiling.grid import TileGrid
-    from ..tiling.volume import auto_volume_tile, tile_voxels
+    from ..tiling import volume_input_voxels
 
     model = build(kind, fp, base)
-    geometries = Geometry.axes(model)
-    total = 0
-    for shape in fp.shapes:
-        grid = TileGrid.build(shape, auto_volume_tile(shape, geometries, "exact", tile_voxels(model, 1)),
-                              geometries, "exact")
-        total += grid.num_tiles * math.prod(grid.tile_shape)
+    total = sum(volume_input_voxels(model, shape, "exact") for shape in fp.shapes)
     return VAL_SHARE * total
 
 

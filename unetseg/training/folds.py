@@ -188,7 +188,8 @@ def summarize_folds(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def fold_record(config: RunConfig, out: Path, models: list[Any], runs: list[str], *, tile_size: int | str,
-                amp: str | bool, engine: str = "torch", min_size: int = 0, progress: bool = False) -> dict[str, Any]:
+                amp: str | bool, engine: str = "torch", min_size: int | None = None,
+                progress: bool = False) -> dict[str, Any]:
     """Each fold's ``models[i]`` scored on the validation part of fold i of ``len(models)`` of ``config``'s data
     (:func:`score_fold`), with the folds' mean and spread (:func:`summarize_folds`) and the pooled scores: the
     folds' confusion matrices summed and, on instance data, their object matches counted together (every item

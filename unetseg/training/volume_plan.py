@@ -31,8 +31,7 @@ from ..models import UNet
 from ..models.anisotropy import pooling_plan
 from ..models.precision import resolve_precision
 from .budget import AfterTraining, forward_seconds, halo_seconds, seconds_text
-from .plan import BASES, EPOCH_CAP, MIN_STEPS, VALIDATION_SHARE, VALIDATIONS, Plan
-from .setup import training_precision
+from .plan import BASES, EPOCH_CAP, MIN_STEPS, VALIDATION_SHARE, VALIDATIONS, Plan, training_step_seconds
 
 KINDS = ("3d", "2.5d", "2d")  # most context along z first
 DEPTH = 4
@@ -88,26 +87,8 @@ def volume_step_seconds(kind: str, fp: VolumeFingerprint, base: int, patch: tupl
                         device: torch.device | None = None, steps: int = 2) -> float:
     """Measured seconds of one training step (forward, backward, Adam) of a ``kind`` network on ``batch`` patches
     of ``patch`` voxels, in the precision training would use here."""
-    device = device or torch.device("cpu")
-    precision = training_precision("auto", device, True)
     torch.manual_seed(0)
-    model = build(kind, fp, base).to(device).to(memory_format=torch.channels_last_3d)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.randn(batch, fp.bands, *patch, device=device).contiguous(memory_format=torch.channels_last_3d)
-    y = torch.randint(0, fp.num_classes, (batch, *patch), device=device)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with precision.autocast(device):
-            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-        loss.backward()
-        optimizer.step()
-
-    step()  # warm-up: first-call allocations and kernel choices
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
+    return training_step_seconds(build(kind, fp, base), (batch, fp.bands, *patch), device, steps)
 
 
 def validation_voxels(kind: str, fp: VolumeFingerprint, base: int) -> float:

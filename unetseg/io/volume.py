@@ -110,10 +110,16 @@ class ZYXCView:
 
     ``axes`` names the source's axes with tifffile letters (Z, Y, X; C or S for channels; T time; Q or I an
     unnamed axis, taken as Z when there is no Z). Singleton axes are dropped; T of more than one point, a missing
-    Z, Y or X, or a second channel axis is a one-line UnetsegError naming ``path`` and the axes.
+    Z, Y or X, or a second channel axis is a one-line UnetsegError naming ``path`` and the axes. ``spacing`` (z, y, x)
+    and ``unit`` are the file's; ``affine`` is ``diag(dx, dy, dz, 1)`` (these formats carry no orientation).
     """
 
-    def __init__(self, array: Any, axes: str, path: Path) -> None:
+    nodata = None
+
+    def __init__(self, array: Any, axes: str, path: Path, spacing: tuple[float, float, float],
+                 unit: str | None) -> None:
+        self.path, self.spacing, self.unit = path, spacing, unit
+        self.affine = diagonal_affine(spacing)
         shape = tuple(int(n) for n in array.shape)
         axes = axes.upper()
         described = f"axes {axes!r} and shape {shape}"

@@ -18,7 +18,7 @@ import zarr
 
 from ..errors import OutputError, UnetsegError
 from .atomic import atomic_path
-from .volume import ZYXCView, diagonal_affine, to_micrometres, unit_name
+from .volume import ZYXCView, to_micrometres, unit_name
 
 OME_UNITS = {"micrometer": "µm", "millimeter": "mm", "nanometer": "nm", "centimeter": "cm", "meter": "m"}
 
@@ -31,15 +31,6 @@ class TiffVolume(ZYXCView):
     ``affine`` is ``diag(dx, dy, dz, 1)`` (TIFF has no orientation); ``axes`` the series' axes.
     """
 
-    nodata = None
-
-    def __init__(self, array: Any, axes: str, path: Path, spacing: tuple[float, float, float],
-                 unit: str | None) -> None:
-        super().__init__(array, axes, path)
-        self.path = path
-        self.spacing = spacing
-        self.unit = unit
-        self.affine = diagonal_affine(spacing)
 
 
 def _ome_spacing(tif: tifffile.TiffFile) -> tuple[tuple[float, float, float], str | None] | None:

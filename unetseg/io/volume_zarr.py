@@ -10,7 +10,7 @@ from typing import Any
 import zarr
 
 from ..errors import UnetsegError
-from .volume import ZYXCView, diagonal_affine, to_micrometres
+from .volume import ZYXCView, to_micrometres
 from .zarr_io import _multiscales
 
 LETTERS = {"c": "C", "t": "T", "z": "Z", "y": "Y", "x": "X"}
@@ -20,15 +20,6 @@ class ZarrVolume(ZYXCView):
     """Level 0 of an OME-Zarr image as a lazy (Z, Y, X[, C]) :class:`~unetseg.io.volume.Volume`; ``affine`` is
     ``diag(dx, dy, dz, 1)``."""
 
-    nodata = None
-
-    def __init__(self, array: Any, axes: str, path: Path, spacing: tuple[float, float, float],
-                 unit: str | None) -> None:
-        super().__init__(array, axes, path)
-        self.path = path
-        self.spacing = spacing
-        self.unit = unit
-        self.affine = diagonal_affine(spacing)
 
 
 def _level0(path: Path) -> tuple[Any, str, list[float] | None, str | None]:

@@ -53,19 +53,19 @@ def test_one_class_members_average_their_sigmoids(rng):
 def test_entropy_is_within_zero_and_log_k_and_disagreement_needs_several_views(rng):
     models = members()
     image = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
-    probs = unetseg.predict_tiled(models, image, tile_size=32, output="probs", **EXACT)
-    u = unetseg.predict_tiled(models, image, tile_size=32, output="uncertainty", **EXACT)
+    probs = unetseg.predict_tiled(models, image, tile_size=48, output="probs", **EXACT)
+    u = unetseg.predict_tiled(models, image, tile_size=48, output="uncertainty", **EXACT)
     assert u.shape == (64, 80, 2) and u.dtype == np.float32
     assert u[..., 0].min() >= 0 and u[..., 0].max() <= math.log(3) + 1e-6
     np.testing.assert_allclose(u[..., 0], -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(-1), atol=1e-5)
     # members that differ disagree; the mutual information is at most the entropy
     assert u[..., 1].max() > 0 and np.all(u[..., 1] <= u[..., 0] + 1e-6)
-    alone = unetseg.predict_tiled(models[0], image, tile_size=32, output="uncertainty", **EXACT)
+    alone = unetseg.predict_tiled(models[0], image, tile_size=48, output="uncertainty", **EXACT)
     assert np.all(alone[..., 1] == 0)  # one view cannot disagree with itself
-    tta = unetseg.predict_tiled(models[0], image, tile_size=32, output="uncertainty", tta="flips", **EXACT)
+    tta = unetseg.predict_tiled(models[0], image, tile_size=48, output="uncertainty", tta="flips", **EXACT)
     assert tta[..., 1].max() > 0
     # the ensemble of one model repeated: no disagreement, the member's own entropy
-    same = unetseg.predict_tiled([models[0], models[0]], image, tile_size=32, output="uncertainty", **EXACT)
+    same = unetseg.predict_tiled([models[0], models[0]], image, tile_size=48, output="uncertainty", **EXACT)
     np.testing.assert_allclose(same[..., 0], alone[..., 0], atol=1e-5)
     assert same[..., 1].max() < 1e-5
 

@@ -191,7 +191,7 @@ def test_tta_averages_the_level_probabilities_before_the_watershed(tmp_path, nuc
 
     model, image, plain = nuclei_levels
     image = image[:160, :120]
-    kw = {"tile_size": 64, "amp": False, "halo": "exact"}
+    kw = {"tile_size": 128, "amp": False, "halo": "exact"}
     mean = np.zeros((*image.shape, LEVELS + 1), np.float64)
     for axes in [(), (0,), (1,), (0, 1)]:
         flipped = np.ascontiguousarray(np.flip(image, axes)) if axes else image
@@ -202,7 +202,7 @@ def test_tta_averages_the_level_probabilities_before_the_watershed(tmp_path, nuc
     assert (averaged != plain[:160, :120]).any()  # TTA changed the map
     tifffile.imwrite(tmp_path / "n.tif", image)
     written = predict_file(model, tmp_path / "n.tif", tmp_path / "o" / "n", ["instances"],
-                           options=TileOptions(tile_size=64, amp=False, halo="exact", tta="flips"),
+                           options=TileOptions(tile_size=128, amp=False, halo="exact", tta="flips"),
                            objects=ObjectOptions(min_size=3))
     np.testing.assert_array_equal(tifffile.imread(written[0]), label_objects(averaged, object_rule(model, min_size=3),
                                                                              LEVELS + 1)[0])

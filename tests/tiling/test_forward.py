@@ -125,8 +125,8 @@ def test_device_pipeline_with_invalid_pixels_equals_the_host_pipeline(rng):
 def test_class_counts_on_the_device_equal_the_hosts_counts(rng):
     model = tiny_unet("same", depth=3)
     image = rng.integers(0, 256, (300, 260), dtype=np.uint8)
-    on_device = tiled(model, image, TileOptions(tile_size=64, amp=False))
-    on_host = tiled(model, image, TileOptions(tile_size=64, amp=False, output="probs"))
+    on_device = tiled(model, image, TileOptions(tile_size=128, amp=False))
+    on_host = tiled(model, image, TileOptions(tile_size=128, amp=False, output="probs"))
     np.testing.assert_array_equal(on_device.class_counts, label_counts(on_device.output, 3))
     np.testing.assert_array_equal(on_device.class_counts, on_host.class_counts)
 

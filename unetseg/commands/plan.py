@@ -46,11 +46,15 @@ def announce(args: argparse.Namespace) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def make_plan_from_args(args: argparse.Namespace) -> Any:  # a Plan; typed lazily to keep imports light
+def make_plan_from_args(args: argparse.Namespace, probe_dir: Any = None, fixed: Any = ()) -> Any:
+    """The Plan (typed lazily to keep imports light) for the data ``args`` name; a plan on instance masks gets its
+    target from a probe (:mod:`unetseg.training.probe`) run in ``probe_dir`` (default: a temporary folder) unless
+    ``fixed`` (the ``--set`` keys) names ``data.instance_target``."""
     from ..data.fingerprint import fingerprint_folder, fingerprint_sample
     from ..data.volume_fingerprint import fingerprint_volume_folder, fingerprint_volume_sample
     from ..errors import UnetsegError
     from ..training.plan import make_plan
+    from ..training.probe import probe_target, probes
     from ..training.volume_plan import make_volume_plan
 
     if not args.minutes > 0:
@@ -66,9 +70,16 @@ def make_plan_from_args(args: argparse.Namespace) -> Any:  # a Plan; typed lazil
                                                                                                   args.masks)
     else:
         raise UnetsegError("a plan needs --images DIR and --masks DIR (or --sample NAME)")
-    plan = make_volume_plan if volume else make_plan
-    return plan(fp, args.minutes, started=getattr(args, "started", None),
-                say=lambda line: print(f"unetseg plan: {line}", file=sys.stderr, flush=True))
+    def say(line: str) -> None:
+        print(f"unetseg plan: {line}", file=sys.stderr, flush=True)
+
+    plan = (make_volume_plan if volume else make_plan)(fp, args.minutes, started=getattr(args, "started", None), say=say)
+    if probes(plan.config, args.minutes) and "data.instance_target" not in fixed:
+        found = probe_target(plan.config, args.minutes, probe_dir, say=say)
+        plan.config["data"]["instance_target"] = found.target
+        plan.reasons["data.instance_target"] = found.reason()
+        plan.header.append(f"the target probe took {found.seconds:.0f} s of the budget")
+    return plan
 
 
 def holds_volumes(folder: str) -> bool:

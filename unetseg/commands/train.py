@@ -80,12 +80,13 @@ def _planned(args: argparse.Namespace, overrides: list[str]) -> Any:
 
     if args.resume:
         raise UnetsegError("--resume RUN_DIR takes the run's config: unetseg train RUN_DIR/config.yaml --resume RUN_DIR")
-    plan = make_plan_from_args(args)
+    out = Path(args.out) if args.out else default_run_dir("plan")
+    fixed = {o.split("=", 1)[0].strip() for o in overrides} | ({"data.instance_target"} if args.init else set())
+    plan = make_plan_from_args(args, out / "probe", fixed)
     if args.init:  # fine-tuning keeps the checkpoint's architecture: the plan's model choices yield to it
         plan.config["model"] = {}
         plan.header.append(f"model: the architecture of --init {args.init}")
     config = validate_config(apply_overrides(plan.config, overrides), "plan")
-    out = Path(args.out) if args.out else default_run_dir("plan")
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "plan.yaml", plan.to_yaml())  # with --folds: beside the fold folders
     write_json(out / "fingerprint.json", plan.fingerprint)

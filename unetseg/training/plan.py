@@ -24,6 +24,7 @@ from ..models import UNet
 from ..models.geometry import Geometry
 from ..models.precision import resolve_precision
 from .budget import AfterTraining, forward_seconds, halo_seconds, seconds_text, tiled_pixels
+from .probe import DEFAULT_TARGET, default_reason
 from .setup import training_precision
 
 DEPTHS = (3, 4, 5)
@@ -243,9 +244,9 @@ def make_plan(fp: Fingerprint, minutes: float = 10.0, *, device: torch.device | 
                                                    for n, c in zip(fp.class_names, fp.colors, strict=True)])
             reasons["data.mask_mode"] = f"RGB masks with {len(fp.colors)} colours: one class per colour"
         elif fp.coding == "instances":
-            data.update(mask_mode="instances")
-            reasons["data.mask_mode"] = (f"masks number {fp.objects} objects: trained as interiors and boundaries, "
-                                         "so touching objects come apart")
+            data.update(mask_mode="instances", instance_target=DEFAULT_TARGET)
+            reasons["data.mask_mode"] = f"masks number {fp.objects} objects: instances, learnt so touching ones part"
+            reasons["data.instance_target"] = default_reason(minutes)
         elif fp.coding == "values":
             data.update(class_values=fp.class_values)
             reasons["data.class_values"] = f"masks code classes by the values {fp.class_values}"

@@ -301,6 +301,24 @@ def objects_section(workdir: Path, side: int, model: torch.nn.Module) -> dict:
     return {"side": side, **run, "growth_mib": run["peak_mib"] - run["base_mib"]}
 
 
+def distance_model(image: np.ndarray, base: int, steps: int, device: torch.device) -> torch.nn.Module:
+    """A same-padding U-Net (``base``, depth 4) learning the distance-level instance target (the plan's default for
+    instance masks: 6 levels of 2 px), fitted ``steps`` steps to the image's nuclei, with the object record whose
+    seeded watershed ``predict --format instances`` runs."""
+    from unetseg.data.instances import InstanceLayout
+    from unetseg.models.meta import instance_record
+
+    sample = np.load(Path(unetseg.__file__).parent / "data" / "samples" / "nuclei.npz")
+    layout = InstanceLayout(("nucleus",), target="distance")
+    targets = layout.targets(mirror_tile(sample["instances"], image.shape[0])).astype(np.int64)
+    torch.manual_seed(0)
+    model = unetseg.UNet(3, layout.levels + 1, base_channels=base, depth=4, padding="same")
+    print(f"[objects-distance] fitting {steps} steps ...", file=sys.stderr)
+    fit_briefly(model.to(device), image, targets, steps, 256)
+    model.meta = model.meta.updated(classes=layout.classes(), instances=instance_record(layout))
+    return model
+
+
 def build_models(args: argparse.Namespace, image: np.ndarray, labels: np.ndarray,
                  device: torch.device) -> dict[str, torch.nn.Module]:
     if args.checkpoint:
@@ -528,11 +546,13 @@ def print_report(report: dict, path: Path) -> None:
             print(f"| {engine} | {run['growth_mib']:.0f} | {run['seconds']:.1f} |")
     if report.get("engines"):
         print_engines(report["engines"])
-    o = report.get("objects")
-    if o:
-        print(f"\nObjects, streamed: {o['side']}^2 RGB TIFF, --format instances,objects,geojson: {o['objects']} objects, "
-              f"GeoJSON {o['geojson_mib']:.0f} MiB, {o['seconds']:.0f} s, peak RSS {o['growth_mib']:.0f} MiB above "
-              f"import unetseg ({o['peak_mib']:.0f} MiB in all)")
+    for key, target in (("objects", "2 classes, connected components"),
+                        ("objects_distance", "distance levels, seeded watershed")):
+        o = report.get(key)
+        if o:
+            print(f"\nObjects ({target}), streamed: {o['side']}^2 RGB TIFF, --format instances,objects,geojson: "
+                  f"{o['objects']} objects, GeoJSON {o['geojson_mib']:.0f} MiB, {o['seconds']:.0f} s, peak RSS "
+                  f"{o['growth_mib']:.0f} MiB above import unetseg ({o['peak_mib']:.0f} MiB in all)")
     print(f"JSON: {path}")
 
 
@@ -548,11 +568,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=None, help="comma list of built-in model names to run (default all)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile sections")
     parser.add_argument("--quick", action="store_true", help="smoke-size run (768 px image, 2048 stream)")
-    parser.add_argument("--sections", default="models,engines,streaming,objects,volumes",
+    parser.add_argument("--sections", default="models,engines,streaming,objects,objects-distance,volumes",
                         help="comma list of models (tiled inference vs MONAI), engines (vs the hand-written "
                              "OpenVINO loop, int8, the CLI), streaming (RSS of predict_tiled into a TIFF; the CLI "
                              "with --tile-size 1024, default engine and torch), objects (RSS of "
-                             "instances,objects,geojson) and volumes (a 3D U-Net on the brain volume vs MONAI's 3D "
+                             "instances,objects,geojson of a 2-class model), objects-distance (the same with a "
+                             "distance-level model's seeded watershed) and volumes (a 3D U-Net on the brain volume vs MONAI's 3D "
                              "sliding window; RSS of a 512^3 NIfTI prediction: scripts/bench_volumes.py); default all")
     parser.add_argument("--volume-memory", type=int, default=512,
                         help="side of the cubic NIfTI the volumes section segments for its RSS (0 skips it)")
@@ -599,6 +620,10 @@ def main(argv: list[str] | None = None) -> int:
         args.models = f"unet-same-base{args.unet_base}"
         model = next(iter(build_models(args, image, labels, device).values()))
         report["objects"] = objects_section(workdir, args.stream, model)
+    if args.stream > 0 and "objects-distance" in sections:
+        print("[objects-distance] ...", file=sys.stderr)
+        model = distance_model(image, args.unet_base, args.fit_steps, device)
+        report["objects_distance"] = objects_section(workdir, args.stream, model)
     if "volumes" in sections:
         print("[volumes] ...", file=sys.stderr)
         report["volumes"] = volumes_section(max(args.unet_base // 2, 2), args.fit_steps, args.repeats, workdir,

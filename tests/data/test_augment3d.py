@@ -62,6 +62,20 @@ def test_through_plane_flips_and_turns_only_for_isotropic_spacing(spacing, throu
     assert patches.rotation_planes == planes
 
 
+def test_single_slice_patches_of_a_2d_network_flip_in_plane_only():
+    """A 2D network's volume patches are single slices: z is never flipped (its copy would keep negative strides,
+    which torch cannot take), every item is a tensor of the patch's shape."""
+    image, labels = ct_case(1, (6, 24, 24))
+    augment = AugmentConfig(flips={"p": 1.0}, rot90={"p": 1.0}, elastic=False)
+    patches = VolumePatches([image], [labels], None, input_shape=(1, 16, 16), margins=(0, 0, 0),
+                            normalization=Normalization(), spacing=(1.0, 1.0, 1.0), augment=augment,
+                            patches_per_epoch=4)
+    assert patches.flip_axes == (1, 2) and patches.rotation_planes == [(1, 2)]
+    for i in range(len(patches)):
+        item = patches[i]
+        assert item["image"].shape == (1, 1, 16, 16) and item["mask"].shape == (1, 16, 16)
+
+
 def test_training_crops_with_elastic_keep_labels_integer_and_aligned():
     image, labels = ct_case(2, (16, 24, 24))
     coded = labels.astype(np.float32) * 100

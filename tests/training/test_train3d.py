@@ -9,6 +9,7 @@ import unetseg
 from unetseg.data.samples import load_sample
 from unetseg.errors import UnetsegError
 from unetseg.training import train
+from unetseg.training.budget import VOLUME_VAL_HALO
 from unetseg.training.evaluate import score_images
 
 from .conftest import make_config
@@ -20,9 +21,20 @@ TINY3D = {
 }
 
 
+VALIDATION_HALOS: list = []  # the halo each validation of run3d asked for
+
+
 @pytest.fixture(scope="module")
 def run3d(tmp_path_factory):
-    return train(make_config(**TINY3D), tmp_path_factory.mktemp("r3d") / "run", progress=False)
+    from unetseg.training import trainer
+
+    def spy(*args, **kwargs):
+        VALIDATION_HALOS.append(kwargs.get("halo"))
+        return score_images(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "score_images", spy)
+        return train(make_config(**TINY3D), tmp_path_factory.mktemp("r3d") / "run", progress=False)
 
 
 def test_3d_run_trains_validates_and_saves_a_3d_checkpoint(run3d):
@@ -32,6 +44,7 @@ def test_3d_run_trains_validates_and_saves_a_3d_checkpoint(run3d):
     assert model.spatial_dims == 3 and halo is not None and halo.pixels % model.stride == 0
     assert halo.pixels <= model.field_radius + model.stride
     assert (run3d.run_dir / "samples.png").is_file() and (run3d.run_dir / "curves.png").is_file()
+    assert VALIDATION_HALOS == [VOLUME_VAL_HALO] * 2  # not the exact halo's context on every face of every tile
     val = load_sample("brain", "val", volume=True)
     labels = unetseg.predict_tiled(model, val.images[0], amp=False)
     assert labels.shape == val.images[0].shape and labels.max() < 3

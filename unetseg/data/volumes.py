@@ -65,7 +65,8 @@ class VolumePatches(Dataset):
         self.input_size = self.input_shape[-1]  # the in-plane side, as 2D runs record it
         self.normalization, self.augment = normalization, augment
         self.spacing = tuple(float(v) for v in spacing)
-        self.flip_axes = (0, 1, 2) if isotropic(self.spacing) else (1, 2)
+        self.flip_axes = tuple(a for a in ((0, 1, 2) if isotropic(self.spacing) else (1, 2))
+                               if self.input_shape[a] > 1)  # a single slice flipped is itself (with negative strides)
         self.rotation_planes = rotation_planes(self.input_shape, self.margins, self.spacing)
         self.normalizations = [normalization.resolve(v, 3) for v in volumes]
         self.patches_per_epoch, self.ignore_index, self.seed = int(patches_per_epoch), ignore_index, int(seed)

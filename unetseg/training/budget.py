@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ..models.geometry import Geometry
 from ..tiling import input_pixels
 
+VOLUME_VAL_HALO = 32  # voxels of context of a volume's validations during training (Trainer._val_halo)
 HALO_SHARE = 0.05  # of the budget the halo measurement may take ...
 HALO_FLOOR_S = 20.0  # ... or this many seconds, whichever is larger ...
 HALO_CEILING_SHARE = 0.2  # ... but never more than this share of a short budget

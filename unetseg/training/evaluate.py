@@ -30,6 +30,7 @@ def score_images(
     num_classes: int,
     ignore_index: int | None = None,
     tile_size: int | str = "auto",
+    halo: int | str = "auto",
     amp: str | bool = "auto",
     engine: str = "auto",
     normalization: Normalization | None = None,
@@ -64,8 +65,8 @@ def score_images(
         if np.asarray(image).shape[: mask.ndim] != mask.shape:
             raise UnetsegError(f"{label}: image {np.asarray(image).shape[: mask.ndim]} and mask {mask.shape} differ "
                                "in size")
-        pred = predict_tiled(net, image, tile_size=tile_size, normalization=normalization, amp=amp, device=device,
-                             engine=engine)
+        pred = predict_tiled(net, image, tile_size=tile_size, halo=halo, normalization=normalization, amp=amp,
+                             device=device, engine=engine)
         if found is not None:
             found.update(instances[i], objects_of(pred))
         try:

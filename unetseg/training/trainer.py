@@ -42,7 +42,7 @@ from ..models.meta import TrainingRecord, instance_record
 from ..objects.separate import object_rule
 from ..objects.tune import tune_post_processing
 from ..tiling import predict_tiled
-from .budget import WRITE_S, AfterTraining, forward_seconds, halo_seconds, tiled_pixels
+from .budget import VOLUME_VAL_HALO, WRITE_S, AfterTraining, forward_seconds, halo_seconds, tiled_pixels
 from .checkpointing import (
     BEST_NAME,
     LAST_NAME,
@@ -369,11 +369,17 @@ class Trainer:
         """``train.val_tile_size`` for images; volumes take the largest tiles that fit in memory ("auto")."""
         return self.tcfg.val_tile_size if self.c.bare.spatial_dims == 2 else "auto"
 
+    def _val_halo(self) -> int | str:
+        """The halo of validations during training: the exact one for images; for volumes at most
+        :data:`~.budget.VOLUME_VAL_HALO` voxels (the exact halo's context on every face of a 3D tile costs 4-34x the
+        volume, and a validation only ranks the epochs; the halo predictions use is measured after training)."""
+        return "auto" if self.c.bare.spatial_dims == 2 else VOLUME_VAL_HALO
+
     def _validate(self) -> dict[str, Any]:
         c = self.c
         begun = self.clock()
         scores = score_images(c.bare, c.val_items, num_classes=c.classes.num_classes,
-                              ignore_index=c.train_ds.ignore_index, tile_size=self._val_tile(),
+                              ignore_index=c.train_ds.ignore_index, tile_size=self._val_tile(), halo=self._val_halo(),
                               amp=validation_amp(c.precision), normalization=c.normalization, device=self.ctx.device,
                               ctx=self.ctx, engine="torch",  # new weights every epoch: another engine would never pay
                               progress=self.progress and self.ctx.is_main)

@@ -1,21 +1,22 @@
-"""A run config planned for volumes: 2D, 2.5D or 3D, chosen by measured step time within the time budget.
+"""A run config planned for volumes: 2D or 3D, chosen by measured step time within the time budget.
 
-All three are same-padding U-Nets on (Z, Y, X) volumes, trained on volume patches and predicted by the 3D tiler, so
-they differ only in how far they look along z (:func:`layout`):
+The networks are same-padding U-Nets on (Z, Y, X) volumes, trained on volume patches and predicted by the 3D tiler,
+so they differ only in how far they look along z (:func:`layout`):
 
-* **2D**: 1-voxel kernels along z and no pooling along z: each slice is segmented on its own (a 2D U-Net);
-* **2.5D**: the same, but the first level's kernels span 3 slices, so every prediction sees 4 slices above and
-  below (neighbouring slices as context, at about the 2D network's cost);
+* **2D**: 1-voxel kernels along z and no pooling along z: each slice is segmented on its own (a 2D U-Net), trained
+  on single slices from 8 places per step, as a 2D batch;
+* **2.5D** (configs only, see :data:`KINDS`): the same, but the first level's kernels span 3 slices, so every
+  prediction sees 4 slices above and below;
 * **3D**: 3-voxel kernels and pooling along every axis that is not much coarser than the others (nnU-Net's rule,
-  :func:`unetseg.models.anisotropy.pooling_plan`).
+  :func:`unetseg.models.anisotropy.pooling_plan`), on 2+ patches per step.
 
 The plan first finds the widest 2D network (base channels) that takes :data:`MIN_STEPS` optimiser steps in the
-budget, as :func:`unetseg.training.plan.make_plan` does for images. Then it times the 3D and the 2.5D network at
-that width and takes the one with the most context along z whose step costs at most :data:`CONTEXT_COST` times
-the 2D network's: context along z only pays when the network need not be narrower nor trained fewer steps to
-afford it. Measured on the brain volume at 10 minutes (2-core AMD EPYC): the 2D U-Net (base 32) mean Dice 0.966,
-a 3D U-Net narrow enough to train as many steps (base 8) 0.952, the 2.5D one at base 32 (1.3x the 2D step, so
-~25 % fewer steps) 0.928. Each choice carries its reason.
+budget, as :func:`unetseg.training.plan.make_plan` does for images. Then it times the 3D network at that width and
+takes it when its step costs at most :data:`CONTEXT_COST` times the 2D network's: context along z only pays when the
+network need not be narrower nor trained fewer steps to afford it. Measured on the brain volume at 10 minutes
+(2-core AMD EPYC, mean Dice over grey and white matter on the held-out slab): the 2D U-Net config (base 32) 0.966,
+the planned network (2D, base 32: the 3D one costs 3x its step) 0.963, a 3D U-Net narrow enough to train as many
+steps (base 8) 0.952. Each choice carries its reason.
 """
 from __future__ import annotations
 
@@ -30,14 +31,22 @@ from ..data.volume_fingerprint import ANISOTROPY, VolumeFingerprint
 from ..models import UNet
 from ..models.anisotropy import pooling_plan
 from ..models.precision import resolve_precision
-from .budget import AfterTraining, forward_seconds, halo_seconds, seconds_text
+from .budget import VOLUME_VAL_HALO, AfterTraining, forward_seconds, halo_seconds, seconds_text
 from .plan import BASES, EPOCH_CAP, MIN_STEPS, VALIDATION_SHARE, VALIDATIONS, Plan, training_step_seconds
 
-KINDS = ("3d", "2.5d", "2d")  # most context along z first
+LAYOUTS = ("3d", "2.5d", "2d")  # the networks :func:`layout` builds
+KINDS = ("3d", "2d")  # those a plan chooses between, most context along z first. Not 2.5D: on the brain at 10 min it
+# scored below the 2D network in each of three runs (mean Dice 0.928 on 1 patch of 8 slices per step, configured; 0.70
+# planned; validation mIoU 0.47-0.84, unstable, on 2 patches of 4 slices): its z context, real at inference, is mostly
+# zero padding in thin training patches
 DEPTH = 4
 PLANE_PATCH = 128  # in-plane patch side of 2D/2.5D networks (the brain 2D config's)
-SLICES = 8  # slices per 2D/2.5D patch: each step sees 8 slices, as a 2D batch of 8
-STEP_VOXELS = SLICES * PLANE_PATCH**2  # voxels per optimiser step, about constant over kinds (batch x patch)
+STEP_VOXELS = 8 * PLANE_PATCH**2  # voxels per optimiser step, about constant over kinds (batch x patch): 2D's 8
+SLICES_25D = 4  # slices per 2.5D patch: neighbours for its 3-slice kernels, and two patches (places) per step
+MIN_BATCH = 2  # patches per step at least: BatchNorm's statistics over the slices of one place are not those of the
+# volumes (brain, 10 min, planned: a 2.5D network on 1 patch of 8 slices per step scored mean Dice 0.70, 0.89 with
+# the slab's own statistics; the 2D network on single slices from 8 places 0.963)
+MAX_BATCH = 16  # patches per step at most (small volumes' small patches), as the image plan
 CUBE_VOXELS = 64**3  # a 3D patch: about this many voxels, shaped by the spacing
 CONTEXT_COST = 1.1  # z context is taken where its step costs at most this many 2D steps (see the docstring)
 VAL_SHARE = 0.25  # of the voxels validate (estimate of the validation's cost before the split is made)
@@ -53,7 +62,7 @@ def layout(kind: str, depth: int, spacing: tuple[float, float, float]) -> tuple[
     if kind == "2.5d":
         kernels[0] = [3, 3, 3]
     elif kind != "2d":
-        raise ValueError(f"kind={kind!r}: one of {', '.join(KINDS)}")
+        raise ValueError(f"kind={kind!r}: one of {', '.join(LAYOUTS)}")
     return pooling, kernels
 
 
@@ -63,13 +72,15 @@ def _fit(side: int, length: int, stride: int) -> int:
 
 
 def patch_shape(kind: str, fp: VolumeFingerprint, depth: int) -> tuple[int, int, int]:
-    """(z, y, x) patch voxels of a ``kind`` network: 2D/2.5D :data:`SLICES` x :data:`PLANE_PATCH`^2, 3D about
-    :data:`CUBE_VOXELS` with each side's extent in physical units alike; fitted to the volumes and the strides."""
+    """(z, y, x) patch voxels of a ``kind`` network: 2D one slice and 2.5D :data:`SLICES_25D` slices of
+    :data:`PLANE_PATCH`^2, 3D about :data:`CUBE_VOXELS` with each side's extent in physical units alike; fitted to
+    the volumes and the strides."""
     pooling, _ = layout(kind, depth, fp.spacing)
     strides = [math.prod(level[a] for level in pooling) for a in range(3)]
     z, y, x = fp.median_shape
     if kind != "3d":
-        return (min(SLICES, z), _fit(PLANE_PATCH, y, strides[1]), _fit(PLANE_PATCH, x, strides[2]))
+        slices = 1 if kind == "2d" else min(SLICES_25D, z)
+        return (slices, _fit(PLANE_PATCH, y, strides[1]), _fit(PLANE_PATCH, x, strides[2]))
     finest = min(fp.spacing)
     ratios = [finest / s for s in fp.spacing]  # voxels per finest-voxel length along each axis
     side = (CUBE_VOXELS / math.prod(ratios)) ** (1 / 3)
@@ -92,12 +103,14 @@ def volume_step_seconds(kind: str, fp: VolumeFingerprint, base: int, patch: tupl
 
 
 def validation_voxels(kind: str, fp: VolumeFingerprint, base: int) -> float:
-    """Input voxels one validation computes (tiles with the exact halo's context, as the trainer validates),
-    estimated as :data:`VAL_SHARE` of the volumes' tiled voxels."""
+    """Input voxels one validation computes, estimated as :data:`VAL_SHARE` of the volumes' tiled voxels, with the
+    trainer's halo for volumes (:data:`VOLUME_VAL_HALO`, capped per axis by the field: on the brain's validation slab
+    the exact halo of a depth-4 network at base 32, 96 voxels in-plane, makes the tiles 4x (2D), 34x (2.5D) and
+    2400x (3D) the slab's voxels; 32 voxels 1.8x, 3.7x and 27x)."""
     from ..tiling import volume_input_voxels
 
     model = build(kind, fp, base)
-    total = sum(volume_input_voxels(model, shape, "exact") for shape in fp.shapes)
+    total = sum(volume_input_voxels(model, shape, VOLUME_VAL_HALO) for shape in fp.shapes)
     return VAL_SHARE * total
 
 
@@ -124,7 +137,7 @@ def make_volume_plan(fp: VolumeFingerprint, minutes: float = 10.0, *, device: to
     budget = 60.0 * minutes
     after = AfterTraining(halo=halo_seconds(budget))
     patches = {kind: patch_shape(kind, fp, DEPTH) for kind in KINDS}
-    batches = {kind: max(1, round(STEP_VOXELS / math.prod(patches[kind]))) for kind in KINDS}
+    batches = {kind: min(MAX_BATCH, max(MIN_BATCH, round(STEP_VOXELS / math.prod(patches[kind])))) for kind in KINDS}
     timed: dict[tuple[str, int], float] = {}
 
     def time_step(kind: str, base: int) -> float:
@@ -165,7 +178,8 @@ def make_volume_plan(fp: VolumeFingerprint, minutes: float = 10.0, *, device: to
                                        f"network reaches {MIN_STEPS})"),
                "model.depth": f"depth {DEPTH}: a {2**DEPTH}x smaller bottleneck in-plane",
                "data.patch_size": _patch_reason(kind, patches[kind], fp),
-               "train.batch_size": f"{batches[kind]} patch(es) per step: about {STEP_VOXELS // 1024}k voxels",
+               "train.batch_size": (f"{batches[kind]} patches per step: about {STEP_VOXELS // 1024}k voxels, from "
+                                    f"{MIN_BATCH}+ places (BatchNorm's statistics)"),
                "data.patches_per_epoch": f"{steps_per_epoch} steps per epoch: about {validations} validations"}
     normalize, reasons["data.normalize"] = _normalize(fp)
     data: dict[str, Any] = {}
@@ -214,9 +228,7 @@ def _kind_reason(kind: str, base: int, timed: dict[tuple[str, int], float], fp: 
              and kind == "3d" else "")
     cost = f"{CONTEXT_COST:g}x the 2D network's step"
     why = {"3d": f"a 3D network of the same width trains within {cost}: context along every axis",
-           "2.5d": f"a 3D network of the same width would cost over {cost}; the 2.5D one sees 4 slices above and "
-                   "below within it",
-           "2d": f"a 3D or 2.5D network of the same width would cost over {cost} (fewer steps): slice by slice"}[kind]
+           "2d": f"a 3D network of the same width would cost over {cost} (fewer steps): slice by slice"}[kind]
     return f"{kind.upper()}: {why} (step times at base {base}: {steps}){aniso}"
 
 
@@ -225,4 +237,6 @@ def _patch_reason(kind: str, patch: tuple[int, ...], fp: VolumeFingerprint) -> s
     if kind == "3d":
         extent = "x".join(f"{n * s:g}" for n, s in zip(patch, fp.spacing, strict=True))
         return f"3D patches of {shape} voxels (z, y, x): about {extent} in the spacing's unit"
+    if patch[0] == 1:
+        return f"single slices of {patch[1]}x{patch[2]} voxels (z, y, x): a 2D network learns from 2D patches"
     return f"{patch[0]} slices of {patch[1]}x{patch[2]} voxels per patch (z, y, x)"

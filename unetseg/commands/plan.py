@@ -28,7 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                           description="Fingerprint the training data (sizes, bands, dtype, nodata, how masks code "
                                       "classes, class shares, object sizes, pixel spacing), time training steps on "
                                       "this machine, and write a complete run config whose every choice is "
-                                      "explained in a comment line. `unetseg train CONFIG` runs it.")
+                                      "explained in a comment line. On masks that number objects the target is "
+                                      "distance levels, or from --minutes 10 the better of both targets in a "
+                                      "short probe (a tenth of the budget each). `unetseg train CONFIG` runs it.")
     add_data_arguments(plan)
     plan.add_argument("--out", default=None, metavar="CONFIG.yaml", help="write here (default: print it)")
 

@@ -129,7 +129,7 @@ def label_block(classes: np.ndarray, window: tuple[int, int], core: tuple[slice,
         foreground = (levels >= 1) & (levels < num_classes)
         classes = np.where(foreground, 1, levels)  # objects are of one class; invalid pixels stay invalid
         seeds, count = _level_seeds(levels, rule.seed_level, num_classes)
-        objects = _flood(seeds, levels, rule, window, width, num_classes)
+        objects = _flood(seeds, levels, rule, num_classes)
         grow = foreground
     else:
         seeds, rim, count = _seeds(classes, window, image_shape, rule)
@@ -214,25 +214,26 @@ def _level_seeds(levels: np.ndarray, seed_level: int, num_classes: int) -> tuple
     return found.astype(np.int32, copy=False), int(n)
 
 
-def _flood(seeds: np.ndarray, levels: np.ndarray, rule: ObjectRule, window: tuple[int, int], width: int,
-           num_classes: int) -> np.ndarray:
+def _flood(seeds: np.ndarray, levels: np.ndarray, rule: ObjectRule, num_classes: int) -> np.ndarray:
     """The bounded seeded watershed of a window (see the module docstring): the seed id of each pixel (0: none).
 
-    Each pixel carries the image raster index of the seed pixel its label came from; a step gives every open pixel
-    the smallest such index among its 8 neighbours. After ``t`` steps a pixel depends on the window within ``t``
-    px only, so pixels ``rule.radius`` px inside a window's cut edges are those of the whole image."""
+    Each pixel carries the raster index of the seed pixel its label came from; a step gives every open pixel the
+    smallest such index among its 8 neighbours. After ``t`` steps a pixel depends on the window within ``t`` px
+    only, so pixels ``rule.radius`` px inside a window's cut edges are those of the whole image. The indices are the
+    window's own (row-major, as the image's: the same order), int32 where they fit: the flood's arrays are most of a
+    streamed block's memory."""
     h, w = levels.shape
-    none = np.iinfo(np.int64).max
-    rows = (np.arange(h, dtype=np.int64) + window[0])[:, None] * width
-    source = np.where(seeds > 0, rows + (np.arange(w, dtype=np.int64) + window[1])[None, :], none)
-    padded = np.full((h + 2, w + 2), none, np.int64)
+    dtype = np.int32 if (h + 1) * w < np.iinfo(np.int32).max else np.int64
+    none = np.iinfo(dtype).max
+    source = np.where(seeds > 0, np.arange(h * w, dtype=dtype).reshape(h, w), dtype(none))
+    padded = np.full((h + 2, w + 2), none, dtype)
     for level in range(rule.seed_level - 1, 0, -1):
         open_ = (levels >= level) & (levels < num_classes) & (source == none)
         for _ in range(rule.flood_steps):
             if not open_.any():
                 break
             padded[1:-1, 1:-1] = source
-            best = np.full((h, w), none, np.int64)
+            best = np.full((h, w), none, dtype)
             for dy in (0, 1, 2):
                 for dx in (0, 1, 2):
                     if dy != 1 or dx != 1:
@@ -245,7 +246,7 @@ def _flood(seeds: np.ndarray, levels: np.ndarray, rule: ObjectRule, window: tupl
     objects = np.zeros((h, w), np.int32)
     got = source != none
     index = source[got]
-    objects[got] = seeds[index // width - window[0], index % width - window[1]]
+    objects[got] = seeds[index // w, index % w]
     return objects
 
 

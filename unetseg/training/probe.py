@@ -9,6 +9,7 @@ targets apart and the measured default stands: ``distance`` (nuclei sample, 4 re
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
 import tempfile
@@ -68,8 +69,9 @@ def probe_target(config: dict[str, Any], minutes: float, workdir: str | Path | N
     run = train_fn or (lambda cfg, out: train(cfg, out, progress=False, on_status=None))
     begun = clock()
     scores: dict[str, float | None] = {}
-    with tempfile.TemporaryDirectory(prefix="unetseg-probe-") as scratch:
-        root = Path(workdir) if workdir is not None else Path(scratch)
+    place = tempfile.TemporaryDirectory(prefix="unetseg-probe-") if workdir is None else contextlib.nullcontext(workdir)
+    with place as where:
+        root = Path(where)
         for target in TARGETS:
             probe = copy.deepcopy(config)
             probe["data"]["instance_target"] = target

@@ -40,9 +40,8 @@ KINDS = ("3d", "2d")  # those a plan chooses between, most context along z first
 # planned; validation mIoU 0.47-0.84, unstable, on 2 patches of 4 slices): its z context, real at inference, is mostly
 # zero padding in thin training patches
 DEPTH = 4
-PLANE_PATCH = 128  # in-plane patch side of 2D/2.5D networks (the brain 2D config's)
+PLANE_PATCH = 128  # in-plane patch side of 2D networks (the brain 2D config's)
 STEP_VOXELS = 8 * PLANE_PATCH**2  # voxels per optimiser step, about constant over kinds (batch x patch): 2D's 8
-SLICES_25D = 4  # slices per 2.5D patch: neighbours for its 3-slice kernels, and two patches (places) per step
 MIN_BATCH = 2  # patches per step at least: BatchNorm's statistics over the slices of one place are not those of the
 # volumes (brain, 10 min, planned: a 2.5D network on 1 patch of 8 slices per step scored mean Dice 0.70, 0.89 with
 # the slab's own statistics; the 2D network on single slices from 8 places 0.963)
@@ -72,15 +71,14 @@ def _fit(side: int, length: int, stride: int) -> int:
 
 
 def patch_shape(kind: str, fp: VolumeFingerprint, depth: int) -> tuple[int, int, int]:
-    """(z, y, x) patch voxels of a ``kind`` network: 2D one slice and 2.5D :data:`SLICES_25D` slices of
-    :data:`PLANE_PATCH`^2, 3D about :data:`CUBE_VOXELS` with each side's extent in physical units alike; fitted to
-    the volumes and the strides."""
+    """(z, y, x) patch voxels of a planned ``kind`` network (:data:`KINDS`): 2D one slice of :data:`PLANE_PATCH`^2,
+    3D about :data:`CUBE_VOXELS` with each side's extent in physical units alike; fitted to the volumes and the
+    strides."""
     pooling, _ = layout(kind, depth, fp.spacing)
     strides = [math.prod(level[a] for level in pooling) for a in range(3)]
     z, y, x = fp.median_shape
-    if kind != "3d":
-        slices = 1 if kind == "2d" else min(SLICES_25D, z)
-        return (slices, _fit(PLANE_PATCH, y, strides[1]), _fit(PLANE_PATCH, x, strides[2]))
+    if kind == "2d":
+        return (1, _fit(PLANE_PATCH, y, strides[1]), _fit(PLANE_PATCH, x, strides[2]))
     finest = min(fp.spacing)
     ratios = [finest / s for s in fp.spacing]  # voxels per finest-voxel length along each axis
     side = (CUBE_VOXELS / math.prod(ratios)) ** (1 / 3)

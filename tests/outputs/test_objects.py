@@ -107,6 +107,31 @@ def test_geotiff_polygons_lie_in_the_input_crs_and_rasterise_back(tmp_path):
     assert "area_m2" in rows[0]
 
 
+def test_object_kinds_keep_one_probability_plane_per_rule_behind_the_merger(tmp_path, nuclei_model, nuclei_tif,
+                                                                            monkeypatch):
+    """Bands queued for the object kinds carry each rule's object probability, not the K class probabilities
+    (the streamed 16384^2 run's memory); the table is the same as when a probs map keeps all K."""
+    from unetseg.objects.stream import ObjectStream
+
+    model, _ = nuclei_model
+    _, path = nuclei_tif
+    channels = []
+    write_band = ObjectStream.write_band
+
+    def spy(self, band):
+        channels.append(band.probs.shape[-1])
+        return write_band(self, band)
+
+    monkeypatch.setattr(ObjectStream, "write_band", spy)
+    options = ObjectOptions(min_size=6)
+    planes = predict_file(model, path, tmp_path / "a" / "n", ["objects"], options=OPTIONS, objects=options)
+    assert channels and set(channels) == {1}
+    channels.clear()
+    full = predict_file(model, path, tmp_path / "b" / "n", ["objects", "probs"], options=OPTIONS, objects=options)
+    assert set(channels) == {model.num_classes}
+    assert planes[0].read_text() == full[0].read_text()
+
+
 def test_dask_objects_equal_one_process(tmp_path, nuclei_model, nuclei_tif, dask_client):
     model, ckpt = nuclei_model
     _, path = nuclei_tif

@@ -48,12 +48,14 @@ class ObjectStream:
         rule: the object rule. num_classes: the model's label count (labels past it are invalid pixels).
         scratch: where provisional labels wait for the second pass.
         probabilities: whether bands carry probabilities (the table's mean probability; NaN otherwise).
+        plane: where the bands' ``probs`` are already object probabilities (a sink's ``probability_planes``),
+            the index of this rule's plane; None (default) when they are the K class probabilities.
     """
 
     def __init__(self, shape: tuple[int, int], rule: ObjectRule, num_classes: int, scratch: ScratchArrays,
-                 probabilities: bool = False) -> None:
+                 probabilities: bool = False, plane: int | None = None) -> None:
         self.shape, self.rule, self.num_classes, self.scratch = shape, rule, num_classes, scratch
-        self.probabilities = probabilities
+        self.probabilities, self.plane = probabilities, plane
         self.merger = ObjectMerger(shape, rule)
         self._classes: np.ndarray | None = None  # the buffered rows, in the bands' own label dtype
         self._prob = np.zeros((0, shape[1]), np.float32) if probabilities else None
@@ -66,8 +68,12 @@ class ObjectStream:
         rows = band.labels
         self._classes = rows.copy() if self._classes is None else np.concatenate([self._classes, rows])
         if self._prob is not None:
-            prob = object_probability(self.rule, band.labels, band.probs) if band.probs is not None \
-                else np.full(band.labels.shape, np.nan, np.float32)
+            if band.probs is None:
+                prob = np.full(band.labels.shape, np.nan, np.float32)
+            elif self.plane is not None:
+                prob = band.probs[..., self.plane]
+            else:
+                prob = object_probability(self.rule, band.labels, band.probs)
             self._prob = np.concatenate([self._prob, prob])
         self._label(final=False)
 

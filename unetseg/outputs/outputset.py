@@ -8,7 +8,7 @@ When a kind needs objects, the set also builds them from the bands passing throu
 :meth:`OutputSet.finish` runs a second pass that hands those kinds the final object ids band by band."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +178,8 @@ class OutputSet:
         self.streams: dict[ObjectRule, ObjectStream] = {}
         self.scratch: dict[ObjectRule, ScratchArrays] = {}
         self._planes: dict[ObjectRule, Any] = {}
+        # the sink attribute the tiler reads (BandSink): set on entering when only object kinds need probabilities
+        self.probability_planes: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
         self._stack = ExitStack()
         self._finished = False
 
@@ -185,6 +187,20 @@ class OutputSet:
     def needs_probs(self) -> bool:
         """Whether a kind is made from probabilities (the prediction must keep them)."""
         return any("probs" in kind.needs for kind in self.kinds)
+
+    @property
+    def reduces_probs(self) -> bool:
+        """Whether only object kinds need the probabilities: the bands then carry one object probability per
+        object rule (:meth:`object_planes`) instead of the K class probabilities."""
+        return self.needs_probs and all("objects" in kind.needs for kind in self.kinds if "probs" in kind.needs)
+
+    def object_planes(self, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        """rows x W x R float32: the object probability of each of the R object streams' rules (in their order)
+        of a band's rows x W labels and rows x W x K probabilities."""
+        planes = np.empty((*labels.shape, len(self.streams)), np.float32)
+        for n, rule in enumerate(self.streams):
+            planes[..., n] = object_probability(rule, labels, probs)
+        return planes
 
     @property
     def needs_uncertainty(self) -> bool:
@@ -199,8 +215,12 @@ class OutputSet:
                 if rule is not None and rule not in self.scratch:
                     self.scratch[rule] = self._stack.enter_context(ScratchArrays.beside(writer.path))
                     if not self.spec.dask:
+                        plane = len(self.streams) if self.reduces_probs else None
                         self.streams[rule] = ObjectStream(self.spec.shape, rule, self.spec.num_classes,
-                                                          self.scratch[rule], probabilities=self.needs_probs)
+                                                          self.scratch[rule], probabilities=self.needs_probs,
+                                                          plane=plane)
+            if self.streams and self.reduces_probs:
+                self.probability_planes = self.object_planes
         except BaseException:
             self._stack.close()
             raise

@@ -137,12 +137,15 @@ class Merger:
         spread: the outputs carry one more channel, the views' mean entropy.
         device: where the outputs live; on CUDA the device half of a merge is queued right behind the batch.
         prepare: called once, with the model's output channels and the label map's dtype, before the first band.
+        planes: what the bands keep of their probabilities (a sink's ``probability_planes``,
+            :class:`~unetseg.tiling.result.BandSink`), or None to keep all K.
     """
 
     def __init__(self, grid: TileGrid, blend: str, output: str, emit: Callable[[Band], None], *,
                  nodata: int | None = None, spread: bool = False, device: torch.device | None = None,
-                 prepare: Callable[[int, np.dtype], None] | None = None) -> None:
-        self.grid, self.output, self.emit, self.prepare = grid, output, emit, prepare
+                 prepare: Callable[[int, np.dtype], None] | None = None,
+                 planes: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> None:
+        self.grid, self.output, self.emit, self.prepare, self.planes = grid, output, emit, prepare, planes
         self.keep_probs, self.uncertainty = "probs" in output, "uncertainty" in output
         self.spread = spread
         self.uncertainty_sums = np.zeros(2, np.float64)
@@ -297,7 +300,10 @@ class Merger:
         self.counts += label_counts(labels, self.num_classes)
         if spread is not None:
             self.uncertainty_sums += spread.reshape(-1, 2).sum(0, dtype=np.float64)
-        self.emit(Band(r0, labels, probs if self.keep_probs else None, invalid, spread))
+        kept = None
+        if self.keep_probs:
+            kept = probs if self.planes is None else self.planes(labels, probs)
+        self.emit(Band(r0, labels, kept, invalid, spread))
 
     def finish(self) -> np.ndarray:
         """The class counts of everything merged (valid pixels per label value), once every batch is placed."""
@@ -325,6 +331,7 @@ class Destination:
     def __init__(self, out: Any, output: str, shape: tuple[int, int]) -> None:
         self.out, self.output, self.shape = out, output, shape
         self.bands = isinstance(out, BandSink)
+        self.planes = getattr(out, "probability_planes", None) if self.bands else None
         if not self.bands and output == "probs+uncertainty":
             raise UnetsegError("output='probs+uncertainty' writes into a band sink (an OutputSet); ask for 'probs' or "
                                "'uncertainty'")

@@ -185,7 +185,8 @@ def run_tiles(model: nn.Module, image: Any, plan: TilePlan, *, out: Any = None,
         with torch.inference_mode(), bar, closing(prefetch(batches)) as ahead, \
                 WriteBehind(destination.write) as writer:
             merger = Merger(grid, plan.blend, plan.output, writer.put, nodata=plan.nodata_label,
-                            spread=views.spread, device=plan.device, prepare=destination.prepare)
+                            spread=views.spread, device=plan.device, prepare=destination.prepare,
+                            planes=destination.planes)
             previous = None
             for batch in ahead:
                 running = forward.start(batch.tiles())

@@ -18,7 +18,7 @@ class Band:
         start: first image row.
         labels: rows x W labels, of :func:`unetseg.data.labels.map_dtype`; invalid pixels hold the nodata label.
         probs: rows x W x K float32 class probabilities (0 on invalid pixels) when the plan's output is
-            "probs", else None.
+            "probs", else None; for a sink with ``probability_planes``, the rows x W x P planes it keeps of them.
         invalid: rows x W bool, True on invalid input pixels; None when the band has none.
         uncertainty: rows x W x 2 float32 when the plan's output asks for it: the predictive entropy (nats, 0 to
             log K) and the disagreement of the views (ensemble members, TTA; mutual information, 0 for one view);
@@ -39,7 +39,12 @@ class Band:
 @runtime_checkable
 class BandSink(Protocol):
     """A destination that takes whole :class:`Band` objects in increasing, contiguous row order (the outputs
-    layer's :class:`unetseg.outputs.OutputSet`). Plain arrays and row writers take ``out[r0:r1] = rows``."""
+    layer's :class:`unetseg.outputs.OutputSet`). Plain arrays and row writers take ``out[r0:r1] = rows``.
+
+    A sink may also have a ``probability_planes`` attribute: None, or a function of a band's rows x W labels and
+    rows x W x K probabilities returning the rows x W x P float32 planes it needs of them (P < K: e.g. one object
+    probability per object rule). Its bands then carry those planes as ``probs``, so the bands queued behind the
+    merger hold P channels, not K."""
 
     def write_band(self, band: Band) -> None: ...
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
+import tifffile
 import yaml
 
 from unetseg.cli import main
@@ -172,10 +174,10 @@ def test_train_folds_without_a_config_plans_once_then_trains_region_folds_of_the
     monkeypatch.setattr(plan, "make_plan", functools.partial(plan.make_plan, measure=fixed_speed()))  # no timing
     images, masks = _instance_image(tmp_path / "data")
     out = tmp_path / "cv"
-    assert main(["train", "--images", str(images), "--masks", str(masks), "--folds", "2", "--minutes", "0.5",
-                 "--out", str(out), "--set", "train.epochs=1", "--set", "model.base_channels=4",
-                 "--set", "data.patches_per_epoch=4", "--set", "train.batch_size=2",
-                 "--set", "train.plot_samples=0"]) == 0
+    command = ["train", "--images", str(images), "--masks", str(masks), "--folds", "2", "--minutes", "0.5",
+               "--out", str(out), "--set", "train.epochs=1", "--set", "model.base_channels=4",
+               "--set", "data.patches_per_epoch=4", "--set", "train.batch_size=2", "--set", "train.plot_samples=0"]
+    assert main(command) == 0
     printed = capsys.readouterr().out
     planned = yaml.safe_load((out / "plan.yaml").read_text())
     assert planned["data"]["split"] == "regions" and planned["data"]["mask_mode"] == "instances"
@@ -187,6 +189,24 @@ def test_train_folds_without_a_config_plans_once_then_trains_region_folds_of_the
     assert sorted(blocks) == [(r, c) for r in range(4) for c in range(4)]
     cv = json.loads((out / "cv.json").read_text())
     assert set(cv["summary"]) == {"miou", *KEYS} and "2 region folds of 4x4 blocks" in printed
+
+    # a rerun resumes the folds with the saved plan: no new plan (whose step timings could choose another model)
+    def no_plan(*args, **kwargs):
+        raise AssertionError("the rerun planned again")
+
+    monkeypatch.setattr(plan, "make_plan", no_plan)
+    shutil.rmtree(out / "fold1")  # as if interrupted before the second fold
+    (out / "cv.json").unlink()
+    assert main(command) == 0
+    assert (out / "fold1" / "best.pt").is_file() and (out / "cv.json").is_file()
+    assert "resuming the folds with the plan in" in capsys.readouterr().err
+    minutes = command.index("--minutes") + 1
+    assert main([*command[:minutes], "1", *command[minutes + 1:]]) == 2
+    assert "planned for --minutes 0.5, not 1" in capsys.readouterr().err
+    image = next(images.iterdir())
+    tifffile.imwrite(image, 255 - tifffile.imread(image))  # other data in the same folders
+    assert main(command) == 2
+    assert "its folds were planned from other data" in capsys.readouterr().err
 
 
 def test_a_true_object_cut_into_pieces_by_a_block_edge_counts_each_piece_once():

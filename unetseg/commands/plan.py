@@ -52,26 +52,12 @@ def make_plan_from_args(args: argparse.Namespace, probe_dir: Any = None, fixed: 
     """The Plan (typed lazily to keep imports light) for the data ``args`` name; a plan on instance masks gets its
     target from a probe (:mod:`unetseg.training.probe`) run in ``probe_dir`` (default: a temporary folder) unless
     ``fixed`` (the ``--set`` keys) names ``data.instance_target``."""
-    from ..data.fingerprint import fingerprint_folder, fingerprint_sample
-    from ..data.volume_fingerprint import fingerprint_volume_folder, fingerprint_volume_sample
-    from ..errors import UnetsegError
     from ..training.plan import make_plan
     from ..training.probe import probe_target, probes
     from ..training.volume_plan import make_volume_plan
 
-    if not args.minutes > 0:
-        raise UnetsegError(f"--minutes {args.minutes:g}: must be positive")
-    volume = bool(getattr(args, "volume", False))
-    if args.sample is not None:
-        if args.images or args.masks:
-            raise UnetsegError("give --sample or --images and --masks, not both")
-        fp: Any = fingerprint_volume_sample(args.sample) if volume else fingerprint_sample(args.sample)
-    elif args.images and args.masks:
-        volume = holds_volumes(args.images)
-        fp = fingerprint_volume_folder(args.images, args.masks) if volume else fingerprint_folder(args.images,
-                                                                                                  args.masks)
-    else:
-        raise UnetsegError("a plan needs --images DIR and --masks DIR (or --sample NAME)")
+    fp, volume = fingerprint_from_args(args)
+
     def say(line: str) -> None:
         print(f"unetseg plan: {line}", file=sys.stderr, flush=True)
 
@@ -82,6 +68,27 @@ def make_plan_from_args(args: argparse.Namespace, probe_dir: Any = None, fixed: 
         plan.reasons["data.instance_target"] = found.reason()
         plan.header.append(f"the target probe took {found.seconds:.0f} s of the budget")
     return plan
+
+
+def fingerprint_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
+    """The fingerprint of the data ``args`` name (--sample [--volume], or --images/--masks) and whether they are
+    volumes; a bad --minutes or a missing data argument is a one-line UnetsegError."""
+    from ..data.fingerprint import fingerprint_folder, fingerprint_sample
+    from ..data.volume_fingerprint import fingerprint_volume_folder, fingerprint_volume_sample
+    from ..errors import UnetsegError
+
+    if not args.minutes > 0:
+        raise UnetsegError(f"--minutes {args.minutes:g}: must be positive")
+    volume = bool(getattr(args, "volume", False))
+    if args.sample is not None:
+        if args.images or args.masks:
+            raise UnetsegError("give --sample or --images and --masks, not both")
+        return (fingerprint_volume_sample(args.sample) if volume else fingerprint_sample(args.sample)), volume
+    if args.images and args.masks:
+        volume = holds_volumes(args.images)
+        return (fingerprint_volume_folder(args.images, args.masks) if volume
+                else fingerprint_folder(args.images, args.masks)), volume
+    raise UnetsegError("a plan needs --images DIR and --masks DIR (or --sample NAME)")
 
 
 def holds_volumes(folder: str) -> bool:

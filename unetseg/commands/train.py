@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,8 @@ def _planned(args: argparse.Namespace, overrides: list[str]) -> Any:
     if args.resume:
         raise UnetsegError("--resume RUN_DIR takes the run's config: unetseg train RUN_DIR/config.yaml --resume RUN_DIR")
     out = Path(args.out) if args.out else default_run_dir("plan")
+    if args.folds is not None and (out / "plan.yaml").is_file():
+        return _saved_plan(args, out, overrides), str(out), "plan"
     fixed = {o.split("=", 1)[0].strip() for o in overrides} | ({"data.instance_target"} if args.init else set())
     plan = make_plan_from_args(args, out / "probe", fixed)
     if args.init:  # fine-tuning keeps the checkpoint's architecture: the plan's model choices yield to it
@@ -92,6 +95,33 @@ def _planned(args: argparse.Namespace, overrides: list[str]) -> Any:
     write_json(out / "fingerprint.json", plan.fingerprint)
     print(plan.to_yaml(), end="")
     return config, str(out), "plan"
+
+
+def _saved_plan(args: argparse.Namespace, out: Path, overrides: list[str]) -> Any:
+    """A rerun of ``train --folds`` without a config: the plan the first run saved in OUT (its folds resume with
+    the model they started with; a new plan's step timings could choose another), checked to be of the same data
+    (fingerprint.json) and --minutes; anything else is a one-line UnetsegError naming the file."""
+    from ..config import load_config
+    from ..config.base import read_yaml
+    from .plan import fingerprint_from_args
+
+    saved, planned = out / "fingerprint.json", out / "plan.yaml"
+    fp, _ = fingerprint_from_args(args)
+    try:
+        recorded = json.loads(saved.read_text())
+    except (OSError, ValueError) as err:
+        raise UnetsegError(f"{saved}: cannot read the fingerprint the folds in {out} were planned from "
+                           f"({type(err).__name__}); give another --out") from None
+    if json.loads(json.dumps(fp.to_dict(), default=str)) != recorded:
+        raise UnetsegError(f"{out}: its folds were planned from other data ({saved}); give the same --images/--masks "
+                           "(or --sample) to resume them, or another --out")
+    minutes = (read_yaml(planned).get("train") or {}).get("time_budget_minutes")
+    if minutes != args.minutes:
+        raise UnetsegError(f"{planned}: its folds were planned for --minutes {minutes}, not {args.minutes:g}; give "
+                           "the same --minutes to resume them, or another --out")
+    print(f"unetseg plan: resuming the folds with the plan in {planned} (same data and --minutes)", file=sys.stderr,
+          flush=True)
+    return load_config(planned, overrides)
 
 
 def _folds(config: Any, args: argparse.Namespace) -> int:

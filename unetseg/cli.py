@@ -7,16 +7,19 @@ line too (exit code 1), with the traceback only under ``UNETSEG_DEBUG=1``.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from ._version import __version__
 from .commands import demo, evaluate, export, plan, predict, train
 from .commands.common import error_line, first_line, process_started
 from .engines.allocator import keep_freed_memory
-from .errors import UnetsegError
+from .errors import UnetsegError, UnetsegWarning
 
 COMMANDS = {"demo": demo, "plan": plan, "train": train, "predict": predict, "evaluate": evaluate, "export": export}
 
@@ -44,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.started = started
     keep_freed_memory()  # a command's process is ours: every forward pass reuses memory instead of faulting it in
     try:
-        return int(COMMANDS[args.command].run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = functools.partial(_warning_line, args.command)
+            return int(COMMANDS[args.command].run(args) or 0)
     except UnetsegError as err:
         error_line(args.command, str(err))
         return 2
@@ -57,6 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         error_line(args.command, f"{type(err).__name__}: {first_line(err)} (internal error; rerun with "
                                  "UNETSEG_DEBUG=1 for the traceback)")
         return 1
+
+
+def _warning_line(command: str, message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """A warning during a command: one line on stderr (our advice by itself, others with their category)."""
+    kind = "" if issubclass(category, UnetsegWarning) else f"{category.__name__}: "
+    text = str(message).strip()
+    print(f"unetseg {command}: warning: {kind}{text.splitlines()[0] if text else category.__name__}", file=sys.stderr,
+          flush=True)
 
 
 if __name__ == "__main__":

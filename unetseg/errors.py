@@ -12,6 +12,11 @@ class UnetsegError(Exception):
     """
 
 
+class UnetsegWarning(UserWarning):
+    """Advice about a choice the user made that works but costs (e.g. tiles too small for their context); the CLI
+    prints it as one line."""
+
+
 class OutputError(UnetsegError, OSError):
     """An output file could not be written; ``fatal`` when no later write can succeed either (disk full).
 

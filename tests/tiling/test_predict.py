@@ -191,3 +191,30 @@ def test_a_progress_callback_sees_every_tile_and_can_stop_the_run(trained_same_u
     with pytest.raises(Stop):
         unetseg.predict_tiled(trained_same_unet, image, tile_size=128, progress=stop)
     assert not any(t.name == "unetseg-tile-reader" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_tile_size_that_leaves_the_tiles_little_core_warns_once_in_one_line(rng, tmp_path, capsys):
+    """A tile barely above twice the halo keeps one stride of each tile (here 300 tiles for a 160 x 120 image): the
+    result is right but slow, so the user hears why; tile_size="auto" and tiles with room say nothing."""
+    import warnings
+
+    from unetseg.cli import main
+    from unetseg.errors import UnetsegWarning
+
+    model = tiny_unet("same", depth=3)
+    image = rng.random((160, 120)).astype(np.float32)
+    with pytest.warns(UnetsegWarning, match=r"tile_size=64 keeps 8 px of each \d+ px tile .* tile_size=\d+ or more"):
+        small = predict_tiled(model, image, tile_size=64, halo="exact", amp=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnetsegWarning)
+        np.testing.assert_array_equal(small, predict_tiled(model, image, tile_size=256, halo="exact", amp=False))
+        predict_tiled(model, image, halo="exact", amp=False)
+    ckpt = unetseg.save_checkpoint(model, tmp_path / "m.pt")
+    np.save(tmp_path / "x.npy", image)
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "x.tif", image)
+    assert main(["predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "x.tif"), "--output",
+                 str(tmp_path / "o"), "--tile-size", "64", "--halo", "exact", "--amp", "off"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(lines) == 1 and lines[0].startswith("unetseg predict: warning: tile_size=64 keeps 8 px"), lines

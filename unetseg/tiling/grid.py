@@ -14,8 +14,10 @@ tile sees the same pooling grid as a single pass over the whole padded image: ti
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
+from ..errors import UnetsegWarning
 from ..models.geometry import Geometry, round_up
 
 
@@ -123,3 +125,30 @@ def input_pixels(shape: tuple[int, ...], tile: int, geometry: Geometry | tuple[G
     at ``tile`` px tiles and ``halo`` (what a prediction costs, for time budgets)."""
     grid = TileGrid.build(shape, tile, geometry, halo)
     return grid.num_tiles * math.prod(grid.tile_shape)
+
+
+def wasteful_tiles(grid: TileGrid, tile_size: int) -> str | None:
+    """A one-line warning when a requested ``tile_size`` leaves the tiles of an axis that needs several of them a
+    core (the part each keeps) under a quarter of their side: they compute over 4x the pixels they keep along that
+    axis (a small tile barely above twice the halo or margin runs tens of times slower than one with room); None
+    otherwise."""
+    tight = [(n, a) for n, a in enumerate(grid.axes) if a.count > 1 and 4 * a.step < a.tile]
+    if not tight:
+        return None
+    computed = grid.num_tiles * math.prod(grid.tile_shape) / math.prod(grid.shape)
+    n, axis = tight[0]
+    name = ("rows", "columns")[n - len(grid.axes) + 2] if n >= len(grid.axes) - 2 else "slices"
+    roomy = round_up(2 * (axis.tile - axis.step), 16)  # the context then takes at most half of each tile
+    return (f"tile_size={tile_size} keeps {axis.step} px of each {axis.tile} px tile along the {name} "
+            f"({axis.tile - axis.step} px of context): {grid.num_tiles} tiles computing {computed:.0f}x the "
+            f"{'volume' if len(grid.axes) == 3 else 'image'}'s pixels; tile_size={roomy} or more keeps at least "
+            "half of each tile")
+
+
+def warn_wasteful(grid: TileGrid, tile_size: int | str) -> None:
+    """Warn (:class:`~unetseg.errors.UnetsegWarning`, :func:`wasteful_tiles`) when a requested tile size leaves
+    the tiles little room; tile_size="auto" never does."""
+    message = None if tile_size == "auto" else wasteful_tiles(grid, int(tile_size))
+    if message:
+        warnings.warn(message, UnetsegWarning, stacklevel=4)
+

@@ -25,7 +25,7 @@ from ..models.precision import Precision, resolve_precision
 from .autotile import auto_batch_size, engine_and_tile, model_key, seconds_per_tile
 from .calibration import calibration_tiles
 from .forward import Views
-from .grid import TileGrid
+from .grid import TileGrid, warn_wasteful
 from .options import DEFAULTS, TileOptions
 from .result import TileReport
 from .splitter import travel_dtype
@@ -123,6 +123,7 @@ def plan_tiles(model: nn.Module, image: Any, options: TileOptions = DEFAULTS) ->
                                         tile_size=options.tile_size, spec=spec, batch_size=batch,
                                         halo=options.halo)
     grid = TileGrid.build((height, width), tile, geometry, options.halo)
+    warn_wasteful(grid, options.tile_size)
     compile = engine_name == "torch" and _should_compile(options.compile, graph, key, grid, spec, batch)
     quantized = None
     if precision.int8 and "uncertainty" in options.output and member_count(model) > 1:

@@ -82,7 +82,10 @@ class Staging:
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
     def to_device(self, block: np.ndarray, dtype: np.dtype) -> torch.Tensor:
-        host = torch.from_numpy(np.ascontiguousarray(block, dtype=dtype))
+        block = np.ascontiguousarray(block, dtype=dtype)
+        if not block.flags.writeable:  # a view of a read-only (memory-mapped) image: torch takes writable memory
+            block = block.copy()
+        host = torch.from_numpy(block)
         if self.device.type == "cpu":
             return host
         if self.stream is None:

@@ -30,7 +30,7 @@ from ..errors import UnetsegError
 from ..models.geometry import Geometry, round_up
 from ..models.precision import resolve_precision
 from .forward import TileForward
-from .grid import TileGrid, plan_axis
+from .grid import TileGrid, plan_axis, warn_wasteful
 from .options import DEFAULTS, TileOptions
 from .padding import read_box
 from .plan import TilePlan, input_settings
@@ -136,6 +136,7 @@ def plan_volume(model: nn.Module, volume: Any, options: TileOptions = DEFAULTS) 
     tile = (auto_volume_tile(shape, geometries, options.halo, tile_voxels(model, batch))
             if options.tile_size == "auto" else int(options.tile_size))
     grid = TileGrid.build(shape, tile, geometries, options.halo)
+    warn_wasteful(grid, options.tile_size)
     spec = ForwardSpec.of(norm, volume.dtype, travel_dtype(volume.dtype), channels, invalid=invalid,
                           labels=options.output == "labels", tta=options.tta, dims=3)
     engine = volume_engine(device, precision) if options.engine == "auto" else options.engine

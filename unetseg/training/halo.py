@@ -9,6 +9,7 @@ of the pixels. Training stores the result in the checkpoint (:class:`~unetseg.mo
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from ..data.normalization import Normalization
 from ..data.scenes import mirror_tile
+from ..errors import UnetsegWarning
 from ..models.geometry import Geometry, round_up
 from ..models.meta import HaloRecord
 from ..tiling import input_pixels, predict_tiled
@@ -94,6 +96,12 @@ def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: floa
     side, probe_tile = (PROBE_SIDE, PROBE_TILE) if dims == 2 else (PROBE_SIDE_3D, PROBE_TILE_3D)
     say = report or (lambda line: None)
     options = dict(amp=False, normalization=normalization, device=device, compile=False, batch_size=1, engine="torch")
+
+    def tiled(image: np.ndarray, tile: int, halo: int) -> np.ndarray:
+        with warnings.catch_warnings():  # the probes' tiles are small on purpose: the densest seams
+            warnings.simplefilter("ignore", UnetsegWarning)
+            return predict_tiled(model, image, tile_size=tile, halo=halo, **options)
+
     for image in images:
         if min(np.asarray(image).shape[:2]) < 1:
             raise ValueError(f"measure_halo: empty probe image of shape {tuple(np.asarray(image).shape)}")
@@ -109,7 +117,7 @@ def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: floa
         tile = probes[0][(slice(0, probe_tile),) * dims]
         for _ in range(2):  # the first call pays for allocations and kernel choices
             before = clock()
-            predict_tiled(model, tile, tile_size=probe_tile, halo=0, **options)
+            tiled(tile, probe_tile, 0)
         per_pixel = (clock() - before) / _computed_pixels(axes, 0, probe_tile, [probe_tile], dims)
 
     def cost(halo: int, n: int) -> float:
@@ -137,8 +145,7 @@ def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: floa
             f"(candidate {evaluated} of at most {MAX_CANDIDATES})")
         # The reference is one tile over the whole probe with the same border context, so only the seams
         # between tiles differ (models of unknown receptive field also depend on how far the border is mirrored).
-        agree = sum(int((predict_tiled(model, probe, tile_size=probe_tile, halo=halo, **options)
-                         == predict_tiled(model, probe, tile_size=2 * side, halo=halo, **options)).sum())
+        agree = sum(int((tiled(probe, probe_tile, halo) == tiled(probe, 2 * side, halo)).sum())
                     for probe in probes)
         agreements[index] = agree / total
         say(f"halo {halo} px: {100 * agreements[index]:.3f} % agreement (target {100 * target:.2f} %), "

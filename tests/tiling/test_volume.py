@@ -163,6 +163,21 @@ def test_auto_tiles_compute_the_fewest_voxels_that_fit_the_budget(shape):
     assert axis_tilings(shape[0], geometries[0], 16)[-1][1] == 1  # one tile over the whole axis is a choice
 
 
+def test_half_precision_activations_let_auto_tiles_hold_twice_the_voxels():
+    """The activation budget counts bytes: under bf16 a tile may hold twice fp32's voxels, so the brain volume
+    (143 x 208 x 176, halo 32) runs as 2 tiles (3.2x its voxels computed) instead of 8 (5.3x)."""
+    from unetseg.tiling.options import TileOptions
+    from unetseg.tiling.volume import plan_volume, tile_voxels
+
+    model = unetseg.UNet(1, 3, base_channels=8, depth=3, padding="same", spatial_dims=3)
+    assert tile_voxels(model, 1, 2) == 2 * tile_voxels(model, 1, 4)
+    volume = np.zeros((143, 208, 176), np.uint8)
+    plans = {amp: plan_volume(model, volume, TileOptions(amp=amp, halo=32, engine="torch")) for amp in ("bf16", False)}
+    voxels = {amp: int(np.prod(plan.grid.tile_shape)) for amp, plan in plans.items()}
+    assert voxels["bf16"] <= tile_voxels(model, 1, 2) and voxels[False] <= tile_voxels(model, 1, 4)
+    assert plans["bf16"].grid.num_tiles == 2 and plans[False].grid.num_tiles == 8
+
+
 def test_wrong_volume_shapes_are_one_line_errors():
     with pytest.raises(UnetsegError, match=r"DxHxW or DxHxWxC, got shape \(8, 8\)"):
         predict_tiled(unet3d("same"), np.zeros((8, 8), np.uint8))

@@ -64,15 +64,15 @@ def test_openvino_tiled_equals_one_tile(padding, trained_same_unet, valid_unet, 
     model = trained_same_unet if padding == "same" else valid_unet
     whole = unetseg.predict_tiled(model, nuclei, tile_size=512, halo="exact", amp=False, engine="openvino",
                                   output="probs")
-    parts = tiled(model, nuclei, TileOptions(tile_size=96 if padding == "same" else 124, halo="exact", amp=False,
+    parts = tiled(model, nuclei, TileOptions(tile_size=192 if padding == "same" else 124, halo="exact", amp=False,
                                              engine="openvino", output="probs"))
     assert parts.report.num_tiles > 4
     np.testing.assert_allclose(parts.output, whole, atol=2e-4)
 
 
 def test_openvino_runs_batches_and_a_short_last_batch(trained_same_unet, nuclei):
-    one = unetseg.predict_tiled(trained_same_unet, nuclei, tile_size=96, amp=False, engine="openvino", batch_size=1)
-    three = unetseg.predict_tiled(trained_same_unet, nuclei, tile_size=96, amp=False, engine="openvino", batch_size=3)
+    one = unetseg.predict_tiled(trained_same_unet, nuclei, tile_size=192, amp=False, engine="openvino", batch_size=1)
+    three = unetseg.predict_tiled(trained_same_unet, nuclei, tile_size=192, amp=False, engine="openvino", batch_size=3)
     assert (one == three).mean() > 0.9999
 
 
@@ -87,10 +87,10 @@ def test_auto_takes_the_engine_measured_fastest(trained_same_unet, nuclei, monke
     speed = {"torch": 1.0, "openvino": 0.5, "onnxruntime": 2.0}
     monkeypatch.setattr(autotile, "seconds_per_tile",
                         lambda engine, *a, **k: speed[engine.name])
-    plan = plan_tiles(trained_same_unet, nuclei, TileOptions(engine="auto", amp=False, tile_size=96))
+    plan = plan_tiles(trained_same_unet, nuclei, TileOptions(engine="auto", amp=False, tile_size=192))
     assert plan.engine == "openvino"
     speed["torch"] = 0.1
-    plan = plan_tiles(trained_same_unet, nuclei, TileOptions(engine="auto", amp=False, tile_size=96))
+    plan = plan_tiles(trained_same_unet, nuclei, TileOptions(engine="auto", amp=False, tile_size=192))
     assert plan.engine == "torch"
 
 
@@ -106,7 +106,7 @@ def test_auto_uses_torch_only_on_gpus_and_never_onnxruntime_outside_fp32():
 ])
 def test_bad_engine_settings_are_one_line(options, message, trained_same_unet, nuclei):
     with pytest.raises(UnetsegError, match=message.replace("(", r"\(")):
-        unetseg.predict_tiled(trained_same_unet, nuclei, tile_size=96, **options)
+        unetseg.predict_tiled(trained_same_unet, nuclei, tile_size=192, **options)
 
 
 def test_a_missing_engine_package_says_what_to_install(trained_same_unet, nuclei, monkeypatch):
@@ -115,17 +115,17 @@ def test_a_missing_engine_package_says_what_to_install(trained_same_unet, nuclei
         spec.name, ("openvino_not_installed", "onnx"), spec.devices, spec.precisions, spec.build, spec.help))
     assert "openvino" not in engines.usable_engines(torch.device("cpu"), Precision(None, True))
     with pytest.raises(UnetsegError, match=r"needs the 'openvino_not_installed' package\(s\): install unetseg\[openvino\]"):
-        unetseg.predict_tiled(trained_same_unet, nuclei, tile_size=96, engine="openvino")
+        unetseg.predict_tiled(trained_same_unet, nuclei, tile_size=192, engine="openvino")
 
 
 def test_int8_is_quantised_once_checked_and_agrees_with_fp32(trained_same_unet, nuclei):
     pytest.importorskip("nncf")
-    fp32 = unetseg.predict_tiled(trained_same_unet, nuclei, amp=False, engine="torch", tile_size=96)
-    first = tiled(trained_same_unet, nuclei, TileOptions(amp="int8", tile_size=96))
-    plan = plan_tiles(trained_same_unet, nuclei, TileOptions(amp="int8", tile_size=96))
+    fp32 = unetseg.predict_tiled(trained_same_unet, nuclei, amp=False, engine="torch", tile_size=192)
+    first = tiled(trained_same_unet, nuclei, TileOptions(amp="int8", tile_size=192))
+    plan = plan_tiles(trained_same_unet, nuclei, TileOptions(amp="int8", tile_size=192))
     assert first.report.engine == "openvino" and first.report.precision == "int8"
     assert plan.quantized is not None and plan.quantized.agreement >= 0.995
-    assert plan_tiles(trained_same_unet, nuclei, TileOptions(amp="int8", tile_size=96)).quantized is plan.quantized
+    assert plan_tiles(trained_same_unet, nuclei, TileOptions(amp="int8", tile_size=192)).quantized is plan.quantized
     assert (first.output == fp32).mean() >= 0.99
 
 
@@ -135,14 +135,14 @@ def test_int8_under_the_agreement_bound_is_refused(nuclei, monkeypatch):
 
     monkeypatch.setattr(quantize, "MIN_AGREEMENT", 1.01)  # nothing passes
     with pytest.raises(UnetsegError, match=r"amp='int8' refused: the quantised model's labels agree with fp32 on "):
-        unetseg.predict_tiled(tiny_unet("same", num_classes=2), nuclei, amp="int8", tile_size=96)
+        unetseg.predict_tiled(tiny_unet("same", num_classes=2), nuclei, amp="int8", tile_size=192)
 
 
 @pytest.mark.parametrize("amp", [False, "int8"])
 def test_openvino_on_dask_workers_equals_one_process(amp, trained_same_unet, nuclei, dask_client, tmp_path):
     """Threaded workers share one engine; int8 workers run the plan's quantised model, not their own."""
     pytest.importorskip("nncf")
-    options = dict(amp=amp, engine="openvino", tile_size=96, batch_size=1)
+    options = dict(amp=amp, engine="openvino", tile_size=192, batch_size=1)
     one = unetseg.predict_tiled(trained_same_unet, nuclei, **options)
     out = unetseg.predict_dask(trained_same_unet, nuclei, tmp_path / "l.zarr", chunk=64, client=dask_client,
                                **options)
@@ -158,7 +158,7 @@ def test_a_write_failing_while_the_next_batch_runs_leaves_the_engine_usable(trai
         def __setitem__(self, key, value):
             raise OSError(28, "No space left on device")
 
-    options = dict(tile_size=96, engine="openvino", amp=False, batch_size=1)
+    options = dict(tile_size=192, engine="openvino", amp=False, batch_size=1)
     with pytest.raises(OSError, match="No space left"):
         unetseg.predict_tiled(trained_same_unet, nuclei, out=FullDisk(), **options)
     again = unetseg.predict_tiled(trained_same_unet, nuclei, **options)
@@ -197,7 +197,7 @@ def test_openvino_runs_the_whole_forward_stage_in_its_graph(trained_same_unet, n
     spec = ForwardSpec.of(Normalization(), np.uint8, np.dtype(np.uint8), 1, labels=True)
     assert TileForward(engine, spec).fused
     assert not TileForward(engine, ForwardSpec.of(Normalization(), np.uint8, np.dtype(np.uint8), 1, tta="flips")).fused
-    options = dict(tile_size=96, amp=False)
+    options = dict(tile_size=192, amp=False)
     for output in ("labels", "probs"):
         want = unetseg.predict_tiled(trained_same_unet, nuclei, engine="torch", output=output, **options)
         got = unetseg.predict_tiled(trained_same_unet, nuclei, engine="openvino", output=output, **options)
@@ -211,7 +211,7 @@ def test_openvino_runs_the_whole_forward_stage_in_its_graph(trained_same_unet, n
 def test_openvino_fused_stage_takes_other_dtypes_and_invalid_pixels(trained_same_unet, nuclei, dtype):
     image = (nuclei.astype(np.float32) * (257 if dtype == np.uint16 else 1 / 255)).astype(dtype)
     image[20:40, 50:90] = 0
-    options = dict(tile_size=96, amp=False, nodata=0)
+    options = dict(tile_size=192, amp=False, nodata=0)
     want = unetseg.predict_tiled(trained_same_unet, image, engine="torch", output="probs", **options)
     got = unetseg.predict_tiled(trained_same_unet, image, engine="openvino", output="probs", **options)
     np.testing.assert_allclose(got, want, atol=2e-4)

@@ -90,7 +90,7 @@ def test_the_ensemble_runs_on_dask_workers_as_one_process(dask_client, tmp_path,
 
     models = members(2, padding="valid")
     image = rng.integers(0, 256, (90, 77, 3), dtype=np.uint8)
-    options = TileOptions(tile_size=44, amp=False, batch_size=1, engine="torch")
+    options = TileOptions(tile_size=84, amp=False, batch_size=1, engine="torch")
     expected = tiled(models, image, options).output
     got = dask_tiled(models, image, tmp_path / "l.zarr", chunk=40, client=dask_client, options=options)
     np.testing.assert_array_equal(np.asarray(got.output[:]), expected)

@@ -64,12 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _warning_line(command: str, message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+def _warning_line(command: str, message: Warning, category: type[Warning], *args: Any, **kwargs: Any) -> None:
     """A warning during a command: one line on stderr (our advice by itself, others with their category)."""
     kind = "" if issubclass(category, UnetsegWarning) else f"{category.__name__}: "
-    text = str(message).strip()
-    print(f"unetseg {command}: warning: {kind}{text.splitlines()[0] if text else category.__name__}", file=sys.stderr,
-          flush=True)
+    print(f"unetseg {command}: warning: {kind}{first_line(message)}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -178,8 +178,6 @@ class OutputSet:
         self.streams: dict[ObjectRule, ObjectStream] = {}
         self.scratch: dict[ObjectRule, ScratchArrays] = {}
         self._planes: dict[ObjectRule, Any] = {}
-        # the sink attribute the tiler reads (BandSink): set on entering when only object kinds need probabilities
-        self.probability_planes: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
         self._stack = ExitStack()
         self._finished = False
 
@@ -193,6 +191,12 @@ class OutputSet:
         """Whether only object kinds need the probabilities: the bands then carry one object probability per
         object rule (:meth:`object_planes`) instead of the K class probabilities."""
         return self.needs_probs and all("objects" in kind.needs for kind in self.kinds if "probs" in kind.needs)
+
+    @property
+    def probability_planes(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+        """What the tiler keeps of each band's probabilities (:class:`~unetseg.tiling.result.BandSink`): the object
+        planes once the set is entered with object streams and only object kinds need probabilities, else None."""
+        return self.object_planes if self.streams and self.reduces_probs else None
 
     def object_planes(self, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
         """rows x W x R float32: the object probability of each of the R object streams' rules (in their order)
@@ -219,8 +223,6 @@ class OutputSet:
                         self.streams[rule] = ObjectStream(self.spec.shape, rule, self.spec.num_classes,
                                                           self.scratch[rule], probabilities=self.needs_probs,
                                                           plane=plane)
-            if self.streams and self.reduces_probs:
-                self.probability_planes = self.object_planes
         except BaseException:
             self._stack.close()
             raise

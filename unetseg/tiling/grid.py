@@ -114,6 +114,11 @@ class TileGrid:
         return math.prod(self.counts)
 
     @property
+    def computed_pixels(self) -> int:
+        """Input pixels (voxels) the tiles compute, their context included."""
+        return self.num_tiles * math.prod(self.tile_shape)
+
+    @property
     def halo(self) -> int:
         """The in-plane halo (px per side) of same-padding tiles; 0 for valid padding."""
         return self.cols.offset
@@ -123,8 +128,7 @@ def input_pixels(shape: tuple[int, ...], tile: int, geometry: Geometry | tuple[G
                  halo: int | str = "auto") -> int:
     """Input pixels overlap-tile prediction computes over an image of ``shape``: its tiles, with their context,
     at ``tile`` px tiles and ``halo`` (what a prediction costs, for time budgets)."""
-    grid = TileGrid.build(shape, tile, geometry, halo)
-    return grid.num_tiles * math.prod(grid.tile_shape)
+    return TileGrid.build(shape, tile, geometry, halo).computed_pixels
 
 
 def wasteful_tiles(grid: TileGrid, tile_size: int) -> str | None:
@@ -135,9 +139,9 @@ def wasteful_tiles(grid: TileGrid, tile_size: int) -> str | None:
     tight = [(n, a) for n, a in enumerate(grid.axes) if a.count > 1 and 4 * a.step < a.tile]
     if not tight:
         return None
-    computed = grid.num_tiles * math.prod(grid.tile_shape) / math.prod(grid.shape)
+    computed = grid.computed_pixels / math.prod(grid.shape)
     n, axis = tight[0]
-    name = ("rows", "columns")[n - len(grid.axes) + 2] if n >= len(grid.axes) - 2 else "slices"
+    name = ("slices", "rows", "columns")[n + 3 - len(grid.axes)]
     roomy = round_up(2 * (axis.tile - axis.step), 16)  # the context then takes at most half of each tile
     return (f"tile_size={tile_size} keeps {axis.step} px of each {axis.tile} px tile along the {name} "
             f"({axis.tile - axis.step} px of context): {grid.num_tiles} tiles computing {computed:.0f}x the "

@@ -110,8 +110,8 @@ def volume_input_voxels(model: nn.Module, shape: tuple[int, int, int], halo: int
     """Input voxels (tiles with their context) that predicting a volume of ``shape`` (D, H, W) computes with
     ``model`` at ``halo`` and the automatic tiles: the cost of a prediction before running it (plans)."""
     geometries = Geometry.axes(model)
-    grid = TileGrid.build(shape, auto_volume_tile(shape, geometries, halo, tile_voxels(model, 1)), geometries, halo)
-    return grid.num_tiles * math.prod(grid.tile_shape)
+    return TileGrid.build(shape, auto_volume_tile(shape, geometries, halo, tile_voxels(model, 1)), geometries,
+                          halo).computed_pixels
 
 
 def plan_volume(model: nn.Module, volume: Any, options: TileOptions = DEFAULTS) -> TilePlan:

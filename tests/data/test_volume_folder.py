@@ -56,6 +56,29 @@ def test_one_volume_splits_into_z_slabs_with_the_context_gap(tmp_path):
                 np.testing.assert_array_equal(row, full_mask[z])
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_a_volume_labelled_on_a_few_slices_validates_on_labelled_ones(tmp_path, seed):
+    images, masks = write_cases(tmp_path, n=1, shape=(40, 16, 16))
+    image, labels = ct_case(0, (40, 16, 16))
+    sparse = np.full_like(labels, 255)
+    for z in (6, 20, 33):  # painted slices; the rest unlabelled
+        sparse[z] = labels[z]
+    write_volume(masks / "case0.nii.gz", sparse, oblique_affine())
+    train, val = volume_folder_splits(images, masks, val_fraction=0.1, seed=seed, gap=2, ignore_index=255)
+    assert (val.masks[0] != 255).any()  # the validation slab holds painted voxels
+    assert any((m != 255).any() for m in train.masks)  # and so does what trains
+
+
+def test_a_volume_thinner_than_the_context_splits_with_the_widest_gap_that_leaves_labels(tmp_path):
+    images, masks = write_cases(tmp_path, n=1, shape=(12, 16, 16))
+    train, val = volume_folder_splits(images, masks, val_fraction=0.25, seed=0, gap=40)
+    record = train.info["split"]
+    assert record["context"] == 40 and 0 <= record["gap"] < 40 and len(val) == 1
+    assert any((m != 255).any() for m in train.masks)
+    wide, _ = volume_folder_splits(images, masks, val_fraction=0.25, seed=0, gap=2)
+    assert wide.info["split"]["gap"] == 2 == wide.info["split"]["context"]  # the whole context when it fits
+
+
 def _broken(tmp_path, case):
     images, masks = write_cases(tmp_path, n=2)
     target = masks / "case1.nii.gz"

@@ -80,6 +80,19 @@ def test_write_nifti_round_trip(tmp_path, rng):
     assert volume.spacing == pytest.approx((3.0, 0.8, 0.7))
 
 
+@pytest.mark.parametrize("name", ["v.nii", "v.nii.gz"])
+def test_write_nifti_with_channels_round_trips_through_nibabel_and_the_reader(tmp_path, rng, name):
+    data = rng.normal(size=(5, 6, 7, 2)).astype(np.float32)
+    write_nifti(tmp_path / name, data, AFFINE)
+    image = nib.load(tmp_path / name)
+    assert image.shape == (7, 6, 5, 2)  # (X, Y, Z, C) in nibabel
+    np.testing.assert_array_equal(np.asarray(image.dataobj)[..., 1], data[..., 1].transpose(2, 1, 0))
+    volume = open_nifti(tmp_path / name)
+    assert volume.shape == (5, 6, 7, 2)
+    np.testing.assert_array_equal(volume[1:4, :, 2:5], data[1:4, :, 2:5])
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
+
+
 def test_bad_files_are_one_line_errors(tmp_path):
     (tmp_path / "broken.nii.gz").write_bytes(b"not a nifti")
     for path, message in [(tmp_path / "broken.nii.gz", "not a readable NIfTI"), (tmp_path / "none.nii", "no such")]:

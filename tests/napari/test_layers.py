@@ -35,7 +35,7 @@ def test_class_coded_layer_keeps_ids_and_its_nodata_label_is_unlabelled():
 @pytest.mark.parametrize("data, message", [
     (np.zeros((4, 4), np.uint8), "no labelled pixel"),
     (np.full((4, 4), 300, np.uint16), "label 300"),
-    (np.full((2, 4, 4), 1, np.uint8), "2-D labels"),
+    (np.full((2, 2, 4, 4), 1, np.uint8), "a 2-D labels layer .* or a 3-D one"),
     (np.full((4, 4), -1, np.int32), "negative label"),
 ])
 def test_unusable_labels_are_one_line_errors_naming_the_layer(data, message):

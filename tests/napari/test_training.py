@@ -77,3 +77,44 @@ def test_labels_of_another_size_are_refused(tmp_path, painted):
     image, paint, _ = painted
     with pytest.raises(UnetsegError, match="'cells' is 512x512 px but the labels are 100x50"):
         train_from_labels(image, paint[:50, :100], tmp_path / "x", names=("cells", "paint"))
+
+
+def test_painted_slices_of_a_volume_train_a_3d_checkpoint_with_the_layers_spacing(tmp_path):
+    """A 3-D labels layer painted on every 4th slice: a one-volume NIfTI folder with the layer's scale, the volume
+    plan, a 3D checkpoint that segments the volume in the viewer better than an untrained one on unpainted slices."""
+    from unetseg.io.nifti import open_nifti
+    from unetseg.napari.segmenting import SegmentSettings, segment_layer
+
+    sample = load_sample("brain", "train", volume=True)
+    box = (slice(30, 62), slice(48, 144), slice(40, 136))
+    volume, truth = sample.images[0][box], sample.masks[0][box].astype(np.int64)
+    paint = np.zeros(truth.shape, np.uint8)
+    paint[::4] = truth[::4] + 1
+    result = train_from_labels(volume, paint, tmp_path / "run", minutes=5, epochs=8, scale=(1.0, 2.0, 1.0, 1.0),
+                               overrides=["train.time_budget_minutes=null", "data.patches_per_epoch=32"])
+    run = tmp_path / "run"
+    written = open_nifti(run / "data/images/painted.nii.gz")
+    assert written.spacing == (2.0, 1.0, 1.0) and written.shape == volume.shape  # painted every 4th slice: all
+    mask = open_nifti(run / "data/masks/painted.nii.gz")[:, :, :]
+    assert (mask[1:4] == 255).all() and (mask[::4] == truth[::4]).all()
+    plan = yaml.safe_load((run / "plan.yaml").read_text())
+    assert plan["data"]["ignore_index"] == 255
+    model = unetseg.load_model(result.best_checkpoint)
+    assert model.spatial_dims == 3 and list(model.class_table.names) == ["background", "class1", "class2"]
+    (labels, kwargs, _), = segment_layer(volume, SegmentSettings(str(result.best_checkpoint), precision="fp32"),
+                                         scale=(2.0, 1.0, 1.0))
+    assert labels.shape == volume.shape and kwargs["scale"] == (2.0, 1.0, 1.0)
+    unpainted = np.arange(len(volume)) % 4 != 0
+    cm = ConfusionMatrix(3)
+    cm.update(labels[unpainted].astype(np.int64), truth[unpainted])
+    untrained = ConfusionMatrix(3)
+    untrained.update(np.zeros(int(unpainted.sum()) * 96 * 96, np.int64), truth[unpainted].ravel())
+    assert cm.compute()["miou"] > untrained.compute()["miou"] + 0.3, cm.compute()["miou"]
+
+
+def test_a_2d_checkpoint_cannot_fine_tune_on_3d_labels(tmp_path, checkpoint):
+    volume = np.zeros((4, 32, 32), np.uint8)
+    paint = np.zeros(volume.shape, np.uint8)
+    paint[1, :8], paint[1, 8:16] = 1, 2
+    with pytest.raises(UnetsegError, match="a 2D model cannot fine-tune on 3-D labels"):
+        train_from_labels(volume, paint, tmp_path / "x", init=checkpoint)

@@ -135,3 +135,20 @@ def test_the_plugin_loads_torch_parts_after_napari_drew_without_crashing(tmp_pat
             "print('alive')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "alive" in done.stdout, (done.returncode, done.stderr[-2000:])
+
+
+def test_a_3d_checkpoint_segments_the_volume_on_screen_with_its_scale(make_napari_viewer, qtbot, tmp_path):
+    from .test_segmenting3d import volume_checkpoint
+
+    rng = np.random.default_rng(0)
+    series = rng.integers(0, 256, (3, 12, 40, 36), dtype=np.uint8)  # T x Z x Y x X
+    viewer = make_napari_viewer()
+    viewer.add_image(series, name="scan", scale=(1.0, 2.5, 0.5, 0.5))
+    viewer.dims.set_point(0, 1.0)  # the second time point on screen
+    path, model = volume_checkpoint(tmp_path / "vol.pt")
+    widget = segment_widget(viewer, path, precision="fp32")
+    widget.run()
+    qtbot.waitUntil(lambda: widget._job is None, timeout=60_000)
+    layer = viewer.layers["scan (classes)"]
+    assert layer.data.shape == (12, 40, 36) and tuple(layer.scale) == (2.5, 0.5, 0.5)
+    np.testing.assert_array_equal(layer.data, unetseg.predict_tiled(model, series[1], amp=False))

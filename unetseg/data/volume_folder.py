@@ -199,9 +199,34 @@ def z_slab_split(
     images: Sequence[np.ndarray], masks: Sequence[np.ndarray], names: Sequence[str], *, val_fraction: float,
     seed: int, gap: int, ignore: int,
 ) -> tuple[dict[str, list], dict[str, list], dict[str, Any]]:
+    """:func:`slab_split` with the widest gap up to ``gap`` (the model's context) that leaves labelled training
+    slices: volumes too thin for the whole context (a small painted volume) still split, and the record says so
+    (``gap`` the slices kept, ``context`` the model's; training reports a warning). A volume too thin for even a
+    gap of 0 is a one-line UnetsegError."""
+    for tried in sorted({gap, 3 * gap // 4, gap // 2, gap // 4, gap // 8, 0}, reverse=True):
+        try:
+            train, val, record = slab_split(images, masks, names, val_fraction=val_fraction, seed=seed, gap=tried,
+                                            ignore=ignore)
+        except _TooThin:
+            continue
+        return train, val, {**record, "context": gap}
+    raise UnetsegError("the volumes are too thin along z for a validation slab and labelled slices to train on; "
+                       "lower data.val_fraction, add volumes or label more slices")
+
+
+class _TooThin(Exception):
+    pass
+
+
+def slab_split(
+    images: Sequence[np.ndarray], masks: Sequence[np.ndarray], names: Sequence[str], *, val_fraction: float,
+    seed: int, gap: int, ignore: int,
+) -> tuple[dict[str, list], dict[str, list], dict[str, Any]]:
     """Split each (Z, Y, X[, C]) volume along z: a validation slab of ``round(val_fraction * Z)`` slices (>= 1) at
-    a seeded position, and the training slabs below and above it, whose labels within ``gap`` slices of the
-    validation slab are set to ``ignore`` (a training slab left without a label is dropped).
+    a seeded position (among those where both the slab and the slices left to train on hold labelled voxels, when
+    any do: a volume labelled on a few slices validates on some of them), and the training slabs below and above
+    it, whose labels within ``gap`` slices of the validation slab are set to ``ignore`` (a training slab left
+    without a label is dropped).
 
     Returns ``(train, val, record)``: ``{"images", "masks", "names"}`` lists per side (names ``stem@z0-z1``) and
     the split.json record (``mode: "z-slabs"``, the slabs of each side).
@@ -217,7 +242,7 @@ def z_slab_split(
         if n_val >= depth:
             raise UnetsegError(f"{name}: val_fraction={val_fraction} takes all {depth} slices of the volume for "
                                "validation; lower data.val_fraction or add volumes")
-        v0 = int(rng.integers(0, depth - n_val + 1)) if n_val else depth
+        v0 = _val_slab_start(mask, n_val, gap, ignore, rng) if n_val else depth
         if n_val:
             val["images"].append(image[v0 : v0 + n_val])
             val["masks"].append(mask[v0 : v0 + n_val])
@@ -243,9 +268,25 @@ def z_slab_split(
         if kept:
             record["train"]["files"].append(name)
     if not train["images"]:
-        raise UnetsegError(f"the volumes are too thin along z for a validation slab and a gap of {gap} slices (the "
-                           "model's context); lower data.val_fraction, add volumes or use a smaller model")
+        raise _TooThin
     return train, val, record
+
+
+def _val_slab_start(mask: np.ndarray, n_val: int, gap: int, ignore: int, rng: np.random.Generator) -> int:
+    """A seeded first slice of the validation slab: drawn among the starts whose slab and whose training slices
+    (beyond ``gap`` of the slab) both hold a voxel not labelled ``ignore``; among all starts when none does."""
+    depth = mask.shape[0]
+    per_slice = (mask != ignore).reshape(depth, -1).any(1)
+    before = np.concatenate([[0], np.cumsum(per_slice)])  # labelled slices in [0, z): before[z]
+
+    def labelled(z0: int, z1: int) -> bool:
+        return before[min(max(z1, 0), depth)] > before[min(max(z0, 0), depth)]
+
+    starts = range(depth - n_val + 1)
+    good = [v for v in starts if labelled(v, v + n_val)
+            and (labelled(0, v - gap) or labelled(v + n_val + gap, depth))]
+    chosen = good or list(starts)
+    return int(chosen[int(rng.integers(0, len(chosen)))])
 
 
 def volume_folder_splits(

@@ -150,15 +150,18 @@ class NiftiSlabWriter:
     Args:
         path: the output ``.nii`` or ``.nii.gz``.
         header: the file's header, its shape and dtype set (:meth:`NiftiVolume.label_header`, :func:`new_header`).
-        shape: the (Z, Y, X) volume.
+        shape: the (Z, Y, X) volume, or (Z, Y, X, C) (channels on NIfTI's 4th axis, which varies slowest: such a
+            volume is written in one slab, ``writer[0:Z] = volume``).
     """
 
     def __init__(self, path: str | os.PathLike, header: Any, shape: tuple[int, ...]) -> None:
         self.path, self.shape = Path(path), tuple(int(n) for n in shape[:3])
+        self.channels = int(shape[3]) if len(shape) > 3 else 1
         self._header = header
         self.dtype = np.dtype(header.get_data_dtype())
-        if tuple(header.get_data_shape()) != self.shape[::-1]:
-            raise ValueError(f"header shape {header.get_data_shape()} is not {self.shape} reversed")
+        expected = (*self.shape[::-1], *((self.channels,) if len(shape) > 3 else ()))
+        if tuple(header.get_data_shape()) != expected:
+            raise ValueError(f"header shape {header.get_data_shape()} is not {expected} ((Z, Y, X) reversed, then C)")
         self._context = atomic_path(self.path, verify=self._verify)
         self._tmp = self._context.__enter__()
         self._next = 0
@@ -188,7 +191,12 @@ class NiftiSlabWriter:
         if not isinstance(key, slice) or key.start != self._next or key.stop is None:
             raise ValueError(f"slabs must come in order: expected one starting at {self._next}, got {key}")
         slab = np.asarray(slab)
-        if slab.shape != (key.stop - key.start, *self.shape[1:]):
+        if self.channels > 1:
+            if slab.shape != (*self.shape, self.channels):
+                raise ValueError(f"a volume with channels is written whole: got {slab.shape}, not "
+                                 f"{(*self.shape, self.channels)}")
+            slab = np.moveaxis(slab, -1, 0)  # channel by channel: NIfTI's (x, y, z, c) order
+        elif slab.shape != (key.stop - key.start, *self.shape[1:]):
             raise ValueError(f"slab of shape {slab.shape} does not fit {key} of a {self.shape} volume")
         # C-order (z, y, x) bytes are NIfTI's x-fastest order
         self._file.write(np.ascontiguousarray(slab, dtype=self._header.get_data_dtype()).tobytes())
@@ -227,7 +235,7 @@ class NiftiSlabWriter:
             size = 0
             while chunk := f.read(CHUNK):
                 size += len(chunk)
-        expected = int(np.prod(self.shape)) * self.dtype.itemsize
+        expected = int(np.prod(self.shape)) * self.channels * self.dtype.itemsize
         if header.get_data_shape() != tuple(self._header.get_data_shape()) or size != expected:
             raise OutputError(self.path, f"written file holds {size} data bytes, expected {expected}")
         if not np.allclose(header.get_best_affine(), self._header.get_best_affine()):
@@ -255,12 +263,16 @@ def write_nifti_labels(path: str | os.PathLike, labels: np.ndarray, like: NiftiV
 
 
 def write_nifti(path: str | os.PathLike, volume: np.ndarray, affine: np.ndarray) -> Path:
-    """Write a whole (Z, Y, X) volume with ``affine`` (for nibabel's (x, y, z) voxel indices) as a NIfTI-1 file
-    (atomically, checked); returns ``path``."""
+    """Write a whole (Z, Y, X) or (Z, Y, X, C) volume with ``affine`` (for nibabel's (x, y, z) voxel indices) as a
+    NIfTI-1 file (atomically, checked); channels go on the 4th axis, as :class:`NiftiVolume` reads them. Returns
+    ``path``."""
     volume = np.asarray(volume)
-    if volume.ndim != 3:
-        raise UnetsegError(f"{path}: write_nifti takes a (Z, Y, X) volume, got shape {volume.shape}")
-    return _write_whole(NiftiSlabWriter(path, new_header(volume.shape, volume.dtype, affine), volume.shape), volume)
+    if volume.ndim not in (3, 4):
+        raise UnetsegError(f"{path}: write_nifti takes a (Z, Y, X[, C]) volume, got shape {volume.shape}")
+    header = new_header(volume.shape, volume.dtype, affine)
+    if volume.ndim == 4:
+        header.set_data_shape((*volume.shape[:3][::-1], volume.shape[3]))
+    return _write_whole(NiftiSlabWriter(path, header, volume.shape), volume)
 
 
 def _write_whole(writer: NiftiSlabWriter, volume: np.ndarray) -> Path:

@@ -58,16 +58,16 @@ def class_table_of(metadata: dict[str, Any]) -> ClassTable | None:
 
 def training_mask(labels: Any, metadata: dict[str, Any] | None = None, name: str = "labels"
                   ) -> tuple[np.ndarray, list[str] | None]:
-    """A Labels layer's data as a training mask: (HxW uint8 class ids, :data:`UNLABELLED` where nothing is known;
-    the class names a class-coded layer records, else None).
+    """A Labels layer's data as a training mask: (HxW, or DxHxW for a volume, uint8 class ids, :data:`UNLABELLED`
+    where nothing is known; the class names a class-coded layer records, else None).
 
     A class-coded layer (:func:`class_layer_kwargs`; a corrected segmentation) keeps its ids, its nodata label
     becoming unlabelled; a painted layer maps ``v -> v - 1`` and 0 -> unlabelled. Raises UnetsegError (naming
     ``name``) for a layer with no labelled pixel, more classes than a uint8 mask holds, or negative values."""
     data = np.asarray(labels)
-    if data.ndim != 2:
+    if data.ndim not in (2, 3):
         raise UnetsegError(f"labels layer {name!r}: {data.ndim}-D data {data.shape}; train takes a 2-D labels layer "
-                           "(one plane of the image)")
+                           "(one plane of the image) or a 3-D one (a volume)")
     if data.size and data.min() < 0:
         raise UnetsegError(f"labels layer {name!r}: negative label {int(data.min())}; labels are class ids")
     table = class_table_of(metadata or {})
@@ -89,28 +89,36 @@ def training_mask(labels: Any, metadata: dict[str, Any] | None = None, name: str
 
 
 class ChannelsLast:
-    """A CxHxW array (numpy, dask, zarr) read as HxWxC: the layout the tiler reads, without loading it."""
+    """A Cx... array (CxHxW, CxDxHxW; numpy, dask, zarr) read as ...xC: the layout the tiler reads, without loading
+    it."""
 
     def __init__(self, data: Any) -> None:
         self.data = data
-        c, h, w = (int(s) for s in data.shape)
-        self.shape, self.dtype, self.ndim = (h, w, c), np.dtype(data.dtype), 3
+        c, *spatial = (int(s) for s in data.shape)
+        self.shape, self.dtype, self.ndim = (*spatial, c), np.dtype(data.dtype), len(spatial) + 1
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
-        return np.moveaxis(np.asarray(self.data[:, rows, cols]), 0, -1)
+        key = key if isinstance(key, tuple) else (key,)
+        return np.moveaxis(np.asarray(self.data[(slice(None), *key)]), 0, -1)
 
 
-def model_input(data: Any, rgb: bool, in_channels: int, leading: Sequence[int] = (), name: str = "image") -> Any:
-    """The 2-D image (HxW or HxWxC, still lazy) a model with ``in_channels`` bands segments from a layer's data.
+def model_input(data: Any, rgb: bool, in_channels: int, leading: Sequence[int] = (), name: str = "image",
+                dims: int = 2) -> Any:
+    """The image (HxW[xC]) or, for a 3D model (``dims=3``), the volume (DxHxW[xC]) a model with ``in_channels``
+    bands segments from a layer's data, still lazy.
 
-    ``rgb`` layers are HxWx3/4 (the alpha band dropped for 3-band models); a non-RGB 3-D layer whose first axis
-    has ``in_channels`` planes is bands first (CxHxW); any other extra leading axes (a stack, a time series) are
-    indexed by ``leading`` (the viewer's current position on them), so the plane on screen is segmented.
-    Raises UnetsegError naming ``name`` when the bands cannot match the model's."""
+    ``rgb`` layers are ...x3/4 (the alpha band dropped for 3-band models); a non-RGB layer whose axis before the
+    last ``dims`` has ``in_channels`` planes is bands first (CxHxW, CxDxHxW); any other extra leading axes (a
+    stack, a time series) are indexed by ``leading`` (the viewer's current position on them), so the plane (the
+    volume) on screen is segmented. Raises UnetsegError naming ``name`` when the bands cannot match the model's or
+    the layer has fewer axes than the model segments."""
     shape = tuple(int(s) for s in data.shape)
+    if len(shape) - int(rgb) < dims:
+        what = "a volume (DxHxW)" if dims == 3 else "an image (HxW)"
+        raise UnetsegError(f"image {name!r} ({'x'.join(map(str, shape))}) has {len(shape) - int(rgb)} spatial "
+                           f"axes; the model is {dims}-D and segments {what}")
     if rgb:
-        plane = _index_leading(data, shape[:-3], leading)
+        plane = _index_leading(data, shape[: -dims - 1], leading)
         bands = shape[-1]
         if bands == in_channels:
             return plane
@@ -119,12 +127,13 @@ def model_input(data: Any, rgb: bool, in_channels: int, leading: Sequence[int] =
         if in_channels == 1:
             raise UnetsegError(f"image {name!r} is RGB; the model takes 1 band: convert the layer to grayscale")
         raise UnetsegError(f"image {name!r} has {bands} bands (RGB); the model takes {in_channels}")
-    if in_channels > 1 and len(shape) >= 3 and shape[-3] == in_channels:
-        return ChannelsLast(_index_leading(data, shape[:-3], leading))
+    if in_channels > 1 and len(shape) > dims and shape[-dims - 1] == in_channels:
+        return ChannelsLast(_index_leading(data, shape[: -dims - 1], leading))
     if in_channels == 1:
-        return _index_leading(data, shape[:-2], leading)
+        return _index_leading(data, shape[:-dims], leading)
+    first = "CxDxHxW" if dims == 3 else "CxHxW"
     raise UnetsegError(f"image {name!r} ({'x'.join(map(str, shape))}) has no axis of {in_channels} bands the model "
-                       f"takes: open it with its bands as the first axis (CxHxW) or as RGB")
+                       f"takes: open it with its bands as the first axis ({first}) or as RGB")
 
 
 def _index_leading(data: Any, leading_shape: tuple[int, ...], leading: Sequence[int]) -> Any:
@@ -161,10 +170,10 @@ class _RGBOnly:
 
 
 def level_placement(base_shape: Sequence[int], level_shape: Sequence[int], scale: Sequence[float],
-                    translate: Sequence[float]) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(scale, translate) of the last two axes for a map computed at a coarser pyramid level, so that it lies
+                    translate: Sequence[float], dims: int = 2) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(scale, translate) of the last ``dims`` axes for a map computed at a coarser pyramid level, so that it lies
     over the full-resolution layer: a level pixel covers ``f`` base pixels, its centre ``(f - 1) / 2`` in."""
-    f = [b / max(s, 1) for b, s in zip(base_shape[-2:], level_shape[-2:], strict=True)]
-    sc = tuple(float(s) * k for s, k in zip(scale[-2:], f, strict=True))
-    tr = tuple(float(t) + (k - 1) / 2 * float(s) for t, k, s in zip(translate[-2:], f, scale[-2:], strict=True))
-    return sc, tr  # type: ignore[return-value]
+    f = [b / max(s, 1) for b, s in zip(base_shape[-dims:], level_shape[-dims:], strict=True)]
+    sc = tuple(float(s) * k for s, k in zip(scale[-dims:], f, strict=True))
+    tr = tuple(float(t) + (k - 1) / 2 * float(s) for t, k, s in zip(translate[-dims:], f, scale[-dims:], strict=True))
+    return sc, tr

@@ -93,8 +93,8 @@ def segment_layer(
     rgb: bool = False,
     multiscale: bool = False,
     leading: Sequence[int] = (),
-    scale: Sequence[float] = (1.0, 1.0),
-    translate: Sequence[float] = (0.0, 0.0),
+    scale: Sequence[float] | None = None,
+    translate: Sequence[float] | None = None,
     progress: Callable[[int, int], Any] | None = None,
 ) -> list[LayerData]:
     """Segment an image layer's data with ``settings``; return the layers to add (napari LayerDataTuples).
@@ -102,27 +102,37 @@ def segment_layer(
     Args:
         data: the layer's data (a list of levels when ``multiscale``): HxW, HxWxC (``rgb``), CxHxW, or with
             leading stack axes (``leading``: the plane on screen); numpy, dask or zarr, read a tile row at a time.
+            A 3D model's checkpoint segments the volume on screen: DxHxW (DxHxWxC ``rgb``, CxDxHxW), leading
+            axes (time) indexed by ``leading``, read a slab of tiles at a time.
         settings: checkpoint and options (:class:`SegmentSettings`).
         name: the image layer's name; the new layers are named after it.
-        scale, translate: the image layer's, so results at a pyramid level lie over it.
+        scale, translate: the image layer's (None: ones, zeros), so results at a pyramid level lie over it and
+            a volume's labels keep its voxel size.
         progress: ``progress(tiles_done, tiles_total)``; raising :class:`Cancelled` from it stops the run.
 
     Returns:
         "labels": one Labels layer of class ids (the checkpoint's class names and colours); "instances": a
         Labels layer of object ids with per-object features (class, area, mean probability); "probabilities":
         one Image layer per class (0..1); "uncertainty": the predictive entropy and, with several views (TTA,
-        a fold ensemble), their disagreement, as Image layers.
+        a fold ensemble), their disagreement, as Image layers. A 3D model's layers are DxHxW with the volume's
+        scale; its "instances" are the 26-connected components of each class but the first, with their volume in
+        voxels; "uncertainty" is for 2D models (a one-line UnetsegError).
     """
     from ..models.ensemble import as_model
     from ..tiling import predict_tiled
+    from ..tiling.volume import spatial_dims
 
     kwargs = settings.predict_kwargs()
     loaded = load_checkpoints(settings.checkpoint)
     model = as_model(loaded)
+    dims = spatial_dims(model)
     level = pick_level(data, multiscale, settings.level, name)
-    image = model_input(level, rgb, model.in_channels, leading, name)
+    image = model_input(level, rgb, model.in_channels, leading, name, dims)
     base = data[0].shape if multiscale else level.shape
-    sc, tr = level_placement(_plane_shape(base, rgb), _plane_shape(level.shape, rgb), scale, translate)
+    ndim = len(base)
+    sc, tr = level_placement(_spatial_shape(base, rgb, dims), _spatial_shape(level.shape, rgb, dims),
+                             scale if scale is not None else (1.0,) * ndim,
+                             translate if translate is not None else (0.0,) * ndim, dims)
     where = {"scale": sc, "translate": tr}
     table = model.class_table
     label = f"{name} ({settings.output if settings.output != 'labels' else 'classes'})"
@@ -131,7 +141,7 @@ def segment_layer(
         if settings.output == "labels":
             nodata = 255 if labels.dtype == np.uint8 else 65535 if labels.dtype == np.uint16 else None
             return [(labels, class_layer_kwargs(table, label, nodata, **where), "labels")]
-        return [_instances(model, labels, label, where)]
+        return [_instances(model, labels, label, where) if dims == 2 else _volume_instances(model, labels, label, where)]
     if settings.output == "probabilities":
         probs = predict_tiled(loaded, image, output="probs", progress=progress or False, **kwargs)
         names = list(table.names) if probs.shape[-1] == table.num_classes else ["foreground"]
@@ -139,6 +149,9 @@ def segment_layer(
         return [(probs[..., k], {"name": f"{name} p({n})", "colormap": "magma", "contrast_limits": (0.0, 1.0),
                                  "visible": k in shown, "blending": "additive", **where}, "image")
                 for k, n in enumerate(names)]
+    if dims == 3:
+        raise UnetsegError("output 'uncertainty' is for 2D models; a 3D model gives labels, probabilities or "
+                           "instances")
     unc = predict_tiled(loaded, image, output="uncertainty", progress=progress or False, **kwargs)
     from ..models.ensemble import entropy_bound
 
@@ -151,9 +164,10 @@ def segment_layer(
     return out
 
 
-def _plane_shape(shape: Sequence[int], rgb: bool) -> tuple[int, int]:
-    dims = tuple(int(s) for s in shape)
-    return dims[-3:-1] if rgb else dims[-2:]  # type: ignore[return-value]
+def _spatial_shape(shape: Sequence[int], rgb: bool, dims: int) -> tuple[int, ...]:
+    """The last ``dims`` spatial sides of a layer's ``shape`` (an RGB layer's last axis is its bands)."""
+    sides = tuple(int(s) for s in shape)
+    return sides[-dims - 1 : -1] if rgb else sides[-dims:]
 
 
 def _instances(model: Any, labels: np.ndarray, label: str, where: dict[str, Any]) -> LayerData:
@@ -168,6 +182,27 @@ def _instances(model: Any, labels: np.ndarray, label: str, where: dict[str, Any]
     features = {"index": list(range(1, n + 1)),
                 "class": [names[c] if c < len(names) else str(c) for c in table.class_id],
                 "area_px": table.area.tolist()}
+    return ids, {"name": label, "features": features, **where}, "labels"
+
+
+def _volume_instances(model: Any, labels: np.ndarray, label: str, where: dict[str, Any]) -> LayerData:
+    """Objects of a 3D class map: the 26-connected components of each class but the first (background), numbered
+    1..N class by class, with their class and volume (voxels) as features."""
+    from scipy import ndimage
+
+    names = model.class_table.names
+    ids = np.zeros(labels.shape, np.int32)
+    classes: list[str] = []
+    volumes: list[int] = []
+    for c in range(1, int(model.num_classes)):
+        found, n = ndimage.label(labels == c, np.ones((3, 3, 3), bool))
+        if not n:
+            continue
+        inside = found > 0
+        ids[inside] = found[inside] + len(classes)
+        classes += [names[c]] * n
+        volumes += np.bincount(found[inside], minlength=n + 1)[1:].tolist()
+    features = {"index": list(range(1, len(classes) + 1)), "class": classes, "volume_voxels": volumes}
     return ids, {"name": label, "features": features, **where}, "labels"
 
 

@@ -1,5 +1,7 @@
 """Training from a painted Labels layer, without Qt: the labelled part of the image becomes a one-image data
-folder inside a normal run folder, which is planned (:mod:`unetseg.training.plan`) and trained."""
+folder inside a normal run folder, which is planned (:mod:`unetseg.training.plan`) and trained. A 3-D labels layer
+over a volume becomes a one-volume folder (NIfTI, the layer's scale as the voxel spacing), planned as volumes
+(:mod:`unetseg.training.volume_plan`: 2D, 2.5D or 3D by measurement) and trained into a 3D checkpoint."""
 from __future__ import annotations
 
 import os
@@ -21,42 +23,51 @@ CONTEXT_MARGIN = 64  # px of unlabelled image kept around the labelled box: cont
 
 @dataclass(frozen=True)
 class TrainingData:
-    """The labelled crop written for training: the image and mask files, the crop's box in the layer
-    (r0, r1, c0, c1), and the class names."""
+    """The labelled crop written for training: the image and mask folders, the crop's box in the layer
+    ((r0, r1, c0, c1); for a volume (z0, z1, r0, r1, c0, c1)), and the class names."""
 
     images: Path
     masks: Path
-    box: tuple[int, int, int, int]
+    box: tuple[int, ...]
     classes: list[str]
 
 
-def training_image(data: Any, rgb: bool, shape: tuple[int, int], name: str = "image") -> np.ndarray:
-    """The layer's pixels as an HxW or HxWxC numpy array of the labels' ``shape`` (bands-first 3-D data is
-    moved last). Raises UnetsegError naming ``name`` when it is not one plane of that size."""
-    arr = data[0] if isinstance(data, (list, tuple)) or getattr(data, "multiscale", False) else data
-    arr = np.asarray(arr)
-    if rgb and arr.ndim == 3:
+def training_image(data: Any, rgb: bool, shape: tuple[int, ...], name: str = "image") -> np.ndarray:
+    """The layer's pixels as a numpy array of the labels' ``shape``: HxW or HxWxC, or for 3-D labels DxHxW or
+    DxHxWxC (bands-first data, CxHxW or CxDxHxW, is moved last). Raises UnetsegError naming ``name`` when it is
+    not one plane (one volume) of that size."""
+    dims = len(shape)
+    arr = np.asarray(data[0] if isinstance(data, (list, tuple)) or getattr(data, "multiscale", False) else data)
+    if arr.ndim == dims or (rgb and arr.ndim == dims + 1):
         out = arr
-    elif arr.ndim == 2:
-        out = arr
-    elif arr.ndim == 3 and tuple(arr.shape[1:]) == tuple(shape):
+    elif arr.ndim == dims + 1 and tuple(arr.shape[1:]) == tuple(shape):
         out = np.moveaxis(arr, 0, -1)
     else:
-        raise UnetsegError(f"image {name!r}: shape {arr.shape}; train takes one plane (HxW, RGB, or bands first) "
-                           f"of the labels' size {shape[1]}x{shape[0]}")
-    if tuple(out.shape[:2]) != tuple(shape):
-        raise UnetsegError(f"image {name!r} is {out.shape[1]}x{out.shape[0]} px but the labels are "
-                           f"{shape[1]}x{shape[0]}: paint on a labels layer of the image's size")
+        what = "one plane (HxW, RGB, or bands first)" if dims == 2 else "one volume (DxHxW, or bands first)"
+        raise UnetsegError(f"image {name!r}: shape {arr.shape}; train takes {what} of the labels' size "
+                           f"{_size(shape)}")
+    if tuple(out.shape[:dims]) != tuple(shape):
+        unit = "px" if dims == 2 else "voxels"
+        raise UnetsegError(f"image {name!r} is {_size(out.shape[:dims])} {unit} but the labels are {_size(shape)}: "
+                           f"paint on a labels layer of the image's size")
     return np.ascontiguousarray(out)
 
 
-def labelled_box(mask: np.ndarray, margin: int = CONTEXT_MARGIN) -> tuple[int, int, int, int]:
-    """(r0, r1, c0, c1): the bounding box of the labelled pixels grown by ``margin``, clipped to the image."""
-    rows = np.flatnonzero((mask != UNLABELLED).any(axis=1))
-    cols = np.flatnonzero((mask != UNLABELLED).any(axis=0))
-    h, w = mask.shape
-    return (max(int(rows[0]) - margin, 0), min(int(rows[-1]) + 1 + margin, h),
-            max(int(cols[0]) - margin, 0), min(int(cols[-1]) + 1 + margin, w))
+def _size(shape: Sequence[int]) -> str:
+    """A shape as a user reads it: W x H for a plane, D x H x W for a volume."""
+    sides = [str(int(n)) for n in shape]
+    return "x".join(sides[::-1] if len(sides) == 2 else sides)
+
+
+def labelled_box(mask: np.ndarray, margin: int = CONTEXT_MARGIN) -> tuple[int, ...]:
+    """(r0, r1, c0, c1) (a volume: (z0, z1, r0, r1, c0, c1)): the bounding box of the labelled pixels grown by
+    ``margin`` on every axis, clipped to the image."""
+    box: list[int] = []
+    labelled = mask != UNLABELLED
+    for axis, n in enumerate(mask.shape):
+        found = np.flatnonzero(labelled.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box += [max(int(found[0]) - margin, 0), min(int(found[-1]) + 1 + margin, n)]
+    return tuple(box)
 
 
 def class_names(mask: np.ndarray, known: list[str] | None, parent: ClassTable | None,
@@ -90,10 +101,7 @@ def write_training_data(out: Path, image: np.ndarray, mask: np.ndarray, names: l
     ``out/data/masks/<stem>.tif`` (class ids, GDAL_NODATA = :data:`UNLABELLED`, so training ignores them)."""
     from ..io.maps import write_image, write_index
 
-    labelled = np.unique(mask[mask != UNLABELLED])
-    if len(labelled) < 2:
-        raise UnetsegError(f"only {names[int(labelled[0])]!r} is painted: paint at least two classes (e.g. some "
-                           "background too) so the model learns to tell them apart")
+    _two_classes(mask, names)
     r0, r1, c0, c1 = box = labelled_box(mask)
     images, masks = out / "data" / "images", out / "data" / "masks"
     images.mkdir(parents=True, exist_ok=True)
@@ -103,23 +111,69 @@ def write_training_data(out: Path, image: np.ndarray, mask: np.ndarray, names: l
     return TrainingData(images, masks, box, names)
 
 
+def _two_classes(mask: np.ndarray, names: list[str]) -> None:
+    labelled = np.unique(mask[mask != UNLABELLED])
+    if len(labelled) < 2:
+        raise UnetsegError(f"only {names[int(labelled[0])]!r} is painted: paint at least two classes (e.g. some "
+                           "background too) so the model learns to tell them apart")
+
+
+def write_training_volume(out: Path, volume: np.ndarray, mask: np.ndarray, names: list[str],
+                          spacing: Sequence[float], stem: str = "painted") -> TrainingData:
+    """The labelled box of ``volume`` (DxHxW[xC]) and ``mask`` (DxHxW) as ``out/data/images/<stem>.nii.gz`` and
+    ``out/data/masks/<stem>.nii.gz`` with the voxel ``spacing`` (z, y, x: the layer's scale); unlabelled voxels
+    hold :data:`UNLABELLED`, the run's ignore label."""
+    from ..io.nifti import write_nifti
+    from ..io.volume import diagonal_affine
+
+    _two_classes(mask, names)
+    box = labelled_box(mask)
+    crop = tuple(slice(box[2 * a], box[2 * a + 1]) for a in range(3))
+    images, masks = out / "data" / "images", out / "data" / "masks"
+    affine = diagonal_affine(tuple(float(s) for s in spacing))  # type: ignore[arg-type]
+    write_nifti(images / f"{stem}.nii.gz", volume[crop], affine)
+    write_nifti(masks / f"{stem}.nii.gz", mask[crop], affine)
+    return TrainingData(images, masks, box, names)
+
+
+def plan_volume_config(data: TrainingData, minutes: float, init: str | None, out: Path,
+                       overrides: Sequence[str] = (), started: float | None = None,
+                       say: Callable[[str], Any] | None = None) -> Any:
+    """:func:`plan_config` for a volume crop (:func:`write_training_volume`): the volume plan, the painted classes,
+    unlabelled voxels ignored (a validation slab along z is chosen where voxels are labelled)."""
+    from ..data.volume_fingerprint import fingerprint_volume_folder
+    from ..training.volume_plan import make_volume_plan
+
+    plan = make_volume_plan(fingerprint_volume_folder(data.images, data.masks, ignore_index=UNLABELLED), minutes,
+                            started=started, say=say)
+    plan.config["data"]["ignore_index"] = UNLABELLED
+    plan.reasons["data.ignore_index"] = f"unlabelled voxels hold {UNLABELLED} and are ignored"
+    return _finish_plan(plan, data, init, out, overrides)
+
+
 def plan_config(data: TrainingData, minutes: float, init: str | None, out: Path, overrides: Sequence[str] = (),
                 started: float | None = None, say: Callable[[str], Any] | None = None) -> Any:
     """The run config: the plan of the crop (written as ``out/plan.yaml``), its classes named, fine-tuning from
     ``init`` (whose architecture replaces the plan's model section) when given, then ``overrides``
     (``KEY.SUB=VALUE``, as ``unetseg train --set``). ``minutes`` counts from ``started`` (a
     ``time.perf_counter()``); ``say`` gets the plan's status lines."""
-    from ..config.base import apply_overrides
-    from ..config.run import validate_config
     from ..data.fingerprint import fingerprint_folder
-    from ..io.maps import write_json, write_text
     from ..training.plan import make_plan
 
     plan = make_plan(fingerprint_folder(data.images, data.masks), minutes, started=started, say=say)
-    section = plan.config["data"]
     for key in ("class_values", "mask_mode"):  # the mask holds class ids 0..K-1 whatever was painted
-        section.pop(key, None)
-    section["classes"] = [{"name": n} for n in data.classes]
+        plan.config["data"].pop(key, None)
+    return _finish_plan(plan, data, init, out, overrides)
+
+
+def _finish_plan(plan: Any, data: TrainingData, init: str | None, out: Path, overrides: Sequence[str]) -> Any:
+    """Name the painted classes, fine-tune from ``init``, write plan.yaml and fingerprint.json, apply
+    ``overrides``; the validated run config."""
+    from ..config.base import apply_overrides
+    from ..config.run import validate_config
+    from ..io.maps import write_json, write_text
+
+    plan.config["data"]["classes"] = [{"name": n} for n in data.classes]
     plan.reasons["data.classes"] = "the painted labels' classes (unlabelled pixels are the mask's nodata)"
     if init:
         plan.config["model"] = {}
@@ -147,18 +201,23 @@ def train_from_labels(
     rgb: bool = False,
     metadata: dict[str, Any] | None = None,
     features: Any = None,
+    scale: Sequence[float] | None = None,
     names: tuple[str, str] = ("image", "labels"),
     overrides: Sequence[str] = (),
     on_epoch: Callable[[dict[str, Any]], Any] | None = None,
     stop: Callable[[], bool] | None = None,
     on_status: Callable[[str], Any] | None = None,
 ) -> RunResult:
-    """Train (or fine-tune from ``init``) on the labelled pixels of one image; return the run's result.
+    """Train (or fine-tune from ``init``) on the labelled pixels of one image or volume; return the run's result.
 
     Args:
         image: the image layer's data: HxW, HxWxC (``rgb``) or CxHxW, any dtype; a multiscale layer's level 0.
-        labels: HxW labels: painted (0 = not labelled, ``v`` = class ``v - 1``) or class-coded (``metadata``
-            from :func:`unetseg.napari.layers.class_layer_kwargs`: a corrected segmentation).
+            With 3-D labels, a volume: DxHxW, DxHxWxC (``rgb``) or CxDxHxW.
+        labels: HxW (or DxHxW) labels: painted (0 = not labelled, ``v`` = class ``v - 1``) or class-coded
+            (``metadata`` from :func:`unetseg.napari.layers.class_layer_kwargs`: a corrected segmentation). 3-D
+            labels train a 3D checkpoint (the volume plan chooses 2D, 2.5D or 3D networks).
+        scale: the labels layer's scale (its last three entries are a volume's voxel spacing, z, y, x; None:
+            1 each).
         out: the run folder (created): ``data/`` (the labelled crop), ``plan.yaml``, and what ``unetseg train``
             writes (config.yaml, metrics.csv, best.pt, last.pt).
         minutes: the training time (the plan sizes the model and epochs for it).
@@ -179,14 +238,25 @@ def train_from_labels(
     if not minutes > 0:
         raise UnetsegError(f"training minutes {minutes:g}: must be positive")
     mask, known = training_mask(labels, metadata, names[1])
+    volume = mask.ndim == 3
     pixels = training_image(image, rgb, mask.shape, names[0])
-    parent = load_model(init).class_table if init else None
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = write_training_data(out, pixels, mask, class_names(mask, known, parent, features))
+    parent = load_model(init) if init else None
+    if parent is not None and int(getattr(parent, "spatial_dims", 2)) != mask.ndim:
+        raise UnetsegError(f"start from {init}: a {getattr(parent, 'spatial_dims', 2)}D model cannot fine-tune on "
+                           f"{mask.ndim}-D labels ({names[1]!r})")
     if epochs is not None and epochs < 1:
         raise UnetsegError(f"training epochs {epochs}: must be at least 1 (or none: the time decides)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    classes = class_names(mask, known, None if parent is None else parent.class_table, features)
     changes = [*([f"train.epochs={int(epochs)}"] if epochs else []), *overrides]
-    config = plan_config(data, minutes, os.fspath(init) if init else None, out, changes, started, on_status)
+    init_path = os.fspath(init) if init else None
+    if volume:
+        spacing = tuple(float(s) for s in scale[-3:]) if scale is not None else (1.0, 1.0, 1.0)
+        data = write_training_volume(out, pixels, mask, classes, spacing)
+        config = plan_volume_config(data, minutes, init_path, out, changes, started, on_status)
+    else:
+        data = write_training_data(out, pixels, mask, classes)
+        config = plan_config(data, minutes, init_path, out, changes, started, on_status)
     return train(config, out, name="napari", progress=False, on_epoch=on_epoch, stop=stop, on_status=on_status,
                  started=started)

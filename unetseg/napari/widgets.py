@@ -300,7 +300,7 @@ class TrainWidget(_BackgroundForm):
         image_data = image.data[0] if image.multiscale else image.data
         labels_data = labels.data[0] if labels.multiscale else labels.data
         kwargs = {"minutes": minutes, "epochs": int(self.epochs.value) or None, "init": init, "rgb": image.rgb, "metadata": dict(labels.metadata),
-                  "features": labels.features, "names": (image.name, labels.name)}
+                  "features": labels.features, "scale": tuple(labels.scale), "names": (image.name, labels.name)}
         budget = 60.0 * minutes
 
         def work(stop: threading.Event, relay: _Relay) -> Any:

@@ -332,6 +332,11 @@ def build_volume_datasets(
     normalization = volume_normalization(cfg, train, ignore)
     normalization, refit = kept_normalization(keep_normalization, normalization)
     warnings = data_warnings(train, cfg, ignore) + ([refit] if refit else [])
+    record = train.info.get("split") or {}
+    if record.get("mode") == "z-slabs" and record.get("gap", 0) < record.get("context", 0):
+        warnings.append(f"the volume is too thin for the model's context ({record['context']} slices) between the "
+                        f"validation slab and the training labels: {record['gap']} kept, so validation scores may be "
+                        "optimistic")
     spacings = train.info.get("spacings", {})
     if any(not np.allclose(s, spacing, rtol=0.01) for s in spacings.values()):
         warnings.append(f"the training volumes have different voxel spacings; augmentation follows their median, "

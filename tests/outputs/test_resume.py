@@ -114,3 +114,72 @@ def test_other_settings_start_afresh(tmp_path, scene, monkeypatch):
     expected = unetseg.predict_tiled(model, tifffile.imread(image), tile_size=192, amp=False)
     final = tmp_path / "out" / "scan_index.ome.zarr"
     np.testing.assert_array_equal(zarr.open_group(str(final), mode="r")["0"][:], expected)
+
+
+VOLUME_CHILD = """
+import os, signal, sys
+from pathlib import Path
+import unetseg
+from unetseg.io.ome_zarr_labels import ChunkJournal
+from unetseg.outputs.volume import predict_volume_file
+from unetseg.tiling.options import TileOptions
+real, calls = ChunkJournal.record, []
+def dying(self, *args):
+    real(self, *args)
+    calls.append(1)
+    if len(calls) == {kill}:
+        os.kill(os.getpid(), signal.SIGKILL)  # right after the slab is recorded: the next one is never written
+ChunkJournal.record = dying
+predict_volume_file(unetseg.load_model(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), ["ome-zarr", "summary"],
+                    options=TileOptions(tile_size=24, amp=False))
+"""
+
+
+def test_a_killed_volume_run_resumes_from_its_recorded_slabs_with_the_same_result(tmp_path, monkeypatch):
+    import torch
+
+    from unetseg.io.nifti import write_nifti
+    from unetseg.io.ome_zarr_labels import ChunkJournal
+    from unetseg.outputs.volume import predict_volume_file
+    from unetseg.tiling.options import TileOptions
+
+    from ..conftest import randomized
+
+    torch.manual_seed(0)
+    model = randomized(unetseg.UNet(1, 3, base_channels=2, depth=2, padding="same", spatial_dims=3), 0)
+    ckpt = unetseg.save_checkpoint(model, tmp_path / "m3d.pt")
+    volume = np.random.default_rng(0).integers(0, 256, (60, 20, 18), dtype=np.uint8)
+    path = write_nifti(tmp_path / "scan.nii.gz", volume, np.diag([1.0, 1.0, 2.0, 1.0]))
+    options = TileOptions(tile_size=24, amp=False)
+    recorded = []
+    real = ChunkJournal.record
+    monkeypatch.setattr(ChunkJournal, "record", lambda self, *a: (recorded.append(a[0]), real(self, *a)))
+    predict_volume_file(model, path, tmp_path / "whole" / "scan", ["ome-zarr", "summary"], options=options)
+    expected = zarr.open_group(str(tmp_path / "whole" / "scan_index.ome.zarr"), mode="r")["0"][:]
+    np.testing.assert_array_equal(expected, unetseg.predict_tiled(model, volume, tile_size=24, amp=False))
+    slabs = len(recorded)
+    assert slabs > KILL_AFTER + 1
+
+    stem = tmp_path / "out" / "scan"
+    killed = subprocess.run([sys.executable, "-c", VOLUME_CHILD.format(kill=KILL_AFTER), str(ckpt), str(path),
+                             str(stem)], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    final = tmp_path / "out" / "scan_index.ome.zarr"
+    assert not final.exists() and resumable_folder(final).is_dir()
+
+    recorded.clear()
+    written = predict_volume_file(model, path, stem, ["ome-zarr", "summary"], options=options)
+    assert len(recorded) == slabs - KILL_AFTER  # the recorded slabs are not computed again
+    np.testing.assert_array_equal(zarr.open_group(str(final), mode="r")["0"][:], expected)
+    assert not resumable_folder(final).exists()
+    summary = json.loads(next(p for p in written if p.suffix == ".json").read_text())
+    whole = json.loads((tmp_path / "whole" / "scan_summary.json").read_text())
+    assert summary["classes"] == whole["classes"]  # the recorded slabs' counts come from the journal
+
+    killed = subprocess.run([sys.executable, "-c", VOLUME_CHILD.format(kill=KILL_AFTER), str(ckpt), str(path),
+                             str(stem)], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9 and resumable_folder(final).is_dir()
+    recorded.clear()  # other settings (the same grid) are another run: every slab is computed
+    predict_volume_file(model, path, stem, ["ome-zarr", "summary"],
+                        options=TileOptions(tile_size=24, amp=False, pad_mode="symmetric"))
+    assert len(recorded) == slabs and not resumable_folder(final).exists()

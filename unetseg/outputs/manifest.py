@@ -13,6 +13,29 @@ from typing import Any
 
 from ..io.maps import write_json
 
+# the formats a one-process run writes chunk by chunk (slab by slab) with a journal: a killed run resumes where it
+# stopped (OME-Zarr labels; the summary's counts come from the journal)
+RESUMABLE_FORMATS = frozenset({"ome-zarr", "summary"})
+
+
+def resumable(formats: list[str]) -> bool:
+    """Whether a run writing ``formats`` resumes where a killed one stopped: OME-Zarr labels and at most a
+    summary beside them."""
+    return "ome-zarr" in formats and set(formats) <= RESUMABLE_FORMATS
+
+
+def run_identity(path: str | os.PathLike, formats: list[str], options: Any, model: Any,
+                 **extra: Any) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one (JSON-able): the input file's version, the formats,
+    every tiling option (a dataclass's fields, by repr), the model's weights (their digest) and ``extra``."""
+    from dataclasses import fields
+
+    from ..models.checkpoint import state_digest
+
+    return {"input": file_state(path), **extra, "formats": sorted(formats),
+            "options": {f.name: repr(getattr(options, f.name)) for f in fields(options)},
+            "model": state_digest(model)}
+
 
 def manifest_path(stem: Path) -> Path:
     return Path(f"{stem}.done.json")

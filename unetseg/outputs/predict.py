@@ -8,7 +8,7 @@ the same output set with the merged result.
 from __future__ import annotations
 
 import os
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from ..tiling.options import DEFAULTS, TileOptions
 from ..tiling.plan import TilePlan, image_channels, plan_tiles
 from ..tiling.predict import run_tiles
 from .kinds import OutputKind, check_formats
+from .manifest import resumable, run_identity
 from .objects import OBJECT_DEFAULTS, ObjectOptions
 from .outputset import Done, OutputSet, OutputSpec
 from .style import MapStyle
@@ -50,7 +51,7 @@ def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list
     """
     kinds = check_formats(formats)
     source = _open(model, path, level)
-    if "ome-zarr" in formats and set(formats) <= RESUMABLE_FORMATS:
+    if resumable(formats):
         return _predict_resumable(model, source, path, stem, formats, level, options, done)
     output = plan_output(kinds)
     plan = plan_tiles(model, source.array, replace(options, output=output))
@@ -61,10 +62,6 @@ def predict_file(model: SegmentationModel, path: Path, stem: Path, formats: list
     return outputs.written
 
 
-# formats a one-process run writes chunk by chunk with a journal: a killed run resumes where it stopped
-RESUMABLE_FORMATS = {"ome-zarr", "summary"}
-
-
 def _predict_resumable(model: SegmentationModel, source: ImageSource, path: Path, stem: Path, formats: list[str],
                        level: int, options: TileOptions, done: Done | None) -> list[Path]:
     """OME-Zarr labels (and the summary) chunk by chunk in this process, each finished chunk recorded: a run
@@ -72,12 +69,9 @@ def _predict_resumable(model: SegmentationModel, source: ImageSource, path: Path
     measured choices of the first (tile size, engine, compile) so the result is the one an uninterrupted run
     gives."""
     from ..io.ome_zarr_labels import resume_key
-    from ..models.checkpoint import state_digest
-    from .manifest import file_state
     from .naming import output_path
 
-    run = {"input": file_state(path), "level": level, "formats": sorted(formats),
-           "options": {f.name: repr(getattr(options, f.name)) for f in fields(options)}, "model": state_digest(model)}
+    run = run_identity(path, formats, options, model, level=level)
     previous = resume_key(output_path(stem, "index", ".ome.zarr"))
     chosen = options
     if previous is not None and previous.get("run") == run:

@@ -32,7 +32,7 @@ from ..tiling.options import DEFAULTS, TileOptions
 from ..tiling.result import TiledResult
 from ..tiling.volume import plan_volume, run_volume, spatial_dims
 from .kinds import Finished, KindWriter, OutputKind, check_formats, register_output_kind
-from .manifest import write_manifest
+from .manifest import resumable, run_identity, write_manifest
 from .outputset import Done
 from .summary import summary
 
@@ -63,7 +63,8 @@ class _ZarrSlabs:
     """An :class:`~unetseg.io.ome_zarr_labels.OmeZarrLabelsWriter` behind the slab-writer interface
     (``w[z0:z1] = slab``, ``close()``, ``abort()``)."""
 
-    def __init__(self, path: Path, volume: Volume, dtype: np.dtype, model: SegmentationModel) -> None:
+    def __init__(self, path: Path, volume: Volume, dtype: np.dtype, model: SegmentationModel,
+                 resume: dict[str, Any] | None = None) -> None:
         from ..io.ome_zarr_labels import OmeZarrLabelsWriter
 
         shape = tuple(int(n) for n in volume.shape[:3])
@@ -72,7 +73,8 @@ class _ZarrSlabs:
         self._writer = OmeZarrLabelsWriter(
             path, shape, dtype, tuple(min(c, n) for c, n in zip(ZARR_CHUNKS, shape, strict=True)),
             class_names=list(table.names), colors=table.palette(), pixel_size=tuple(volume.spacing),
-            unit=volume.unit).__enter__()
+            unit=volume.unit, resume=resume).__enter__()
+        self.journal = self._writer.journal
 
     def __setitem__(self, key: slice, slab: np.ndarray) -> None:
         self._writer[key] = slab
@@ -97,13 +99,14 @@ class _Fanout:
             writer[key] = slab
 
 
-def _slab_writer(kind: OutputKind, stem: Path, volume: Volume, dtype: np.dtype, model: SegmentationModel) -> Any:
+def _slab_writer(kind: OutputKind, stem: Path, volume: Volume, dtype: np.dtype, model: SegmentationModel,
+                 resume: dict[str, Any] | None) -> Any:
     path = kind.path(stem, "stream")
     if kind.name == "nifti":
         return label_writer(path, volume, dtype)
     if kind.name == "tiff":
         return OmeTiffSlabWriter(path, volume.shape[:3], dtype, volume.spacing, volume.unit)
-    return _ZarrSlabs(path, volume, dtype, model)
+    return _ZarrSlabs(path, volume, dtype, model, resume)
 
 
 def predict_volume_file(model: SegmentationModel, path: Path, stem: Path, formats: list[str], *,
@@ -111,20 +114,27 @@ def predict_volume_file(model: SegmentationModel, path: Path, stem: Path, format
     """Segment the volume ``path`` (NIfTI, TIFF z-stack or OME-Zarr: :func:`unetseg.io.volume.open_volume`) with the
     3D ``model`` and write each requested kind (``nifti``, ``tiff``, ``ome-zarr``, ``summary``) as
     ``<stem>_<part><suffix>``; returns the written paths. Labels never sit whole in memory: each slab goes to every
-    label file as it completes. Nothing is left at the final names if a step fails."""
+    label file as it completes. Nothing is left at the final names if a step fails.
+
+    OME-Zarr labels (with at most a summary beside them: :func:`unetseg.outputs.manifest.resumable`) are written
+    resumably: each finished slab is recorded, and a run killed part-way is taken up by the next run with the same
+    input, model and settings, which computes only the slabs not recorded (labels and summary equal an
+    uninterrupted run's)."""
     kinds = check_formats(formats, dims=3)
     if spatial_dims(model) != 3:
         raise UnetsegError(f"{path}: a volume needs a 3D model (spatial_dims=3); this checkpoint's model is 2D")
     volume = open_volume(path)
     plan = plan_volume(model, volume, replace(options, output="labels"))
     dtype = map_dtype(model.num_classes, plan.nodata_label)
+    resume = run_identity(path, formats, options, model) if resumable(formats) else None
     writers: list[Any] = []
     try:
         for kind in kinds:
             if kind.name != "summary":
-                writers.append(_slab_writer(kind, stem, volume, dtype, model))
+                writers.append(_slab_writer(kind, stem, volume, dtype, model, resume))
+        journal = next((w.journal for w in writers if isinstance(w, _ZarrSlabs)), None)
         result = run_volume(model, volume, plan, out=_Fanout(writers) if writers else None,
-                            progress=True).check_valid()
+                            progress=True, journal=journal).check_valid()
         written = []
         while writers:  # a writer whose close() fails has removed its own temporary
             written.append(writers.pop(0).close())

@@ -167,10 +167,14 @@ def _tile_boxes(grid: TileGrid, slab: int) -> Iterator[tuple[tuple[int, int, int
 
 
 def run_volume(model: nn.Module, volume: Any, plan: TilePlan, *, out: Any = None,
-               progress: bool | Callable[[int, int], Any] = False) -> TiledResult:
+               progress: bool | Callable[[int, int], Any] = False, journal: Any = None) -> TiledResult:
     """Run ``plan`` over ``volume``: per slab (one tile row along D), read each tile's mirror-padded window, run the
     forward stage on the plan's device, keep each tile's centre in the slab, then hand the slab to ``out``
-    (``out[z0:z1] = slab``; None: a new numpy array). Returns the output, settings and class counts."""
+    (``out[z0:z1] = slab``; None: a new numpy array). Returns the output, settings and class counts.
+
+    ``journal``: a :class:`unetseg.io.ome_zarr_labels.ChunkJournal` of a resumable ``out`` (labels only): slabs it
+    records (by their first slice) are skipped, their class counts taken from it; each slab done here is recorded
+    once ``out`` holds it. So a killed run's successor computes only the slabs that were not recorded."""
     from .predict import TileProgress  # the progress bar of the 2D runner
 
     grid, spec = plan.grid, plan.spec
@@ -181,11 +185,20 @@ def run_volume(model: nn.Module, volume: Any, plan: TilePlan, *, out: Any = None
     if out is None:
         out = (np.empty(grid.shape, labels_dtype) if plan.output == "labels" else None)
     counts: np.ndarray | None = None
+    if journal is not None and (plan.output != "labels" or out is None):
+        raise ValueError("a journal records labels written to an output, not probabilities or a returned array")
+    done: dict[int, np.ndarray] = {}
+    if journal is not None:
+        done = {row: np.asarray(entry["class_counts"], np.int64) for (row, _), entry in journal.done().items()}
     with torch.inference_mode(), TileProgress(grid.num_tiles, progress) as bar:
         for slab in range(grid.axes[0].count):
             z0, z1 = grid.axes[0].kept(slab)
-            merged: np.ndarray | None = None
             tiles = list(_tile_boxes(grid, slab))
+            if z0 in done:
+                counts = done[z0] if counts is None else counts + done[z0]
+                bar.update(len(tiles))
+                continue
+            merged: np.ndarray | None = None
             for first in range(0, len(tiles), plan.batch_size):
                 batch = tiles[first : first + plan.batch_size]
                 raw = np.stack([read_box(volume, box, plan.pad_mode).numpy() for _, box in batch])
@@ -205,6 +218,8 @@ def run_volume(model: nn.Module, volume: Any, plan: TilePlan, *, out: Any = None
             slab_counts = (label_counts(merged, num_classes or int(merged.max()) + 1) if plan.output == "labels"
                            else _prob_counts(merged))
             counts = slab_counts if counts is None else counts + slab_counts
+            if journal is not None:
+                journal.record(z0, 0, {"class_counts": slab_counts.tolist()})
     assert counts is not None
     return TiledResult(out, plan.report(compiled=engine.compiled), math.prod(grid.shape), counts)
 

@@ -64,7 +64,9 @@ def count(model, kind):
 
 @needs_fused_op
 @pytest.mark.parametrize("padding", ["same", "valid"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=pytest.mark.skipif(
+    not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="oneDNN runs no bf16 convolution on this CPU (AVX2 "
+    "only): the model is kept unfused, test_a_fused_op_this_cpu_lacks_keeps_the_model covers it"))])
 def test_every_unet_relu_runs_as_its_convolutions_post_op(padding, dtype):
     model = fold_batchnorm(tiny_unet(padding, depth=2), torch.rand(1, 1, 92, 92))
     model = model.to(dtype).to(memory_format=torch.channels_last)
@@ -74,6 +76,19 @@ def test_every_unet_relu_runs_as_its_convolutions_post_op(padding, dtype):
     with torch.no_grad():
         torch.testing.assert_close(fused(x), model(x), rtol=0, atol=0)  # one oneDNN call, the same floats
     assert fused.state_dict().keys() == model.state_dict().keys()
+
+
+@needs_fused_op
+def test_a_fused_op_this_cpu_lacks_keeps_the_model(monkeypatch):
+    """Where the fused kernel raises (bf16 on a CPU without AVX512, a build without the op), fusion returns the
+    model itself, which runs as before."""
+    def missing(*args, **kwargs):
+        raise RuntimeError("no such kernel on this CPU")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", missing)
+    model = fold_batchnorm(tiny_unet("same", depth=2), torch.rand(1, 1, 92, 92))
+    x = torch.rand(1, 1, 92, 92)
+    assert fuse_conv_relu(model, x) is model
 
 
 @needs_fused_op

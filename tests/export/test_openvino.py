@@ -69,6 +69,29 @@ def test_int8_ir_is_calibrated_on_the_images_and_agrees_with_fp32(tmp_path, trai
     assert (run_ir(path, x).argmax(1) == want).mean() >= 0.99
 
 
+@pytest.mark.parametrize("vnni", [True, False])
+def test_int8_without_vnni_quantises_with_the_overflow_fix_on_every_layer(tmp_path, nuclei_folder, monkeypatch, vnni):
+    """AVX2's int8 kernels sum products pairwise in saturating 16 bits: without VNNI every layer gets NNCF's overflow
+    fix (7-bit weights); with VNNI only the first (NNCF's default)."""
+    nncf = pytest.importorskip("nncf")
+    from nncf.quantization.advanced_parameters import OverflowFix
+
+    from unetseg.models import precision
+
+    monkeypatch.setattr(precision, "cpu_has_vnni", lambda: vnni)
+    seen, real = [], nncf.quantize
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["advanced_parameters"].overflow_fix)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nncf, "quantize", spy)
+    monkeypatch.setattr("unetseg.engines.quantize.MIN_AGREEMENT", 0.0)  # the choice is checked, not the model
+    export_model(tiny_unet("same", num_classes=2), tmp_path / "q.xml", format="openvino-int8", tile_size=64,
+                 calibration=[nuclei_folder[0]])
+    assert seen == [OverflowFix.FIRST_LAYER if vnni else OverflowFix.ENABLE]
+
+
 def test_int8_under_the_agreement_bound_is_refused_and_writes_nothing(tmp_path, nuclei_folder, monkeypatch):
     pytest.importorskip("nncf")
     from unetseg.engines import quantize

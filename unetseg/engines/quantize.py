@@ -4,7 +4,11 @@ NNCF's static post-training quantisation (min/max ranges of each activation over
 correction) of the folded fp32 graph at the plan's tile shape, keeping the first and the last convolution in the
 float precision: the first sees raw normalised pixels whose range one scale serves badly, and the last makes the
 logits whose argmax is the answer. The result is checked before it is used: its labels must agree with the fp32
-graph's on at least :data:`MIN_AGREEMENT` of the calibration pixels, else the run is refused with one line.
+graph's on at least :data:`MIN_AGREEMENT` of the calibration pixels, else the run is refused with one line. On a
+CPU without VNNI (AVX2 only) NNCF's overflow fix is applied to every layer (7-bit weights, so AVX2's saturating
+16-bit pairwise sums cannot overflow): a briefly trained U-Net's int8 labels agreed with fp32 on 99.41 % of the
+calibration pixels without it and 99.56 % with it (2-core AMD EPYC, AVX2 only); with VNNI only the first layer's
+(NNCF's default), where the fix would only cost precision.
 
 The quantised model is serialised into the plan (:class:`QuantizedModel`, the IR's XML and weights, ~1 byte per
 weight), so Dask workers run the same one; it is cached per model weights, tile shape and image, so a process
@@ -52,9 +56,11 @@ def quantize(net: torch.nn.Module, onnx: bytes, tiles: np.ndarray, precision_hin
     try:
         import nncf
         import openvino as ov
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
     except ImportError:
         raise UnetsegError("amp='int8' needs OpenVINO and NNCF: install unetseg[openvino] "
                            "(e.g. `uv pip install openvino nncf`)") from None
+    from ..models.precision import cpu_has_vnni
     from .registry import openvino_core
 
     logging.getLogger("nncf").setLevel(logging.ERROR)
@@ -65,9 +71,12 @@ def quantize(net: torch.nn.Module, onnx: bytes, tiles: np.ndarray, precision_hin
     convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
     keep = sorted({convs[0], convs[-1]}) if convs else []
     dataset = nncf.Dataset([t[None] for t in tiles])
+    advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix.FIRST_LAYER if cpu_has_vnni()
+                                              else OverflowFix.ENABLE)
     with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws its own progress bars
         quantized = nncf.quantize(model, dataset, subset_size=len(tiles), fast_bias_correction=True,
-                                  ignored_scope=nncf.IgnoredScope(names=keep), preset=nncf.QuantizationPreset.MIXED)
+                                  ignored_scope=nncf.IgnoredScope(names=keep), preset=nncf.QuantizationPreset.MIXED,
+                                  advanced_parameters=advanced)
     compiled = core.compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": precision_hint})
     agree = total = 0
     with torch.inference_mode():

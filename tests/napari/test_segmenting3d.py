@@ -39,14 +39,14 @@ def volume():
 
 def test_a_3d_model_segments_the_whole_volume_with_its_voxel_size(tmp_path, volume):
     path, model = volume_checkpoint(tmp_path / "vol.pt")
-    settings = SegmentSettings(str(path), precision="fp32", tile_size="24")
+    settings = SegmentSettings(str(path), engine="torch", precision="fp32")
     (labels, kwargs, kind), = segment_layer(volume, settings, name="scan", scale=(3.0, 0.5, 0.5),
                                             translate=(10.0, 0.0, -2.0))
-    expected = unetseg.predict_tiled(model, volume, amp=False, tile_size=24)
+    expected = unetseg.predict_tiled(model, volume, amp=False, engine="torch")
     assert kind == "labels" and labels.shape == volume.shape
     np.testing.assert_array_equal(labels, expected)
     assert kwargs["scale"] == (3.0, 0.5, 0.5) and kwargs["translate"] == (10.0, 0.0, -2.0)
-    probs = segment_layer(volume, SegmentSettings(str(path), precision="fp32", output="probabilities"),
+    probs = segment_layer(volume, SegmentSettings(str(path), engine="torch", precision="fp32", output="probabilities"),
                           scale=(3.0, 0.5, 0.5))
     assert len(probs) == 3 and probs[0][0].shape == volume.shape and probs[0][1]["scale"] == (3.0, 0.5, 0.5)
     np.testing.assert_allclose(sum(p for p, _, _ in probs), 1.0, atol=1e-5)
@@ -55,9 +55,9 @@ def test_a_3d_model_segments_the_whole_volume_with_its_voxel_size(tmp_path, volu
 def test_a_stack_of_volumes_is_read_at_the_time_on_screen_by_slabs(tmp_path, volume):
     path, model = volume_checkpoint(tmp_path / "vol.pt")
     series = Counting(np.stack([volume, volume[:, ::-1].copy(), 255 - volume]))  # T x D x H x W
-    settings = SegmentSettings(str(path), precision="fp32", tile_size="24")
+    settings = SegmentSettings(str(path), engine="torch", precision="fp32")
     (labels, kwargs, _), = segment_layer(series, settings, leading=(1, 4, 7, 9), scale=(1.0, 2.0, 1.0, 1.0))
-    np.testing.assert_array_equal(labels, unetseg.predict_tiled(model, volume[:, ::-1], amp=False, tile_size=24))
+    np.testing.assert_array_equal(labels, unetseg.predict_tiled(model, volume[:, ::-1], amp=False, engine="torch"))
     assert kwargs["scale"] == (2.0, 1.0, 1.0)  # the volume's axes; the time axis is the one on screen
     assert 0 < series.largest <= volume.size  # windows of the one volume on screen, never the stack
 
@@ -65,14 +65,14 @@ def test_a_stack_of_volumes_is_read_at_the_time_on_screen_by_slabs(tmp_path, vol
 def test_bands_first_volumes_match_channels_last(tmp_path, volume):
     path, model = volume_checkpoint(tmp_path / "vol2.pt", in_channels=2)
     bands_last = np.stack([volume, 255 - volume], -1)
-    (labels, _, _), = segment_layer(np.moveaxis(bands_last, -1, 0), SegmentSettings(str(path), precision="fp32"))
-    np.testing.assert_array_equal(labels, unetseg.predict_tiled(model, bands_last, amp=False))
+    (labels, _, _), = segment_layer(np.moveaxis(bands_last, -1, 0), SegmentSettings(str(path), engine="torch", precision="fp32"))
+    np.testing.assert_array_equal(labels, unetseg.predict_tiled(model, bands_last, amp=False, engine="torch"))
 
 
 def test_3d_instances_are_the_26_connected_components_of_each_class(tmp_path, volume):
     path, model = volume_checkpoint(tmp_path / "vol.pt", balanced_on=volume)
-    (ids, kwargs, kind), = segment_layer(volume, SegmentSettings(str(path), precision="fp32", output="instances"))
-    labels = unetseg.predict_tiled(model, volume, amp=False)
+    (ids, kwargs, kind), = segment_layer(volume, SegmentSettings(str(path), engine="torch", precision="fp32", output="instances"))
+    labels = unetseg.predict_tiled(model, volume, amp=False, engine="torch")
     assert len(np.unique(labels)) == 3
     features = kwargs["features"]
     assert kind == "labels" and ids.shape == volume.shape and ids.max() == len(features["index"]) > 0
@@ -92,5 +92,5 @@ def test_3d_instances_are_the_26_connected_components_of_each_class(tmp_path, vo
 def test_what_a_3d_model_cannot_do_is_a_one_line_error(tmp_path, volume, output, data, message):
     path, _ = volume_checkpoint(tmp_path / "vol.pt")
     with pytest.raises(UnetsegError, match=message) as err:
-        segment_layer(volume if data == "volume" else volume[0], SegmentSettings(str(path), output=output))
+        segment_layer(volume if data == "volume" else volume[0], SegmentSettings(str(path), engine="torch", output=output))
     assert "\n" not in str(err.value)

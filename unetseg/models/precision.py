@@ -14,18 +14,19 @@ AMP_CHOICES = ("auto", "off", "bf16", "fp16", "int8")
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_flags() -> set[str]:
+def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
             for line in f:
                 if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return set()
+    return frozenset()
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_vnni() -> bool:
     """True when the CPU multiplies int8 with a 32-bit accumulator (AVX512-VNNI, AVX-VNNI, AMX): without it,
     int8 kernels add products pairwise in saturating 16 bits (AVX2's vpmaddubsw), which large weights overflow."""
@@ -33,6 +34,7 @@ def cpu_has_vnni() -> bool:
     return "AMX" in capability or "VNNI" in capability or bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU computes bf16 natively (AMX or AVX512-BF16); emulated bf16 is slower than fp32."""
     capability = str(torch.backends.cpu.get_cpu_capability()).upper()

@@ -232,6 +232,7 @@ def train_from_labels(
     Raises UnetsegError (one line) for unusable layers: no or one painted class, sizes that differ.
     """
     from ..models import load_model
+    from ..tiling.volume import spatial_dims
     from ..training import train
 
     started = time.perf_counter()
@@ -241,8 +242,8 @@ def train_from_labels(
     volume = mask.ndim == 3
     pixels = training_image(image, rgb, mask.shape, names[0])
     parent = load_model(init) if init else None
-    if parent is not None and int(getattr(parent, "spatial_dims", 2)) != mask.ndim:
-        raise UnetsegError(f"start from {init}: a {getattr(parent, 'spatial_dims', 2)}D model cannot fine-tune on "
+    if parent is not None and spatial_dims(parent) != mask.ndim:
+        raise UnetsegError(f"start from {init}: a {spatial_dims(parent)}D model cannot fine-tune on "
                            f"{mask.ndim}-D labels ({names[1]!r})")
     if epochs is not None and epochs < 1:
         raise UnetsegError(f"training epochs {epochs}: must be at least 1 (or none: the time decides)")

@@ -106,10 +106,40 @@ def test_distance_targets_are_levels_monotone_in_the_distance_to_the_boundary():
     assert layout.num_classes == 6 and layout.classes().names[1:3] == ("cell", "cell d2")
 
 
+def test_relative_distance_levels_give_every_object_all_levels_and_keep_a_shallow_neck():
+    from scipy import ndimage
+
+    yy, xx = np.indices((48, 80))
+    inst = np.zeros((48, 80), np.int64)
+    inst[(yy - 24) ** 2 + (xx - 20) ** 2 <= 225] = 1  # radius 15
+    inst[((yy - 24) ** 2 + (xx - 45) ** 2 <= 121) & (inst == 0)] = 2  # radius 11, touching object 1
+    inst[(yy - 10) ** 2 + (xx - 70) ** 2 <= 16] = 3  # radius 4
+    layout = InstanceLayout(("cell",), target="distance", levels=4, bin=4, relative=True)
+    levels = layout.targets(inst)
+    assert (levels[inst == 0] == 0).all()
+    for k in (1, 2, 3):  # small or large, each object has levels 1..4: (d - 1) / D in quarters
+        d = ndimage.distance_transform_edt(inst == k)[inst == k]
+        np.testing.assert_array_equal(levels[inst == k], 1 + np.floor(4 * (d - 1) / d.max()))
+        assert set(np.unique(levels[inst == k])) == {1, 2, 3, 4}
+    absolute = InstanceLayout(("cell",), target="distance", levels=4, bin=4).targets(inst)
+    assert absolute[inst == 3].max() == 1  # in px bins the small object has no core level at all
+    # the touching pair's deep halves are apart at level 3 already
+    assert ndimage.label((levels >= 3) & (inst < 3))[1] == 2
+    cut = np.zeros((20, 40), np.int64)
+    cut[(yy[:20, :40] - 19) ** 2 + (xx[:20, :40] - 20) ** 2 <= 144] = 1  # a disk of radius 12 halved by the edge
+    halved = layout.targets(cut)
+    # the image edge is no boundary: the half disk's core is at the edge, with every level, as the whole disk's
+    assert halved[19, 20] == 4 and set(np.unique(halved[cut > 0])) == {1, 2, 3, 4}
+    with pytest.raises(UnetsegError, match=r"data.distance_bin 2: .* 15 px deep .* set data.distance_bin >= 3"):
+        InstanceLayout(("cell",), target="distance", levels=4, bin=2, relative=True).targets(inst)
+
+
 def test_distance_target_config_and_its_one_line_errors():
     cfg = parse_data_config({"mask_mode": "instances", "instance_target": "distance", "distance_levels": 4})
     layout = cfg.instance_layout()
-    assert (layout.target, layout.levels, layout.bin) == ("distance", 4, 2)
+    assert (layout.target, layout.levels, layout.bin, layout.relative) == ("distance", 4, 2, False)
+    assert parse_data_config({"mask_mode": "instances", "instance_target": "distance",
+                              "distance_relative": True}).instance_layout().relative
     assert parse_data_config({"mask_mode": "instances"}).instance_layout().target == "three_class"
     for data, message in [({"instance_target": "distance"}, "applies to mask_mode='instances' only"),
                           ({"mask_mode": "instances", "instance_target": "stars"}, "instance_target"),

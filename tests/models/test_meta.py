@@ -5,7 +5,7 @@ import torch
 import unetseg
 from unetseg.data.nodata import Nodata
 from unetseg.models.checkpoint import CHECKPOINT_FORMAT
-from unetseg.models.meta import SCHEMA_VERSION, CheckpointMeta, HaloRecord, TrainingRecord
+from unetseg.models.meta import SCHEMA_VERSION, CheckpointMeta, HaloRecord, InstanceRecord, TrainingRecord
 
 
 def test_record_round_trips_through_a_checkpoint(tmp_path):
@@ -23,6 +23,8 @@ def test_record_round_trips_through_a_checkpoint(tmp_path):
     assert meta.training == TrainingRecord({"a": 1}, 4, 40, 0.7, "parent.pt") and meta.data == {"images": 3}
     assert meta.schema == SCHEMA_VERSION and meta.unetseg_version == unetseg.__version__
     assert CheckpointMeta.from_dict(meta.to_dict()) == meta
+    relative = meta.updated(instances=InstanceRecord((1,), 0, 2, "distance", 4, 3, relative=True))
+    assert CheckpointMeta.from_dict(relative.to_dict()).instances.layout(("cell",)).relative
 
 
 def test_a_schema_1_checkpoint_still_loads(tmp_path):

@@ -200,6 +200,10 @@ class DataConfig(Strict):
             ordinal classes of ``distance_bin`` px; objects by a seeded watershed; one object class only).
         distance_levels, distance_bin: the distance target's level count (default 6, 2..32) and bin width in px
             (default 2).
+        distance_relative: the distance levels are equal fractions of each object's own depth, so objects of
+            any size have every level (``distance_bin`` is then how far each level floods, px, minus one: at least
+            the deepest object's depth / levels). Default off: on the nuclei sample's region folds (sizes within
+            1.5x of each other) 4 relative levels tied 3 absolute ones (AP@0.5 0.812 vs 0.817 fold mean).
         ignore_index: label of unlabelled pixels (e.g. 255): no loss, kept through augmentation.
         ignore_color: RGB colour of unlabelled pixels in colour masks (mapped to ``ignore_index``).
         nodata: ``"auto"`` (default: each TIFF's GDAL_NODATA tag), a number, or None; NaN/Inf are always
@@ -245,6 +249,7 @@ class DataConfig(Strict):
     instance_target: Literal["three_class", "distance"] = "three_class"
     distance_levels: int = Field(DISTANCE_LEVELS, ge=2, le=32)
     distance_bin: int = Field(DISTANCE_BIN, ge=1, le=16)
+    distance_relative: bool = False
     ignore_index: int | None = Field(None, ge=0)
     ignore_color: tuple[int, int, int] | None = None
     nodata: Literal["auto"] | float | None = "auto"
@@ -353,7 +358,7 @@ class DataConfig(Strict):
             return None
         names = tuple(c.name for c in self.classes) if self.classes else sample_names
         return InstanceLayout(names, self.boundary_width, self.instance_target, self.distance_levels,
-                              self.distance_bin)
+                              self.distance_bin, self.distance_relative)
 
     def configured_classes(self) -> ClassTable | None:
         """The configured classes as a :class:`ClassTable` (default colours where none given), or None (also

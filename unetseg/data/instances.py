@@ -10,6 +10,11 @@ one of two kinds (``data.instance_target``):
   ``[1 + (l-1) * bin, 1 + l * bin)`` px, the last class open-ended), learned with cross-entropy as Bai & Urtasun's
   "Deep Watershed Transform" (2017) learns its quantised energy levels. Objects come back from a bounded seeded
   watershed on the levels (:class:`unetseg.objects.separate.ObjectRule` with ``flood_levels``).
+  ``distance_relative``: the levels are equal fractions of each object's own depth instead (level l for distances
+  in ``[1 + (l-1) * D / K, 1 + l * D / K)`` px, D the object's deepest distance): every object, small or large,
+  has all K levels and a core of the top ones, and the neck between touching objects stays shallow relative to
+  both; ``distance_bin`` is then only how far each level floods (px, minus one), at least the deepest object's
+  D / K.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ INSTANCE_TARGETS = ("three_class", "distance")
 # 6 levels of 2 px resolve their cores; deeper pixels share the last level.
 DISTANCE_LEVELS = 6
 DISTANCE_BIN = 2
+RELATIVE_PAD = 64  # px an object cut by the image edge may reach past it, for its relative distance levels
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,8 @@ class InstanceLayout:
 
     ``target="three_class"``: 0 background, 1..C the interiors of the C object classes, C+1 the boundary;
     ``boundary_width`` px. ``target="distance"`` (one object class only): 0 background, 1..``levels`` the
-    quantised distance to the object's boundary, ``bin`` px per level (see the module docstring).
+    quantised distance to the object's boundary, ``bin`` px per level, or ``relative``: equal fractions of each
+    object's depth (see the module docstring).
     """
 
     object_names: tuple[str, ...] = ("object",)
@@ -52,6 +59,7 @@ class InstanceLayout:
     target: str = "three_class"
     levels: int = DISTANCE_LEVELS
     bin: int = DISTANCE_BIN
+    relative: bool = False
 
     def __post_init__(self) -> None:
         if self.target not in INSTANCE_TARGETS:
@@ -96,7 +104,7 @@ class InstanceLayout:
         ``object_class`` maps its id to another 1..C), :attr:`boundary_class` on its boundary."""
         inst = np.asarray(instances)
         if self.target == "distance":
-            return distance_levels(inst, self.levels, self.bin)
+            return distance_levels(inst, self.levels, self.bin, relative=self.relative)
         size = 2 * self.boundary_width + 1
         # neighbours outside the image repeat the edge: the image edge is no boundary
         hi = ndimage.maximum_filter(inst, size=size, mode="nearest")
@@ -112,24 +120,40 @@ class InstanceLayout:
         return out
 
 
-def distance_levels(instances: np.ndarray, levels: int, bin_px: int) -> np.ndarray:
+def distance_levels(instances: np.ndarray, levels: int, bin_px: int, *, relative: bool = False) -> np.ndarray:
     """HxW uint8 distance targets of an instance map: 0 background; on an object pixel
     ``min(levels, 1 + floor((d - 1) / bin_px))`` with ``d`` its Euclidean distance (px) to the nearest pixel of
-    another object or of the background (>= 1). The image edge is no boundary (the map's edge rows repeat
-    outwards), so objects cut by the image edge keep their depth there."""
+    another object or of the background (>= 1); ``relative``: ``1 + floor(levels * (d - 1) / D)`` with ``D`` the
+    object's largest ``d`` (a UnetsegError when an object is deeper than ``levels * (bin_px + 1)``: the levels'
+    flood would not cross it). The image edge is no boundary (the map's edge rows repeat outwards), so objects cut
+    by the image edge keep their depth there."""
     inst = np.asarray(instances)
-    pad = levels * bin_px + 1  # deeper than the last level's start: distances past it need not be exact
+    # deeper than the last level's start (distances past it need not be exact); relative levels need each
+    # object's whole depth, so an object cut by the edge may reach RELATIVE_PAD px past it
+    pad = RELATIVE_PAD if relative else levels * bin_px + 1
     padded = np.pad(inst, pad, mode="edge")
     depth = np.zeros(padded.shape, np.float64)
+    deepest = np.ones(padded.shape, np.float64)  # relative: each object pixel's D
     for k, box in enumerate(ndimage.find_objects(padded), start=1):
         if box is None:
             continue
         # the box grown by one px: its outer ring is not object k, so the nearest other pixel lies within it
         grown = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
         own = padded[grown] == k
-        depth[grown][own] = ndimage.distance_transform_edt(own)[own]
-    dist = depth[pad:-pad, pad:-pad]
-    level = np.minimum(levels, 1 + np.floor(np.maximum(dist - 1, 0) / bin_px)).astype(np.uint8)
+        d = ndimage.distance_transform_edt(own)[own]
+        depth[grown][own] = d
+        if relative:
+            deepest[grown][own] = d.max()
+    dist = depth[pad:-pad, pad:-pad] - 1  # >= 0 on objects
+    if relative and deepest.max() > levels * (bin_px + 1):
+        raise UnetsegError(f"data.distance_bin {bin_px}: relative distance levels flood {bin_px + 1} px each, but an "
+                           f"object is {deepest.max():.0f} px deep ({levels} levels of {deepest.max() / levels:.1f} "
+                           f"px); set data.distance_bin >= {int(np.ceil(deepest.max() / levels)) - 1}")
+    if relative:
+        level = np.minimum(levels, 1 + np.floor(levels * dist / deepest[pad:-pad, pad:-pad]))
+    else:
+        level = np.minimum(levels, 1 + np.floor(np.maximum(dist, 0) / bin_px))
+    level = level.astype(np.uint8)
     level[inst == 0] = 0
     return level
 

@@ -43,7 +43,8 @@ class InstanceRecord:
     """The model was trained on instance masks (:mod:`unetseg.data.instances`): ``object_classes`` are the class
     ids of object interiors, ``boundary_class`` that of their boundaries, ``boundary_width`` its width in px.
     ``target="distance"``: the classes 1..``levels`` are quantised distances to the object boundary, ``bin`` px
-    each (``object_classes`` is then ``(1,)`` and ``boundary_class`` 0, unused)."""
+    each, or ``relative``: fractions of each object's depth (``object_classes`` is then ``(1,)`` and
+    ``boundary_class`` 0, unused)."""
 
     object_classes: tuple[int, ...]
     boundary_class: int
@@ -51,18 +52,21 @@ class InstanceRecord:
     target: str = "three_class"
     levels: int = 0
     bin: int = 0
+    relative: bool = False
 
     def layout(self, object_names: tuple[str, ...]) -> InstanceLayout:
         """The target layout the model was trained on (``object_names``: its object classes' names)."""
         if self.target == "distance":
-            return InstanceLayout(object_names[:1], self.boundary_width, "distance", self.levels, self.bin)
+            return InstanceLayout(object_names[:1], self.boundary_width, "distance", self.levels, self.bin,
+                                  self.relative)
         return InstanceLayout(object_names, self.boundary_width)
 
 
 def instance_record(layout: InstanceLayout) -> InstanceRecord:
     """The record of a run trained on ``layout``'s targets."""
     if layout.target == "distance":
-        return InstanceRecord((1,), 0, layout.boundary_width, "distance", layout.levels, layout.bin)
+        return InstanceRecord((1,), 0, layout.boundary_width, "distance", layout.levels, layout.bin,
+                              layout.relative)
     return InstanceRecord(layout.object_classes, layout.boundary_class, layout.boundary_width)
 
 
@@ -209,7 +213,7 @@ class CheckpointMeta:
             kw["instances"] = inst if isinstance(inst, InstanceRecord) else InstanceRecord(
                 tuple(int(c) for c in inst["object_classes"]), int(inst["boundary_class"]),
                 int(inst["boundary_width"]), str(inst.get("target", "three_class")), int(inst.get("levels", 0)),
-                int(inst.get("bin", 0)))
+                int(inst.get("bin", 0)), bool(inst.get("relative", False)))
         if data.get("object_tuning") is not None:
             tuned = data["object_tuning"]
             kw["object_tuning"] = tuned if isinstance(tuned, ObjectTuning) else ObjectTuning(

@@ -43,6 +43,19 @@ def test_the_budget_chooses_the_widest_network_that_takes_enough_steps():
     assert slow.config["model"]["base_channels"] == 8 and fast.config["model"]["base_channels"] == 32
     assert 0.75 * 60 * 30 / 1.0 >= MIN_STEPS
     assert "measured 1.00 s per step" in fast.reasons["model.base_channels"]
+    timed = []
+    table = {32: 1.0, 16: 0.5, 8: 0.1}
+
+    def measure(depth, base, *rest):
+        timed.append(base)
+        return table[base]
+
+    make_plan(fp, 1.0, measure=measure)  # base 8's 0.1 s scaled by width already misses 1 min: nothing wider is timed
+    assert timed == [8]
+    timed.clear()
+    table[16] = 0.45  # within 16's bound (0.2 s) but over 3 min's budget: timed, then passed over
+    assert make_plan(fp, 3.0, measure=measure).config["model"]["base_channels"] == 8
+    assert timed == [8, 16] and 0.2 * MIN_STEPS <= 0.75 * 180 < 0.45 * MIN_STEPS
 
 
 def test_landsat_scene_plans_regions_values_and_keeps_context_inside_a_block():

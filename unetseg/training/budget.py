@@ -7,7 +7,7 @@ gets a bounded share (:func:`halo_seconds`), and the plan (:mod:`.plan`) reports
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..models.geometry import Geometry
@@ -27,6 +27,20 @@ PLOT_S = 1.0  # drawing samples.png, beyond predicting its images
 def halo_seconds(budget_s: float) -> float:
     """The most the halo measurement may take in a run of ``budget_s`` seconds."""
     return min(max(HALO_SHARE * budget_s, HALO_FLOOR_S), HALO_CEILING_SHARE * budget_s)
+
+
+def widest_affordable(widths: Sequence[int], time_step: Callable[[int], float],
+                      affordable: Callable[[float], bool]) -> int:
+    """The widest of ``widths`` (base channels, widest first) whose measured ``time_step(width)`` (seconds per
+    training step) is ``affordable``, else the narrowest. The narrowest is timed first: at a fixed batch of pixels a
+    network ``w`` times wider moves ``w`` times the activations and computes ~``w**2`` times the FLOPs, so its step
+    takes at least ``w`` times as long, and wider ones that cannot be affordable are never timed (a wide step
+    can take many seconds on a CPU)."""
+    per_width = time_step(widths[-1]) / widths[-1]
+    for width in widths[:-1]:
+        if affordable(per_width * width) and affordable(time_step(width)):
+            return width
+    return widths[-1]
 
 
 def forward_seconds(pixels: float, step_seconds: float, step_pixels: float) -> float:

@@ -23,7 +23,7 @@ from ..data.fingerprint import Fingerprint
 from ..models import UNet
 from ..models.geometry import Geometry
 from ..models.precision import resolve_precision
-from .budget import AfterTraining, forward_seconds, halo_seconds, seconds_text, tiled_pixels
+from .budget import AfterTraining, forward_seconds, halo_seconds, seconds_text, tiled_pixels, widest_affordable
 from .probe import DEFAULT_TARGET, default_reason
 from .setup import training_precision
 
@@ -200,15 +200,18 @@ def make_plan(fp: Fingerprint, minutes: float = 10.0, *, device: torch.device | 
     classes = fp.num_classes if fp.coding != "instances" else 3
     budget = 60.0 * minutes
     after = AfterTraining(halo=halo_seconds(budget))
-    timed = {}
-    base = BASES[-1]
-    for candidate in BASES:
+    timed: dict[int, float] = {}
+
+    def time_step(candidate: int) -> float:
         if say is not None:
             say(f"timing a training step of a depth-{depth} U-Net, base {candidate}, {batch} patches of {patch} px")
         timed[candidate] = measure(depth, candidate, patch, batch, fp.bands, classes)
-        if timed[candidate] * MIN_STEPS <= 0.75 * (budget - (clock() - started) - after.total()):
-            base = candidate
-            break
+        return timed[candidate]
+
+    def affordable(step: float) -> bool:
+        return step * MIN_STEPS <= 0.75 * (budget - (clock() - started) - after.total())
+
+    base = widest_affordable(BASES, time_step, affordable)
     seconds = timed[base]
     planning = clock() - started
     geometry = Geometry.of(UNet(fp.bands, classes, base_channels=base, depth=depth, padding="same"))

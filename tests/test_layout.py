@@ -47,6 +47,10 @@ def test_importing_the_tiler_loads_neither_the_outputs_layer_nor_the_commands():
     code = "import sys, unetseg.tiling, unetseg.scale; print(sorted(m for m in sys.modules if m.split('.')[:2] in " \
            "(['unetseg', 'outputs'], ['unetseg', 'commands'])))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+    # nor does planning and training a U-Net load smp (its encoders and torchvision: seconds of every start)
+    code = "import sys, unetseg.cli, unetseg.training.plan, unetseg.losses; " \
+           "print('segmentation_models_pytorch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 def test_the_tiler_names_no_output_files():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import segmentation_models_pytorch.losses as smp_losses
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -84,6 +83,9 @@ class SegmentationLoss(nn.Module):
         )
         self.extra = nn.ModuleDict()
         self.extra_weights: dict[str, float] = {}
+        if dice > 0 or focal > 0 or lovasz > 0:
+            # imported here: smp's package loads its encoders and torchvision (~3 s of every CLI start on 2 cores)
+            import segmentation_models_pytorch.losses as smp_losses
         if dice > 0:
             self.extra["dice"] = smp_losses.DiceLoss("multiclass", ignore_index=ignore_index, class_weights=class_weights)
             self.extra_weights["dice"] = dice

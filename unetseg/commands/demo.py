@@ -63,8 +63,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"[2/3] segmenting a {args.size}x{args.size} image built from the held-out validation strip")
     start = time.perf_counter()
     result = tiled(model, image, progress=True)
-    seconds = time.perf_counter() - start
+    first = time.perf_counter() - start
     labels, report = result.output, result.report
+    start = time.perf_counter()  # again: the engine and tile chosen by measurement above are kept for the model
+    tiled(model, image)
+    seconds = time.perf_counter() - start
     whole = predict_tiled(model, image, tile_size=2 * args.size, halo="exact", amp=False)  # one tile: whole image
     # The exactness claim is about tiling, so it is checked in fp32 with the receptive-field halo, whatever
     # precision and (measured) halo the defaults use.
@@ -82,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
         maps.write_palette_png(out / "truth_palette.png", truth, palette),
     ]
     print("[3/3] results")
-    print(f"      tiled inference: {seconds:.1f} s ({image.size / seconds / 1e6:.2f} MP/s, "
-          f"{report.precision}, tile {report.tile_shape[0]} px)")
+    print(f"      tiled inference: {seconds:.1f} s ({image.size / seconds / 1e6:.2f} MP/s, {report.precision}, tile "
+          f"{report.tile_shape[0]} px); the first call {first:.1f} s, choosing the engine and tile by measurement")
     print(f"      mIoU vs truth: {result['miou']:.3f} ("
           + ", ".join(f"{n} {iou:.3f}" for n, iou in zip(names, result["iou"], strict=True)) + ")")
     print(f"      label agreement with whole-image prediction (one fp32 pass): fp32 tiles with the exact halo "

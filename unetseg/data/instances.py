@@ -133,7 +133,7 @@ def distance_levels(instances: np.ndarray, levels: int, bin_px: int, *, relative
     pad = RELATIVE_PAD if relative else levels * bin_px + 1
     padded = np.pad(inst, pad, mode="edge")
     depth = np.zeros(padded.shape, np.float64)
-    deepest = np.ones(padded.shape, np.float64)  # relative: each object pixel's D
+    deepest = np.ones(padded.shape, np.float64) if relative else None  # each object pixel's D
     for k, box in enumerate(ndimage.find_objects(padded), start=1):
         if box is None:
             continue
@@ -142,17 +142,18 @@ def distance_levels(instances: np.ndarray, levels: int, bin_px: int, *, relative
         own = padded[grown] == k
         d = ndimage.distance_transform_edt(own)[own]
         depth[grown][own] = d
-        if relative:
+        if deepest is not None:
             deepest[grown][own] = d.max()
-    dist = depth[pad:-pad, pad:-pad] - 1  # >= 0 on objects
-    if relative and deepest.max() > levels * (bin_px + 1):
-        raise UnetsegError(f"data.distance_bin {bin_px}: relative distance levels flood {bin_px + 1} px each, but an "
-                           f"object is {deepest.max():.0f} px deep ({levels} levels of {deepest.max() / levels:.1f} "
-                           f"px); set data.distance_bin >= {int(np.ceil(deepest.max() / levels)) - 1}")
-    if relative:
-        level = np.minimum(levels, 1 + np.floor(levels * dist / deepest[pad:-pad, pad:-pad]))
+    dist = np.maximum(depth[pad:-pad, pad:-pad] - 1, 0)  # d - 1 on objects
+    if deepest is None:
+        level = np.minimum(levels, 1 + np.floor(dist / bin_px))
     else:
-        level = np.minimum(levels, 1 + np.floor(np.maximum(dist, 0) / bin_px))
+        top = float(deepest.max())
+        if top > levels * (bin_px + 1):
+            raise UnetsegError(f"data.distance_bin {bin_px}: relative distance levels flood {bin_px + 1} px each, "
+                               f"but an object is {top:.0f} px deep ({levels} levels of {top / levels:.1f} px); set "
+                               f"data.distance_bin >= {int(np.ceil(top / levels)) - 1}")
+        level = np.minimum(levels, 1 + np.floor(levels * dist / deepest[pad:-pad, pad:-pad]))
     level = level.astype(np.uint8)
     level[inst == 0] = 0
     return level

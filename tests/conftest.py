@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,12 @@ import torch
 import unetseg
 from unetseg.models.geometry import Geometry
 from unetseg.tiling.autotile import CONVERT_AFTER_SECONDS  # noqa: F401  the real threshold, for the engine tests
+from unetseg.tiling.tuning import ENV as TUNING_CACHE
+
+# Every test (and every process a test starts) measures its own choices: a choice remembered from another test, or
+# from a developer's runs, would skip the timing a test checks, and stand-in engines' fake timings must not be kept.
+# tests/tiling/test_tuning.py turns the cache on where it is the subject.
+os.environ[TUNING_CACHE] = "off"
 
 
 def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -8,7 +8,8 @@ each, then the candidates within :data:`CONTENDER` of the best again, up to :dat
 pass counting. The estimated time of the whole image is ``tiles(image, candidate) * seconds_per_tile(candidate)``,
 which accounts for the margin/halo each tile wastes. Candidates whose activations would exceed the memory budget
 are skipped. Timings are cached per (model config, device, precision, forward stage, tile shape), so a model is
-timed once per process.
+timed once per process, and the resolved engine and tile are kept in the tuning cache (:mod:`.tuning`), so a later
+process on the same machine reuses them without timing anything.
 """
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ from ..engines.contract import ForwardSpec
 from ..engines.graph import InferenceGraph
 from ..engines.registry import Engine, build_engine, usable_engines
 from ..models.geometry import Geometry
+from . import tuning
 from .forward import TileForward
 from .grid import TileGrid
+from .tuning import Choice
 
 # Up to 4096 px: on an AVX512 EPYC a 2048^2 image ran 1.10x faster as one 2144 px tile than as 2x2 tiles of 1120
 # (9 % less halo computed, the same speed per computed pixel); on the AMX Xeon of the engines issue the large tile
@@ -43,13 +46,19 @@ TIMED_RUNS = 2
 # a slow spell of a shared machine then hits every contender, not only the ones timed during it
 CONTENDER = 1.15
 _TIMINGS: dict[tuple, list[float]] = {}
+UNKNOWN_MODEL = "unknown:"  # model_key's prefix for a model without a config
 _BYTES_PER_PIXEL: dict[tuple, float] = {}
 
 
 def model_key(model: nn.Module) -> str:
+    """What a model's timings are kept under: its architecture (config; an ensemble's with its members'), or, for
+    a model without a config, its identity in this process (prefixed :data:`UNKNOWN_MODEL`)."""
     config = getattr(model, "config", None)
-    if config is None:
-        return f"{type(model).__qualname__}@{id(model)}"
+    if config is None:  # known to this process only: its timings are not kept in the tuning cache
+        return f"{UNKNOWN_MODEL}{type(model).__qualname__}@{id(model)}"
+    members = getattr(model, "members", None)  # an ensemble's config names no members: its timings are theirs
+    if isinstance(members, nn.ModuleList):
+        config = {**config, "members": [model_key(m) for m in members]}
     return json.dumps(config, sort_keys=True, default=str)
 
 
@@ -202,24 +211,54 @@ def fastest_tile(engine: Engine, model_key: str, image_shape: tuple[int, int], g
 
 def engine_and_tile(graph: InferenceGraph, model_key: str, image_shape: tuple[int, int], geometry: Geometry, *,
                     engine: str, tile_size: int | str, spec: ForwardSpec, batch_size: int,
-                    halo: int | str = "auto") -> tuple[str, int]:
+                    halo: int | str = "auto") -> Choice:
     """Resolve ``engine`` and ``tile_size`` ("auto" or given) together: the pair with the shortest estimated time
     for the image, each engine at its own best tile.
 
     engine="auto" considers the usable engines (:func:`~unetseg.engines.registry.usable_engines`; ONNX Runtime
     only in fp32, the precision it runs) on CPUs, torch alone on GPUs; it stays on torch, without converting
     the model, when torch's estimate is under :data:`CONVERT_AFTER_SECONDS`. amp="int8" runs on OpenVINO.
+    A measured choice is kept in the tuning cache (:mod:`.tuning`) and reused by later processes on this machine
+    while the engine still runs here and its tiles fit the memory free now.
     """
+    if engine != "auto" and tile_size != "auto":
+        return Choice(engine, int(tile_size))
+    key = None
+    if not model_key.startswith(UNKNOWN_MODEL):
+        request = {"model": model_key, "image": list(image_shape), "engine": engine, "tile_size": tile_size,
+                   "spec": tuning.spec_facts(spec), "batch": batch_size, "halo": halo,
+                   "precision": graph.precision.name, "device": str(graph.device), "candidates": CANDIDATES,
+                   "convert_after": CONVERT_AFTER_SECONDS}
+        key = tuning.choice_key(request, graph.device)
+        hit = tuning.recall(key)
+        if (hit is not None and hit.batch_bytes <= memory_budget(graph.device)
+                and hit.engine in usable_engines(graph.device, graph.precision)):
+            return hit
+    choice = _measured_choice(graph, model_key, image_shape, geometry, engine=engine, tile_size=tile_size,
+                              spec=spec, batch_size=batch_size, halo=halo)
+    if key is not None:
+        tuning.remember(key, choice)
+    return choice
+
+
+def _measured_choice(graph: InferenceGraph, model_key: str, image_shape: tuple[int, int], geometry: Geometry, *,
+                     engine: str, tile_size: int | str, spec: ForwardSpec, batch_size: int,
+                     halo: int | str) -> Choice:
     def estimate(name: str) -> tuple[float, int]:
         runner = build_engine(graph, name)
         if tile_size != "auto":
             grid = TileGrid.build(image_shape, tile_size, geometry, halo)
             seconds = seconds_per_tile(runner, model_key, grid.tile_shape, spec=spec, batch_size=batch_size,
                                        graph=graph)
-            return (float("inf") if seconds is None else seconds * grid.num_tiles), tile_size
+            return (float("inf") if seconds is None else seconds * grid.num_tiles), int(tile_size)
         tile, seconds = fastest_tile(runner, model_key, image_shape, geometry, spec=spec,
                                      batch_size=batch_size, halo=halo, graph=graph)
         return seconds, tile
+
+    def chosen(seconds: float, tile: int, name: str) -> Choice:
+        per_pixel = _BYTES_PER_PIXEL.get((model_key, str(graph.device), graph.precision, spec.channels), 0.0)
+        th, tw = TileGrid.build(image_shape, tile, geometry, halo).tile_shape
+        return Choice(name, tile, seconds if np.isfinite(seconds) else None, per_pixel * batch_size * th * tw)
 
     if engine == "auto":
         others = [n for n in usable_engines(graph.device, graph.precision) if n != "torch"]
@@ -234,10 +273,8 @@ def engine_and_tile(graph: InferenceGraph, model_key: str, image_shape: tuple[in
                 # with them still held: handed back first, so the process peaks at the larger engine, not the sum
                 release_freed_memory()
                 timed += [(*estimate(name), name) for name in others]
-            _, tile, engine = min(timed)
-            if engine != "torch":
+            best = min(timed)
+            if best[2] != "torch":
                 release_freed_memory()
-            return engine, tile
-    if tile_size != "auto":
-        return engine, int(tile_size)
-    return engine, estimate(engine)[1]
+            return chosen(*best)
+    return chosen(*estimate(engine), engine)

@@ -119,12 +119,13 @@ def plan_tiles(model: nn.Module, image: Any, options: TileOptions = DEFAULTS) ->
                           spread=views.spread, entropy_channel=views.entropy_channel)
     graph = inference_graph(views.model, device, precision)
     key = model_key(model)
-    engine_name, tile = engine_and_tile(graph, key, (height, width), geometry, engine=options.engine,
-                                        tile_size=options.tile_size, spec=spec, batch_size=batch,
-                                        halo=options.halo)
-    grid = TileGrid.build((height, width), tile, geometry, options.halo)
+    choice = engine_and_tile(graph, key, (height, width), geometry, engine=options.engine,
+                             tile_size=options.tile_size, spec=spec, batch_size=batch, halo=options.halo)
+    engine_name = choice.engine
+    grid = TileGrid.build((height, width), choice.tile, geometry, options.halo)
     warn_wasteful(grid, options.tile_size)
-    compile = engine_name == "torch" and _should_compile(options.compile, graph, key, grid, spec, batch)
+    compile = engine_name == "torch" and _should_compile(options.compile, graph, key, grid, spec, batch,
+                                                         choice.seconds)
     quantized = None
     if precision.int8 and "uncertainty" in options.output and member_count(model) > 1:
         raise UnetsegError("amp='int8' quantises the ensemble's averaged output, which cannot give its members' "
@@ -177,10 +178,14 @@ def deployed_options(model: nn.Module, options: TileOptions) -> TileOptions:
 
 
 def _should_compile(compile: bool | str, graph: InferenceGraph, key: str, grid: TileGrid, spec: ForwardSpec,
-                    batch: int) -> bool:
+                    batch: int, estimate: float | None) -> bool:
+    """compile="auto": True when the image's eager time (``estimate``, seconds, when the choice of engine and tile
+    measured it; else timed here) exceeds :data:`COMPILE_AFTER_SECONDS`."""
     if isinstance(compile, bool):
         return compile
     if grid.num_tiles < MIN_TILES_TO_COMPILE:
         return False
-    seconds = seconds_per_tile(graph, key, grid.tile_shape, spec=spec, batch_size=batch)
-    return seconds is not None and seconds * grid.num_tiles > COMPILE_AFTER_SECONDS
+    if estimate is None:
+        seconds = seconds_per_tile(graph, key, grid.tile_shape, spec=spec, batch_size=batch)
+        estimate = None if seconds is None else seconds * grid.num_tiles
+    return estimate is not None and estimate > COMPILE_AFTER_SECONDS

@@ -88,3 +88,71 @@ def test_the_library_call_sets_the_mode_of_the_engine_that_runs(engine, mode, mo
     model = unetseg.UNet(1, 2, base_channels=4, depth=2).eval()
     unetseg.predict_tiled(model, np.zeros((40, 40), np.uint8), engine=engine, tile_size=32)
     assert calls == [mode]
+
+
+ONE_HEAP = """
+import threading, numpy as np, psutil
+from unetseg.engines.allocator import keep_freed_memory
+
+keep_freed_memory()
+SIZE = 48 * 2**20
+
+def freed_in_a_thread():  # as the tile reader frees a window
+    block = np.ones(SIZE, np.uint8)
+    del block
+
+thread = threading.Thread(target=freed_in_a_thread)
+thread.start()
+thread.join()
+before = psutil.Process().memory_info().rss
+block = np.ones(SIZE, np.uint8)  # the forward's next activation, in the main thread
+print(round((psutil.Process().memory_info().rss - before) / 2**20))
+"""
+
+
+def test_threads_share_one_heap_so_memory_one_frees_serves_another():
+    if not keep_freed_memory():
+        pytest.skip("no glibc here: the allocator is left alone")
+    run = subprocess.run([sys.executable, "-c", ONE_HEAP], capture_output=True, text=True, check=True)
+    assert int(run.stdout) < 24  # reused; with a heap per thread the main thread maps 48 MiB anew
+
+
+def test_long_lived_buffers_get_their_own_mapping():
+    import mmap
+
+    import numpy as np
+
+    from unetseg.engines.allocator import MAPPED_FROM_BYTES, mapped_empty
+
+    band = mapped_empty((512, 4096), np.uint8)
+    assert band.shape == (512, 4096) and band.dtype == np.uint8 and band.flags.writeable
+    owner = band
+    while not isinstance(owner, mmap.mmap):  # array -> array -> memoryview -> the mapping
+        owner = owner.obj if isinstance(owner, memoryview) else owner.base
+    assert len(owner) == band.nbytes
+    band[:] = 7
+    assert int(band.sum()) == 7 * 512 * 4096
+    small = mapped_empty((8, 8), np.float32)
+    assert small.nbytes < MAPPED_FROM_BYTES and small.base is None  # an ordinary numpy array
+
+
+def test_freed_memory_is_handed_back_every_few_seconds_in_the_keep_mode(monkeypatch):
+    import numpy as np
+
+    from unetseg.engines import allocator
+
+    now = [100.0]
+    released = []
+    monkeypatch.setattr(allocator.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(allocator, "release_freed_memory", lambda: released.append(now[0]) or True)
+    monkeypatch.setattr(allocator, "_RELEASED", [])
+    monkeypatch.setattr(allocator, "_MODE", ["return"])
+    assert not allocator.release_between_batches()  # the return mode hands everything back already
+    monkeypatch.setattr(allocator, "_MODE", ["keep"])
+    ticks = []
+    for _ in range(40):  # a batch every 0.4 s for 16 s
+        ticks.append(allocator.release_between_batches())
+        now[0] += 0.4
+    gaps = np.diff([100.0, *released])  # the first batch starts the clock; then one release per interval
+    assert len(released) == sum(ticks) == 3
+    assert (gaps >= allocator.RELEASE_EVERY_SECONDS).all() and (gaps < allocator.RELEASE_EVERY_SECONDS + 0.5).all()

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..data.labels import label_counts, map_dtype, nodata_label, num_labels
+from ..engines.allocator import mapped_empty
 from ..engines.contract import Started, TileOutput
 from ..errors import UnetsegError
 from .forward import entropy, to_labels
@@ -244,13 +245,14 @@ class Merger:
             width = self.grid.cols.length
             trailing = () if self.labels_on_device else (piece.values.shape[-1],)
             dtype = self.dtype if self.labels_on_device else np.float32
-            band = self._rows[i] = {"values": np.empty((b - a, width, *trailing), dtype), "invalid": None}
+            band = self._rows[i] = {"values": mapped_empty((b - a, width, *trailing), dtype), "invalid": None}
         (c, d) = piece.cols
         band["values"][:, c:d] = piece.values.numpy()
         if piece.invalid is not None:
             mask = piece.invalid.numpy()
             if band["invalid"] is None and mask.any():
-                band["invalid"] = np.zeros((b - a, self.grid.cols.length), bool)
+                band["invalid"] = mapped_empty((b - a, self.grid.cols.length), bool)
+                band["invalid"][:] = False
             if band["invalid"] is not None:
                 band["invalid"][:, c:d] = mask
         self._done_in_row[i] += 1

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.normalization import Normalization
-from ..engines.allocator import keep_freed_memory, return_freed_memory
+from ..engines.allocator import keep_freed_memory, release_between_batches, return_freed_memory
 from ..engines.graph import inference_graph
 from ..engines.registry import build_engine
 from ..models.ensemble import as_model
@@ -191,6 +191,7 @@ def run_tiles(model: nn.Module, image: Any, plan: TilePlan, *, out: Any = None,
             for batch in ahead:
                 running = forward.start(batch.tiles())
                 staged = (merger.stage(running, batch.index), len(batch.index))
+                release_between_batches()
                 if previous is not None:
                     _finish(bar, *previous)
                 previous = staged

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..data.labels import label_counts, map_dtype
+from ..engines.allocator import release_between_batches
 from ..engines.contract import ForwardSpec, TileOutput
 from ..engines.graph import inference_graph
 from ..engines.registry import build_engine, usable_engines
@@ -211,6 +212,7 @@ def run_volume(model: nn.Module, volume: Any, plan: TilePlan, *, out: Any = None
                               else np.empty((*kept, classes), np.float32))
                 _keep(merged, result, [index for index, _ in batch], grid, plan.nodata_label)
                 bar.update(len(batch))
+                release_between_batches()
             assert merged is not None
             if out is None:  # probabilities: the class count is known once the first tile ran
                 out = np.empty((*grid.shape, merged.shape[-1]), np.float32)

@@ -49,8 +49,10 @@ def test_importing_the_tiler_loads_neither_the_outputs_layer_nor_the_commands():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
     # nor does planning and training a U-Net load smp (its encoders and torchvision: seconds of every start)
     code = "import sys, unetseg.cli, unetseg.training.plan, unetseg.losses; " \
-           "print('segmentation_models_pytorch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+           "print('segmentation_models_pytorch' in sys.modules, 'unetseg.training.trainer' in sys.modules)"
+    # and `unetseg plan` does not load the trainer
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout == "False False\n"
 
 
 def test_the_tiler_names_no_output_files():

@@ -183,3 +183,29 @@ def test_wrong_volume_shapes_are_one_line_errors():
         predict_tiled(unet3d("same"), np.zeros((8, 8), np.uint8))
     with pytest.raises(UnetsegError, match="has 3 channel"):
         predict_tiled(unet3d("same"), np.zeros((8, 8, 8, 3), np.uint8))
+
+
+class FullJournal:
+    """A journal that already records every slab (a run killed after its last slab, before the store finished)."""
+
+    def __init__(self, starts, counts):
+        self.starts, self.counts = starts, counts
+
+    def done(self):
+        return {(z0, 0): {"class_counts": self.counts} for z0 in self.starts}
+
+    def record(self, *args):
+        raise AssertionError("no slab is left to record")
+
+
+def test_a_journal_holding_every_slab_builds_no_engine(rng, monkeypatch):
+    from unetseg.tiling import volume as volume_module
+
+    model = unet3d("same")
+    volume = rng.integers(0, 256, (40, 20, 24), dtype=np.uint8)
+    plan = volume_module.plan_volume(model, volume, TileOptions(tile_size=16, amp=False, halo=4, engine="torch"))
+    starts = [plan.grid.axes[0].kept(i)[0] for i in range(plan.grid.axes[0].count)]
+    monkeypatch.setattr(volume_module, "build_engine", lambda *a, **k: pytest.fail("an engine was built"))
+    out = np.zeros(volume.shape, np.uint8)
+    result = volume_module.run_volume(model, volume, plan, out=out, journal=FullJournal(starts, [1, 2, 3]))
+    assert result.class_counts.tolist() == [len(starts), 2 * len(starts), 3 * len(starts)]

@@ -179,8 +179,14 @@ def run_volume(model: nn.Module, volume: Any, plan: TilePlan, *, out: Any = None
     from .predict import TileProgress  # the progress bar of the 2D runner
 
     grid, spec = plan.grid, plan.spec
-    engine = build_engine(inference_graph(model, plan.device, plan.precision, compile=plan.compile), plan.engine)
-    forward = TileForward(engine, spec)
+    built: list[TileForward] = []  # the engine, built for the first slab the journal does not hold
+
+    def forward(x: torch.Tensor) -> TileOutput:
+        if not built:
+            engine = build_engine(inference_graph(model, plan.device, plan.precision, compile=plan.compile),
+                                  plan.engine)
+            built.append(TileForward(engine, spec))
+        return built[0](x)
     num_classes = int(getattr(model, "num_classes", 0)) or None
     labels_dtype = map_dtype(num_classes or 256, plan.nodata_label)
     if out is None:
@@ -223,7 +229,8 @@ def run_volume(model: nn.Module, volume: Any, plan: TilePlan, *, out: Any = None
             if journal is not None:
                 journal.record(z0, 0, {"class_counts": slab_counts.tolist()})
     assert counts is not None
-    return TiledResult(out, plan.report(compiled=engine.compiled), math.prod(grid.shape), counts)
+    compiled = bool(built) and built[0].engine.compiled
+    return TiledResult(out, plan.report(compiled=compiled), math.prod(grid.shape), counts)
 
 
 def _keep(merged: np.ndarray, result: TileOutput, indices: list[tuple[int, int, int]], grid: TileGrid,

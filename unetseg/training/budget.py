@@ -29,6 +29,22 @@ def halo_seconds(budget_s: float) -> float:
     return min(max(HALO_SHARE * budget_s, HALO_FLOOR_S), HALO_CEILING_SHARE * budget_s)
 
 
+# a network is affordable when its minimum number of steps fits in this share of the training time left (the rest:
+# validations, data loading, a slower spell of a shared machine)
+TRAINING_SHARE = 0.75
+
+
+def affordability(steps: int, budget: float, started: float, clock: Callable[[], float],
+                  after: AfterTraining) -> Callable[[float], bool]:
+    """The rule both plans choose networks by: a step of ``seconds`` is affordable when ``steps`` of them fit in
+    :data:`TRAINING_SHARE` of what is left of ``budget`` (seconds) now, ``clock()`` seconds after ``started``,
+    less what follows training (``after``)."""
+    def affordable(seconds: float) -> bool:
+        return seconds * steps <= TRAINING_SHARE * (budget - (clock() - started) - after.total())
+
+    return affordable
+
+
 def widest_affordable(widths: Sequence[int], time_step: Callable[[int], float],
                       affordable: Callable[[float], bool]) -> int:
     """The widest of ``widths`` (base channels, widest first) whose measured ``time_step(width)`` (seconds per

@@ -23,7 +23,15 @@ from ..data.fingerprint import Fingerprint
 from ..models import UNet
 from ..models.geometry import Geometry
 from ..models.precision import resolve_precision
-from .budget import AfterTraining, forward_seconds, halo_seconds, seconds_text, tiled_pixels, widest_affordable
+from .budget import (
+    AfterTraining,
+    affordability,
+    forward_seconds,
+    halo_seconds,
+    seconds_text,
+    tiled_pixels,
+    widest_affordable,
+)
 from .probe import DEFAULT_TARGET, default_reason
 from .setup import training_precision
 
@@ -208,9 +216,7 @@ def make_plan(fp: Fingerprint, minutes: float = 10.0, *, device: torch.device | 
         timed[candidate] = measure(depth, candidate, patch, batch, fp.bands, classes)
         return timed[candidate]
 
-    def affordable(step: float) -> bool:
-        return step * MIN_STEPS <= 0.75 * (budget - (clock() - started) - after.total())
-
+    affordable = affordability(MIN_STEPS, budget, started, clock, after)
     base = widest_affordable(BASES, time_step, affordable)
     seconds = timed[base]
     planning = clock() - started

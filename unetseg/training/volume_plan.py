@@ -31,7 +31,15 @@ from ..data.volume_fingerprint import ANISOTROPY, VolumeFingerprint
 from ..models import UNet
 from ..models.anisotropy import pooling_plan
 from ..models.precision import resolve_precision
-from .budget import VOLUME_VAL_HALO, AfterTraining, forward_seconds, halo_seconds, seconds_text, widest_affordable
+from .budget import (
+    VOLUME_VAL_HALO,
+    AfterTraining,
+    affordability,
+    forward_seconds,
+    halo_seconds,
+    seconds_text,
+    widest_affordable,
+)
 from .plan import BASES, EPOCH_CAP, MIN_STEPS, VALIDATION_SHARE, VALIDATIONS, Plan, training_step_seconds
 
 LAYOUTS = ("3d", "2.5d", "2d")  # the networks :func:`layout` builds
@@ -145,9 +153,7 @@ def make_volume_plan(fp: VolumeFingerprint, minutes: float = 10.0, *, device: to
         timed[kind, base] = float(measure(kind, fp, base, patches[kind], batches[kind]))
         return timed[kind, base]
 
-    def affordable(seconds: float) -> bool:  # MIN_STEPS within the training time left (as the image plan asks)
-        return seconds * MIN_STEPS <= 0.75 * (budget - (clock() - started) - after.total())
-
+    affordable = affordability(MIN_STEPS, budget, started, clock, after)  # the image plan's rule
     base = widest_affordable(BASES, lambda width: time_step("2d", width), affordable)  # 2D, reaching MIN_STEPS
     kind = "2d"
     for candidate in KINDS[:-1]:  # then the most context along z at that width, at about the 2D network's steps

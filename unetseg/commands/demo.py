@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     print("[3/3] results")
     print(f"      tiled inference: {seconds:.1f} s ({image.size / seconds / 1e6:.2f} MP/s, {report.precision}, tile "
-          f"{report.tile_shape[0]} px); the first call {first:.1f} s, choosing the engine and tile by measurement")
+          f"{report.tile_shape[0]} px); the first call {first:.1f} s, which chooses the engine and tile (measured "
+          "once per machine, then read from the tuning cache)")
     print(f"      mIoU vs truth: {result['miou']:.3f} ("
           + ", ".join(f"{n} {iou:.3f}" for n, iou in zip(names, result["iou"], strict=True)) + ")")
     print(f"      label agreement with whole-image prediction (one fp32 pass): fp32 tiles with the exact halo "

@@ -45,7 +45,7 @@ import unetseg
 from unetseg.data.scenes import mirror_tile
 from unetseg.engines.graph import InferenceGraph
 from unetseg.models.geometry import Geometry
-from unetseg.models.precision import cpu_has_fast_bf16, resolve_precision
+from unetseg.models.precision import cpu_has_fast_bf16, cpu_model, resolve_precision
 from unetseg.tiling import tiled
 from unetseg.tiling.autotile import auto_batch_size
 from unetseg.tiling.grid import TileGrid
@@ -343,14 +343,6 @@ def build_models(args: argparse.Namespace, image: np.ndarray, labels: np.ndarray
     return models
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown CPU"
-
-
 METHOD_LABELS = {
     "a_raw_forward": "(a) raw forward floor, eager graph",
     "a2_compiled_forward": "(a2) raw forward floor, compiled graph",
@@ -591,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     image, labels = make_image(args.size)
-    report = {"machine": {"cpu_model": cpu_model(), "fast_bf16": cpu_has_fast_bf16(), "cpus": os.cpu_count(),
+    report = {"machine": {"cpu_model": cpu_model() or "unknown CPU", "fast_bf16": cpu_has_fast_bf16(), "cpus": os.cpu_count(),
                           "torch": torch.__version__, "threads": torch.get_num_threads(),
                           "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": str(device),
                           "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},

@@ -80,7 +80,7 @@ def test_another_machine_or_thread_count_does_not_reuse_a_choice(monkeypatch):
     monkeypatch.setattr(autotile.torch, "get_num_threads", lambda: 97)
     assert tuning.choice_key(request, autotile.torch.device("cpu")) != key
     monkeypatch.undo()
-    monkeypatch.setattr(tuning, "_cpu_model", lambda: "another CPU")
+    monkeypatch.setattr(tuning, "cpu_model", lambda: "another CPU")
     assert tuning.choice_key(request, autotile.torch.device("cpu")) != key
 
 

@@ -17,7 +17,8 @@ What the kept heap costs is held down three ways: both modes limit glibc to one 
 (:data:`ARENAS`), the tile loops hand freed memory back every few seconds (:func:`release_between_batches`), and
 buffers that outlive several forward passes (finished row bands) get their own mapping (:func:`mapped_empty`).
 `unetseg predict --tile-size 1024 --format index --engine torch` of a 16384^2 RGB TIFF (2-core AVX512 EPYC): 722
-MiB above import before, 513 MiB with all three; the default engine (OpenVINO, return mode) 498 -> 396 MiB.
+MiB above import before, 488-554 MiB over four runs with all three (and the U-Net decoder's smaller forward); the
+default engine (OpenVINO, return mode) 498 -> 383-396 MiB.
 
 ``unetseg`` commands start in the keep mode (engine="auto" times torch first); :func:`unetseg.predict_tiled` and
 the Dask workers switch to the mode of the engine that runs, once per run, so a program calling the library gets
@@ -109,8 +110,9 @@ def release_between_batches() -> bool:
     """In the keep mode, hand the freed memory back at most once every :data:`RELEASE_EVERY_SECONDS` (call it
     between forward passes, when their activations are free). The kept heap fragments as tiles of different
     lifetimes come and go; a 16384^2 `--engine torch` run at tile 1024 grew to 601 MiB above import without
-    this and peaked at 488 MiB with it, in the same time (2-core AVX512 EPYC): the next forward pass faults its
-    pages in again once per interval instead of once per tile. True when memory was handed back."""
+    this, 554 MiB handing back every 5 s and 488 MiB every 1 s (2-core AVX512 EPYC); every 1 s cost ~10 % of the
+    speed, every 5 s nothing measurable: the next forward pass faults its pages in again once per interval instead
+    of once per tile. True when memory was handed back."""
     if allocator_mode() != "keep":
         return False
     now = time.monotonic()

@@ -14,6 +14,7 @@ written is ignored (the choice is measured as if it were absent): a cache never 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -28,7 +29,7 @@ from typing import Any
 import torch
 
 from ..engines.contract import ForwardSpec
-from ..models.precision import cpu_flags
+from ..models.precision import cpu_flags, cpu_model
 
 ENV = "UNETSEG_TUNING_CACHE"
 OFF = ("off", "0", "false", "no", "")
@@ -60,6 +61,7 @@ def cache_file() -> Path | None:
     return Path(root) / "unetseg" / "tuning.json"
 
 
+@functools.cache
 def _versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
     for package in ("unetseg", *ENGINE_PACKAGES):
@@ -73,21 +75,13 @@ def _versions() -> dict[str, str | None]:
 def machine(device: torch.device) -> dict[str, Any]:
     """What makes timings on ``device`` differ between machines: the CPU (model, flags, cores, torch's threads)
     and, on a GPU, its name."""
-    facts: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "model": _cpu_model(),
+    facts: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "model": cpu_model(),
                              "flags": hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:16],
                              "capability": str(torch.backends.cpu.get_cpu_capability()),
                              "cores": os.cpu_count(), "threads": torch.get_num_threads()}
     if device.type == "cuda":
         facts["gpu"] = torch.cuda.get_device_name(device)
     return facts
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        return ""
 
 
 def spec_facts(spec: ForwardSpec) -> dict[str, Any]:

@@ -6,7 +6,7 @@ training does (:func:`unetseg.training.halo.measure_halo`). Volume: the whole br
 
 Runs, in one process on the same volume: ``predict_tiled`` defaults (amp auto, halo auto = measured, tiles by
 memory, engine auto), fp32 (``amp=False``), the exact halo, the torch engine, half the measured halo, and MONAI's 3D ``sliding_window_inference`` (overlap 0.25,
-gaussian, the model in channels_last_3d) at roi 64^3 / 96^3 / 128^3 and sw_batch 1 / 4, fp32 and under bf16
+gaussian or constant blending, the model in channels_last_3d) at roi 64^3 / 96^3 / 128^3 and sw_batch 1 / 4, fp32 and under bf16
 autocast where the CPU has fast bf16 (the same precision rule as unetseg's amp="auto"): its best counts. Agreement
 is with one fp32 pass over the whole mirror-padded volume at the exact halo. Memory: ``unetseg predict`` of a 512^3
 uint8 NIfTI volume in a child process, peak RSS above ``import unetseg``.
@@ -73,7 +73,7 @@ def whole_volume_labels(model: torch.nn.Module, volume: np.ndarray) -> np.ndarra
 
 
 def monai_volume_labels(model: torch.nn.Module, volume: np.ndarray, roi: int, sw_batch: int,
-                        bf16: bool) -> np.ndarray:
+                        bf16: bool, mode: str = "gaussian") -> np.ndarray:
     from monai.inferers import sliding_window_inference
 
     net = model.to(memory_format=torch.channels_last_3d)
@@ -81,7 +81,7 @@ def monai_volume_labels(model: torch.nn.Module, volume: np.ndarray, roi: int, sw
         memory_format=torch.channels_last_3d)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         y = sliding_window_inference(x, roi_size=(roi,) * 3, sw_batch_size=sw_batch, predictor=net, overlap=0.25,
-                                     mode="gaussian")
+                                     mode=mode)
     return y[0].argmax(0).numpy().astype(np.uint8)
 
 
@@ -143,8 +143,10 @@ def volumes_section(base: int, steps: int, repeats: int, workdir: Path, memory_s
     for bf16 in precisions:
         for roi in (64, 96, 128):
             for sw in (1, 4):
-                add(f"MONAI roi {roi} sw_batch {sw} {'bf16' if bf16 else 'fp32'}",
-                    lambda roi=roi, sw=sw, bf16=bf16: monai_volume_labels(model, volume, roi, sw, bf16))
+                for mode in ("gaussian", "constant"):
+                    add(f"MONAI roi {roi} sw_batch {sw} {'bf16' if bf16 else 'fp32'} {mode}",
+                        lambda roi=roi, sw=sw, bf16=bf16, mode=mode: monai_volume_labels(model, volume, roi, sw, bf16,
+                                                                                         mode))
     monai = [r["mvox_s"] for name, r in runs.items() if name.startswith("MONAI")]
     best = max(monai) if monai else None
     for run in runs.values():

@@ -218,3 +218,66 @@ def test_an_objects_probability_is_that_of_any_level(rng):
     expected = 1 - probs[..., 0]
     expected[0, 0] = 0
     np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_predictions_take_the_tuned_tta_unless_overridden(tmp_path, nuclei_levels):
+    """tta="auto" (the default) is the TTA training chose for the objects, kept in the checkpoint; an explicit
+    tta wins; a model without that choice runs without TTA; the summary records the TTA that ran."""
+    import copy
+    import json
+
+    import tifffile
+
+    from unetseg.outputs import predict_file
+    from unetseg.tiling import TileOptions
+
+    model, image, _ = nuclei_levels
+    image = image[:160, :120]
+    kw = {"tile_size": 128, "amp": False, "halo": "exact"}
+    plain = unetseg.predict_tiled(model, image, tta=None, **kw)
+    np.testing.assert_array_equal(unetseg.predict_tiled(model, image, **kw), plain)  # untuned: no TTA
+    tuned = copy.deepcopy(model)
+    tuned.meta = tuned.meta.updated(object_tuning=ObjectTuning(min_size=3, seed_level=3, tta="flips", ap50=0.9))
+    stored = unetseg.save_checkpoint(tuned, tmp_path / "tuned.pt")
+    tuned = unetseg.load_model(stored)
+    assert tuned.meta.object_tuning.tta == "flips"
+    flips = unetseg.predict_tiled(model, image, tta="flips", **kw)
+    assert (flips != plain).any()
+    np.testing.assert_array_equal(unetseg.predict_tiled(tuned, image, **kw), flips)
+    np.testing.assert_array_equal(unetseg.predict_tiled(tuned, image, tta=None, **kw), plain)
+    tifffile.imwrite(tmp_path / "n.tif", image)
+    predict_file(tuned, tmp_path / "n.tif", tmp_path / "o" / "n", ["index", "summary"],
+                 options=TileOptions(tile_size=128, amp=False, halo="exact"))
+    assert json.loads((tmp_path / "o" / "n_summary.json").read_text())["tta"] == "flips"
+    with pytest.raises(ValueError, match="object_tuning.tta"):
+        unetseg.models.meta.CheckpointMeta.from_dict({"object_tuning": {"min_size": 3, "tta": "rot45"}})
+
+
+def test_tuning_keeps_tta_only_where_it_scores_higher(nuclei_levels):
+    """choose_post_processing predicts the maps without TTA, then with flips, and keeps flips only for a higher
+    AP@0.5 (then AP@0.75); a tie keeps no TTA; past the deadline flips is not predicted at all."""
+    from unetseg.objects.tune import choose_post_processing
+
+    record = nuclei_levels[0].meta.instances
+    inst = touching_discs()
+    true_levels = InstanceLayout(target="distance", levels=LEVELS, bin=BIN).targets(inst).astype(np.uint8)
+    merged = np.where(inst > 0, 1, 0).astype(np.uint8)  # level 1 only: the touching discs flood as one object
+    rule = object_rule(nuclei_levels[0], min_size=0)
+    asked: list = []
+
+    def predict(maps):
+        def run(tta):
+            asked.append(tta)
+            return [maps[tta]]
+        return run
+
+    better = choose_post_processing(predict({None: merged, "flips": true_levels}), [inst], record, rule, LEVELS + 1)
+    assert better.tta == "flips" and better.ap50 == 1.0 and better.default_ap50 < 1.0 and asked == [None, "flips"]
+    asked.clear()
+    tie = choose_post_processing(predict({None: true_levels, "flips": true_levels}), [inst], record, rule,
+                                 LEVELS + 1)
+    assert tie.tta is None and tie.ap50 == 1.0 and asked == [None, "flips"]
+    asked.clear()
+    late = choose_post_processing(predict({None: merged, "flips": true_levels}), [inst], record, rule, LEVELS + 1,
+                                  deadline=0.0, clock=lambda: 1.0)
+    assert late.tta is None and asked == [None]

@@ -4,7 +4,13 @@ import pytest
 
 from unetseg.training import train
 from unetseg.training import trainer as trainer_module
-from unetseg.training.budget import WRITE_S, AfterTraining, halo_seconds
+from unetseg.training.budget import (
+    OBJECTS_MIN_SECONDS,
+    OBJECTS_PER_VALIDATION,
+    WRITE_S,
+    AfterTraining,
+    halo_seconds,
+)
 
 STEP_S, VALIDATION_S = 0.25, 10.0  # the fake clock: seconds per optimiser step and per validation pass
 
@@ -61,3 +67,14 @@ def test_every_step_after_training_reports(tmp_path, tiny_config):
 def test_the_halo_gets_a_small_bounded_share():
     assert halo_seconds(240) == 20.0 and halo_seconds(3600) == 180.0  # 20 s or 5 %, whichever is larger
     assert halo_seconds(30) == 6.0  # never more than a fifth of a short budget
+
+
+def test_the_object_tuning_reserve_covers_both_tta_candidates():
+    """Choosing the object post-processing predicts the validation images without TTA and with flips (4 views) and
+    labels every seed level for each: the reserve scales with the validation time but never drops under the
+    labelling's floor (small validation sets predict in ~0.1 s but take ~1 s per candidate to label)."""
+    tuning = AfterTraining(objects=OBJECTS_MIN_SECONDS)
+    assert tuning.with_validation(0.1, 0.0).objects == OBJECTS_MIN_SECONDS
+    assert tuning.with_validation(10.0, 0.0).objects == OBJECTS_PER_VALIDATION * 10.0
+    assert OBJECTS_PER_VALIDATION >= 1 + 4  # a plain prediction and one of 4 views, then the labelling
+    assert AfterTraining().with_validation(10.0, 0.0).objects == 0.0  # no instance masks: nothing reserved

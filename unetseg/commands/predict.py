@@ -59,8 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("--compile", choices=COMPILE_CHOICES, default=DEFAULTS.compile,
                          help="torch.compile the model: auto = when the image is large enough to pay it back "
                               f"(default: {DEFAULTS.compile})")
-    predict.add_argument("--tta", choices=[t for t in TTAS if t], default=DEFAULTS.tta,
-                         help="test-time augmentation (default: none)")
+    predict.add_argument("--tta", choices=["auto", "none", *(t for t in TTAS if t)], default=DEFAULTS.tta,
+                         help="test-time augmentation: auto = what training chose for the model's objects on its "
+                              f"validation images, else none (default: {DEFAULTS.tta})")
     predict.add_argument("--format", default=None, metavar="LIST",
                          help=f"comma list of {','.join(output_kinds())} (default: ome-zarr for zarr inputs and "
                               "with --dask, else index,palette; with a 3D model the inputs' own format, nifti, tiff "
@@ -165,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
         for folder in {out_dir, *(s.parent for s in stems.values())}:
             remove_stale_temporaries(folder)  # left by a killed earlier run (other shards may be writing now)
     options = TileOptions(tile_size=int_or_auto(args.tile_size, "--tile-size"),
-                          batch_size=int_or_auto(args.batch_size, "--batch-size"), tta=args.tta,
+                          batch_size=int_or_auto(args.batch_size, "--batch-size"),
+                          tta=None if args.tta == "none" else args.tta,
                           halo=parse_halo(args.halo, "--halo"), compile=args.compile,
                           amp=False if args.amp == "off" else args.amp, device=device,
                           nodata=nodata_value(args.nodata), nodata_label=args.nodata_label, engine=args.engine)

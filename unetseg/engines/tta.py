@@ -1,7 +1,12 @@
-"""Test-time augmentation: (forward, inverse) pairs applied to tile batches, averaged in probability space."""
+"""Test-time augmentation: (forward, inverse) pairs applied to tile batches, averaged in probability space.
+
+``tta="auto"`` (the default everywhere) is the model's own choice: what training chose on the validation images
+when it tuned the object post-processing (:class:`unetseg.models.meta.ObjectTuning`), else none.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -13,8 +18,16 @@ Transform = tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor
 
 
 def check_tta(tta: str | None) -> None:
-    if tta not in TTAS:
-        raise UnetsegError(f"tta={tta!r} is not one of None, 'flips', 'd4'")
+    if tta not in TTAS and tta != "auto":
+        raise UnetsegError(f"tta={tta!r} is not one of None, 'flips', 'd4', 'auto'")
+
+
+def resolve_tta(model: Any, tta: str | None) -> str | None:
+    """``tta``, with "auto" made ``model``'s tuned setting (its checkpoint's object tuning), else None."""
+    if tta != "auto":
+        return tta
+    tuned = getattr(getattr(model, "meta", None), "object_tuning", None)
+    return getattr(tuned, "tta", None)
 
 
 def tta_transforms(tta: str | None, dims: int = 2) -> list[Transform]:

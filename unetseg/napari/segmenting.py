@@ -19,7 +19,7 @@ from .layers import class_layer_kwargs, level_placement, model_input
 OUTPUTS = ("labels", "probabilities", "uncertainty", "instances")
 PRECISIONS = {"auto": "auto", "fp32": False, "bf16": "bf16", "fp16": "fp16", "int8": "int8"}  # widget -> amp=
 TILE_SIZES = ("auto", "256", "512", "1024", "2048")
-TTA_CHOICES = ("none", "flips", "d4")
+TTA_CHOICES = ("auto", "none", "flips", "d4")
 
 LayerData = tuple[Any, dict[str, Any], str]  # napari's LayerDataTuple: (data, kwargs, "labels" | "image")
 
@@ -41,7 +41,7 @@ class SegmentSettings:
     engine: str = "auto"
     precision: str = "auto"
     tile_size: str = "auto"
-    tta: str = "none"
+    tta: str = "auto"
     output: str = "labels"
     level: int = 0
 

@@ -151,7 +151,7 @@ class SegmentWidget(_BackgroundForm):
         self.engine = ComboBox(label="engine", choices=list(engine_choices()), value="auto")
         self.precision = ComboBox(label="precision", choices=list(PRECISIONS), value="auto")
         self.tile_size = ComboBox(label="tile size", choices=list(TILE_SIZES), value="auto")
-        self.tta = ComboBox(label="TTA", choices=list(TTA_CHOICES), value="none")
+        self.tta = ComboBox(label="TTA", choices=list(TTA_CHOICES), value="auto")
         self.output = ComboBox(label="output", choices=list(OUTPUTS), value="labels")
         self.level = SpinBox(label="pyramid level", min=0, max=0, value=0,
                              tooltip="multiscale images: the level to segment (0 = full resolution)")

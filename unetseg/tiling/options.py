@@ -63,7 +63,7 @@ class TileOptions:
     blend: str = "crop"
     pad_mode: str = "reflect"
     halo: int | str = "auto"
-    tta: str | None = None
+    tta: str | None = "auto"
     output: str = "labels"
     amp: str | bool | None = "auto"
     device: str | torch.device | None = None

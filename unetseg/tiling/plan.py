@@ -16,7 +16,7 @@ from ..engines.contract import ForwardSpec, InvalidRule
 from ..engines.graph import InferenceGraph, inference_graph, model_device
 from ..engines.quantize import QuantizedModel
 from ..engines.registry import quantized_model
-from ..engines.tta import Transform, tta_transforms
+from ..engines.tta import Transform, resolve_tta, tta_transforms
 from ..errors import UnetsegError
 from ..models.base import SegmentationModel
 from ..models.ensemble import member_count
@@ -103,7 +103,7 @@ def plan_tiles(model: nn.Module, image: Any, options: TileOptions = DEFAULTS) ->
     model if need be); the grid covers the whole image. Bad combinations are one-line UnetsegErrors."""
     channels = image_channels(image)
     known = isinstance(model, SegmentationModel)
-    options = deployed_options(model, options)
+    options = model_options(model, options)
     if known and channels != model.in_channels:
         raise UnetsegError(f"image has {channels} channel(s) but the model expects {model.in_channels}")
     height, width = int(image.shape[0]), int(image.shape[1])
@@ -154,6 +154,12 @@ def input_settings(model: nn.Module, image: Any, options: TileOptions, channels:
         label = resolve_nodata_label(model.num_classes, label)
     device = torch.device(options.device) if options.device is not None else model_device(model)
     return norm, invalid, label, device
+
+
+def model_options(model: nn.Module, options: TileOptions) -> TileOptions:
+    """``options`` with what ``model`` decides: tta="auto" its tuned TTA (:func:`unetseg.engines.tta.resolve_tta`),
+    and the engine and tile size of a deployed model (:func:`deployed_options`)."""
+    return deployed_options(model, replace(options, tta=resolve_tta(model, options.tta)))
 
 
 def deployed_options(model: nn.Module, options: TileOptions) -> TileOptions:

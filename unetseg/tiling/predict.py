@@ -85,7 +85,9 @@ def predict_tiled(
             "exact": the receptive-field radius (tiled == whole image; two strides for models of unknown
             receptive field such as smp encoders); or pixels (rounded up to the stride). Ignored for
             valid-padding models, whose context is their margin (the paper's exact overlap-tile).
-        tta: None (default), "flips" (4 flips) or "d4" (8 rotations/flips); averaged in probability space.
+        tta: "auto" (default: the TTA the model's training chose for its objects on the validation images, else
+            none), None, "flips" (4 flips; 8 for volumes) or "d4" (8 rotations/flips); averaged in probability
+            space.
         output: "labels" (default): HxW class indices, uint8 for <= 256 classes (uint16 <= 65536, else
             int32); a 1-class model gives (sigmoid > 0.5). "probs": HxWxK float32 probabilities (softmax;
             sigmoid when K == 1). "uncertainty": HxWx2 float32: the predictive entropy of the

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from ..engines.allocator import release_between_batches
 from ..engines.contract import ForwardSpec, TileOutput
 from ..engines.graph import inference_graph
 from ..engines.registry import build_engine, usable_engines
+from ..engines.tta import resolve_tta
 from ..errors import UnetsegError
 from ..models.geometry import Geometry, round_up
 from ..models.precision import resolve_precision
@@ -120,6 +122,7 @@ def plan_volume(model: nn.Module, volume: Any, options: TileOptions = DEFAULTS) 
     volume and resolve every "auto". OpenVINO (where installed, :func:`volume_engine`) or torch runs volumes;
     crop blending, labels or probabilities."""
     channels = volume_channels(model, volume)
+    options = replace(options, tta=resolve_tta(model, options.tta))
     if options.engine not in ("auto", "torch", "openvino"):
         raise UnetsegError(f"engine={options.engine!r}: volumes run on the torch or the OpenVINO engine "
                            "(engine='auto', 'torch' or 'openvino')")

@@ -77,7 +77,11 @@ def seconds_text(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
-OBJECTS_PER_VALIDATION = 2.0  # tuning objects: one prediction of the validation images + labelling per seed level
+# tuning objects: predictions of the validation images without TTA and with flips (4 views), labelling per seed level
+OBJECTS_PER_VALIDATION = 6.0
+# ... at least: labelling and scoring every seed level and size takes ~1 s per TTA candidate on small validation
+# sets whose prediction takes ~0.1 s (the nuclei sample's 4 blocks of 128^2, 2-core AMD EPYC)
+OBJECTS_MIN_SECONDS = 4.0
 
 
 @dataclass
@@ -105,4 +109,4 @@ class AfterTraining:
     def with_validation(self, seconds: float, sample_share: float) -> AfterTraining:
         """Updated from a validation pass of ``seconds``; the sample figure predicts ``sample_share`` of its pixels."""
         return AfterTraining(seconds, self.halo, seconds * sample_share + PLOT_S if sample_share else 0.0,
-                             self.writing, self.objects and OBJECTS_PER_VALIDATION * seconds)
+                             self.writing, self.objects and max(OBJECTS_MIN_SECONDS, OBJECTS_PER_VALIDATION * seconds))

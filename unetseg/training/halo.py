@@ -95,7 +95,8 @@ def measure_halo(model: nn.Module, images: Sequence[np.ndarray], *, target: floa
     axes = Geometry.axes(model) if dims == 3 else geometry
     side, probe_tile = (PROBE_SIDE, PROBE_TILE) if dims == 2 else (PROBE_SIDE_3D, PROBE_TILE_3D)
     say = report or (lambda line: None)
-    options = dict(amp=False, normalization=normalization, device=device, compile=False, batch_size=1, engine="torch")
+    options = dict(amp=False, normalization=normalization, device=device, compile=False, batch_size=1, engine="torch",
+                   tta=None)
 
     def tiled(image: np.ndarray, tile: int, halo: int) -> np.ndarray:
         with warnings.catch_warnings():  # the probes' tiles are small on purpose: the densest seams

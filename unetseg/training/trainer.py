@@ -40,9 +40,17 @@ from ..models.checkpoint import read_checkpoint, read_meta, write_checkpoint
 from ..models.geometry import Geometry
 from ..models.meta import TrainingRecord, instance_record
 from ..objects.separate import object_rule
-from ..objects.tune import tune_post_processing
+from ..objects.tune import choose_post_processing
 from ..tiling import predict_tiled
-from .budget import VOLUME_VAL_HALO, WRITE_S, AfterTraining, forward_seconds, halo_seconds, tiled_pixels
+from .budget import (
+    OBJECTS_MIN_SECONDS,
+    VOLUME_VAL_HALO,
+    WRITE_S,
+    AfterTraining,
+    forward_seconds,
+    halo_seconds,
+    tiled_pixels,
+)
 from .checkpointing import (
     BEST_NAME,
     LAST_NAME,
@@ -359,8 +367,8 @@ class Trainer:
         if budget is None:
             return
         same = self.c.bare.padding == "same" and bool(self.c.val_items)
-        self.after = AfterTraining(halo=halo_seconds(60.0 * budget) if same else 0.0,
-                                   objects=1.0 if self._tunes_objects() else 0.0)  # sized by the first validation
+        objects = OBJECTS_MIN_SECONDS if self._tunes_objects() else 0.0  # sized again by the first validation
+        self.after = AfterTraining(halo=halo_seconds(60.0 * budget) if same else 0.0, objects=objects)
         self.say(f"budget {budget:g} min from the command's start, {self.clock():.0f} s spent before training; "
                  f"training stops when what is left is what follows it ({self.after.describe()}; the validation "
                  "timed as it runs)")
@@ -498,14 +506,17 @@ class Trainer:
         begun = self.clock()
         budget = self.tcfg.time_budget_minutes
         self.say("choosing the object post-processing on the validation images (AP@0.5)")
-        maps = [np.asarray(predict_tiled(model, image, tile_size=self._val_tile(), amp=validation_amp(self.c.precision)))
-                for image, _ in self.c.val_items]
-        deadline = None if budget is None else begun + max(self.after.objects, 1.0)
-        tuned, _ = tune_post_processing(maps, self.c.val_instances, record, object_rule(model, min_size=0),
-                                        model.num_classes, deadline=deadline, clock=self.clock)
+
+        def maps(tta: str | None) -> list[np.ndarray]:
+            return [np.asarray(predict_tiled(model, image, tile_size=self._val_tile(), tta=tta,
+                                             amp=validation_amp(self.c.precision))) for image, _ in self.c.val_items]
+        deadline = None if budget is None else begun + max(self.after.objects, OBJECTS_MIN_SECONDS)
+        tuned = choose_post_processing(maps, self.c.val_instances, record, object_rule(model, min_size=0),
+                                       model.num_classes, deadline=deadline, clock=self.clock)
         level = "" if tuned.seed_level is None else f"seed level {tuned.seed_level}, "
-        self.say(f"objects: {level}minimum size {tuned.min_size} px: validation AP@0.5 {tuned.ap50:.3f} "
-                 f"(untuned {tuned.default_ap50:.3f}), AP@0.75 {tuned.ap75:.3f}; {self.clock() - begun:.0f} s")
+        self.say(f"objects: {f'{tuned.tta} TTA, ' if tuned.tta else ''}{level}minimum size "
+                 f"{tuned.min_size} px: validation AP@0.5 {tuned.ap50:.3f} (untuned {tuned.default_ap50:.3f}), "
+                 f"AP@0.75 {tuned.ap75:.3f}; {self.clock() - begun:.0f} s")
         model.meta = replace(model.meta, object_tuning=tuned)
         payload = read_checkpoint(best_path)
         payload["meta"] = model.meta.to_dict()

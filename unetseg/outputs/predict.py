@@ -123,4 +123,4 @@ def _spec(model: SegmentationModel, source: ImageSource, stem: Path, path: Path,
           objects: ObjectOptions = OBJECT_DEFAULTS) -> OutputSpec:
     style = MapStyle.of(model, source, plan, bands, overlays="overlay" in formats)
     return OutputSpec(stem, source, model.num_classes, model.class_table, style,
-                      settings={**options.recorded(), "tta": plan.tta, "input": str(path)}, objects=objects.rules(model), level=level)
+                      settings={**options.recorded(), "input": str(path)}, objects=objects.rules(model), level=level)

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from ..data.labels import map_dtype
-from ..engines.tta import resolve_tta
 from ..errors import UnetsegError
 from ..io import maps
 from ..io.nifti import NiftiVolume, label_writer
@@ -157,8 +156,7 @@ def volume_summary(model: SegmentationModel, volume: Volume, result: TiledResult
     """The image summary's fields for a volume, plus its depth, spacing (dz, dy, dx), the spacing's unit, each
     class's volume in millilitres (when the unit is known) and notes on the geometry the ``formats`` written
     keep (default: none named)."""
-    settings = {**options.recorded(), "tta": resolve_tta(model, options.tta), "input": str(path),
-                **result.report.as_dict()}
+    settings = {**options.recorded(), "input": str(path), **result.report.as_dict()}
     data = summary(result, volume.shape[1:3], model.class_table.names, settings, nodata_label,
                    model.class_table.colors)
     voxel_ml = millilitres_per_voxel(tuple(volume.spacing), volume.unit)

@@ -95,7 +95,7 @@ class TilePlan:
         """The settings as a summary records them; ``compiled``: whether the graph really ran compiled."""
         return TileReport(self.grid.tile_shape, self.grid.rows.context, self.grid.num_tiles, self.batch_size,
                           self.precision.name, str(self.device), self.compile if compiled is None else compiled,
-                          None if self.invalid is None else self.invalid.nodata, self.engine)
+                          None if self.invalid is None else self.invalid.nodata, self.engine, self.tta)
 
 
 def plan_tiles(model: nn.Module, image: Any, options: TileOptions = DEFAULTS) -> TilePlan:

@@ -64,8 +64,8 @@ class BlockSink(Protocol):
 class TileReport:
     """The settings a tiled prediction ran with, resolved: tile shape [h, w], context (margin or halo, px per
     side), tile count, batch size, precision ("fp32" | "bf16" | "fp16" | "int8"), device, whether the graph ran
-    compiled, the nodata value applied (None: only NaN/Inf were invalid, or no pixel could be) and the engine
-    that ran the model (:mod:`unetseg.engines.registry`)."""
+    compiled, the nodata value applied (None: only NaN/Inf were invalid, or no pixel could be), the engine
+    that ran the model (:mod:`unetseg.engines.registry`) and the test-time augmentation (None, "flips", "d4")."""
 
     tile_shape: tuple[int, int]
     context: int
@@ -76,12 +76,13 @@ class TileReport:
     compiled: bool
     nodata: float | None
     engine: str = "torch"
+    tta: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able, in the order a summary lists them."""
         return dict(tile_shape=list(self.tile_shape), context=self.context, num_tiles=self.num_tiles,
                     batch_size=self.batch_size, precision=self.precision, device=self.device,
-                    compiled=self.compiled, nodata=self.nodata, engine=self.engine)
+                    compiled=self.compiled, nodata=self.nodata, engine=self.engine, tta=self.tta)
 
 
 class NoValidPixel(UnetsegError):

@@ -510,7 +510,7 @@ class Trainer:
         def maps(tta: str | None) -> list[np.ndarray]:
             return [np.asarray(predict_tiled(model, image, tile_size=self._val_tile(), tta=tta,
                                              amp=validation_amp(self.c.precision))) for image, _ in self.c.val_items]
-        deadline = None if budget is None else begun + max(self.after.objects, OBJECTS_MIN_SECONDS)
+        deadline = None if budget is None else begun + self.after.objects  # >= OBJECTS_MIN_SECONDS
         tuned = choose_post_processing(maps, self.c.val_instances, record, object_rule(model, min_size=0),
                                        model.num_classes, deadline=deadline, clock=self.clock)
         level = "" if tuned.seed_level is None else f"seed level {tuned.seed_level}, "

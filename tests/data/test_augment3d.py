@@ -94,3 +94,23 @@ def test_training_crops_with_elastic_keep_labels_integer_and_aligned():
         assert (np.rint(item["image"][..., 0] / 100) == item["mask"]).mean() > 0.95
         changed += int(not np.array_equal(item["mask"], plain.sample(i)["mask"]))
     assert changed >= 3
+
+
+def test_a_2_5d_stack_is_deformed_in_plane_only():
+    """A 2.5D network's patch is its centre slice and the slices above and below it sees: the elastic deformation
+    leaves z alone (each patch slice is one volume slice, none blended nor shuffled by a z displacement)."""
+    slices = np.arange(30, dtype=np.float32)[:, None, None] * 100
+    image = np.ascontiguousarray(np.broadcast_to(slices, (30, 24, 24)))
+    augment = AugmentConfig(flips=False, rot90=False, brightness_contrast=False, gamma=False,
+                            elastic={"p": 1.0, "sigma": 6.0})
+    patches = VolumePatches([image], [np.zeros(image.shape, np.uint8)], None, input_shape=(5, 16, 16),
+                            margins=(2, 0, 0), normalization=Normalization(scale=1.0), spacing=(1.0, 1.0, 1.0),
+                            augment=augment, patches_per_epoch=6, seed=3)
+    assert patches.elastic_axes == (1, 2)
+    for i in range(len(patches)):
+        stack = patches.sample(i)["image"][..., 0]
+        np.testing.assert_allclose(stack, stack[:, :1, :1] * np.ones_like(stack), atol=1e-3)  # each slice: one value
+        assert np.allclose(np.abs(np.diff(stack[:, 0, 0])), 100, atol=1e-3)  # neighbouring slices, in order
+    whole = VolumePatches([image], [np.zeros(image.shape, np.uint8)], None, input_shape=(8, 16, 16),
+                          margins=(0, 0, 0), normalization=Normalization(), augment=augment)
+    assert whole.elastic_axes == (0, 1, 2)

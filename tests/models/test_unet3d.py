@@ -73,3 +73,30 @@ def test_checkpoint_rebuilds_the_3d_model_with_spacing_and_orientation(tmp_path)
 
 def test_2d_configs_are_unchanged():
     assert "spatial_dims" not in unetseg.UNet().config["kwargs"]
+
+
+@pytest.mark.parametrize("cls", [unetseg.UNet, unetseg.ConvAutoencoder])
+def test_2_5d_network_sees_neighbouring_slices_as_channels(tmp_path, cls):
+    """context_slices=2: the first convolution spans 5 slices unpadded, the rest is the 2D network, so an output slice
+    depends on its 2 neighbours on each side and on nothing farther."""
+    flat = dict(pooling=[[1, 2, 2]] * 2, kernels=[[1, 3, 3]] * 3)
+    model = cls(1, 3, base_channels=2, depth=2, padding="same", spatial_dims=3, context_slices=2, **flat).eval()
+    z = model.size_rules[0]
+    assert (z.padding, z.margin, z.stride, model.field_radii[0]) == ("valid", 2, 1, 2)
+    assert model.output_size(16) == 16 and z.output_size(5) == 1 and not z.is_valid(4)
+    x = torch.rand(1, 1, 9, 16, 16)
+    with torch.inference_mode():
+        out = model(x)
+        assert out.shape == (1, 3, 5, 16, 16)
+        x2 = x.clone()
+        x2[:, :, 0] += 1  # slice 0 is seen by output slice 0 (input slice 2) only
+        changed = (model(x2) - out).abs().amax(dim=(0, 1, 3, 4)) > 0
+    assert changed.tolist() == [True, False, False, False, False]
+    loaded = unetseg.load_model(unetseg.save_checkpoint(model, tmp_path / "m.pt"))
+    assert loaded.config["kwargs"]["context_slices"] == 2 and loaded.size_rules == model.size_rules
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x), out)
+    with pytest.raises(ValueError, match="context_slices=2: .*no pooling and 1-voxel kernels along z"):
+        cls(1, 3, depth=2, spatial_dims=3, context_slices=2)
+    with pytest.raises(ValueError, match="context_slices=1"):
+        cls(1, 3, depth=2, context_slices=1, **{k: [v[1:] for v in rows] for k, rows in flat.items()})

@@ -58,6 +58,25 @@ def test_tiled_equals_whole_volume(rng, padding, spacing):
     assert result.valid_pixels == volume.size
 
 
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_2_5d_network_tiled_equals_whole_volume(rng, padding):
+    """Neighbouring slices as channels: the first convolution spans 5 slices unpadded, so z is a valid axis (2 slices
+    of context per side, mirrored at the volume's ends) while the plane keeps the network's padding."""
+    torch.manual_seed(0)
+    model = randomized(unetseg.UNet(1, 3, base_channels=2, depth=2, padding=padding, spatial_dims=3,
+                                    pooling=[[1, 2, 2]] * 2, kernels=[[1, 3, 3]] * 3, context_slices=2), 0)
+    z, y, _ = Geometry.axes(model)
+    assert (z.padding, z.margin, z.stride) == ("valid", 2, 1) and y.padding == padding
+    volume = rng.integers(0, 256, (70, 41, 37), dtype=np.uint8)  # deep enough for several slabs of one tile size
+    tile = 24 if padding == "valid" else 56
+    result = tiled(model, volume, TileOptions(tile_size=tile, output="probs", amp=False, halo="exact"))
+    grid = TileGrid.build(volume.shape, result.report.tile_shape, Geometry.axes(model), "exact")
+    assert grid.axes[0].count > 1 and grid.axes[0].context == 2
+    np.testing.assert_allclose(result.output, whole_volume_probs(model, volume, grid), atol=1e-5)
+    labels = predict_tiled(model, volume, tile_size=tile, amp=False, halo="exact")
+    assert labels.shape == volume.shape
+
+
 def test_anisotropic_model_has_its_geometry_per_axis():
     pooling, kernels = pooling_plan((5.0, 1.0, 1.0), 4)
     assert pooling == [[1, 2, 2], [1, 2, 2], [2, 2, 2], [2, 2, 2]]

@@ -38,7 +38,8 @@ def rotation_planes(shape: Sequence[int], margins: Sequence[int], spacing: Seque
 
 
 def elastic_coordinates(shape: Sequence[int], rng: np.random.Generator, *, sigma: float, grid: int = 3,
-                        spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+                        spacing: Sequence[float] = (1.0, 1.0, 1.0),
+                        axes: Sequence[int] | None = None) -> np.ndarray:
     """Sampling positions of a random elastic deformation of a ``shape`` (d, h, w) volume.
 
     Args:
@@ -47,6 +48,7 @@ def elastic_coordinates(shape: Sequence[int], rng: np.random.Generator, *, sigma
         sigma: standard deviation of the grid displacements in voxels of the finest axis (0: the identity).
         grid: grid points per axis (>= 2).
         spacing: voxel size (z, y, x); axis ``a``'s displacements are scaled by ``min(spacing) / spacing[a]``.
+        axes: the axes displaced (default all); the others keep their positions (the same draws are made).
 
     Returns:
         float32 (3, d, h, w): for each output voxel, the input position it takes its value from.
@@ -59,6 +61,8 @@ def elastic_coordinates(shape: Sequence[int], rng: np.random.Generator, *, sigma
     positions = np.indices(shape, dtype=np.float32)
     for axis in range(len(shape)):
         coarse = rng.normal(0.0, sigma * finest / spacing[axis], size=(grid,) * len(shape))
+        if axes is not None and axis not in axes:
+            continue
         dense = np.einsum("ia,jb,kc,abc->ijk", *upsample, coarse, optimize=True)
         positions[axis] += dense.astype(np.float32)
     return positions

@@ -68,6 +68,9 @@ class VolumePatches(Dataset):
         self.flip_axes = tuple(a for a in ((0, 1, 2) if isotropic(self.spacing) else (1, 2))
                                if self.input_shape[a] > 1)  # a single slice flipped is itself (with negative strides)
         self.rotation_planes = rotation_planes(self.input_shape, self.margins, self.spacing)
+        # no elastic displacement along an axis with one target voxel: a 2.5D stack's slices are the centre slice's
+        # context (displacing them by sigma voxels shuffles them), and a single slice has nothing to displace
+        self.elastic_axes = tuple(a for a in range(3) if self.output_shape[a] > 1)
         self.normalizations = [normalization.resolve(v, 3) for v in volumes]
         self.patches_per_epoch, self.ignore_index, self.seed = int(patches_per_epoch), ignore_index, int(seed)
         self.report: Any = None
@@ -128,7 +131,8 @@ class VolumePatches(Dataset):
             image, mask, weight = (np.rot90(a, turns, axes=plane) for a in (image, mask, weight))
         el = cfg.elastic
         if el.enabled and el.sigma > 0 and rng.random() < el.p:
-            where = elastic_coordinates(mask.shape, rng, sigma=el.sigma, grid=el.grid, spacing=self.spacing)
+            where = elastic_coordinates(mask.shape, rng, sigma=el.sigma, grid=el.grid, spacing=self.spacing,
+                                        axes=self.elastic_axes)
             image = deform(np.ascontiguousarray(image), where, 1)
             mask, weight = deform(np.ascontiguousarray(mask), where, 0), deform(np.ascontiguousarray(weight), where, 0)
         bc = cfg.brightness_contrast

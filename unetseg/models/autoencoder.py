@@ -16,7 +16,7 @@ class ConvAutoencoder(EncoderDecoder):
 
     Each decoder level sees only the upsampled coarse map, so fine detail lost by pooling cannot come
     back: that is what the U-Net's skips buy. Output N,num_classes,*spatial logits; ``spatial_dims=3`` (and
-    ``pooling``/``kernels``) as for :class:`~unetseg.models.unet.UNet`.
+    ``pooling``/``kernels``/``context_slices``) as for :class:`~unetseg.models.unet.UNet`.
 
     Examples:
         >>> import torch, unetseg
@@ -42,14 +42,16 @@ class ConvAutoencoder(EncoderDecoder):
         spatial_dims: int = 2,
         pooling: Sequence[Sequence[int]] | None = None,
         kernels: Sequence[Sequence[int]] | None = None,
+        context_slices: int = 0,
     ) -> None:
         super().__init__(in_channels, num_classes, base_channels, depth, padding, up_mode, norm, dropout,
-                         spatial_dims, pooling, kernels)
+                         spatial_dims, pooling, kernels, context_slices)
         widths, dims, pools, sizes = self.widths, spatial_dims, self.level_pools, self.level_kernels
         encoder: list[nn.Module] = []
         c_in = in_channels
         for width, pool, kernel in zip(widths[:-1], pools, sizes[:-1], strict=True):
-            encoder += [DoubleConv(c_in, width, padding, norm, dims, kernel), POOL[dims](pool)]
+            slices = self.input_slices if not encoder else 1
+            encoder += [DoubleConv(c_in, width, padding, norm, dims, kernel, slices), POOL[dims](pool)]
             c_in = width
         encoder += [DoubleConv(widths[-2], widths[-1], padding, norm, dims, sizes[-1])]
         if dropout > 0:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -38,16 +39,20 @@ def norm_layer(kind: str, channels: int, dims: int = 2) -> nn.Module:
 
 class DoubleConv(nn.Sequential):
     """(3x3 conv -> norm -> ReLU) x 2 (3x3x3 in 3D; ``kernel`` per axis, 1 or 3); unpadded for padding="valid"
-    (each conv trims 1 px per side along the axes of kernel 3)."""
+    (each conv trims 1 px per side along the axes of kernel 3). ``input_slices`` > 1 (3D): the first conv spans
+    that many slices along the first axis, unpadded there (2.5D: neighbouring slices seen as channels)."""
 
     def __init__(self, in_channels: int, out_channels: int, padding: str, norm: str, dims: int = 2,
-                 kernel: Sequence[int] | None = None) -> None:
+                 kernel: Sequence[int] | None = None, input_slices: int = 1) -> None:
         kernel = tuple(kernel) if kernel is not None else (3,) * dims
-        pad = tuple(k // 2 for k in kernel) if padding == "same" else 0
+        pad = tuple(k // 2 for k in kernel) if padding == "same" else (0,) * dims
         layers: list[nn.Module] = []
-        for c_in in (in_channels, out_channels):
+        for n, c_in in enumerate((in_channels, out_channels)):
+            size, margins = kernel, pad
+            if n == 0 and input_slices > 1:
+                size, margins = (input_slices, *kernel[1:]), (0, *pad[1:])
             layers += [
-                CONV[dims](c_in, out_channels, kernel, padding=pad, bias=norm == "none"),
+                CONV[dims](c_in, out_channels, size, padding=margins, bias=norm == "none"),
                 norm_layer(norm, out_channels, dims),
                 nn.ReLU(inplace=True),
             ]
@@ -88,7 +93,7 @@ class EncoderDecoder(SegmentationModel):
     def __init__(self, in_channels: int, num_classes: int, base_channels: int, depth: int, padding: str,
                  up_mode: str, norm: str, dropout: float, spatial_dims: int = 2,
                  pooling: Sequence[Sequence[int]] | None = None,
-                 kernels: Sequence[Sequence[int]] | None = None) -> None:
+                 kernels: Sequence[Sequence[int]] | None = None, context_slices: int = 0) -> None:
         super().__init__()
         check_choice("padding", padding, PADDINGS)
         check_choice("up_mode", up_mode, UP_MODES)
@@ -106,12 +111,20 @@ class EncoderDecoder(SegmentationModel):
         if spatial_dims != 2 or pooling is not None or kernels is not None:  # 2D checkpoints keep their old config
             self._config_kwargs.update(spatial_dims=spatial_dims, pooling=[list(p) for p in pools],
                                        kernels=[list(k) for k in sizes])
+        if context_slices:
+            flat = spatial_dims == 3 and all(p[0] == 1 for p in pools) and all(k[0] == 1 for k in sizes)
+            if not flat or context_slices < 0:
+                raise ValueError(f"context_slices={context_slices}: neighbouring slices are seen by a 3D network with "
+                                 "no pooling and 1-voxel kernels along z (pooling and kernels [1, ., .] everywhere)")
+            self._config_kwargs.update(context_slices=context_slices)
         self.in_channels, self.num_classes, self.spatial_dims = in_channels, num_classes, spatial_dims
         self.level_pools, self.level_kernels = pools, sizes
+        self.input_slices = 2 * context_slices + 1  # the first convolution's extent along z, unpadded (2.5D)
         try:
             self.size_rules = tuple(
-                SizeRule(depth=depth, padding=padding, pools=tuple(p[axis] for p in pools),
-                         kernels=tuple(k[axis] for k in sizes)) for axis in range(spatial_dims))
+                SizeRule(depth=depth, padding="valid" if axis == 0 and context_slices else padding,
+                         pools=tuple(p[axis] for p in pools), kernels=tuple(k[axis] for k in sizes),
+                         input_context=context_slices if axis == 0 else 0) for axis in range(spatial_dims))
         except ValueError as err:
             raise ValueError(f"pooling={pooling}, kernels={kernels}: {err}") from None
         self.size_rule = self.size_rules[-1]
@@ -126,8 +139,7 @@ class EncoderDecoder(SegmentationModel):
     @property
     def field_radii(self) -> tuple[int, ...]:
         """The receptive-field radius per spatial axis."""
-        return tuple(SizeRule(r.depth, "valid", r.convs_per_level, r.pools, r.kernels).margin
-                     for r in self.size_rules)
+        return tuple(replace(r, padding="valid").margin for r in self.size_rules)
 
 
 def _per_level(name: str, value: Sequence[Sequence[int]] | None, levels: int, dims: int,

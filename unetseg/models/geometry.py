@@ -64,12 +64,13 @@ class Geometry:
     @classmethod
     def axes(cls, model: nn.Module) -> tuple[Geometry, ...]:
         """The geometry of each spatial axis (H, W; or D, H, W): a 3D model with per-axis pooling has its own
-        stride, margin and receptive field per axis (:attr:`unetseg.models.base.SegmentationModel.axis_rules`)."""
+        stride, margin and receptive field per axis (:attr:`unetseg.models.base.SegmentationModel.axis_rules`); a
+        2.5D network's z axis is valid-padded (its first convolution's slices) where the others are same-padded."""
         whole = cls.of(model)
         if not isinstance(model, SegmentationModel):
             return (whole, whole)
         radii = getattr(model, "field_radii", (model.field_radius,) * model.spatial_dims)
-        return tuple(replace(whole, stride=rule.stride, margin=rule.margin, size_rule=rule,
+        return tuple(replace(whole, padding=rule.padding, stride=rule.stride, margin=rule.margin, size_rule=rule,
                              field_radius=radius if rule.padding == "same" else None)
                      for rule, radius in zip(model.axis_rules, radii, strict=True))
 

@@ -20,6 +20,8 @@ class SizeRule:
     (one per level and the bottleneck, 1 or 3; default all 3) its convolutions' kernel size along it: an
     anisotropic volume keeps its coarse axis unpooled and unconvolved until the others catch up (nnU-Net's rule,
     :func:`unetseg.models.anisotropy.pooling_plan`), so each axis of a 3D model has its own rule.
+    ``input_context`` is what the network's first convolution consumes unpadded on each side on top of that (the
+    slices above and below of a 2.5D network, whose first convolution spans ``2 * input_context + 1`` slices).
     """
 
     depth: int
@@ -27,6 +29,7 @@ class SizeRule:
     convs_per_level: int = 2
     pools: tuple[int, ...] | None = None
     kernels: tuple[int, ...] | None = None
+    input_context: int = 0
 
     def __post_init__(self) -> None:
         if self.pools is not None and (len(self.pools) != self.depth or set(self.pools) - {1, 2}):
@@ -34,6 +37,8 @@ class SizeRule:
         if self.kernels is not None and (len(self.kernels) != self.depth + 1 or set(self.kernels) - {1, 3}):
             raise ValueError(f"kernels={self.kernels}: one size (1 or 3) per level and the bottleneck "
                              f"({self.depth + 1})")
+        if self.input_context < 0 or (self.input_context and self.padding != "valid"):
+            raise ValueError(f"input_context={self.input_context}: >= 0, and only on an axis of valid padding")
 
     @property
     def level_pools(self) -> tuple[int, ...]:
@@ -60,10 +65,11 @@ class SizeRule:
         for level, pool in enumerate(self.level_pools):
             total_loss += 2 * self._shrink(level) * scale
             scale *= pool
-        return (total_loss + self._shrink(self.depth) * scale) // 2
+        return (total_loss + self._shrink(self.depth) * scale) // 2 + self.input_context
 
     def bottom_size(self, n: int) -> int | None:
         """Size entering the bottleneck, or None if some pooling would see an odd size."""
+        n -= 2 * self.input_context
         for level, pool in enumerate(self.level_pools):
             n -= self._shrink(level)
             if n <= 0 or n % pool:

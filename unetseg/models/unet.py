@@ -29,6 +29,9 @@ class UNet(EncoderDecoder):
             anisotropic voxels take it from the spacing: :func:`unetseg.models.anisotropy.pooling_plan`.
         kernels: per level and the bottleneck (``depth + 1`` entries), the convolutions' kernel size (1 or 3) of
             each spatial axis; default 3 everywhere.
+        context_slices: 2.5D (3D only, for a network with pooling and kernels 1 along z): the first convolution
+            also sees this many slices above and below, unpadded along z (neighbouring slices as channels), so
+            the output has ``2 * context_slices`` fewer slices than the input; default 0.
 
     Input N,C,*spatial float; output N,num_classes,*spatial logits, each spatial side ``output_size`` of its
     input side (per axis: :attr:`size_rules`).
@@ -58,15 +61,17 @@ class UNet(EncoderDecoder):
         spatial_dims: int = 2,
         pooling: Sequence[Sequence[int]] | None = None,
         kernels: Sequence[Sequence[int]] | None = None,
+        context_slices: int = 0,
     ) -> None:
         super().__init__(in_channels, num_classes, base_channels, depth, padding, up_mode, norm, dropout,
-                         spatial_dims, pooling, kernels)
+                         spatial_dims, pooling, kernels, context_slices)
         widths, dims = self.widths, spatial_dims
         self.down = nn.ModuleList()
         self.pools = nn.ModuleList()
         c_in = in_channels
         for width, pool, kernel in zip(widths[:-1], self.level_pools, self.level_kernels[:-1], strict=True):
-            self.down.append(DoubleConv(c_in, width, padding, norm, dims, kernel))
+            slices = self.input_slices if not self.down else 1
+            self.down.append(DoubleConv(c_in, width, padding, norm, dims, kernel, slices))
             self.pools.append(POOL[dims](pool))
             c_in = width
         self.bottleneck = DoubleConv(widths[-2], widths[-1], padding, norm, dims, self.level_kernels[-1])

@@ -103,7 +103,9 @@ def training_step_seconds(model: torch.nn.Module, shape: tuple[int, ...], device
     model = model.to(device).to(memory_format=layout)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.randn(*shape, device=device).contiguous(memory_format=layout)
-    y = torch.randint(0, int(getattr(model, "num_classes", 2)), (shape[0], *shape[2:]), device=device)
+    rules = getattr(model, "axis_rules", None)  # a valid-padded axis (or a 2.5D network's z) gives fewer outputs
+    out = shape[2:] if rules is None else tuple(rule.output_size(n) for rule, n in zip(rules, shape[2:], strict=True))
+    y = torch.randint(0, int(getattr(model, "num_classes", 2)), (shape[0], *out), device=device)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)

@@ -1,22 +1,24 @@
-"""A run config planned for volumes: 2D or 3D, chosen by measured step time within the time budget.
+"""A run config planned for volumes: 2D, 2.5D or 3D, chosen by measured step time within the time budget.
 
 The networks are same-padding U-Nets on (Z, Y, X) volumes, trained on volume patches and predicted by the 3D tiler,
 so they differ only in how far they look along z (:func:`layout`):
 
 * **2D**: 1-voxel kernels along z and no pooling along z: each slice is segmented on its own (a 2D U-Net), trained
   on single slices from 8 places per step, as a 2D batch;
-* **2.5D** (configs only, see :data:`KINDS`): the same, but the first level's kernels span 3 slices, so every
-  prediction sees 4 slices above and below;
+* **2.5D**: the 2D network whose first convolution also sees :data:`CONTEXT_SLICES` slices above and below,
+  unpadded along z (neighbouring slices as channels), trained on stacks of 5 slices from 8 places per step with
+  the centre slice's labels: it costs about a 2D step and its z context is real in training as at inference;
 * **3D**: 3-voxel kernels and pooling along every axis that is not much coarser than the others (nnU-Net's rule,
   :func:`unetseg.models.anisotropy.pooling_plan`), on 2+ patches per step.
 
 The plan first finds the widest 2D network (base channels) that takes :data:`MIN_STEPS` optimiser steps in the
-budget, as :func:`unetseg.training.plan.make_plan` does for images. Then it times the 3D network at that width and
-takes it when its step costs at most :data:`CONTEXT_COST` times the 2D network's: context along z only pays when the
-network need not be narrower nor trained fewer steps to afford it. Measured on the brain volume at 10 minutes
-(2-core AMD EPYC, mean Dice over grey and white matter on the held-out slab): the 2D U-Net config (base 32) 0.966,
-the planned network (2D, base 32: the 3D one costs 3x its step) 0.963, a 3D U-Net narrow enough to train as many
-steps (base 8) 0.952. Each choice carries its reason.
+budget, as :func:`unetseg.training.plan.make_plan` does for images. Then it times the 3D and then the 2.5D network
+at that width and takes the first whose step costs at most :data:`CONTEXT_COST` times the 2D network's: context
+along z only pays when the network need not be narrower nor trained fewer steps to afford it. Measured on the brain
+volume at 10 minutes (2-core AMD EPYC, mean Dice over grey and white matter on the held-out slab): the 2D U-Net
+config (base 32) 0.966, a 3D U-Net narrow enough to train as many steps (base 8) 0.952 (the 3D network of the plan's
+width costs 3x the 2D step); the plan's 2.5D network (its step 1.02x the 2D one's) 0.967 against 0.968 for the same
+plan with the 2D network, in one session. Each choice carries its reason.
 """
 from __future__ import annotations
 
@@ -42,35 +44,31 @@ from .budget import (
 )
 from .plan import BASES, EPOCH_CAP, MIN_STEPS, VALIDATION_SHARE, VALIDATIONS, Plan, training_step_seconds
 
-LAYOUTS = ("3d", "2.5d", "2d")  # the networks :func:`layout` builds
-KINDS = ("3d", "2d")  # those a plan chooses between, most context along z first. Not 2.5D: on the brain at 10 min it
-# scored below the 2D network in each of three runs (mean Dice 0.928 on 1 patch of 8 slices per step, configured; 0.70
-# planned; validation mIoU 0.47-0.84, unstable, on 2 patches of 4 slices): its z context, real at inference, is mostly
-# zero padding in thin training patches
+KINDS = ("3d", "2.5d", "2d")  # the networks a plan chooses between (:func:`layout`), most context along z first
+CONTEXT_SLICES = 2  # 2.5D: slices seen above and below each segmented slice
 DEPTH = 4
 PLANE_PATCH = 128  # in-plane patch side of 2D networks (the brain 2D config's)
 STEP_VOXELS = 8 * PLANE_PATCH**2  # voxels per optimiser step, about constant over kinds (batch x patch): 2D's 8
 MIN_BATCH = 2  # patches per step at least: BatchNorm's statistics over the slices of one place are not those of the
-# volumes (brain, 10 min, planned: a 2.5D network on 1 patch of 8 slices per step scored mean Dice 0.70, 0.89 with
-# the slab's own statistics; the 2D network on single slices from 8 places 0.963)
+# volumes (brain, 10 min, planned: a network with 3-slice kernels at its first level on 1 patch of 8 slices per step
+# scored mean Dice 0.70, 0.89 with the slab's own statistics; the 2D network on single slices from 8 places 0.963)
 MAX_BATCH = 16  # patches per step at most (small volumes' small patches), as the image plan
 CUBE_VOXELS = 64**3  # a 3D patch: about this many voxels, shaped by the spacing
 CONTEXT_COST = 1.1  # z context is taken where its step costs at most this many 2D steps (see the docstring)
 VAL_SHARE = 0.25  # of the voxels validate (estimate of the validation's cost before the split is made)
 
 
-def layout(kind: str, depth: int, spacing: tuple[float, float, float]) -> tuple[list[list[int]], list[list[int]]]:
-    """``(pooling, kernels)`` of a ``kind`` network (``"2d"``, ``"2.5d"`` or ``"3d"``): ``depth`` per-axis pooling
-    factors and ``depth + 1`` per-axis kernel sizes, (z, y, x) each (see the module docstring)."""
+def layout(kind: str, depth: int, spacing: tuple[float, float, float]) -> dict[str, Any]:
+    """The U-Net keyword arguments that make a ``kind`` network (:data:`KINDS`): ``pooling`` (``depth`` per-axis
+    factors), ``kernels`` (``depth + 1`` per-axis sizes), (z, y, x) each, and for 2.5D ``context_slices`` (see the
+    module docstring)."""
     if kind == "3d":
-        return pooling_plan(spacing, depth)
-    pooling = [[1, 2, 2] for _ in range(depth)]
-    kernels = [[1, 3, 3] for _ in range(depth + 1)]
-    if kind == "2.5d":
-        kernels[0] = [3, 3, 3]
-    elif kind != "2d":
-        raise ValueError(f"kind={kind!r}: one of {', '.join(LAYOUTS)}")
-    return pooling, kernels
+        pooling, kernels = pooling_plan(spacing, depth)
+        return {"pooling": pooling, "kernels": kernels}
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: one of {', '.join(KINDS)}")
+    flat = {"pooling": [[1, 2, 2] for _ in range(depth)], "kernels": [[1, 3, 3] for _ in range(depth + 1)]}
+    return {**flat, "context_slices": CONTEXT_SLICES} if kind == "2.5d" else flat
 
 
 def _fit(side: int, length: int, stride: int) -> int:
@@ -79,14 +77,15 @@ def _fit(side: int, length: int, stride: int) -> int:
 
 
 def patch_shape(kind: str, fp: VolumeFingerprint, depth: int) -> tuple[int, int, int]:
-    """(z, y, x) patch voxels of a planned ``kind`` network (:data:`KINDS`): 2D one slice of :data:`PLANE_PATCH`^2,
-    3D about :data:`CUBE_VOXELS` with each side's extent in physical units alike; fitted to the volumes and the
-    strides."""
-    pooling, _ = layout(kind, depth, fp.spacing)
+    """(z, y, x) input voxels of a training patch of a planned ``kind`` network (:data:`KINDS`): 2D one slice of
+    :data:`PLANE_PATCH`^2, 2.5D that slice with its context slices, 3D about :data:`CUBE_VOXELS` with each side's
+    extent in physical units alike; fitted to the volumes and the strides."""
+    pooling = layout(kind, depth, fp.spacing)["pooling"]
     strides = [math.prod(level[a] for level in pooling) for a in range(3)]
     z, y, x = fp.median_shape
-    if kind == "2d":
-        return (1, _fit(PLANE_PATCH, y, strides[1]), _fit(PLANE_PATCH, x, strides[2]))
+    if kind in ("2d", "2.5d"):
+        slices = 1 + 2 * CONTEXT_SLICES if kind == "2.5d" else 1
+        return (slices, _fit(PLANE_PATCH, y, strides[1]), _fit(PLANE_PATCH, x, strides[2]))
     finest = min(fp.spacing)
     ratios = [finest / s for s in fp.spacing]  # voxels per finest-voxel length along each axis
     side = (CUBE_VOXELS / math.prod(ratios)) ** (1 / 3)
@@ -95,9 +94,13 @@ def patch_shape(kind: str, fp: VolumeFingerprint, depth: int) -> tuple[int, int,
 
 
 def build(kind: str, fp: VolumeFingerprint, base: int, depth: int = DEPTH) -> UNet:
-    pooling, kernels = layout(kind, depth, fp.spacing)
     return UNet(fp.bands, fp.num_classes, base_channels=base, depth=depth, padding="same", spatial_dims=3,
-                pooling=pooling, kernels=kernels)
+                **layout(kind, depth, fp.spacing))
+
+
+def labelled_voxels(kind: str, patch: tuple[int, int, int]) -> int:
+    """Voxels of a ``kind`` network's training patch that carry a target (a 2.5D patch's centre slice)."""
+    return math.prod(patch) // (1 + 2 * CONTEXT_SLICES) if kind == "2.5d" else math.prod(patch)
 
 
 def volume_step_seconds(kind: str, fp: VolumeFingerprint, base: int, patch: tuple[int, int, int], batch: int,
@@ -111,8 +114,8 @@ def volume_step_seconds(kind: str, fp: VolumeFingerprint, base: int, patch: tupl
 def validation_voxels(kind: str, fp: VolumeFingerprint, base: int) -> float:
     """Input voxels one validation computes, estimated as :data:`VAL_SHARE` of the volumes' tiled voxels, with the
     trainer's halo for volumes (:data:`VOLUME_VAL_HALO`, capped per axis by the field: on the brain's validation slab
-    the exact halo of a depth-4 network at base 32, 96 voxels in-plane, makes the tiles 4x (2D), 34x (2.5D) and
-    2400x (3D) the slab's voxels; 32 voxels 1.8x, 3.7x and 27x)."""
+    the exact halo of a depth-4 network at base 32, 96 voxels in-plane, makes the tiles 4x (2D), 9.7x (2.5D) and
+    2400x (3D) the slab's voxels; 32 voxels 1.8x, 2.6x and 27x)."""
     from ..tiling import volume_input_voxels
 
     model = build(kind, fp, base)
@@ -143,7 +146,8 @@ def make_volume_plan(fp: VolumeFingerprint, minutes: float = 10.0, *, device: to
     budget = 60.0 * minutes
     after = AfterTraining(halo=halo_seconds(budget))
     patches = {kind: patch_shape(kind, fp, DEPTH) for kind in KINDS}
-    batches = {kind: min(MAX_BATCH, max(MIN_BATCH, round(STEP_VOXELS / math.prod(patches[kind])))) for kind in KINDS}
+    batches = {kind: min(MAX_BATCH, max(MIN_BATCH, round(STEP_VOXELS / labelled_voxels(kind, patches[kind]))))
+               for kind in KINDS}
     timed: dict[tuple[str, int], float] = {}
 
     def time_step(kind: str, base: int) -> float:
@@ -163,7 +167,7 @@ def make_volume_plan(fp: VolumeFingerprint, minutes: float = 10.0, *, device: to
             break
     seconds = timed[kind, base]
     planning = clock() - started
-    val_seconds = forward_seconds(validation_voxels(kind, fp, base), seconds, batches[kind] * math.prod(patches[kind]))
+    val_seconds = forward_seconds(validation_voxels(kind, fp, base), seconds, batches[kind] * labelled_voxels(kind, patches[kind]))
     after = after.with_validation(val_seconds, 0.0)
     training = max(budget - planning - after.total(), seconds)
     validations = VALIDATIONS
@@ -171,7 +175,6 @@ def make_volume_plan(fp: VolumeFingerprint, minutes: float = 10.0, *, device: to
         validations = max(1, int(VALIDATION_SHARE * training / max(val_seconds, 1e-9)))
     steps = (training - validations * val_seconds) / seconds
     steps_per_epoch = max(4, int(steps / validations))
-    pooling, kernels = layout(kind, DEPTH, fp.spacing)
     reasons = {"model.spatial_dims": _kind_reason(kind, base, timed, fp),
                "model.base_channels": (f"measured {seconds:.2f} s per step here: base {base} takes ~{int(steps)} "
                                        f"steps in {minutes:g} min (the widest of {', '.join(map(str, BASES))} whose 2D "
@@ -198,7 +201,7 @@ def make_volume_plan(fp: VolumeFingerprint, minutes: float = 10.0, *, device: to
                             else "cross-entropy: two classes, neither rare")
     config = {
         "model": {"name": "unet", "spatial_dims": 3, "base_channels": base, "depth": DEPTH, "padding": "same",
-                  "norm": "batch", "pooling": pooling, "kernels": kernels},
+                  "norm": "batch", **layout(kind, DEPTH, fp.spacing)},
         "data": data,
         "train": {"epochs": EPOCH_CAP, "time_budget_minutes": float(minutes), "batch_size": batches[kind],
                   "optimizer": "adam", "lr": 1e-3, "scheduler": "cosine", "amp": "auto", "val_every": 1},
@@ -228,7 +231,9 @@ def _kind_reason(kind: str, base: int, timed: dict[tuple[str, int], float], fp: 
              and kind == "3d" else "")
     cost = f"{CONTEXT_COST:g}x the 2D network's step"
     why = {"3d": f"a 3D network of the same width trains within {cost}: context along every axis",
-           "2d": f"a 3D network of the same width would cost over {cost} (fewer steps): slice by slice"}[kind]
+           "2.5d": (f"a 3D network of the same width would cost over {cost} (fewer steps); seeing {CONTEXT_SLICES} "
+                    f"slices above and below in its first convolution costs within it"),
+           "2d": f"3D and 2.5D networks of the same width would cost over {cost} (fewer steps): slice by slice"}[kind]
     return f"{kind.upper()}: {why} (step times at base {base}: {steps}){aniso}"
 
 
@@ -237,6 +242,9 @@ def _patch_reason(kind: str, patch: tuple[int, ...], fp: VolumeFingerprint) -> s
     if kind == "3d":
         extent = "x".join(f"{n * s:g}" for n, s in zip(patch, fp.spacing, strict=True))
         return f"3D patches of {shape} voxels (z, y, x): about {extent} in the spacing's unit"
-    if patch[0] == 1:
+    if kind == "2d":
         return f"single slices of {patch[1]}x{patch[2]} voxels (z, y, x): a 2D network learns from 2D patches"
+    if kind == "2.5d":
+        return (f"stacks of {patch[0]} slices of {patch[1]}x{patch[2]} voxels (z, y, x): the centre slice's labels "
+                f"with the {CONTEXT_SLICES} slices above and below it sees")
     return f"{patch[0]} slices of {patch[1]}x{patch[2]} voxels per patch (z, y, x)"

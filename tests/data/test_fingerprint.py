@@ -52,9 +52,11 @@ def test_zero_255_masks_are_value_coded(tmp_path, rng):
     assert fp.coding == "values" and fp.class_values == [0, 255]
 
 
-def test_instance_masks_are_recognised(tmp_path, rng):
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.uint32])
+def test_instance_masks_are_recognised(tmp_path, rng, dtype):
+    """int32/uint32 label images (cellpose's, StarDist's) too: their ids are not read as float32 values."""
     centres = [(8 + 16 * (k // 5), 8 + 16 * (k % 5)) for k in range(20)]
-    ids = disks((80, 80), centres, 5)
+    ids = disks((80, 80), centres, 5).astype(dtype)
     fp = fingerprint_folder(*folder(tmp_path, [rng.integers(0, 255, (80, 80), dtype=np.uint8)], [ids], ".tif"))
     assert fp.coding == "instances" and fp.has_instances and fp.objects == 20
 

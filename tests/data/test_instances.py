@@ -72,6 +72,29 @@ def test_a_folder_of_instance_masks_trains_on_targets_and_keeps_the_instances(tm
     assert table.num_classes == 3 and items[0].instances is not None
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.uint32, np.int64])
+def test_32_and_64_bit_label_images_keep_their_ids(tmp_path, rng, dtype):
+    """The label images cellpose, StarDist and scikit-image save (int32 and wider) are read with their dtype: ids
+    stay exact above 2**24, where float32 would merge neighbours (2**24 + 1 -> 2**24)."""
+    from unetseg.data.masks import read_mask
+    from unetseg.io.images import read_labels
+
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    tifffile.imwrite(tmp_path / "images" / "a.tif", rng.integers(0, 255, (40, 50), dtype=np.uint8))
+    inst = np.zeros((40, 50), dtype)
+    inst[5:15, 5:15], inst[20:35, 10:30] = 2**24, 2**24 + 1
+    tifffile.imwrite(tmp_path / "masks" / "a.tif", inst)
+    read = read_labels(tmp_path / "masks" / "a.tif")
+    assert read.dtype == dtype and np.array_equal(read, inst)
+    items, _, _ = load_folder(tmp_path / "images", tmp_path / "masks",
+                              instance_masks=InstanceMasks(InstanceLayout(("cell",))))
+    assert set(np.unique(items[0].instances)) == {0, 2**24, 2**24 + 1}
+    tifffile.imwrite(tmp_path / "masks" / "a.tif", (inst > 0).astype(dtype))  # an index mask in a wide dtype
+    labels = read_mask(tmp_path / "masks" / "a.tif")
+    assert labels.dtype == np.uint8 and labels.sum() == (inst > 0).sum()
+
+
 def test_the_nuclei_sample_trains_on_instance_targets():
     cfg = parse_data_config({"source": "sample", "sample": "nuclei", "mask_mode": "instances", "boundary_width": 1})
     train, val = load_splits(cfg)

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import UnetsegError
-from ..io.images import file_nodata, read_image
+from ..io.images import file_nodata, read_image, read_labels
 from ..io.source import recorded_pixel_size
 from .folder import find_pairs
 from .nodata import resolve_nodata, valid_mask
@@ -179,7 +179,7 @@ def fingerprint_folder(images_dir: str | os.PathLike, masks_dir: str | os.PathLi
     pairs = find_pairs(images_dir, masks_dir)
     images, masks, valid, shapes = [], [], [], []
     for _stem, image_path, mask_path in pairs:
-        image, mask = read_image(image_path), read_image(mask_path)
+        image, mask = read_image(image_path), read_labels(mask_path)
         if image.shape[:2] != mask.shape[:2]:
             raise UnetsegError(f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} (WxH) differs from image "
                                f"{image_path.name} size {image.shape[1]}x{image.shape[0]}")

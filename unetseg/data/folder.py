@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnetsegError
-from ..io.images import IMAGE_SUFFIXES, file_nodata, is_image_file, read_image
+from ..io.images import IMAGE_SUFFIXES, file_nodata, is_image_file, read_image, read_labels
 from .classes import ClassTable
 from .folds import fold_assignment, fold_mode
 from .instances import InstanceLayout, check_instances
@@ -126,7 +126,7 @@ class InstanceMasks:
 
     def read(self, path: Path, stem: str) -> tuple[np.ndarray, np.ndarray]:
         """(targets HxW uint8, instances HxW int64) of the mask file ``path``."""
-        instances = check_instances(read_image(path), path)
+        instances = check_instances(read_labels(path), path)
         lut = None if self.classes is None else {**self.classes.get(None, {}), **self.classes.get(stem, {})}
         return self.layout.targets(instances, lut), instances
 

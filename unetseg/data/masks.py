@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnetsegError
-from ..io.images import file_nodata, read_image
+from ..io.images import file_nodata, read_labels
 from .classes import ClassTable
 from .labels import label_dtype
 from .nodata import valid_mask
@@ -76,7 +76,7 @@ def read_mask_counted(
     path = Path(path)
     if mask_mode not in MASK_MODES:
         raise UnetsegError(f"mask_mode={mask_mode!r} is not one of {MASK_MODES}")
-    array = read_image(path)
+    array = read_labels(path)
     if mask_mode == "color":
         if classes is None:
             raise UnetsegError("mask_mode='color' needs a class table (names and colours)")

@@ -62,6 +62,21 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     uint8; a single channel is squeezed to HxW. Raises UnetsegError naming the file when it cannot be read
     or holds no 2-D image.
     """
+    return supported_dtype(_read_whole(path))
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read a mask or label image whole, as :func:`read_image` does, but with its integer dtype kept (int8 to
+    uint64; booleans become uint8, other floats float32): the int32/uint32 label images of cellpose, StarDist or
+    scikit-image hold object ids, and ids above 2**24 would not survive float32."""
+    array = _read_whole(path)
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    return array if np.issubdtype(array.dtype, np.integer) else supported_dtype(array)
+
+
+def _read_whole(path: str | os.PathLike) -> np.ndarray:
+    """The file's pixels, HxW or HxWxC (one channel squeezed), in the file's dtype."""
     from .tiff import open_tiff  # tiff imports this module's suffix lists
 
     path = Path(path)
@@ -77,4 +92,4 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise UnetsegError(f"{path}: expected a non-empty HxW or HxWxC image, got shape {array.shape}")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
-    return supported_dtype(array)
+    return array

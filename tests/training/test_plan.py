@@ -152,3 +152,17 @@ def test_the_plan_states_the_budget_split_and_warns_when_validation_cannot_fit()
     assert "# warning: one validation pass (~" in plan.to_yaml()
     assert "about 1 validations" in plan.reasons["data.patches_per_epoch"]
     assert said and all(line.startswith("timing a training step") for line in said)
+
+
+def test_set_overrides_say_so_in_the_plan_file():
+    """plan.yaml never shows a --set value under the reason the plan gave for its own choice."""
+    plan = make_plan(fingerprint_sample("nuclei"), 4.0, measure=fixed_speed())
+    model = plan.config["model"]
+    planned, reason, depth_reason = model["base_channels"], plan.reasons["model.base_channels"], plan.reasons["model.depth"]
+    other = 8 if planned != 8 else 16
+    plan.override([f"model.base_channels={other}", "train.plot_samples=0", f"model.depth={model['depth']}"])
+    text = plan.to_yaml()
+    assert plan.config["model"]["base_channels"] == other
+    assert f"  # set by --set model.base_channels={other}; the plan's choice was {planned} ({reason})\n" in text
+    assert "  # set by --set train.plot_samples=0\n  plot_samples: 0\n" in text
+    assert plan.reasons["model.depth"] == depth_reason  # a --set of the planned value keeps the plan's reason

@@ -73,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _planned(args: argparse.Namespace, overrides: list[str]) -> Any:
     """The planned config (with --set overrides), and the run folder that keeps the plan as plan.yaml."""
-    from ..config.base import apply_overrides
     from ..config.run import validate_config
     from ..io.maps import write_json, write_text
     from ..training.setup import default_run_dir
@@ -89,7 +88,8 @@ def _planned(args: argparse.Namespace, overrides: list[str]) -> Any:
     if args.init:  # fine-tuning keeps the checkpoint's architecture: the plan's model choices yield to it
         plan.config["model"] = {}
         plan.header.append(f"model: the architecture of --init {args.init}")
-    config = validate_config(apply_overrides(plan.config, overrides), "plan")
+    plan.override(overrides)
+    config = validate_config(plan.config, "plan")
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "plan.yaml", plan.to_yaml())  # with --folds: beside the fold folders
     write_json(out / "fingerprint.json", plan.fingerprint)

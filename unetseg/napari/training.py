@@ -169,7 +169,6 @@ def plan_config(data: TrainingData, minutes: float, init: str | None, out: Path,
 def _finish_plan(plan: Any, data: TrainingData, init: str | None, out: Path, overrides: Sequence[str]) -> Any:
     """Name the painted classes, fine-tune from ``init``, write plan.yaml and fingerprint.json, apply
     ``overrides``; the validated run config."""
-    from ..config.base import apply_overrides
     from ..config.run import validate_config
     from ..io.maps import write_json, write_text
 
@@ -181,7 +180,8 @@ def _finish_plan(plan: Any, data: TrainingData, init: str | None, out: Path, ove
     write_text(out / "plan.yaml", plan.to_yaml())
     write_json(out / "fingerprint.json", plan.fingerprint)
     changes = [*([f"train.init={_quoted(init)}"] if init else []), *overrides]
-    return validate_config(apply_overrides(plan.config, changes), str(out / "plan.yaml"))
+    plan.override(changes)
+    return validate_config(plan.config, str(out / "plan.yaml"))
 
 
 def _quoted(path: str) -> str:

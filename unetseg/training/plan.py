@@ -10,15 +10,16 @@ one-line reason, written as a comment above its key (:meth:`Plan.to_yaml`); the 
 """
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import yaml
 
-from ..config import RunConfig, validate_config
+from ..config import RunConfig, apply_overrides, validate_config
 from ..data.fingerprint import Fingerprint
 from ..models import UNet
 from ..models.geometry import Geometry
@@ -64,6 +65,21 @@ class Plan:
 
     def run_config(self) -> RunConfig:
         return validate_config(self.config, "plan")
+
+    def override(self, overrides: Sequence[str]) -> None:
+        """Apply ``--set KEY=VALUE`` strings to :attr:`config`; each setting they change gets a comment that says
+        so, followed by the plan's own choice and its reason, so plan.yaml never shows a value under the reason for
+        another."""
+        before = copy.deepcopy(self.config)
+        apply_overrides(self.config, list(overrides))
+        for item in overrides:
+            section, name = ([*item.partition("=")[0].strip().split("."), ""])[:2]
+            planned = (before.get(section) or {}).get(name)
+            if (self.config.get(section) or {}).get(name) == planned:
+                continue
+            was = f"; the plan's choice was {_flow(planned)}" if planned is not None else ""
+            reason = self.reasons.get(f"{section}.{name}")
+            self.reasons[f"{section}.{name}"] = f"set by --set {item.strip()}{was}" + (f" ({reason})" if reason else "")
 
     def to_yaml(self) -> str:
         """The config as YAML with each planned key's reason as a comment line above it."""

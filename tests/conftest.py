@@ -102,9 +102,10 @@ def trained_same_unet() -> unetseg.UNet:
 @pytest.fixture(scope="session")
 def dask_cluster():
     """One in-process Dask LocalCluster (2 workers x 1 thread) shared by every Dask test; shut down at the end."""
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
+    pytest.importorskip("distributed")
+    from unetseg.scale.dask import local_cluster
+
+    with local_cluster(n_workers=2, threads_per_worker=1, processes=False) as cluster:
         yield cluster
 
 

@@ -174,7 +174,9 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_labels_stay_bit_identical(t
     import time
 
     import tifffile
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from unetseg.scale.dask import local_cluster
 
     model = tiny_unet("same", depth=3)
     ckpt = unetseg.save_checkpoint(model, tmp_path / "m.pt")
@@ -183,8 +185,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_labels_stay_bit_identical(t
     expected = unetseg.predict_tiled(model, image, tile_size=256, **EXACT)
     out_path = tmp_path / "labels.zarr"
     state = {}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with local_cluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as client:
         before = set(client.scheduler_info()["workers"])
         pids = client.run(os.getpid)
         result = {}

@@ -231,6 +231,21 @@ SHAPE_MARGIN = 1.15
 
 
 @contextlib.contextmanager
+def local_cluster(**kwargs: Any) -> Iterator[Any]:
+    """A ``distributed.LocalCluster(**kwargs)`` (no dashboard) whose workers do not sample their threads' stacks:
+    the statistical profiler calls ``sys._current_frames`` every 10 ms, which on Python 3.11 can deadlock against a
+    garbage collection while other threads start or stop (CPython #106883; a test hung in a worker's torch call with
+    the profiler's thread inside distributed's GC callback), and the tiler starts a reader and a writer thread per
+    block."""
+    import dask
+    import distributed
+
+    with dask.config.set({"distributed.worker.profile.enabled": False}), \
+            distributed.LocalCluster(dashboard_address=None, **kwargs) as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
 def dask_client(spec: str | None) -> Iterator[Any]:
     """A ``distributed.Client`` for ``local:N`` or a scheduler address (``tcp://host:8786``); None for None.
 
@@ -250,8 +265,8 @@ def dask_client(spec: str | None) -> Iterator[Any]:
         workers = spec.removeprefix("local:")
         if not workers.isdigit() or int(workers) < 1:
             raise UnetsegError(f"--dask {spec!r}: local:N needs a positive number of workers")
-        with distributed.LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        with local_cluster(n_workers=int(workers), threads_per_worker=1, processes=True) as cluster, \
+                distributed.Client(cluster) as client:
             client.unetseg_shape = choose_local_shape(client, os.cpu_count() or 1)
             yield client
         return

@@ -73,7 +73,8 @@ class Plan:
         before = copy.deepcopy(self.config)
         apply_overrides(self.config, list(overrides))
         for item in overrides:
-            section, name = ([*item.partition("=")[0].strip().split("."), ""])[:2]
+            section, _, rest = item.partition("=")[0].strip().partition(".")
+            name = rest.partition(".")[0]  # a deeper key (data.augment.elastic) changes its planned setting
             planned = (before.get(section) or {}).get(name)
             if (self.config.get(section) or {}).get(name) == planned:
                 continue

@@ -71,3 +71,16 @@ def test_a_corrected_segmentation_saves_its_class_ids(tmp_path):
 def test_writer_refuses_png_in_one_line(tmp_path):
     with pytest.raises(UnetsegError, match=r"\.tif"):
         write_labels(str(tmp_path / "mask.png"), np.ones((4, 4), np.uint8), {"name": "x", "metadata": {}})
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint32])
+def test_wide_index_maps_open_as_integer_labels(tmp_path, dtype):
+    import tifffile
+
+    labels = np.zeros((16, 24), dtype)
+    labels[4:8, 2:9], labels[10:, 12:] = 1, 2
+    tifffile.imwrite(tmp_path / "scan_index.tif", labels)
+    (data, kwargs, kind), = get_reader(str(tmp_path / "scan_index.tif"))(str(tmp_path / "scan_index.tif"))
+    assert kind == "labels" and data.dtype == dtype  # float32 before: napari's Labels layer refuses floats
+    np.testing.assert_array_equal(data, labels)
+    assert kwargs["features"]["class"] == ["background", "class1", "class2"]

@@ -102,6 +102,8 @@ def test_painted_slices_of_a_volume_train_a_3d_checkpoint_with_the_layers_spacin
     assert (mask[1:4] == 255).all() and (mask[::4] == truth[::4]).all()
     plan = yaml.safe_load((run / "plan.yaml").read_text())
     assert plan["data"]["ignore_index"] == 255
+    assert plan["data"]["patches_per_epoch"] == 64 and plan["train"]["time_budget_minutes"] is None  # what ran
+    assert "# set by --set data.patches_per_epoch=64; the plan's choice was" in (run / "plan.yaml").read_text()
     model = unetseg.load_model(result.best_checkpoint)
     assert model.spatial_dims == 3 and list(model.class_table.names) == ["background", "class1", "class2"]
     (labels, kwargs, _), = segment_layer(volume, SegmentSettings(str(result.best_checkpoint), precision="fp32"),

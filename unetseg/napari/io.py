@@ -46,10 +46,10 @@ def _map_stem(path: Path) -> str | None:
 
 def read_map(path: str | list[str]) -> list[tuple]:
     """A unetseg index or palette map as a class-coded Labels layer."""
-    from ..io.images import read_image
+    from ..io.images import read_labels
 
     p = Path(path[0] if isinstance(path, list) else path)
-    labels = read_image(p)
+    labels = read_labels(p)  # integer ids as written (a map of more than 65536 classes is int32)
     if labels.ndim != 2:
         raise UnetsegError(f"{p}: a label map is one band; this file has shape {labels.shape}")
     summary = p.with_name(f"{_map_stem(p)}_summary.json")

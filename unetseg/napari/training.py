@@ -167,8 +167,8 @@ def plan_config(data: TrainingData, minutes: float, init: str | None, out: Path,
 
 
 def _finish_plan(plan: Any, data: TrainingData, init: str | None, out: Path, overrides: Sequence[str]) -> Any:
-    """Name the painted classes, fine-tune from ``init``, write plan.yaml and fingerprint.json, apply
-    ``overrides``; the validated run config."""
+    """Name the painted classes, fine-tune from ``init``, apply ``overrides``, write plan.yaml (each overridden
+    setting says so) and fingerprint.json; the validated run config."""
     from ..config.run import validate_config
     from ..io.maps import write_json, write_text
 
@@ -177,11 +177,11 @@ def _finish_plan(plan: Any, data: TrainingData, init: str | None, out: Path, ove
     if init:
         plan.config["model"] = {}
         plan.header.append(f"model: the architecture of the checkpoint {init}")
-    write_text(out / "plan.yaml", plan.to_yaml())
+    plan.override([*([f"train.init={_quoted(init)}"] if init else []), *overrides])
+    config = validate_config(plan.config, str(out / "plan.yaml"))
+    write_text(out / "plan.yaml", plan.to_yaml())  # as `unetseg train` writes it: with what the overrides changed
     write_json(out / "fingerprint.json", plan.fingerprint)
-    changes = [*([f"train.init={_quoted(init)}"] if init else []), *overrides]
-    plan.override(changes)
-    return validate_config(plan.config, str(out / "plan.yaml"))
+    return config
 
 
 def _quoted(path: str) -> str:

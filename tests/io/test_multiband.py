@@ -31,3 +31,16 @@ def test_a_tiff_that_cannot_be_an_image_is_one_line_naming_file_and_shape(tmp_pa
     for reader in (read_image, open_image):
         with pytest.raises(UnetsegError, match=r"stack\.tif: TIFF with axes .* shape \(3, 4, 20, 30\) is not a single"):
             reader(path)
+
+
+@pytest.mark.parametrize("bands", [1, 2, 5, 7])
+def test_a_numpy_hxwxc_array_saved_by_tifffile_reads_as_hxwxc(tmp_path, rng, bands):
+    """tifffile.imwrite stores an H x W x C array whose C is not 3 or 4 as H pages of W x C images (axes QYX):
+    it is read as the array it was, not as H bands of W x C."""
+    image = rng.integers(0, 60000, (61, 45, bands), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "hwc.tif", image)
+    expected = image[..., 0] if bands == 1 else image
+    np.testing.assert_array_equal(read_image(tmp_path / "hwc.tif"), expected)
+    source = open_image(tmp_path / "hwc.tif")
+    assert source.shape == expected.shape
+    np.testing.assert_array_equal(source.array[3:40, 10:45], expected[3:40, 10:45])

@@ -102,3 +102,21 @@ def test_ome_tiff_pyramid_pixel_size_from_ome_xml(tmp_path, rng):
     assert full.shape == (128, 96, 2) and half.shape == (64, 48, 2)
     assert full.pixel_size == (0.25, 0.25) and half.pixel_size == (0.5, 0.5) and half.unit == "micrometer"
     np.testing.assert_array_equal(half.array[:, :], image[:, ::2, ::2].transpose(1, 2, 0))
+
+
+@pytest.mark.parametrize("shape", [(1, 700), (600, 1), (2, 900)])
+def test_a_one_pixel_thin_image_streams_into_an_index_tiff(tmp_path, rng, shape):
+    """A level must be smaller than the one above on both sides, or a reader (tifffile) does not see it: a
+    1 x 700 image has no sub-resolutions (its write was refused: "read back 1 pyramid levels, wrote 3")."""
+    import unetseg
+    from unetseg.cli import main
+    from unetseg.io.ome_zarr_labels import pyramid_levels
+
+    from ..conftest import tiny_unet
+
+    assert [pyramid_levels(s) for s in [(1, 700), (600, 1), (2, 900), (3, 1500), (4000, 4000)]] == [1, 1, 2, 3, 5]
+    tifffile.imwrite(tmp_path / "thin.tif", rng.normal(0, 1, shape).astype(np.float32), tile=(16, 16))
+    ckpt = unetseg.save_checkpoint(tiny_unet("same", depth=2), tmp_path / "m.pt")
+    assert main(["predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "thin.tif"), "--output",
+                 str(tmp_path / "out"), "--format", "index"]) == 0
+    assert tifffile.imread(tmp_path / "out" / "thin_index.tif").shape == shape

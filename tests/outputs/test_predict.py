@@ -87,3 +87,31 @@ def test_one_process_and_dask_write_the_same_maps_and_summaries(tmp_path, rng, m
     summary = _summary(dask[1])
     assert summary["nodata_pixels"] == 17 * 40 and summary["nodata_label"] == (255 if num_classes == 3 else 65535)
     assert summary["pixels"] + summary["nodata_pixels"] == 161 * 99
+
+
+@pytest.mark.parametrize("kind", ["png", "tiff-alpha", "tiff-alpha-tiled"])
+def test_an_rgba_image_is_segmented_by_an_rgb_model_as_its_colour_bands(tmp_path, rng, kind, dask_client):
+    """The alpha band of an RGBA PNG or a TIFF whose ExtraSamples say alpha is dropped for a 3-band model, on the
+    one-process and the Dask path; a fourth band that is not alpha is still refused."""
+    model = tiny_unet("same", depth=2, in_channels=3)
+    ckpt = unetseg.save_checkpoint(model, tmp_path / "rgb.pt")
+    model = unetseg.load_model(ckpt)
+    rgb = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    rgba = np.dstack([rgb, np.where(np.arange(90) < 30, 0, 255).astype(np.uint8)[None].repeat(70, 0)])
+    if kind == "png":
+        path = tmp_path / "scene.png"
+        cv2.imwrite(str(path), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    else:
+        path = tmp_path / "scene.tif"
+        tiled = {"tile": (32, 32)} if kind.endswith("tiled") else {}
+        tifffile.imwrite(path, rgba, photometric="rgb", extrasamples=["unassalpha"], **tiled)
+    expected = unetseg.predict_tiled(model, rgb, tile_size=48, batch_size=1, amp=False)
+    out = predict_file(model, path, tmp_path / "one" / "scene", ["index"], options=EXACT)
+    np.testing.assert_array_equal(tifffile.imread(out[0]), expected)
+    if kind != "png":
+        dask = predict_file_dask(model, ckpt, path, tmp_path / "dask" / "scene", ["ome-zarr"], client=dask_client,
+                                 chunk=48, options=EXACT)
+        np.testing.assert_array_equal(zarr.open_group(str(dask[0]), mode="r")["0"][:], expected)
+    tifffile.imwrite(tmp_path / "four.tif", rgba, photometric="minisblack", planarconfig="contig")
+    with pytest.raises(unetseg.UnetsegError, match=r"four\.tif: image has 4 channel\(s\) but the model expects 3"):
+        predict_file(model, tmp_path / "four.tif", tmp_path / "four" / "four", ["index"], options=EXACT)

@@ -35,11 +35,12 @@ SMALLEST_LEVEL = 256  # stop the pyramid once a level fits in this many pixels p
 
 
 def pyramid_levels(shape: tuple[int, ...], smallest: int = SMALLEST_LEVEL) -> int:
-    """Levels (halving in-plane each time) until the larger of the last two sides is at most ``smallest`` px;
-    at least 1."""
-    levels, side = 1, max(shape[-2:])
-    while side > smallest:
-        side = -(-side // 2)
+    """Levels (halving in-plane each time) until the larger of the last two sides is at most ``smallest`` px, or
+    the smaller is 1 px (a level must be smaller than the one above on both sides: tifffile does not take a 1 x 192
+    sub-resolution of a 1 x 384 image as a level); at least 1."""
+    levels, (height, width) = 1, shape[-2:]
+    while max(height, width) > smallest and min(height, width) > 1:
+        height, width = -(-height // 2), -(-width // 2)
         levels += 1
     return levels
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import UnetsegError
 from .images import is_image_file, is_tiff, read_image
@@ -26,6 +28,8 @@ class ImageSource:
     nodata: float | None = None  # the file's own nodata value (GDAL_NODATA tag), if any
     pixel_size: tuple[float, float] | None = None  # (y, x) physical size of a pixel at the level read, if known
     unit: str | None = None  # of pixel_size ("micrometer", ...)
+    alpha: bool = False  # the last channel is an alpha (transparency) band: RGBA/grey+alpha PNGs, TIFF ExtraSamples
+    dropped_alpha: bool = False  # ``array`` is the file's without its alpha band (:meth:`without_alpha`)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -34,6 +38,34 @@ class ImageSource:
     @property
     def is_tiff(self) -> bool:
         return is_tiff(self.path)
+
+    def without_alpha(self) -> ImageSource:
+        """This source without its alpha band (the pixels under it are read as they are), for a model trained on
+        the colour bands alone; itself when it has none."""
+        if not self.alpha:
+            return self
+        return replace(self, array=FirstChannels(self.array, int(self.shape[2]) - 1), alpha=False, dropped_alpha=True)
+
+
+class FirstChannels:
+    """The first ``count`` channels of an HxWxC array or lazy view, read window by window as the view is
+    (``view[r0:r1, c0:c1]``); HxW when ``count`` is 1."""
+
+    def __init__(self, inner: Any, count: int) -> None:
+        self._inner, self._count = inner, count
+        self.dtype = np.dtype(inner.dtype)
+        self.shape = tuple(int(n) for n in inner.shape[:2]) + ((count,) if count > 1 else ())
+        self.ndim = len(self.shape)
+
+    def _keep(self, block: np.ndarray) -> np.ndarray:
+        return block[..., : self._count] if self._count > 1 else block[..., 0]
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        return self._keep(np.asarray(self._inner[key]))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        block = np.ascontiguousarray(self._keep(np.asarray(self._inner)))
+        return block if dtype is None else block.astype(dtype)
 
 
 def open_image(path: str | os.PathLike, level: int = 0) -> ImageSource:
@@ -53,10 +85,12 @@ def open_image(path: str | os.PathLike, level: int = 0) -> ImageSource:
         return ImageSource(path, view, pixel_size=pixel_size, unit=unit)
     if is_tiff(path):
         view, info = open_tiff(path, level)
-        return ImageSource(path, view, info.geotags, info.nodata, info.pixel_size, info.unit)
+        return ImageSource(path, view, info.geotags, info.nodata, info.pixel_size, info.unit, info.alpha)
     if level:
         raise MissingLevel(f"{path}: has one level only (level {level} asked)")
-    return ImageSource(path, read_image(path))
+    image = read_image(path)
+    return ImageSource(path, image, alpha=image.ndim == 3 and image.shape[2] in (2, 4))  # PNG/WebP/BMP: grey or
+    # colour + alpha (OpenCV reads a grey+alpha PNG as 4 channels)
 
 
 def recorded_pixel_size(path: str | os.PathLike) -> tuple[tuple[float, float], str | None] | None:

@@ -23,6 +23,7 @@ from .levels import MissingLevel
 # GeoAsciiParams (GDAL_NODATA, 42113, is written per output dtype, not copied)
 GEOTIFF_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)
 GDAL_NODATA = 42113
+EXTRA_SAMPLES = 338
 
 
 class YXCView:
@@ -73,6 +74,7 @@ class TiffInfo:
     nodata: float | None
     pixel_size: tuple[float, float] | None = None  # (y, x) at the level read
     unit: str | None = None
+    alpha: bool = False  # the last sample is alpha (ExtraSamples 1, associated, or 2, unassociated)
 
 
 def _read_info(page: tifffile.TiffPage) -> TiffInfo:
@@ -89,7 +91,9 @@ def _read_info(page: tifffile.TiffPage) -> TiffInfo:
             nodata = float(text)
         except ValueError:
             nodata = None
-    return TiffInfo(tags, nodata)
+    extra = page.tags.get(EXTRA_SAMPLES)
+    values = () if extra is None else np.atleast_1d(extra.value).tolist()
+    return TiffInfo(tags, nodata, alpha=bool(values) and values[-1] in (1, 2))
 
 
 def tiff_nodata(path: str | Path) -> float | None:
@@ -168,6 +172,14 @@ def _pixel_size(tif: tifffile.TiffFile, series: Any, level: int) -> dict[str, An
     return {"pixel_size": (found[0][0] * factor, found[0][1] * factor), "unit": found[1]}
 
 
+def shaped_yxc(kind: str, axes: str, shape: tuple[int, ...]) -> bool:
+    """Whether a TIFF series is a numpy HxWxC array written by ``tifffile.imwrite`` without axes: tifffile stores
+    an array whose last axis is not 3 or 4 samples as H pages of W x C images (a "shaped" series, axes QYX). The
+    band axis is then the shorter of the first and the last: (5, 512, 384) is five 512 x 384 bands, (512, 384, 5)
+    one 512 x 384 image of five bands."""
+    return kind == "shaped" and axes == "QYX" and len(shape) == 3 and shape[2] < shape[0]
+
+
 def open_tiff(path: str | Path, level: int = 0) -> tuple[YXCView, TiffInfo]:
     """Open a TIFF lazily as an HxW[xC] view of pyramid ``level`` (0: full size; sub-resolutions of pyramidal
     and whole-slide TIFFs as tifffile sees them); a file that cannot be a 2-D image, or has no such level, is a
@@ -178,7 +190,7 @@ def open_tiff(path: str | Path, level: int = 0) -> tuple[YXCView, TiffInfo]:
             series = tif.series[0]
             if not 0 <= level < len(series.levels):
                 raise MissingLevel(f"{path}: has {len(series.levels)} pyramid level(s), level {level} does not exist")
-            axes, page = series.axes, tif.pages.first
+            axes, page, kind = series.axes, tif.pages.first, series.kind
             info = _read_info(page)
             info = replace(info, **_pixel_size(tif, series, level))
             memmappable = page.is_memmappable and len(tif.series) == 1 and len(series.levels) == 1
@@ -189,6 +201,8 @@ def open_tiff(path: str | Path, level: int = 0) -> tuple[YXCView, TiffInfo]:
             array = group_or_array["0"] if isinstance(group_or_array, zarr.Group) else group_or_array
         if len(array.shape) != len(axes):  # memmap of a squeezed page: trust the array's own shape
             axes = "YXS"[: len(array.shape)] if len(array.shape) in (2, 3) else axes
+        if shaped_yxc(kind, axes, tuple(array.shape)):
+            axes = "YXS"
     except UnetsegError:
         raise
     except Exception as err:  # noqa: BLE001  tifffile/zarr/codecs raise many types for damaged files

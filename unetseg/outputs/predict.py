@@ -30,6 +30,8 @@ from .style import MapStyle
 
 def _open(model: SegmentationModel, path: Path, level: int) -> ImageSource:
     source = open_image(path, level)
+    if image_channels(source.array) == model.in_channels + 1:  # an RGBA image for an RGB model
+        source = source.without_alpha()
     channels = image_channels(source.array)
     if channels != model.in_channels:
         raise UnetsegError(f"{path}: image has {channels} channel(s) but the model expects {model.in_channels}")
@@ -104,8 +106,8 @@ def predict_file_dask(model: SegmentationModel, checkpoint: str | os.PathLike | 
                    extra_settings={"level": level, "dask": str(client.scheduler.address)})
     with OutputSet(spec, formats, dask=True, done=done) as outputs:
         shipped = checkpoint if isinstance(checkpoint, SegmentationModel) else os.fspath(checkpoint)
-        result = map_blocks(shipped, FileRef(os.fspath(path), level), plan, outputs.chunk_target(),
-                            client, progress=True)
+        ref = FileRef(os.fspath(path), level, drop_alpha=source.dropped_alpha)
+        result = map_blocks(shipped, ref, plan, outputs.chunk_target(), client, progress=True)
         outputs.finish(result, client)
     return outputs.written
 

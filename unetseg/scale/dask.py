@@ -61,17 +61,20 @@ def worker_model(model: nn.Module | str | os.PathLike, device: str = "cpu") -> n
 
 @dataclass(frozen=True)
 class FileRef:
-    """An image file (or zarr folder) and pyramid level that each worker opens itself."""
+    """An image file (or zarr folder) and pyramid level that each worker opens itself; ``drop_alpha``: without its
+    alpha band (:meth:`unetseg.io.source.ImageSource.without_alpha`), as the process that planned the run opened it."""
 
     path: str
     level: int = 0
+    drop_alpha: bool = False
 
 
 @functools.lru_cache(maxsize=4)
 def _open_source(ref: FileRef, mtime_ns: int) -> Any:
     from ..io.source import open_image
 
-    return open_image(ref.path, ref.level).array
+    source = open_image(ref.path, ref.level)
+    return (source.without_alpha() if ref.drop_alpha else source).array
 
 
 def worker_source(source: Any) -> Any:

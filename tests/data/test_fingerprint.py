@@ -107,3 +107,14 @@ def test_bad_folders_are_one_line(tmp_path, rng):
 def test_typical_diameter_is_area_weighted():
     assert typical_diameter([]) is None
     assert typical_diameter([100, 100, 10_000]) == pytest.approx(2 * np.sqrt(10_000 / np.pi))
+
+
+@pytest.mark.parametrize("fill", [0, 255, (0, 128, 255)])
+def test_masks_of_one_class_are_one_line_naming_the_folder(tmp_path, rng, fill):
+    """A folder whose masks all hold one value (or colour) has nothing to separate: planned anyway, it trained a
+    one-class model whose first validation stopped the run ("prediction holds label 1, outside 0..0")."""
+    shape = (24, 30) if isinstance(fill, int) else (24, 30, 3)
+    masks = [np.full(shape, fill, np.uint8) for _ in range(2)]
+    images = [rng.integers(0, 255, (24, 30), dtype=np.uint8) for _ in range(2)]
+    with pytest.raises(UnetsegError, match=r"masks: every mask holds the one (value|colour) .*at least two classes"):
+        fingerprint_folder(*folder(tmp_path, images, masks))

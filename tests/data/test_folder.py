@@ -142,6 +142,18 @@ def test_unpaired_files_listed(tmp_path):
         find_pairs(images, masks)
 
 
+@pytest.mark.parametrize("suffix", ["_mask", "_cp_masks", "-label", "_GT"])
+def test_masks_named_with_a_common_suffix_pair_with_their_images(tmp_path, suffix):
+    images, masks = make_folder(tmp_path, n=3)
+    for path in sorted(masks.iterdir()):
+        path.rename(path.with_name(f"{path.stem}{suffix}.png"))
+    assert [(stem, i.name, m.name) for stem, i, m in find_pairs(images, masks)] == [
+        (f"im{k}", f"im{k}.png", f"im{k}{suffix}.png") for k in range(3)]
+    (masks / f"im2{suffix}.png").rename(masks / "im2.png")  # one named otherwise: listed, not guessed
+    with pytest.raises(UnetsegError, match=r"unpaired.*without a mask.*im0, im1"):
+        find_pairs(images, masks)
+
+
 def test_corrupt_files(tmp_path):
     images, masks = make_folder(tmp_path, n=2)
     (images / "im1.png").write_bytes(b"\x89PNG not really")

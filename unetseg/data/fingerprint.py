@@ -217,6 +217,11 @@ def fingerprint_folder(images_dir: str | os.PathLike, masks_dir: str | os.PathLi
         background = keys[0] if coding == "index" else keys[int(np.argmax(counts))]
         diameter, n = _objects(flat, background, ignore)
         names = None
+    if int((counts > 0).sum()) < 2:
+        held = (f"the one colour {colors[0]}" if coding == "color" else "no object ids" if coding == "instances"
+                else f"the one value {values[0] if values else 'nodata'}")
+        raise UnetsegError(f"{masks_dir}: every mask holds {held}: segmentation needs at least two classes (masks "
+                           "saved empty, or the foreground in a band or value the masks do not hold?)")
     size = next((s for s in map(recorded_pixel_size, (p[1] for p in pairs)) if s is not None), None)
     invalid = sum(int((~v).sum()) for v in valid if v is not None) / sum(h * w for h, w in shapes)
     image_nodata = file_nodata(pairs[0][1])

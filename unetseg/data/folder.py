@@ -62,6 +62,24 @@ def _listing(stems: Sequence[str]) -> str:
     return shown + (f" (+{len(stems) - _SHOW} more)" if len(stems) > _SHOW else "")
 
 
+# what tools and datasets append to an image's name for its mask (cellpose saves <name>_cp_masks.png)
+MASK_SUFFIXES = ("_mask", "_masks", "-mask", "_label", "_labels", "-label", "_seg", "_gt", "_cp_masks", "_annotation")
+
+
+def _suffixed_masks(images: dict[str, Path], masks: dict[str, Path]) -> dict[str, Path]:
+    """``masks`` by image stem: as they are where every image has a mask of its own stem, else with the one
+    suffix of :data:`MASK_SUFFIXES` that every mask's stem ends with, where that pairs every image (a partial
+    match is left to the unpaired-files error, which lists the stems)."""
+    if set(masks) == set(images):
+        return masks
+    for suffix in MASK_SUFFIXES:
+        if all(stem.lower().endswith(suffix) and len(stem) > len(suffix) for stem in masks):
+            stripped = {stem[: -len(suffix)]: path for stem, path in masks.items()}
+            if set(stripped) == set(images):
+                return stripped
+    return masks
+
+
 def _index_files(folder: Path, what: str) -> dict[str, Path]:
     if not folder.is_dir():
         raise UnetsegError(f"{what} folder {folder} does not exist or is not a folder")
@@ -79,13 +97,15 @@ def _index_files(folder: Path, what: str) -> dict[str, Path]:
 
 
 def find_pairs(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:
-    """``(stem, image_path, mask_path)`` for every stem in both folders, sorted by stem.
+    """``(stem, image_path, mask_path)`` for every stem in both folders, sorted by stem. Masks named as their
+    images (``a.tif`` / ``a.png``), or all with one of the common suffixes (:data:`MASK_SUFFIXES`: ``a_mask.png``,
+    cellpose's ``a_cp_masks.png``, ...).
 
     Raises UnetsegError when a folder is missing or empty, a folder holds two files with one stem,
     or some image has no mask (or some mask no image); the message lists a few such stems.
     """
     images = _index_files(Path(images_dir), "images")
-    masks = _index_files(Path(masks_dir), "masks")
+    masks = _suffixed_masks(images, _index_files(Path(masks_dir), "masks"))
     no_mask = sorted(set(images) - set(masks))
     no_image = sorted(set(masks) - set(images))
     if no_mask or no_image:

@@ -143,6 +143,17 @@ def _evaluate_folds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trained_mask_coding(model: Any) -> dict[str, Any]:
+    """How the masks the checkpoint trained on coded classes (``mask_mode`` "color" with its ``ignore_color``; else
+    index masks), from its run config, so ``--images/--masks`` folders of the same kind read as training read them."""
+    record = model.meta.training
+    data = ((record.config or {}).get("data") or {}) if record is not None else {}
+    if data.get("mask_mode") != "color":
+        return {}
+    ignore = data.get("ignore_color")
+    return {"mask_mode": "color", "ignore_color": None if ignore is None else tuple(ignore)}
+
+
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..data.folder import InstanceMasks, PixelRules, load_folder
@@ -181,8 +192,10 @@ def run(args: argparse.Namespace) -> int:
         record = model.meta.instances
         instance_masks = None if record is None else InstanceMasks(record.layout(
             tuple(model.class_table.names[c] for c in record.object_classes)))
+        coded = _trained_mask_coding(model)
         found, _, ignore_index = load_folder(args.images, args.masks, classes=model.class_table,
-                                             ignore_index=ignore_index, rules=rules, instance_masks=instance_masks)
+                                             ignore_index=ignore_index, rules=rules, instance_masks=instance_masks,
+                                             **coded)
         items, names = [(it.image, it.mask) for it in found], [str(it.mask_path) for it in found]
         instances = None if record is None else [it.instances for it in found]
         source = f"{len(items)} image(s) in {os.fspath(args.images)}"

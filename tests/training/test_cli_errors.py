@@ -96,3 +96,14 @@ def test_train_on_folder_then_evaluate_folder(tmp_path, capsys):
     err = one_line(*run_cli(["evaluate", "--checkpoint", tmp_path / "r" / "best.pt", "--images", images,
                              "--masks", bad], capsys))
     assert "5" in err and "badmasks" in err
+
+
+def test_one_fold_is_refused_before_the_plan_reads_the_data(tmp_path, capsys, monkeypatch):
+    import unetseg.commands.train as command
+
+    def no_plan(*args, **kwargs):
+        raise AssertionError("planned before checking --folds")
+
+    monkeypatch.setattr(command, "_planned", no_plan)
+    err = one_line(*run_cli(["train", "--images", tmp_path, "--masks", tmp_path, "--folds", 1], capsys))
+    assert err == "unetseg train: error: --folds 1: cross-validation needs at least 2 folds"

@@ -38,6 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.folds is not None:  # before the plan's minutes of reading and probing
+        from ..training.folds import check_fold_count
+
+        check_fold_count(args.folds)
     announce(args)
     from ..config import load_config
     from ..training import train

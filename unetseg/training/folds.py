@@ -55,14 +55,19 @@ def fold_config(config: RunConfig, fold: int, folds: int) -> RunConfig:
     return validate_config(data, "fold config")
 
 
+def check_fold_count(folds: int) -> None:
+    """A one-line UnetsegError unless ``folds`` (``--folds``) is at least 2."""
+    if folds < 2:
+        raise UnetsegError(f"--folds {folds}: cross-validation needs at least 2 folds")
+
+
 def train_folds(config: RunConfig, out_dir: str | os.PathLike | None, folds: int, *, name: str = "run",
                 progress: bool = True) -> FoldsResult:
     """Train ``folds`` runs, fold i validating on the i-th part of the data, into ``OUT/fold{i}``; write cv.json.
 
     Raises UnetsegError (one line) when the data has fewer items than folds, or ``OUT`` already holds a finished
     cross-validation."""
-    if folds < 2:
-        raise UnetsegError(f"--folds {folds}: cross-validation needs at least 2 folds")
+    check_fold_count(folds)
     if config.data.folds is not None:
         raise UnetsegError("data.folds/data.fold are set by --folds; remove them from the config")
     out = Path(out_dir) if out_dir else default_run_dir(name)

@@ -88,6 +88,9 @@ class TrainConfig(Strict):
     val_tile_size: int | Literal["auto"] = 512  # validation tiles; shrunk to what each image needs
     log_every: int = Field(10, ge=1)  # steps between progress-bar refreshes
     grad_clip: float | None = Field(None, gt=0)  # max global grad norm
+    # decay of a moving average of the weights that validation scores and best.pt holds (0: off; 0.999: about
+    # the last thousand steps, with a warm-up): unetseg.training.ema
+    ema: float = Field(0.0, ge=0, lt=1)
     plot_samples: int = Field(4, ge=0)  # validation images in the sample grid
     init: str | None = None  # fine-tune: start from this checkpoint's weights (`train --init`)
     freeze_encoder_epochs: int = Field(0, ge=0)  # with init: the encoder's learning rate is 0 for these epochs

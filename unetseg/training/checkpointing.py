@@ -86,6 +86,7 @@ def training_state(c: Any, state: Any, best_miou: float | None, best_epoch: int 
         "best_epoch": best_epoch,
         "last_miou": last_miou,
         "rng": rng_state(),
+        "ema": c.ema.state_dict() if c.ema is not None else None,
     }
 
 
@@ -102,6 +103,8 @@ def restore_training(c: Any, payload: dict[str, Any], path: str | Path = LAST_NA
         if c.scaler is not None and tr.get("scaler"):
             c.scaler.load_state_dict(tr["scaler"])
         set_rng_state(tr["rng"])
+        if c.ema is not None:  # the config check before made sure last.pt was trained with it too
+            c.ema.load_state_dict(tr["ema"])
         for key in ("state", "best_miou", "best_epoch", "last_miou"):
             tr[key]  # noqa: B018  checked here so a damaged file fails before training starts
     except Exception as err:  # noqa: BLE001  torch/KeyError/TypeError: the file's state does not fit

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from ..models.precision import Precision
 from .distributed import DistContext, all_reduce_sum, any_rank
+from .ema import WeightAverage
 
 
 class NonFiniteLoss(Exception):
@@ -83,6 +84,7 @@ def train_epoch(
     channels_last: bool,
     grad_clip: float | None,
     state: StepState,
+    ema: WeightAverage | None = None,
     budget_spent: Callable[[], bool],
     clock: Callable[[], float],
     total_epochs_label: str,
@@ -137,6 +139,8 @@ def train_epoch(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update()
         loss_sum += reduced[0]
         steps += 1
         images += image.shape[0] * ctx.world_size

@@ -29,6 +29,7 @@ from ..models.meta import CheckpointMeta
 from ..models.precision import Precision, resolve_precision
 from .datasets import build_datasets, build_volume_datasets
 from .distributed import DistContext
+from .ema import WeightAverage
 from .finetune import Parent, encoder_parameters, initial_weights
 from .optim import build_optimizer, build_scheduler
 
@@ -136,6 +137,12 @@ class Components:
     steps_per_epoch: int
     scheduler: torch.optim.lr_scheduler.LambdaLR
     val_instances: list[np.ndarray] | None = None  # true object ids of the validation images (instance masks)
+    ema: WeightAverage | None = None  # train.ema: the weights' moving average
+
+    @property
+    def evaluated(self) -> SegmentationModel:
+        """The weights validation scores and best.pt holds: the moving average where ``train.ema`` is on."""
+        return self.bare if self.ema is None else self.ema.model  # type: ignore[return-value]
 
 
 def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[int, int], float]) -> Components:
@@ -201,6 +208,7 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
         scheduler=build_scheduler(optimizer, cfg.train, lambda step: progress_of(step, steps_per_epoch),
                                   frozen_steps=frozen * steps_per_epoch),
         val_instances=getattr(val, "instances", None),
+        ema=WeightAverage(bare, cfg.train.ema) if cfg.train.ema > 0 else None,
     )
 
 

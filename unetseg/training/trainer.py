@@ -354,7 +354,7 @@ class Trainer:
             return train_epoch(
                 ctx=self.ctx, model=c.model, loader=loader, loss_fn=c.loss_fn, optimizer=c.optimizer,
                 scheduler=c.scheduler, scaler=c.scaler, precision=c.precision, channels_last=tcfg.channels_last,
-                grad_clip=tcfg.grad_clip, state=self.state, budget_spent=self.budget_spent, clock=self.clock,
+                grad_clip=tcfg.grad_clip, state=self.state, ema=c.ema, budget_spent=self.budget_spent, clock=self.clock,
                 total_epochs_label=epochs_label, log_every=tcfg.log_every, last_miou=self.last_miou,
                 progress=self.progress,
             )
@@ -386,7 +386,7 @@ class Trainer:
     def _validate(self) -> dict[str, Any]:
         c = self.c
         begun = self.clock()
-        scores = score_images(c.bare, c.val_items, num_classes=c.classes.num_classes,
+        scores = score_images(c.evaluated, c.val_items, num_classes=c.classes.num_classes,
                               ignore_index=c.train_ds.ignore_index, tile_size=self._val_tile(), halo=self._val_halo(),
                               amp=validation_amp(c.precision), normalization=c.normalization, device=self.ctx.device,
                               ctx=self.ctx, engine="torch",  # new weights every epoch: another engine would never pay
@@ -422,7 +422,7 @@ class Trainer:
             self.on_epoch(dict(row))
         begun = self.clock()
         if improved or not c.val_items:
-            save_run_checkpoint(self.run_dir / BEST_NAME, c.bare, self.meta(scores["miou"] if scores else None))
+            save_run_checkpoint(self.run_dir / BEST_NAME, c.evaluated, self.meta(scores["miou"] if scores else None))
         self.save_last()
         self.after = replace(self.after, writing=WRITE_S + 2 * (self.clock() - begun))  # best.pt is written again
 
@@ -446,7 +446,7 @@ class Trainer:
         begun = self.clock()
         if ctx.is_main:
             if not best_path.exists():  # no score ever improved (e.g. no labelled validation pixels)
-                save_run_checkpoint(best_path, c.bare, self.meta(self.last_miou))
+                save_run_checkpoint(best_path, c.evaluated, self.meta(self.last_miou))
             if self.log.rows:
                 plot_curves(self.log.rows, self.run_dir / "curves.png")
             model = load_model(best_path, device=self.ctx.device)

@@ -196,3 +196,13 @@ def test_folder_splits_return_sample_splits(tmp_path):
     assert len(train) == 4 and len(val) == 1 and val.info["stems"] == ["im3"]
     assert train.instances is None and train.classes.num_classes == 3
     assert train.images[0].shape == train.masks[0].shape
+
+
+def test_jpeg_masks_are_refused_in_one_line(tmp_path):
+    """A binary mask saved as JPEG holds ~30 values near its edges, which a plan took for 34 classes."""
+    images, masks = make_folder(tmp_path, n=2)
+    mask = cv2.imread(str(masks / "im1.png"), cv2.IMREAD_UNCHANGED)
+    (masks / "im1.png").unlink()
+    cv2.imwrite(str(masks / "im1.jpg"), mask)
+    with pytest.raises(UnetsegError, match=r"im1\.jpg: a JPEG mask: .* save masks as PNG or TIFF \(1 JPEG mask"):
+        find_pairs(images, masks)

@@ -62,6 +62,7 @@ def _listing(stems: Sequence[str]) -> str:
     return shown + (f" (+{len(stems) - _SHOW} more)" if len(stems) > _SHOW else "")
 
 
+LOSSY_SUFFIXES = (".jpg", ".jpeg")  # masks in these formats do not keep their values
 # what tools and datasets append to an image's name for its mask (cellpose saves <name>_cp_masks.png)
 MASK_SUFFIXES = ("_mask", "_masks", "-mask", "_label", "_labels", "-label", "_seg", "_gt", "_cp_masks", "_annotation")
 
@@ -115,6 +116,11 @@ def find_pairs(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -> l
         if no_image:
             parts.append(f"{len(no_image)} mask(s) without an image in {images_dir}: {_listing(no_image)}")
         raise UnetsegError("unpaired files: " + "; ".join(parts))
+    lossy = [path for path in masks.values() if path.suffix.lower() in LOSSY_SUFFIXES]
+    if lossy:
+        raise UnetsegError(f"{lossy[0]}: a JPEG mask: its lossy compression turns every class edge into a ramp of "
+                           f"other values (new classes); save masks as PNG or TIFF ({len(lossy)} JPEG mask(s) in "
+                           f"{masks_dir})")
     return [(stem, images[stem], masks[stem]) for stem in sorted(images)]
 
 

@@ -89,8 +89,8 @@ def open_image(path: str | os.PathLike, level: int = 0) -> ImageSource:
     if level:
         raise MissingLevel(f"{path}: has one level only (level {level} asked)")
     image = read_image(path)
-    return ImageSource(path, image, alpha=image.ndim == 3 and image.shape[2] in (2, 4))  # PNG/WebP/BMP: grey or
-    # colour + alpha (OpenCV reads a grey+alpha PNG as 4 channels)
+    # PNG/WebP/BMP with 2 or 4 channels: grey or colour + alpha (OpenCV reads a grey+alpha PNG as 4 channels)
+    return ImageSource(path, image, alpha=image.ndim == 3 and image.shape[2] in (2, 4))
 
 
 def recorded_pixel_size(path: str | os.PathLike) -> tuple[tuple[float, float], str | None] | None:

@@ -22,10 +22,14 @@ class WeightAverage:
     def __init__(self, source: nn.Module, decay: float) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema decay {decay}: must be in (0, 1)")
-        self.source, self.decay, self.updates = source, decay, 0
+        self.decay, self.updates = decay, 0
         self.model = copy.deepcopy(source).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
+        # the tensors of both state dicts, paired once: optimizer steps and load_state_dict change them in place
+        averaged, current = self.model.state_dict(), source.state_dict()
+        self._floats = [(averaged[k], current[k]) for k in averaged if averaged[k].is_floating_point()]
+        self._others = [(averaged[k], current[k]) for k in averaged if not averaged[k].is_floating_point()]
 
     def current_decay(self) -> float:
         """The decay of the next update."""
@@ -35,13 +39,10 @@ class WeightAverage:
     @torch.no_grad()
     def update(self) -> None:
         """Move the average one step towards the source's current weights."""
-        d = self.current_decay()
-        averaged, current = self.model.state_dict(), self.source.state_dict()
-        floats = [k for k, v in averaged.items() if v.is_floating_point()]
-        torch._foreach_lerp_([averaged[k] for k in floats], [current[k].detach() for k in floats], 1.0 - d)
-        for key, value in averaged.items():
-            if not value.is_floating_point():
-                value.copy_(current[key])
+        averaged, current = zip(*self._floats, strict=True)
+        torch._foreach_lerp_(list(averaged), list(current), 1.0 - self.current_decay())
+        for mine, theirs in self._others:
+            mine.copy_(theirs)
         self.updates += 1
 
     def state_dict(self) -> dict[str, Any]:

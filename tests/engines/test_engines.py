@@ -82,6 +82,21 @@ def test_auto_keeps_torch_for_an_image_too_small_to_repay_converting(trained_sam
     assert result.report.engine == "torch"
 
 
+def test_auto_converts_once_the_models_images_together_repay_it(trained_same_unet, nuclei, monkeypatch):
+    """Each image alone is under the threshold; the third one's torch work with the two before it reaches it, and from
+    then on the faster engine runs (a program segmenting many small images converts once)."""
+    speed = {"torch": 1.0, "openvino": 0.25, "onnxruntime": 2.0}
+    monkeypatch.setattr(autotile, "seconds_per_tile", lambda engine, *a, **k: speed[engine.name])
+    monkeypatch.setattr(autotile, "_TORCH_WORK", {})
+    options = TileOptions(engine="auto", tile_size=192)
+    per_image = plan_tiles(trained_same_unet, nuclei, TileOptions(engine="torch", tile_size=192)).grid.num_tiles
+    monkeypatch.setattr(autotile, "CONVERT_AFTER_SECONDS", 2.5 * per_image)
+    engines_run = [plan_tiles(trained_same_unet, nuclei, options).engine for _ in range(4)]
+    assert engines_run == ["torch", "torch", "openvino", "openvino"]
+    other = plan_tiles(trained_same_unet, nuclei, TileOptions(engine="auto", tile_size=192, amp=False))
+    assert other.engine == "torch"  # another precision is another graph: its work counts apart
+
+
 def test_auto_takes_the_engine_measured_fastest(trained_same_unet, nuclei, monkeypatch):
     monkeypatch.setattr(autotile, "CONVERT_AFTER_SECONDS", 0.0)
     speed = {"torch": 1.0, "openvino": 0.5, "onnxruntime": 2.0}

@@ -59,6 +59,25 @@ def test_a_later_process_reuses_the_measured_choice_without_timing(cache, monkey
                                                                       tile_size=entry["tile"]).output)
 
 
+def test_a_choice_that_stayed_on_torch_is_compared_once_the_work_repays_converting(cache, monkeypatch):
+    speed = {"torch": 1.0, "openvino": 0.25, "onnxruntime": 2.0}
+    monkeypatch.setattr(autotile, "seconds_per_tile", lambda engine, *a, **k: speed[engine.name])
+    monkeypatch.setattr(autotile, "_TORCH_WORK", {})
+    model = tiny_unet("same", in_channels=1)
+    per_image = run(model, image(), engine="torch", tile_size=192).report.num_tiles
+    monkeypatch.setattr(autotile, "CONVERT_AFTER_SECONDS", 1.5 * per_image)
+    first = run(model, image(), tile_size=192)
+    assert first.report.engine == "torch"
+    assert [e["compared"] for e in json.loads(cache.read_text()).values()] == [False]
+
+    monkeypatch.setattr(autotile, "_TORCH_WORK", {})  # a new process: its first image reuses the choice
+    assert run(model, image(seed=1), tile_size=192).report.engine == "torch"
+    second = run(model, image(seed=2), tile_size=192)  # with the first, the work repays converting: compared now
+    assert second.report.engine == "openvino"
+    assert [e["compared"] for e in json.loads(cache.read_text()).values()] == [True]
+    np.testing.assert_array_equal(second.output, run(model, image(seed=2), tile_size=192, engine="torch").output)
+
+
 def test_what_changes_a_choice_is_measured_anew(cache, monkeypatch):
     run(tiny_unet("same"), image())
     timed = new_process(monkeypatch)

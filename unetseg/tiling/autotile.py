@@ -35,9 +35,11 @@ from .tuning import Choice
 # (9 % less halo computed, the same speed per computed pixel); on the AMX Xeon of the engines issue the large tile
 # was slower (cache). The memory budget and the timing decide.
 CANDIDATES = (256, 512, 768, 1024, 1536, 2048, 3072, 4096)
-# engine="auto" converts the model only when torch's estimated time for the image exceeds this. Converting (ONNX in
-# memory, 0.5 s) and compiling per tile shape (0.2 s) cost ~1-2 s once per process on a 2-core CPU; below a second
-# of work (a 1024^2 image) a one-off call would not repay it, above it a program segmenting several images does.
+# engine="auto" converts the model only when torch's estimated time for the model's images in this process (the
+# image at hand and those before it that stayed on torch) reaches this. Converting (ONNX in memory, 0.5 s) and
+# compiling per tile shape (0.2 s) cost ~1-2 s once per process on a 2-core CPU; below a second of work (a 1024^2
+# image) a one-off call would not repay it, a program segmenting several images does (on an AMX Xeon torch bf16
+# estimated a 2048^2 image at 0.6 s, and OpenVINO then ran it 1.5x faster: per image, it would never have converted).
 CONVERT_AFTER_SECONDS = 1.0
 # the best of two timed forwards for every candidate in contention (the same count for all, or the min would favour
 # some): one alone swung the choice between 512 and 1120 px run to run on a shared 2-core VM
@@ -46,6 +48,9 @@ TIMED_RUNS = 2
 # a slow spell of a shared machine then hits every contender, not only the ones timed during it
 CONTENDER = 1.15
 _TIMINGS: dict[tuple, list[float]] = {}
+# torch's estimated seconds of the images engine="auto" kept on torch without timing another engine, per (model,
+# device, precision): what counts towards CONVERT_AFTER_SECONDS
+_TORCH_WORK: dict[tuple, float] = {}
 UNKNOWN_MODEL = "unknown:"  # model_key's prefix for a model without a config
 _BYTES_PER_PIXEL: dict[tuple, float] = {}
 
@@ -219,10 +224,12 @@ def engine_and_tile(graph: InferenceGraph, model_key: str, image_shape: tuple[in
     only in fp32, the precision it runs) on CPUs, torch alone on GPUs; it stays on torch, without converting
     the model, when torch's estimate is under :data:`CONVERT_AFTER_SECONDS`. amp="int8" runs on OpenVINO.
     A measured choice is kept in the tuning cache (:mod:`.tuning`) and reused by later processes on this machine
-    while the engine still runs here and its tiles fit the memory free now.
+    while the engine still runs here and its tiles fit the memory free now; one that stayed on torch without
+    comparing is measured again once this process's work on the model reaches the threshold.
     """
     if engine != "auto" and tile_size != "auto":
         return Choice(engine, int(tile_size))
+    work = (model_key, str(graph.device), graph.precision.name)
     key = None
     if not model_key.startswith(UNKNOWN_MODEL):
         request = {"model": model_key, "image": list(image_shape), "engine": engine, "tile_size": tile_size,
@@ -232,18 +239,27 @@ def engine_and_tile(graph: InferenceGraph, model_key: str, image_shape: tuple[in
         key = tuning.choice_key(request, graph.device)
         hit = tuning.recall(key)
         if (hit is not None and hit.batch_bytes <= memory_budget(graph.device)
-                and hit.engine in usable_engines(graph.device, graph.precision)):
-            return hit
+                and hit.engine in usable_engines(graph.device, graph.precision)
+                and (hit.compared or _TORCH_WORK.get(work, 0.0) + (hit.seconds or 0.0) < CONVERT_AFTER_SECONDS)):
+            return _counted(hit, work)
     choice = _measured_choice(graph, model_key, image_shape, geometry, engine=engine, tile_size=tile_size,
-                              spec=spec, batch_size=batch_size, halo=halo)
+                              spec=spec, batch_size=batch_size, halo=halo, work=_TORCH_WORK.get(work, 0.0))
     if key is not None:
         tuning.remember(key, choice)
+    return _counted(choice, work)
+
+
+def _counted(choice: Choice, work: tuple) -> Choice:
+    """``choice``, its estimated seconds added to the model's torch work when it stayed on torch uncompared."""
+    if not choice.compared:
+        _TORCH_WORK[work] = _TORCH_WORK.get(work, 0.0) + (choice.seconds or 0.0)
     return choice
 
 
 def _measured_choice(graph: InferenceGraph, model_key: str, image_shape: tuple[int, int], geometry: Geometry, *,
                      engine: str, tile_size: int | str, spec: ForwardSpec, batch_size: int,
-                     halo: int | str) -> Choice:
+                     halo: int | str, work: float = 0.0) -> Choice:
+    """The measured choice; ``work``: torch's estimated seconds of the model's earlier images kept on torch."""
     def estimate(name: str) -> tuple[float, int]:
         runner = build_engine(graph, name)
         if tile_size != "auto":
@@ -255,10 +271,11 @@ def _measured_choice(graph: InferenceGraph, model_key: str, image_shape: tuple[i
                                      batch_size=batch_size, halo=halo, graph=graph)
         return seconds, tile
 
-    def chosen(seconds: float, tile: int, name: str) -> Choice:
+    def chosen(seconds: float, tile: int, name: str, compared: bool = True) -> Choice:
         per_pixel = _BYTES_PER_PIXEL.get((model_key, str(graph.device), graph.precision, spec.channels), 0.0)
         th, tw = TileGrid.build(image_shape, tile, geometry, halo).tile_shape
-        return Choice(name, tile, seconds if np.isfinite(seconds) else None, per_pixel * batch_size * th * tw)
+        return Choice(name, tile, seconds if np.isfinite(seconds) else None, per_pixel * batch_size * th * tw,
+                      compared=compared)
 
     if engine == "auto":
         others = [n for n in usable_engines(graph.device, graph.precision) if n != "torch"]
@@ -268,11 +285,12 @@ def _measured_choice(graph: InferenceGraph, model_key: str, image_shape: tuple[i
             engine = "torch"
         else:
             timed = [(*estimate("torch"), "torch")]
-            if timed[0][0] >= CONVERT_AFTER_SECONDS:
-                # torch's freed activations are kept for its next forward (.allocator); another engine would run
-                # with them still held: handed back first, so the process peaks at the larger engine, not the sum
-                release_freed_memory()
-                timed += [(*estimate(name), name) for name in others]
+            if timed[0][0] + work < CONVERT_AFTER_SECONDS:
+                return chosen(*timed[0], compared=False)
+            # torch's freed activations are kept for its next forward (.allocator); another engine would run
+            # with them still held: handed back first, so the process peaks at the larger engine, not the sum
+            release_freed_memory()
+            timed += [(*estimate(name), name) for name in others]
             best = min(timed)
             if best[2] != "torch":
                 release_freed_memory()

@@ -43,13 +43,15 @@ ENGINE_PACKAGES = ("torch", "openvino", "onnxruntime")
 class Choice:
     """What engine="auto" / tile_size="auto" resolved to for one image: the engine, the tile side (px), the
     estimated seconds of the whole image on them (None when nothing was timed), the bytes one batch of such tiles
-    needs for its activations (0 when unknown) and whether it came from the cache file."""
+    needs for its activations (0 when unknown), whether it came from the cache file and whether the engine was
+    compared with the others (False: engine="auto" stayed on torch, the work too small to repay converting)."""
 
     engine: str
     tile: int
     seconds: float | None = None
     batch_bytes: float = 0.0
     cached: bool = False
+    compared: bool = True
 
 
 def cache_file() -> Path | None:
@@ -119,7 +121,7 @@ def recall(key: str) -> Choice | None:
             return None
         return Choice(str(entry["engine"]), int(entry["tile"]),
                       None if entry["seconds"] is None else float(entry["seconds"]), float(entry["batch_bytes"]),
-                      cached=True)
+                      cached=True, compared=bool(entry.get("compared", True)))
     except (TypeError, KeyError, ValueError):
         return None
 
@@ -133,7 +135,7 @@ def remember(key: str, choice: Choice) -> None:
         return
     entries = _read(path)
     entries[key] = {"engine": choice.engine, "tile": choice.tile, "seconds": choice.seconds,
-                    "batch_bytes": choice.batch_bytes, "saved": time.time()}
+                    "batch_bytes": choice.batch_bytes, "compared": choice.compared, "saved": time.time()}
     if len(entries) > MAX_ENTRIES:
         kept = sorted(entries, key=lambda k: float(entries[k].get("saved", 0)) if isinstance(entries[k], dict)
                       else 0.0)[-MAX_ENTRIES:]

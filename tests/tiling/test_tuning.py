@@ -78,6 +78,17 @@ def test_a_choice_that_stayed_on_torch_is_compared_once_the_work_repays_converti
     np.testing.assert_array_equal(second.output, run(model, image(seed=2), tile_size=192, engine="torch").output)
 
 
+def test_a_torch_choice_written_before_the_compared_flag_counts_as_uncompared(cache):
+    tuning.remember("old", tuning.Choice("torch", 512, 0.5))
+    tuning.remember("older", tuning.Choice("openvino", 512, 0.5))
+    entries = json.loads(cache.read_text())
+    for entry in entries.values():
+        del entry["compared"]
+    cache.write_text(json.dumps(entries))
+    assert tuning.recall("old").compared is False
+    assert tuning.recall("older").compared is True
+
+
 def test_what_changes_a_choice_is_measured_anew(cache, monkeypatch):
     run(tiny_unet("same"), image())
     timed = new_process(monkeypatch)

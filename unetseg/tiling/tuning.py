@@ -121,7 +121,9 @@ def recall(key: str) -> Choice | None:
             return None
         return Choice(str(entry["engine"]), int(entry["tile"]),
                       None if entry["seconds"] is None else float(entry["seconds"]), float(entry["batch_bytes"]),
-                      cached=True, compared=bool(entry.get("compared", True)))
+                      cached=True,
+                      # written before the flag: a torch choice may have stayed on torch uncompared
+                      compared=bool(entry.get("compared", entry["engine"] != "torch")))
     except (TypeError, KeyError, ValueError):
         return None
 

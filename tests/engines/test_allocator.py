@@ -136,7 +136,8 @@ def test_long_lived_buffers_get_their_own_mapping():
     assert small.nbytes < MAPPED_FROM_BYTES and small.base is None  # an ordinary numpy array
 
 
-def test_freed_memory_is_handed_back_every_few_seconds_in_the_keep_mode(monkeypatch):
+def test_freed_memory_is_handed_back_every_few_seconds_in_the_keep_mode_and_every_batch_in_the_return_mode(
+        monkeypatch):
     import numpy as np
 
     from unetseg.engines import allocator
@@ -146,8 +147,12 @@ def test_freed_memory_is_handed_back_every_few_seconds_in_the_keep_mode(monkeypa
     monkeypatch.setattr(allocator.time, "monotonic", lambda: now[0])
     monkeypatch.setattr(allocator, "release_freed_memory", lambda: released.append(now[0]) or True)
     monkeypatch.setattr(allocator, "_RELEASED", [])
+    monkeypatch.setattr(allocator, "_MODE", [])
+    assert not allocator.release_between_batches()  # glibc's defaults: left alone
     monkeypatch.setattr(allocator, "_MODE", ["return"])
-    assert not allocator.release_between_batches()  # the return mode hands everything back already
+    assert [allocator.release_between_batches() for _ in range(3)] == [False, True, True]  # the first starts the clock
+    monkeypatch.setattr(allocator, "_RELEASED", [])
+    released.clear()
     monkeypatch.setattr(allocator, "_MODE", ["keep"])
     ticks = []
     for _ in range(40):  # a batch every 0.4 s for 16 s

@@ -14,7 +14,7 @@ heap, where they stay: a 16384^2 run grew by ~170 MiB over its engine's own memo
 this mode.
 
 What the kept heap costs is held down three ways: both modes limit glibc to one heap for all threads
-(:data:`ARENAS`), the tile loops hand freed memory back every few seconds (:func:`release_between_batches`), and
+(:data:`ARENAS`), the tile loops hand freed memory back between batches (:func:`release_between_batches`), and
 buffers that outlive several forward passes (finished row bands) get their own mapping (:func:`mapped_empty`).
 `unetseg predict --tile-size 1024 --format index --engine torch` of a 16384^2 RGB TIFF (2-core AVX512 EPYC): 722
 MiB above import before, 488-554 MiB over four runs with all three (and the U-Net decoder's smaller forward); the
@@ -107,19 +107,26 @@ def mapped_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
 
 def release_between_batches() -> bool:
-    """In the keep mode, hand the freed memory back at most once every :data:`RELEASE_EVERY_SECONDS` (call it
-    between forward passes, when their activations are free). The kept heap fragments as tiles of different
-    lifetimes come and go; a 16384^2 `--engine torch` run at tile 1024 grew to 601 MiB above import without
-    this, 554 MiB handing back every 5 s and 488 MiB every 1 s (2-core AVX512 EPYC); every 1 s cost ~10 % of the
-    speed, every 5 s nothing measurable: the next forward pass faults its pages in again once per interval instead
-    of once per tile. True when memory was handed back."""
-    if allocator_mode() != "keep":
+    """Hand the freed memory back between forward passes (call it when their activations are free): in the keep
+    mode at most once every :data:`RELEASE_EVERY_SECONDS`, in the return mode after every batch.
+
+    Keep: the kept heap fragments as tiles of different lifetimes come and go; a 16384^2 `--engine torch` run at
+    tile 1024 grew to 601 MiB above import without this, 554 MiB handing back every 5 s and 488 MiB every 1 s
+    (2-core AVX512 EPYC); every 1 s cost ~10 % of the speed, every 5 s nothing measurable: the next forward pass
+    faults its pages in again once per interval instead of once per tile.
+
+    Return: blocks over the mmap threshold are mapped only when no free space in the heap holds them, so after
+    torch was timed (engine="auto") the pipeline's windows and bands were served from torch's freed heap and kept
+    resident when freed: the default engine's 16384^2 run peaked 510-537 MiB above import against 426 MiB with
+    ``--engine openvino`` (2-core AMX Xeon); handing back after each batch, 435 MiB after the choice, no slower
+    (freed blocks are faulted in again on reuse, as mapped ones are). True when memory was handed back."""
+    if allocator_mode() is None:
         return False
     now = time.monotonic()
     if not _RELEASED:
         _RELEASED.append(now)  # the first call starts the clock
         return False
-    if now - _RELEASED[0] < RELEASE_EVERY_SECONDS:
+    if allocator_mode() == "keep" and now - _RELEASED[0] < RELEASE_EVERY_SECONDS:
         return False
     _RELEASED[0] = now
     return release_freed_memory()

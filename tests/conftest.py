@@ -61,6 +61,7 @@ def auto_engine_stays_on_torch(monkeypatch):
     from unetseg.tiling import autotile
 
     monkeypatch.setattr(autotile, "CONVERT_AFTER_SECONDS", float("inf"))
+    monkeypatch.setattr(autotile, "_TORCH_WORK", {})  # each test starts as a new process would: no torch work yet
 
 
 @pytest.fixture

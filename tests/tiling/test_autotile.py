@@ -67,3 +67,19 @@ def test_tiles_are_timed_after_a_warm_up_at_their_shape(shape, monkeypatch):
     spec = ForwardSpec.of(Normalization(), np.uint8, np.dtype(np.uint8), 1, labels=True)
     seconds_per_tile(graph, f"first-call-slow-{shape}", (32, 32), spec=spec, batch_size=1)  # the base key's first
     assert seconds_per_tile(graph, f"first-call-slow-{shape}", shape, spec=spec, batch_size=1) == pytest.approx(0.01)
+
+
+def test_a_tile_over_the_memory_budget_is_refused_without_making_probe_tiles(monkeypatch):
+    """Every plan asks again for a candidate over the budget (None is not kept): it must cost nothing, not a batch of
+    random tiles of its size (80 ms for 4096^2)."""
+    graph = FirstCallSlowGraph()
+    monkeypatch.setattr(autotile, "time", types.SimpleNamespace(perf_counter=graph.clock))
+    spec = ForwardSpec.of(Normalization(), np.uint8, np.dtype(np.uint8), 1, labels=True)
+    seconds_per_tile(graph, "over-budget", (32, 32), spec=spec, batch_size=1)  # the bytes per pixel, measured once
+    made = []
+    real = autotile.probe_tiles
+    monkeypatch.setattr(autotile, "probe_tiles", lambda *a, **k: made.append(a) or real(*a, **k))
+    monkeypatch.setattr(autotile, "memory_budget", lambda device: -1)  # (the stand-in has no activations)
+    for _ in range(3):
+        assert seconds_per_tile(graph, "over-budget", (256, 256), spec=spec, batch_size=1) is None
+    assert made == []

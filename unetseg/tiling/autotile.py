@@ -13,6 +13,7 @@ process on the same machine reuses them without timing anything.
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 
@@ -128,16 +129,19 @@ def seconds_per_tile(engine: Engine, model_key: str, shape: tuple[int, int], *, 
     timed = _TIMINGS.get(key, [])
     if len(timed) >= runs:
         return min(timed) / batch_size
-    tiles = probe_tiles(spec, batch_size, shape, device)
-    forward = TileForward(engine, spec)
     with torch.inference_mode():
         if not timed:
             if base_key not in _BYTES_PER_PIXEL:  # first torch forward: the memory estimate
                 x = torch.randn(batch_size, spec.channels, *shape, device=device)
                 _BYTES_PER_PIXEL[base_key] = _activation_bytes_per_pixel(graph, x)
                 del x
+            # checked before the probe tiles are made: every plan asks again for a tile over the budget, and a
+            # 4096^2 batch of random uint8 took 80 ms (a third of a 2048^2 image's segmentation on an AMX Xeon)
             if _BYTES_PER_PIXEL[base_key] * batch_size * shape[0] * shape[1] > memory_budget(device):
                 return None
+        tiles = probe_tiles(spec, batch_size, shape, device)
+        forward = TileForward(engine, spec)
+        if not timed:
             # cuDNN autotunes, inductor compiles, oneDNN and OpenVINO JIT their kernels on the first call at a
             # shape: 1.3-1.9x slower than later calls on an AMX Xeon (base-16 U-Net, bf16), unevenly across sizes
             forward(tiles)
@@ -156,6 +160,7 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@functools.lru_cache(maxsize=1024)  # every plan with tile_size="auto" asks for each candidate: ~600 grids, 11 ms
 def balanced_tile(image_shape: tuple[int, int], tile: int, geometry: Geometry, halo: int | str) -> int:
     """The smallest tile side (in steps of the model stride) that tiles ``image_shape`` with no more tiles than
     ``tile`` does: a 2048 px image with a 96 px halo needs 2x2 tiles of 1216 px, not 2x2 of 1536."""
@@ -185,7 +190,7 @@ def fastest_tile(engine: Engine, model_key: str, image_shape: tuple[int, int], g
     """
     grids = {}
     for c in CANDIDATES:
-        c = balanced_tile(image_shape, c, geometry, halo)
+        c = balanced_tile(tuple(image_shape), c, geometry, halo)
         grid = TileGrid.build(image_shape, c, geometry, halo)
         grids.setdefault(grid.tile_shape, (c, grid))
     options = sorted(grids.values(), key=lambda cg: cg[1].tile_shape[0] * cg[1].tile_shape[1])

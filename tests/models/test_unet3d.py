@@ -100,3 +100,30 @@ def test_2_5d_network_sees_neighbouring_slices_as_channels(tmp_path, cls):
         cls(1, 3, depth=2, spatial_dims=3, context_slices=2)
     with pytest.raises(ValueError, match="context_slices=1"):
         cls(1, 3, depth=2, context_slices=1, **{k: [v[1:] for v in rows] for k, rows in flat.items()})
+
+
+@pytest.mark.parametrize("span", [1, 5])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_a_planar_conv3d_equals_the_conv3d_it_stands_for(span, layout):
+    from unetseg.models.blocks import PlanarConv3d
+
+    torch.manual_seed(0)
+    reference = torch.nn.Conv3d(3, 4, (span, 3, 3), padding=(0, 1, 1))
+    planar = PlanarConv3d(3, 4, (span, 3, 3), padding=(0, 1, 1))
+    planar.load_state_dict(reference.state_dict())  # the same parameters and state dict
+    x = torch.randn(2, 3, 9, 17, 15).contiguous(memory_format=layout)
+    torch.testing.assert_close(planar(x), reference(x), atol=1e-5, rtol=1e-5)
+
+
+def test_slice_by_slice_and_2_5d_networks_train_in_bf16_at_full_patch_size():
+    """oneDNN's bf16 weight gradient of Conv3d layers with one-slice kernels (and of the 2.5D first layer) crashed the
+    process on AMX Xeons from 96 px in-plane (torch 2.15); those layers run as 2D convolutions now."""
+    for context in (0, 2):
+        model = unetseg.UNet(1, 3, base_channels=4, depth=2, padding="same", spatial_dims=3, pooling=[[1, 2, 2]] * 2,
+                             kernels=[[1, 3, 3]] * 3, context_slices=context).to(memory_format=torch.channels_last_3d)
+        x = torch.randn(2, 1, 1 + 2 * context, 128, 128).contiguous(memory_format=torch.channels_last_3d)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(x)
+        logits.float().sum().backward()
+        assert logits.shape == (2, 3, 1, 128, 128)
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

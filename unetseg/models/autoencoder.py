@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .blocks import DROPOUT, POOL, DoubleConv, EncoderDecoder, up_layer
+from .blocks import DROPOUT, POOL, DoubleConv, EncoderDecoder, conv_layer, up_layer
 from .registry import register_model
 
 
@@ -63,7 +63,7 @@ class ConvAutoencoder(EncoderDecoder):
             decoder += [up_layer(up_mode, 2 * width, width, pools[level]),
                         DoubleConv(width, width, padding, norm, dims, sizes[level])]
         self.decoder = nn.Sequential(*decoder)
-        self.head = (nn.Conv2d if dims == 2 else nn.Conv3d)(widths[0], num_classes, kernel_size=1)
+        self.head = conv_layer(dims, widths[0], num_classes, (1,) * dims, (0,) * dims, bias=True)
 
     def encoder_modules(self) -> list[nn.Module]:
         return [self.encoder]

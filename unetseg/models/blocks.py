@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .base import SegmentationModel
@@ -19,6 +20,37 @@ DROPOUT = {2: nn.Dropout2d, 3: nn.Dropout3d}
 
 NORMS = ("batch", "group", "none")
 UP_MODES = ("transpose", "bilinear")
+
+
+class PlanarConv3d(nn.Conv3d):
+    """A Conv3d unpadded along the first axis (stride and dilation 1 there) computed as a Conv2d over the output
+    slices stacked in the batch, each seeing its ``kernel[0]`` input slices as channels: the same parameters, state
+    dict and results. For kernels of one slice (2D networks on volumes) and the 2.5D first layer: oneDNN's bf16
+    weight gradient of such Conv3d layers crashed the process (SIGSEGV/SIGFPE) on AMX Xeons from 96 px in-plane
+    (torch 2.15), so those volume networks could not train there."""
+
+    @staticmethod
+    def applies(kernel: Sequence[int], padding: Sequence[int]) -> bool:
+        return kernel[0] == 1 and padding[0] == 0
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        span = self.kernel_size[0]
+        # output slice z sees input slices z .. z + span - 1, as channels (channel-major, as the weight's layout);
+        # slices with constant bounds and no explicit sizes, so the ONNX graph keeps dynamic axes
+        shifted = [input[:, :, k : (k - span + 1) or None] for k in range(span)]
+        stacked = shifted[0] if span == 1 else torch.stack(shifted, 2).flatten(1, 2)  # N x C*span x D' x H x W
+        slices = stacked.transpose(1, 2).flatten(0, 1)  # a view for channels_last_3d input when span == 1
+        out = F.conv2d(slices, weight.flatten(1, 2), bias, self.stride[1:], self.padding[1:], self.dilation[1:],
+                       self.groups)
+        return out.unflatten(0, (input.shape[0], -1)).transpose(1, 2)
+
+
+def conv_layer(dims: int, in_channels: int, out_channels: int, kernel: Sequence[int], padding: Sequence[int],
+               bias: bool, planar: bool = False) -> nn.Module:
+    """The convolution of ``dims`` with ``kernel`` and ``padding`` per axis: :class:`PlanarConv3d` for kernels of one
+    slice, or when ``planar`` (a 2.5D first layer, unpadded along z)."""
+    kind = PlanarConv3d if dims == 3 and (planar or PlanarConv3d.applies(kernel, padding)) else CONV[dims]
+    return kind(in_channels, out_channels, tuple(kernel), padding=tuple(padding), bias=bias)
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -52,7 +84,8 @@ class DoubleConv(nn.Sequential):
             if n == 0 and input_slices > 1:
                 size, margins = (input_slices, *kernel[1:]), (0, *pad[1:])
             layers += [
-                CONV[dims](c_in, out_channels, size, padding=margins, bias=norm == "none"),
+                conv_layer(dims, c_in, out_channels, size, margins, bias=norm == "none",
+                           planar=n == 0 and input_slices > 1),
                 norm_layer(norm, out_channels, dims),
                 nn.ReLU(inplace=True),
             ]
@@ -70,7 +103,7 @@ def up_layer(mode: str, in_channels: int, out_channels: int, factor: Sequence[in
         return nn.Sequential(
             nn.Upsample(scale_factor=tuple(float(f) for f in factor), mode="bilinear" if dims == 2 else "trilinear",
                         align_corners=False),
-            CONV[dims](in_channels, out_channels, kernel_size=1),
+            conv_layer(dims, in_channels, out_channels, (1,) * dims, (0,) * dims, bias=True),
         )
     raise ValueError(f"up_mode={mode!r} is not one of {UP_MODES}")
 

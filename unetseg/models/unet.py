@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .blocks import DROPOUT, POOL, DoubleConv, EncoderDecoder, center_crop, up_layer
+from .blocks import DROPOUT, POOL, DoubleConv, EncoderDecoder, center_crop, conv_layer, up_layer
 from .registry import register_model
 
 
@@ -82,7 +82,7 @@ class UNet(EncoderDecoder):
             width = widths[level]
             self.up.append(up_layer(up_mode, 2 * width, width, self.level_pools[level]))
             self.up_convs.append(DoubleConv(2 * width, width, padding, norm, dims, self.level_kernels[level]))
-        self.head = (nn.Conv2d if dims == 2 else nn.Conv3d)(widths[0], num_classes, kernel_size=1)
+        self.head = conv_layer(dims, widths[0], num_classes, (1,) * dims, (0,) * dims, bias=True)
 
     def encoder_modules(self) -> list[nn.Module]:
         return [*self.down, self.bottleneck]

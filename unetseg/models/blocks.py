@@ -25,15 +25,18 @@ UP_MODES = ("transpose", "bilinear")
 class PlanarConv3d(nn.Conv3d):
     """A Conv3d unpadded along the first axis (stride and dilation 1 there) computed as a Conv2d over the output
     slices stacked in the batch, each seeing its ``kernel[0]`` input slices as channels: the same parameters, state
-    dict and results. For kernels of one slice (2D networks on volumes) and the 2.5D first layer: oneDNN's bf16
-    weight gradient of such Conv3d layers crashed the process (SIGSEGV/SIGFPE) on AMX Xeons from 96 px in-plane
-    (torch 2.15), so those volume networks could not train there."""
+    dict and results, while gradients are recorded (training); otherwise the Conv3d itself. For kernels of one slice
+    (2D networks on volumes) and the 2.5D first layer: oneDNN's bf16 weight gradient of such Conv3d layers crashed
+    the process (SIGSEGV/SIGFPE) on AMX Xeons from 96 px in-plane (torch 2.15), so those volume networks could not
+    train there."""
 
     @staticmethod
     def applies(kernel: Sequence[int], padding: Sequence[int]) -> bool:
         return kernel[0] == 1 and padding[0] == 0
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if not torch.is_grad_enabled():  # inference and ONNX export: the Conv3d itself (OpenVINO ran the 2D form's
+            return super()._conv_forward(input, weight, bias)  # transposes and reshapes of a volume far slower)
         span = self.kernel_size[0]
         # output slice z sees input slices z .. z + span - 1, as channels (channel-major, as the weight's layout);
         # slices with constant bounds and no explicit sizes, so the ONNX graph keeps dynamic axes

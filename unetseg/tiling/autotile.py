@@ -227,7 +227,8 @@ def engine_and_tile(graph: InferenceGraph, model_key: str, image_shape: tuple[in
 
     engine="auto" considers the usable engines (:func:`~unetseg.engines.registry.usable_engines`; ONNX Runtime
     only in fp32, the precision it runs) on CPUs, torch alone on GPUs; it stays on torch, without converting
-    the model, when torch's estimate is under :data:`CONVERT_AFTER_SECONDS`. amp="int8" runs on OpenVINO.
+    the model, while torch's estimate for the model's images in this process (this one and those kept on torch
+    before it) is under :data:`CONVERT_AFTER_SECONDS`. amp="int8" runs on OpenVINO.
     A measured choice is kept in the tuning cache (:mod:`.tuning`) and reused by later processes on this machine
     while the engine still runs here and its tiles fit the memory free now; one that stayed on torch without
     comparing is measured again once this process's work on the model reaches the threshold.

@@ -85,6 +85,32 @@ def test_object_scores_match_one_to_one_at_each_threshold():
     assert scores.compute()["ap"][0.5] == 2 / (4 + 3 - 2)
 
 
+def test_unscored_truth_is_no_object_and_predictions_mostly_on_it_are_no_false_ones():
+    import numpy as np
+
+    from unetseg.metrics import ObjectScores
+
+    true = np.zeros((10, 10), int)
+    true[1:4, 1:4], true[6:10, 0:2] = 1, 2  # object 2: a sliver a block edge cut off its object
+    off = true == 2
+    pred = np.zeros((10, 10), int)
+    pred[1:4, 1:4], pred[6:10, 0:2] = 5, 6  # finds both
+    pred[0, 8:10] = 7  # a false positive away from the sliver
+    pred[5:7, 5:9] = 8  # 8 px, 1 of them on the sliver: mostly off it, stays false
+    pred[6, 1] = 8
+    scores, plain = ObjectScores(), ObjectScores()
+    scores.update(true, pred, off)
+    plain.update(true, pred)
+    found = scores.compute()
+    assert found["n_true"] == 1 and found["n_pred"] == 3  # objects 5, 7 and 8; 6 lies wholly on the sliver
+    assert found["ap"][0.5] == 1 / 3 and plain.compute()["ap"][0.5] == 2 / 4  # the sliver found, 7 and 8 false
+    missed = ObjectScores()
+    missed.update(true, np.where(pred == 6, 0, pred), off)  # not finding the sliver costs nothing
+    assert missed.compute()["ap"][0.5] == 1 / 3
+    with pytest.raises(ValueError, match="unscored mask has 4 pixels"):
+        scores.update(true, pred, np.zeros((2, 2), bool))
+
+
 def _random_instances(rng, n_objects: int):
     import numpy as np
 

@@ -103,13 +103,26 @@ class ObjectScores:
         self.tp50 = 0
         self.n_true = self.n_pred = 0
 
-    def update(self, true: Any, pred: Any) -> None:
+    def update(self, true: Any, pred: Any, unscored: Any = None) -> None:
+        """Add one image: ``true`` and ``pred`` HxW instance maps; ``unscored`` (HxW bool, or None) marks truth
+        pixels that are not scored (pieces of objects a validation block's edge cuts off,
+        :func:`unetseg.data.regions.minor_pieces`): they hold no true object, and predicted objects with more
+        than half of their pixels there are dropped rather than counted as false."""
         import numpy as np
         from scipy.optimize import linear_sum_assignment
 
         true, pred = np.asarray(true).ravel(), np.asarray(pred).ravel()
         if true.shape != pred.shape:
             raise ValueError(f"prediction has {pred.size} pixels but the target has {true.size}")
+        if unscored is not None:
+            off = np.asarray(unscored, bool).ravel()
+            if off.shape != true.shape:
+                raise ValueError(f"the unscored mask has {off.size} pixels but the target has {true.size}")
+            if off.any():
+                ids, inv = np.unique(pred, return_inverse=True)
+                mostly = np.bincount(inv, weights=off, minlength=len(ids)) * 2 > np.bincount(inv, minlength=len(ids))
+                pred = np.where(mostly[inv] & (pred > 0), 0, pred)
+                true = np.where(off, 0, true)
         t_ids, t_inv = np.unique(true, return_inverse=True)
         p_ids, p_inv = np.unique(pred, return_inverse=True)
         t_area = np.bincount(t_inv, minlength=len(t_ids))
@@ -165,7 +178,7 @@ class ObjectScores:
 
     def compute(self) -> dict[str, Any]:
         """``ap``: {threshold: AP}; ``pq``, ``sq`` (mean IoU of matches), ``rq`` (F1 of matches) at IoU 0.5;
-        ``n_true``, ``n_pred``; ``count_error``: |n_pred - n_true| / n_true; ``counts``: :meth:`counts`."""
+        ``n_true``, ``n_pred``; ``count_error``: ``|n_pred - n_true| / n_true``; ``counts``: :meth:`counts`."""
         ap = {t: self.tp[t] / (self.n_true + self.n_pred - self.tp[t]) if self.n_true + self.n_pred else math.nan
               for t in self.thresholds}
         tp = self.tp50

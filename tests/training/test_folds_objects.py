@@ -77,17 +77,24 @@ def test_cv_json_holds_each_folds_object_scores_recomputed_from_its_own_validati
         _, val = load_splits(DataConfig.model_validate(config["data"]), gap=model_context(model))
         assert fold["images"] == len(val.images) == 8 and val.instances is not None
         rule = object_rule(model)  # what predict --format instances uses
+        # the post-processing was tuned on the fold's validation blocks as cross-validation scores them
+        assert model.meta.object_tuning.ap50 == pytest.approx(fold["objects"]["ap"]["0.5"])
         mine = ObjectScores()
-        for image, true in zip(val.images, val.instances, strict=True):
+        for image, true, off in zip(val.images, val.instances, val.info["unscored"], strict=True):
             pred = predict_tiled(model, image, tile_size=128, amp=False, engine="torch")
-            mine.update(true, label_objects(pred, rule, model.num_classes)[0])
+            mine.update(true, label_objects(pred, rule, model.num_classes)[0], off)
         expected = mine.compute()
         assert fold["objects"]["n_true"] == expected["n_true"] and fold["objects"]["n_pred"] == expected["n_pred"]
         for t in (0.5, 0.75):
             assert fold["objects"]["ap"][f"{t:g}"] == pytest.approx(expected["ap"][t])
         assert fold["objects"]["pq"] == pytest.approx(expected["pq"])
         pooled = pooled.merge(mine)
-    assert sum(f["objects"]["n_true"] for f in cv["per_fold"]) >= 49  # every disk, cut ones once per block
+    # every disk once, in the 32 px block holding at least half of it; none where the grid's lines cross it
+    ids = tifffile.imread(next(cv_objects[2][1].iterdir()))
+    blocks = [np.bincount(ids[r : r + 32, c : c + 32].ravel(), minlength=50) for r in range(0, 128, 32)
+              for c in range(0, 128, 32)]
+    held = np.max(blocks, axis=0)[1:] * 2 >= np.bincount(ids.ravel(), minlength=50)[1:]
+    assert sum(f["objects"]["n_true"] for f in cv["per_fold"]) == held.sum() > 40
     assert max(f["objects"]["ap"]["0.5"] for f in cv["per_fold"]) > 0  # the folds learnt to find objects
     total = pooled.compute()
     assert cv["pooled"]["objects"]["ap"]["0.5"] == pytest.approx(total["ap"][0.5])
@@ -210,7 +217,7 @@ def test_train_folds_without_a_config_plans_once_then_trains_region_folds_of_the
 
 
 def test_a_true_object_cut_into_pieces_by_a_block_edge_counts_each_piece_once():
-    from unetseg.training.folds import cut_pieces
+    from unetseg.data.regions import cut_pieces
 
     ids = np.zeros((12, 12), np.uint16)
     ids[2:10, 0:3], ids[2:4, 0:8], ids[8:10, 0:8] = 7, 7, 7  # a "C": its arms reach a block cut at column 5
@@ -227,3 +234,35 @@ def test_a_true_object_cut_into_pieces_by_a_block_edge_counts_each_piece_once():
     uncut.update(block, pieces)
     fair.update(pieces, pieces)
     assert uncut.compute()["ap"][0.5] < 1 and fair.compute()["ap"][0.5] == 1
+
+
+def test_each_object_a_block_edge_cuts_is_scored_once_in_the_block_that_holds_most_of_it():
+    from unetseg.data.regions import cut_pieces, minor_pieces
+
+    ids = np.zeros((48, 48), np.uint16)
+    ids[4:10, 13:22] = 1  # 3 of its 9 columns left of the cut at column 16: scored right of it only
+    ids[34:40, 10:22] = 2  # 6 and 6 columns: both halves hold half of it, each is scored
+    ids[13:19, 29:35] = 3  # at the crossing of the cuts at row 16 and column 32: four quarters, none scored
+    ids[36:44, 34:44] = 4  # whole inside one block
+    ids[0:3, 40:48] = 5  # at the image's edge: whole
+    image = np.zeros(ids.shape, np.uint8)
+    mask = (ids > 0).astype(np.uint8)
+    scored: dict[int, int] = {}
+    for fold in range(4):
+        _, val, _ = region_split([image], [mask], [None], ["im"], grid=(3, 3), val_fraction=0.0, seed=0, gap=0,
+                                 ignore=255, instances=[ids], fold=(fold, 4))
+        assert len(val["unscored"]) == len(val["instances"])
+        for pieces, off, name in zip(val["instances"], val["unscored"], val["names"], strict=True):
+            row, col = int(name[-3]), int(name[-1])  # "im@r{row}c{col}"
+            crop = ids[16 * row : 16 * row + 16, 16 * col : 16 * col + 16]
+            assert np.array_equal(pieces, cut_pieces(crop)) and off.shape == crop.shape and not off[crop == 0].any()
+            for piece in np.unique(pieces[pieces > 0]):
+                where = pieces == piece
+                assert off[where].all() or not off[where].any()  # a piece is scored or not, whole
+                if not off[where].any():
+                    owner = int(crop[where][0])
+                    scored[owner] = scored.get(owner, 0) + 1
+    assert scored == {1: 1, 2: 2, 4: 1, 5: 1}
+    areas = np.unique(ids, return_counts=True)
+    assert minor_pieces(ids[0:16, 0:16], *areas)[4:10, 13:16].all()
+    assert not minor_pieces(ids[0:16, 16:32], *areas)[4:10, 16:22].any()

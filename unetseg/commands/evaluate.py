@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     if len(args.checkpoint) == 1 and any(Path(args.checkpoint[0]).glob("fold*/best.pt")):
         return _evaluate_folds(args)
     model = as_model([load_model(path) for path in checkpoint_paths(args.checkpoint)])
-    instances = None
+    instances, unscored = None, None
     if (args.images and volume_folder(args.images)) or (args.config and model.spatial_dims == 3):
         return _evaluate_volumes(model, args)
     if args.config:
@@ -182,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
             raise UnetsegError(f"{args.config}: the config has no validation images")
         items = list(zip(val.images, val.masks, strict=True))
         instances = val.instances if cfg.data.mask_mode == "instances" else None
+        unscored = val.info.get("unscored") if instances is not None else None
         names = [f"{args.config} validation image {i}" for i in range(len(val))]
         ignore_index = val.info.get("ignore_index", cfg.data.ignore_index)
         source = f"{len(items)} validation volume(s) of {args.config}"
@@ -203,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
     scores = score_images(model, items, num_classes=model.num_classes, ignore_index=ignore_index,
                           tile_size=int_or_auto(args.tile_size, "--tile-size"), engine=args.engine, names=names,
                           progress=True,
-                          instances=instances, objects_of=lambda labels: label_objects(labels, rule, model.num_classes)[0])
+                          instances=instances, objects_of=lambda labels: label_objects(labels, rule, model.num_classes)[0],
+                          unscored=unscored)
     print(f"{' + '.join(args.checkpoint)} on {source}:")
     print(format_scores(scores, model.class_table.names))
     return 0

@@ -30,12 +30,15 @@ __all__ = ["TrainPatches", "ValImages", "component_instances"]
 @dataclass
 class ValImages:
     """Whole validation images as stored (un-normalised): ``images[i]`` HxW[xC], ``masks[i]`` HxW ints; with
-    instance masks, ``instances[i]`` HxW object ids (0 = none), else None."""
+    instance masks, ``instances[i]`` HxW object ids (0 = none), else None; ``unscored[i]``: the HxW bool truth
+    pixels their object scores leave out (a region split's cut-off slivers,
+    :func:`unetseg.data.regions.minor_pieces`), or None."""
 
     images: list[np.ndarray]
     masks: list[np.ndarray]
     names: list[str] = field(default_factory=list)
     instances: list[np.ndarray] | None = None
+    unscored: list[np.ndarray | None] | None = None
 
     def __len__(self) -> int:
         return len(self.images)

@@ -334,7 +334,8 @@ def folder_splits(
     ``split="files"``: whole images (:func:`split_items`); ``"regions"``: blocks of a ``split_grid`` of every
     image (:func:`unetseg.data.regions.region_split`, ``gap`` = the model's context). ``instances`` holds the
     object ids of instance masks (``instance_masks``), else None; ``info`` holds ``stems`` and ``files`` (names of the images), ``valid`` (per image HxW bool or None),
-    ``ignore_index`` (the ignore label in effect) and, on the train split, ``split`` (the split.json record).
+    ``ignore_index`` (the ignore label in effect), on the train split ``split`` (the split.json record) and, on the
+    validation blocks of a region split with instances, ``unscored`` (:func:`unetseg.data.regions.minor_pieces`).
     ``fold``: ``(i, k)`` validates on fold i of k (:mod:`unetseg.data.folds`): file folds, or region folds under
     ``split="regions"`` or with fewer than k images.
     """
@@ -359,7 +360,7 @@ def folder_splits(
                                info={"stems": side["names"], "files": [paths[n.split("@")[0]] for n in side["names"]],
                                      "valid": side["valid"], "ignore_index": ignore, **extra})
 
-        return made(train, {"split": record}), made(val, {})
+        return made(train, {"split": record}), made(val, {"unscored": val["unscored"]} if with_instances else {})
     stems = [it.stem for it in items]
     if fold is not None:
         chosen = fold_assignment(len(stems), fold[1], seed) == fold[0]

@@ -5,6 +5,12 @@ validation (each block a validation image of its own). The training side keeps t
 validation blocks are marked invalid there (their pixels are filled like nodata, so no training crop sees
 them) and the labels within ``gap`` pixels of a validation block (the model's context) are ignored, so no
 training target is predicted from pixels next to validation ones.
+
+A validation block's edges cut the objects of instance masks that cross them. Each piece is scored as the object
+it is where it holds at least half of its object's pixels; smaller pieces (slivers of objects that lie mostly in
+a neighbouring block) are *unscored*: no true objects, and predictions lying mostly on them are no false ones
+(:class:`unetseg.metrics.ObjectScores`). So every object is scored once, in the block that holds most of
+it, and a fold's object scores measure its objects rather than where the grid's lines fall.
 """
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from ..errors import UnetsegError
 from .folds import block_fold_assignment
@@ -65,7 +73,9 @@ def region_split(
 
     Returns ``(train, val, record)``: train and val as ``{"images", "masks", "valid", "names", "instances"}``
     lists (valid: HxW bool or None; instances: the object ids of each, when ``instances`` are given, cut like
-    the masks), and the split.json record (files and regions per side). ``fold``: ``(i, k)`` takes fold i of k
+    the masks, each piece of a validation block an object of its own, :func:`cut_pieces`; val also
+    ``"unscored"``: each block's :func:`minor_pieces`, HxW bool, or None without instances), and the split.json
+    record (files and regions per side). ``fold``: ``(i, k)`` takes fold i of k
     for validation instead of ``val_fraction``: a compact run of blocks along a Hilbert curve through the grid
     (:func:`unetseg.data.folds.block_fold_assignment`; ``seed`` is then unused), so that the labels ignored
     within ``gap`` of the validation blocks are few.
@@ -78,7 +88,7 @@ def region_split(
         folds = block_fold_assignment([(b.image, b.row, b.col) for b in blocks], fold[1])
         chosen = set(np.flatnonzero(folds == fold[0]).tolist())
     train: dict[str, list] = {"images": [], "masks": [], "valid": [], "names": [], "instances": []}
-    val: dict[str, list] = {"images": [], "masks": [], "valid": [], "names": [], "instances": []}
+    val: dict[str, list] = {"images": [], "masks": [], "valid": [], "names": [], "instances": [], "unscored": []}
     record: dict[str, Any] = {"mode": "regions", "grid": list(grid), "gap": gap,
                               **({} if fold is None else {"fold": fold[0], "folds": fold[1]}),
                               "train": {"files": [], "regions": []}, "val": {"files": [], "regions": []}}
@@ -86,11 +96,14 @@ def region_split(
         mine = [(n, b) for n, b in enumerate(blocks) if b.image == k]
         held = [b for n, b in mine if n in chosen]
         kept = [b for n, b in mine if n not in chosen]
+        areas = None if inst is None or not held else np.unique(inst, return_counts=True)
         for b in held:
             val["images"].append(image[b.r0 : b.r1, b.c0 : b.c1])
             val["masks"].append(mask[b.r0 : b.r1, b.c0 : b.c1])
             val["valid"].append(None if ok is None else ok[b.r0 : b.r1, b.c0 : b.c1])
-            val["instances"].append(None if inst is None else inst[b.r0 : b.r1, b.c0 : b.c1])
+            crop = None if inst is None else inst[b.r0 : b.r1, b.c0 : b.c1]
+            val["instances"].append(None if crop is None else cut_pieces(crop))
+            val["unscored"].append(None if crop is None or areas is None else minor_pieces(crop, *areas))
             val["names"].append(f"{name}@r{b.row}c{b.col}")
             record["val"]["regions"].append(b.record(name))
         if held and name not in record["val"]["files"]:
@@ -110,3 +123,51 @@ def region_split(
         record["train"]["files"].append(name)
         record["train"]["regions"] += [b.record(name) for b in kept]
     return train, val, record
+
+
+def cut_pieces(ids: np.ndarray) -> np.ndarray:
+    """Object ids HxW (0 = none) -> uint32 HxW where each 8-connected piece of each object has an id of its own
+    (1..n, in order of first pixel): a true object cropped by a validation block's edge into pieces that meet
+    only outside the block. Objects in one piece keep their pixels (with new ids)."""
+    ids = np.asarray(ids)
+    h, w = ids.shape
+    flat = ids.ravel()
+    index = np.arange(h * w).reshape(h, w)
+    pairs = []
+    for da, db in (((slice(None), slice(1, None)), (slice(None), slice(None, -1))),        # left neighbour
+                   ((slice(1, None), slice(None)), (slice(None, -1), slice(None))),        # upper
+                   ((slice(1, None), slice(1, None)), (slice(None, -1), slice(None, -1))),  # upper left
+                   ((slice(1, None), slice(None, -1)), (slice(None, -1), slice(1, None)))):  # upper right
+        a, b = index[da].ravel(), index[db].ravel()
+        same = (flat[a] == flat[b]) & (flat[a] != 0)
+        pairs.append(np.stack([a[same], b[same]]))
+    edges = np.concatenate(pairs, 1)
+    graph = coo_matrix((np.ones(edges.shape[1], np.int8), (edges[0], edges[1])), shape=(h * w, h * w))
+    _, component = connected_components(graph, directed=False)
+    out = np.zeros(h * w, np.uint32)
+    on = flat != 0
+    _, first, inverse = np.unique(component[on], return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    out[on] = rank[inverse] + 1
+    return out.reshape(h, w)
+
+
+SCORED_FRACTION = 0.5  # a cut object's piece is scored where it holds at least this fraction of the object
+
+
+def minor_pieces(block: np.ndarray, ids: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """HxW bool: the pixels of ``block``'s (a crop of an instance map, 0 = none) 8-connected object pieces
+    (:func:`cut_pieces`) that hold less than :data:`SCORED_FRACTION` of their object's pixels in the whole map,
+    whose object ids and pixel counts are ``ids`` (sorted) and ``areas`` (``np.unique(..., return_counts=True)``)."""
+    block = np.asarray(block)
+    pieces = cut_pieces(block)
+    n = int(pieces.max(initial=0))
+    if not n:
+        return np.zeros(block.shape, bool)
+    owner = np.zeros(n + 1, block.dtype)
+    owner[pieces.ravel()] = block.ravel()
+    whole = areas[np.searchsorted(ids, owner)]
+    minor = np.bincount(pieces.ravel(), minlength=n + 1) < SCORED_FRACTION * whole
+    minor[0] = False
+    return minor[pieces]

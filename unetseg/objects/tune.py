@@ -46,28 +46,34 @@ def min_size_candidates(instances: Sequence[np.ndarray]) -> list[int]:
 
 
 def _score(instances: Sequence[np.ndarray], objects: Sequence[np.ndarray], areas: Sequence[np.ndarray],
-           min_size: int) -> tuple[float, float]:
+           min_size: int, unscored: Sequence[np.ndarray | None]) -> tuple[float, float]:
     found = ObjectScores()
-    for true, ids, area in zip(instances, objects, areas, strict=True):
+    for true, ids, area, off in zip(instances, objects, areas, unscored, strict=True):
         kept = ids if not min_size else np.where(area[ids] >= min_size, ids, 0)
-        found.update(true, kept)
+        found.update(true, kept, off)
     ap = found.compute()["ap"]
     return float(np.nan_to_num(ap[0.5])), float(np.nan_to_num(ap[0.75]))
 
 
 def tune_post_processing(class_maps: Sequence[np.ndarray], instances: Sequence[np.ndarray], record: InstanceRecord,
                          rule: ObjectRule, num_classes: int, *, deadline: float | None = None,
-                         clock: Callable[[], float] = time.perf_counter) -> tuple[ObjectTuning, list[Candidate]]:
+                         clock: Callable[[], float] = time.perf_counter,
+                         unscored: Sequence[np.ndarray | None] | None = None) -> tuple[ObjectTuning, list[Candidate]]:
     """The setting of best AP@0.5 (then AP@0.75, then the smaller size, then the level nearer the default) on
     predicted ``class_maps`` (HxW ints) against their true ``instances`` (HxW ids, 0 = none), and every candidate
     scored. ``rule``: the model's untuned object rule (three-class targets: only the size varies). ``deadline``
-    (a ``clock()`` time): stop trying further seed levels past it (the default level is always tried first)."""
+    (a ``clock()`` time): stop trying further seed levels past it (the default level is always tried first).
+    ``unscored``: per image, truth pixels not scored (HxW bool or None; :meth:`ObjectScores.update`), e.g. the
+    slivers of objects that a region split's block edge cuts off; the size candidates come from the scored
+    objects."""
+    unscored = list(unscored) if unscored is not None else [None] * len(instances)
     if record.target == "distance":
         default = default_seed_level(record.levels)
         levels: list[int | None] = [*sorted(range(1, record.levels + 1), key=lambda lv: (abs(lv - default), lv))]
     else:
         levels = [None]
-    sizes = min_size_candidates(instances)
+    sizes = min_size_candidates([i if off is None else np.where(off, 0, i) for i, off in zip(instances, unscored,
+                                                                                              strict=True)])
     tried: list[Candidate] = []
     for level in levels:
         if deadline is not None and tried and clock() > deadline:
@@ -76,7 +82,7 @@ def tune_post_processing(class_maps: Sequence[np.ndarray], instances: Sequence[n
                                                          fill_holes=rule.fill_holes)
         objects = [label_objects(m, base, num_classes)[0] for m in class_maps]
         areas = [np.bincount(ids.ravel()) for ids in objects]
-        tried += [Candidate(level, size, *_score(instances, objects, areas, size)) for size in sizes]
+        tried += [Candidate(level, size, *_score(instances, objects, areas, size, unscored)) for size in sizes]
     default_level = levels[0]
     first = next(c for c in tried if c.seed_level == default_level and c.min_size == 0)
     best = max(tried, key=lambda c: (c.ap50, c.ap75, -c.min_size,
@@ -87,19 +93,19 @@ def tune_post_processing(class_maps: Sequence[np.ndarray], instances: Sequence[n
 
 def choose_post_processing(predict: Callable[[str | None], Sequence[np.ndarray]], instances: Sequence[np.ndarray],
                            record: InstanceRecord, rule: ObjectRule, num_classes: int, *,
-                           deadline: float | None = None,
-                           clock: Callable[[], float] = time.perf_counter) -> ObjectTuning:
+                           deadline: float | None = None, clock: Callable[[], float] = time.perf_counter,
+                           unscored: Sequence[np.ndarray | None] | None = None) -> ObjectTuning:
     """:func:`tune_post_processing` on the class maps ``predict(tta)`` gives for each of :data:`TTA_CANDIDATES`
     (no TTA first; the others while ``clock()`` is before ``deadline``), and the best of them: higher AP@0.5,
     then AP@0.75; a tie keeps the cheaper (fewer views). Its ``default_ap50`` is that of the untuned defaults
-    without TTA."""
+    without TTA. ``unscored``: as :func:`tune_post_processing`'s."""
     best: ObjectTuning | None = None
     default_ap50 = None
     for tta in TTA_CANDIDATES:
         if best is not None and deadline is not None and clock() > deadline:
             break
         tuned, _ = tune_post_processing(predict(tta), instances, record, rule, num_classes, deadline=deadline,
-                                        clock=clock)
+                                        clock=clock, unscored=unscored)
         if best is None:
             default_ap50 = tuned.default_ap50
         if best is None or (tuned.ap50 or 0.0, tuned.ap75 or 0.0) > (best.ap50 or 0.0, best.ap75 or 0.0):

@@ -116,7 +116,7 @@ def sample_fold(train: SampleSplit, fold: tuple[int, int], cfg: DataConfig, gap:
                            instances=None if train.instances is None else side["instances"], classes=train.classes,
                            info={"stems": side["names"], "valid": side["valid"], "ignore_index": ignore, **extra})
 
-    return made(tr, {"split": record}), made(va, {})
+    return made(tr, {"split": record}), made(va, {} if train.instances is None else {"unscored": va["unscored"]})
 
 
 def training_weights(split: SampleSplit, cfg: DataConfig, ignore: int | None = None) -> list[np.ndarray] | None:
@@ -283,7 +283,8 @@ def build_datasets(
     patches.report = report
     names = list(val.info.get("stems", [])) or [f"{cfg.sample or 'val'}-{i}" for i in range(len(val))]
     val_instances = None if val.instances is None else list(val.instances)
-    return patches, ValImages(list(val.images), list(val.masks), names, val_instances), train.classes, normalization
+    return (patches, ValImages(list(val.images), list(val.masks), names, val_instances, val.info.get("unscored")),
+            train.classes, normalization)
 
 
 def load_volume_splits(cfg: DataConfig, gap: int = 0) -> tuple[SampleSplit, SampleSplit]:

@@ -40,6 +40,7 @@ def score_images(
     progress: bool = False,
     instances: Sequence[np.ndarray] | None = None,
     objects_of: Callable[[np.ndarray], np.ndarray] | None = None,
+    unscored: Sequence[np.ndarray | None] | None = None,
     per_item: bool = False,
 ) -> dict[str, Any]:
     """Predict each ``(image HxW[xC], mask HxW int)`` pair (for a 3D model ``(volume DxHxW[xC], mask DxHxW)``) and
@@ -49,7 +50,8 @@ def score_images(
     over ranks. ``names`` (one per item) name the offending image in errors (e.g. a mask label >= num_classes).
     With the items' true ``instances`` and ``objects_of`` (a class map -> its object ids, e.g.
     :func:`unetseg.objects.separate.label_objects` under the model's rule), the scores also hold ``objects``:
-    :meth:`unetseg.metrics.ObjectScores.compute` of the predicted objects (one process only). With ``per_item``,
+    :meth:`unetseg.metrics.ObjectScores.compute` of the predicted objects (one process only; ``unscored``: each
+    item's truth pixels not scored, see :meth:`~unetseg.metrics.ObjectScores.update`). With ``per_item``,
     ``scores["items"]`` holds each item's own scores too (one process only).
     """
     net = unwrap(model)
@@ -68,7 +70,7 @@ def score_images(
         pred = predict_tiled(net, image, tile_size=tile_size, halo=halo, normalization=normalization, amp=amp,
                              device=device, engine=engine)
         if found is not None:
-            found.update(instances[i], objects_of(pred))
+            found.update(instances[i], objects_of(pred), None if unscored is None else unscored[i])
         try:
             pred_t, mask_t = torch.from_numpy(np.asarray(pred).astype(np.int64)), torch.from_numpy(mask.astype(np.int64))
             cm.update(pred_t, mask_t)

@@ -21,8 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from ..config import RunConfig, validate_config
 from ..errors import UnetsegError
@@ -123,55 +121,28 @@ def score_fold(model: Any, fold_cfg: RunConfig, *, tile_size: int | str, amp: st
     map of each item made objects by :func:`object_labeller` (objects under ``min_size`` px dropped) and matched to the item's true instances
     (:class:`unetseg.metrics.ObjectScores`). Region folds score each validation block on its own, with its true
     instances cut at the block's edges exactly as the image and the prediction are: an object that a block
-    edge cuts counts, in truth and prediction alike, as its part inside the block (so an object that reaches
-    two validation blocks counts once in each, and the pieces of one that the edge cuts apart inside a block,
-    :func:`cut_pieces`, count as objects of their own, as a prediction within the block can only find them);
-    nothing outside the block is seen or scored.
+    edge cuts counts, in truth and prediction alike, as its part inside the block, and only where that part holds
+    at least half of the object (smaller pieces are unscored, :func:`unetseg.data.regions.minor_pieces`: so an
+    object that reaches two validation blocks counts once, in the block that holds most of it); the pieces of one
+    that the edge cuts apart inside a block, :func:`unetseg.data.regions.cut_pieces`, count as objects of their own, as a prediction
+    within the block can only find them. Nothing outside the block is seen or scored.
     """
     cfg = with_parent_architecture(fold_cfg)
-    train_part, val = load_splits(cfg.data, gap=model_context(model))
+    _, val = load_splits(cfg.data, gap=model_context(model))
     if not len(val.images):
         raise UnetsegError(f"fold {cfg.data.fold} of {cfg.data.folds} has no validation images")
     with_objects = (cfg.data.mask_mode == "instances") if objects is None else objects
     instances = val.instances if with_objects else None
+    unscored = val.info.get("unscored") if with_objects else None
     if with_objects and instances is None:
         raise UnetsegError(f"fold {cfg.data.fold}: object scores need instance masks; the data has none")
-    if instances is not None and train_part.info.get("split", {}).get("mode") == "regions":
-        instances = [cut_pieces(inst) for inst in instances]
     scores = score_images(model, list(zip(val.images, val.masks, strict=True)), num_classes=model.num_classes,
                           ignore_index=val.info.get("ignore_index", cfg.data.ignore_index), tile_size=tile_size,
                           amp=amp, engine=engine, progress=progress, instances=instances,
                           objects_of=object_labeller(model, min_size) if instances is not None else None,
+                          unscored=unscored,
                           names=[str(n) for n in val.info.get("stems", range(len(val.images)))])
     return {**scores, "images": len(val.images)}
-
-
-def cut_pieces(ids: np.ndarray) -> np.ndarray:
-    """Object ids HxW (0 = none) -> uint32 HxW where each 8-connected piece of each object has an id of its own
-    (1..n, in order of first pixel): a true object cropped by a validation block's edge into pieces that meet
-    only outside the block. Objects in one piece keep their pixels (with new ids)."""
-    ids = np.asarray(ids)
-    h, w = ids.shape
-    flat = ids.ravel()
-    index = np.arange(h * w).reshape(h, w)
-    pairs = []
-    for da, db in (((slice(None), slice(1, None)), (slice(None), slice(None, -1))),        # left neighbour
-                   ((slice(1, None), slice(None)), (slice(None, -1), slice(None))),        # upper
-                   ((slice(1, None), slice(1, None)), (slice(None, -1), slice(None, -1))),  # upper left
-                   ((slice(1, None), slice(None, -1)), (slice(None, -1), slice(1, None)))):  # upper right
-        a, b = index[da].ravel(), index[db].ravel()
-        same = (flat[a] == flat[b]) & (flat[a] != 0)
-        pairs.append(np.stack([a[same], b[same]]))
-    edges = np.concatenate(pairs, 1)
-    graph = coo_matrix((np.ones(edges.shape[1], np.int8), (edges[0], edges[1])), shape=(h * w, h * w))
-    _, component = connected_components(graph, directed=False)
-    out = np.zeros(h * w, np.uint32)
-    on = flat != 0
-    _, first, inverse = np.unique(component[on], return_index=True, return_inverse=True)
-    rank = np.empty(len(first), np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    out[on] = rank[inverse] + 1
-    return out.reshape(h, w)
 
 
 SUMMARY_KEYS = ("miou", "ap@0.5", "ap@0.75", "pq", "count_error")

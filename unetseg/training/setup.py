@@ -137,6 +137,7 @@ class Components:
     steps_per_epoch: int
     scheduler: torch.optim.lr_scheduler.LambdaLR
     val_instances: list[np.ndarray] | None = None  # true object ids of the validation images (instance masks)
+    val_unscored: list[np.ndarray | None] | None = None  # their pixels not scored (cut-off pieces of region blocks)
     ema: WeightAverage | None = None  # train.ema: the weights' moving average
 
     @property
@@ -208,6 +209,7 @@ def build_components(cfg: RunConfig, ctx: DistContext, progress_of: Callable[[in
         scheduler=build_scheduler(optimizer, cfg.train, lambda step: progress_of(step, steps_per_epoch),
                                   frozen_steps=frozen * steps_per_epoch),
         val_instances=getattr(val, "instances", None),
+        val_unscored=val.unscored,
         ema=WeightAverage(bare, cfg.train.ema) if cfg.train.ema > 0 else None,
     )
 

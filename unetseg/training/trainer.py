@@ -512,7 +512,8 @@ class Trainer:
                                              amp=validation_amp(self.c.precision))) for image, _ in self.c.val_items]
         deadline = None if budget is None else begun + self.after.objects  # >= OBJECTS_MIN_SECONDS
         tuned = choose_post_processing(maps, self.c.val_instances, record, object_rule(model, min_size=0),
-                                       model.num_classes, deadline=deadline, clock=self.clock)
+                                       model.num_classes, deadline=deadline, clock=self.clock,
+                                       unscored=self.c.val_unscored)
         level = "" if tuned.seed_level is None else f"seed level {tuned.seed_level}, "
         self.say(f"objects: {f'{tuned.tta} TTA, ' if tuned.tta else ''}{level}minimum size "
                  f"{tuned.min_size} px: validation AP@0.5 {tuned.ap50:.3f} (untuned {tuned.default_ap50:.3f}), "

@@ -530,8 +530,9 @@ class Trainer:
             return
         items = c.val_items[:n]
         self.say(f"drawing samples.png from {n} validation image(s)")
-        preds = [predict_tiled(model, image, tile_size=self._val_tile(), amp=validation_amp(c.precision))
-                 for image, _ in items]
+        # a picture, as validations rank epochs: a volume's at the validations' halo, not the exact one
+        preds = [predict_tiled(model, image, tile_size=self._val_tile(), halo=self._val_halo(),
+                               amp=validation_amp(c.precision)) for image, _ in items]
         if model.spatial_dims == 3:  # volumes: their middle slices
             middle = [len(mask) // 2 for _, mask in items]
             items = [(image[k], mask[k]) for (image, mask), k in zip(items, middle, strict=True)]

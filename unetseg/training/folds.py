@@ -124,8 +124,8 @@ def score_fold(model: Any, fold_cfg: RunConfig, *, tile_size: int | str, amp: st
     edge cuts counts, in truth and prediction alike, as its part inside the block, and only where that part holds
     at least half of the object (smaller pieces are unscored, :func:`unetseg.data.regions.minor_pieces`: so an
     object that reaches two validation blocks counts once, in the block that holds most of it); the pieces of one
-    that the edge cuts apart inside a block, :func:`unetseg.data.regions.cut_pieces`, count as objects of their own, as a prediction
-    within the block can only find them. Nothing outside the block is seen or scored.
+    that the edge cuts apart inside a block, :func:`unetseg.data.regions.cut_pieces`, count as objects of their
+    own, as a prediction within the block can only find them. Nothing outside the block is seen or scored.
     """
     cfg = with_parent_architecture(fold_cfg)
     _, val = load_splits(cfg.data, gap=model_context(model))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import unetseg
-from unetseg.errors import UnetsegError
+from unetseg.errors import UnetsegError, UnetsegWarning
 from unetseg.models.anisotropy import pooling_plan
 from unetseg.models.geometry import Geometry
 from unetseg.tiling import TileOptions, predict_tiled, tiled
@@ -228,3 +228,28 @@ def test_a_journal_holding_every_slab_builds_no_engine(rng, monkeypatch):
     out = np.zeros(volume.shape, np.uint8)
     result = volume_module.run_volume(model, volume, plan, out=out, journal=FullJournal(starts, [1, 2, 3]))
     assert result.class_counts.tolist() == [len(starts), 2 * len(starts), 3 * len(starts)]
+
+
+def test_a_halo_larger_than_any_fitting_tile_takes_the_grid_that_computes_least_within_free_memory(monkeypatch):
+    """A depth-4 model's exact halo (96 voxels) around a 24 x 96 x 96 volume: no tile fits the preferred bound,
+    and the smallest tiles (the old fallback: 72 tiles of 208^3, 2200x the volume) are the slowest choice; the
+    grid that computes least within the memory bound is taken, and the plan warns that the halo is the cause."""
+    from unetseg.tiling.options import TileOptions
+    from unetseg.tiling.volume import auto_volume_tile, plan_volume
+
+    model = unetseg.UNet(1, 3, base_channels=16, depth=4, padding="same", spatial_dims=3)
+    geometries, shape = Geometry.axes(model), (24, 96, 96)
+    smallest = TileGrid.build(shape, (208, 208, 208), geometries, "exact")  # the old rule's choice
+    assert smallest.num_tiles == 72
+    unbounded = auto_volume_tile(shape, geometries, "exact", 1000, most=None)
+    assert unbounded == (224, 288, 288)  # one tile over the whole volume and its context computes least
+    within = TileGrid.build(shape, auto_volume_tile(shape, geometries, "exact", 1000, most=15_000_000), geometries,
+                            "exact")
+    assert np.prod(within.tile_shape) <= 15_000_000 and within.computed_pixels < smallest.computed_pixels / 10
+    # even the smallest tiles exceed free memory: at most twice their voxels, for 20x fewer computed
+    over = TileGrid.build(shape, auto_volume_tile(shape, geometries, "exact", 1000, most=1000), geometries, "exact")
+    assert np.prod(over.tile_shape) <= 2 * 208**3 and over.computed_pixels < smallest.computed_pixels / 20
+    monkeypatch.setattr("unetseg.tiling.volume.memory_budget", lambda device: 6 * 2**30)  # this machine's free RAM
+    with pytest.warns(UnetsegWarning, match=r"the halo \(96x96x96 voxels per side.*over the tile memory bound"):
+        plan = plan_volume(model, np.zeros(shape, np.uint8), TileOptions(halo="exact", engine="torch", amp=False))
+    assert plan.grid.computed_pixels < smallest.computed_pixels / 10

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -29,9 +30,10 @@ from ..engines.contract import ForwardSpec, TileOutput
 from ..engines.graph import inference_graph
 from ..engines.registry import build_engine, usable_engines
 from ..engines.tta import resolve_tta
-from ..errors import UnetsegError
+from ..errors import UnetsegError, UnetsegWarning
 from ..models.geometry import Geometry, round_up
 from ..models.precision import resolve_precision
+from .autotile import memory_budget
 from .forward import TileForward
 from .grid import TileGrid, plan_axis, warn_wasteful
 from .options import DEFAULTS, TileOptions
@@ -48,6 +50,10 @@ from .splitter import travel_dtype
 # Measured peak of an eval forward (CPU): about ACTIVATION_FACTOR x the first level's feature map.
 TILE_MEMORY_BYTES = 768 * 2**20
 ACTIVATION_FACTOR = 6
+# where even the smallest tiles exceed free memory's share, tiles up to this many times their voxels are allowed:
+# twice the memory for a far faster grid (24 x 96 x 96 voxels, halo 96: 2 tiles and 31M voxels computed, not 72
+# and 648M)
+OVERSHOOT = 2
 
 
 def spatial_dims(model: nn.Module) -> int:
@@ -73,11 +79,11 @@ def volume_channels(model: nn.Module, volume: Any) -> int:
     return channels
 
 
-def tile_voxels(model: nn.Module, batch_size: int, itemsize: int = 4) -> int:
-    """Input voxels per tile whose forward fits :data:`TILE_MEMORY_BYTES` (``batch_size`` tiles at once) with
-    activations of ``itemsize`` bytes (4 in fp32, 2 under bf16/fp16)."""
+def tile_voxels(model: nn.Module, batch_size: int, itemsize: int = 4, budget: int = TILE_MEMORY_BYTES) -> int:
+    """Input voxels per tile whose forward fits ``budget`` bytes (default :data:`TILE_MEMORY_BYTES`) with
+    ``batch_size`` tiles at once and activations of ``itemsize`` bytes (4 in fp32, 2 under bf16/fp16)."""
     width = getattr(model, "widths", [32])[0]
-    return max(1, TILE_MEMORY_BYTES // (itemsize * ACTIVATION_FACTOR * width * batch_size))
+    return max(1, budget // (itemsize * ACTIVATION_FACTOR * width * batch_size))
 
 
 def axis_tilings(length: int, geometry: Geometry, halo: int | str) -> list[tuple[int, int]]:
@@ -94,19 +100,33 @@ def axis_tilings(length: int, geometry: Geometry, halo: int | str) -> list[tuple
 
 
 def auto_volume_tile(shape: tuple[int, ...], geometries: tuple[Geometry, ...], halo: int | str,
-                     voxels: int) -> tuple[int, ...]:
+                     voxels: int, most: int | None = None) -> tuple[int, ...]:
     """Tile sides (D, H, W): of the grids whose tiles hold at most ``voxels`` input voxels, the one that computes
-    the fewest voxels in all (tiles x tile voxels; ties: fewer tiles). Where no grid fits, the smallest tiles."""
+    the fewest voxels in all (tiles x tile voxels; ties: fewer tiles).
+
+    Where the context alone makes every tile larger than ``voxels`` (a deep model's exact halo around a small
+    volume), memory is over the preferred bound whatever the grid, and the smallest tiles are the slowest choice:
+    each recomputes the whole context for a sliver of kept voxels (24 x 96 x 96 voxels, halo 96: 72 tiles of
+    208^3, 2200x the volume's voxels). Then the grid computing the fewest voxels among those within ``most``
+    voxels (what free memory holds; None: no bound), and where even the smallest tiles exceed that, among those
+    within :data:`OVERSHOOT` x the smallest tiles' voxels."""
     axes = [axis_tilings(n, g, halo) for n, g in zip(shape, geometries, strict=True)]
-    best: tuple[int, int, tuple[int, ...]] | None = None
-    for combo in itertools.product(*axes):
-        size = math.prod(t for t, _ in combo)
-        if size > voxels:
-            continue
-        count = math.prod(c for _, c in combo)
-        key = (count * size, count, tuple(t for t, _ in combo))
-        best = key if best is None or key < best else best
-    return best[2] if best is not None else tuple(a[0][0] for a in axes)
+    smallest = math.prod(a[0][0] for a in axes)
+    bounds = [voxels, most if most is not None else None]
+    if most is not None and smallest > most:
+        bounds[1] = OVERSHOOT * smallest
+    for bound in bounds:
+        best: tuple[int, int, tuple[int, ...]] | None = None
+        for combo in itertools.product(*axes):
+            size = math.prod(t for t, _ in combo)
+            if bound is not None and size > bound:
+                continue
+            count = math.prod(c for _, c in combo)
+            key = (count * size, count, tuple(t for t, _ in combo))
+            best = key if best is None or key < best else best
+        if best is not None:
+            return best[2]
+    raise AssertionError("the smallest tiles are always within the last bound")
 
 
 def volume_input_voxels(model: nn.Module, shape: tuple[int, int, int], halo: int | str = "exact") -> int:
@@ -140,15 +160,35 @@ def plan_volume(model: nn.Module, volume: Any, options: TileOptions = DEFAULTS) 
     shape = tuple(int(n) for n in volume.shape[:3])
     batch = 1 if options.batch_size == "auto" else int(options.batch_size)  # one large tile beats several small
     itemsize = 4 if precision.dtype is None else 2
-    tile = (auto_volume_tile(shape, geometries, options.halo, tile_voxels(model, batch, itemsize))
-            if options.tile_size == "auto" else int(options.tile_size))
+    if options.tile_size == "auto":
+        tile: int | tuple[int, ...] = auto_volume_tile(
+            shape, geometries, options.halo, tile_voxels(model, batch, itemsize),
+            tile_voxels(model, batch, itemsize, memory_budget(device)))
+    else:
+        tile = int(options.tile_size)
     grid = TileGrid.build(shape, tile, geometries, options.halo)
     warn_wasteful(grid, options.tile_size)
+    warn_oversized(grid, model, batch, itemsize, options.tile_size)
     spec = ForwardSpec.of(norm, volume.dtype, travel_dtype(volume.dtype), channels, invalid=invalid,
                           labels=options.output == "labels", tta=options.tta, dims=3)
     engine = volume_engine(device, precision) if options.engine == "auto" else options.engine
     return TilePlan(grid, batch, "crop", options.pad_mode, options.tta, options.output, precision, device, norm,
                     options.compile is True, invalid, label, spec, engine)
+
+
+def warn_oversized(grid: TileGrid, model: nn.Module, batch: int, itemsize: int, tile_size: int | str) -> None:
+    """Warn when the automatic tiles exceed :data:`TILE_MEMORY_BYTES` because the halo alone is that large: the
+    prediction is slow and memory-hungry, and a smaller halo (or a measured one) is the remedy."""
+    voxels = math.prod(grid.tile_shape)
+    if tile_size != "auto" or voxels <= tile_voxels(model, batch, itemsize):
+        return
+    computed = grid.computed_pixels / math.prod(grid.shape)
+    contexts = "x".join(str(a.context) for a in grid.axes)
+    warnings.warn(f"the halo ({contexts} voxels per side along z, y, x) makes every tile of this "
+                  f"{'x'.join(map(str, grid.shape))} volume over the tile memory bound: {grid.num_tiles} tile(s) of "
+                  f"{'x'.join(map(str, grid.tile_shape))} compute {computed:.0f}x its voxels; a checkpoint with a "
+                  "measured halo (training measures it when its budget allows) or a smaller halo= is faster",
+                  UnetsegWarning, stacklevel=4)
 
 
 def volume_engine(device: torch.device, precision: Any) -> str:

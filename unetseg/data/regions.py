@@ -102,8 +102,10 @@ def region_split(
             val["masks"].append(mask[b.r0 : b.r1, b.c0 : b.c1])
             val["valid"].append(None if ok is None else ok[b.r0 : b.r1, b.c0 : b.c1])
             crop = None if inst is None else inst[b.r0 : b.r1, b.c0 : b.c1]
-            val["instances"].append(None if crop is None else cut_pieces(crop))
-            val["unscored"].append(None if crop is None or areas is None else minor_pieces(crop, *areas))
+            pieces = None if crop is None else cut_pieces(crop)
+            val["instances"].append(pieces)
+            val["unscored"].append(None if crop is None or areas is None
+                                   else minor_pieces(crop, *areas, pieces=pieces))
             val["names"].append(f"{name}@r{b.row}c{b.col}")
             record["val"]["regions"].append(b.record(name))
         if held and name not in record["val"]["files"]:
@@ -156,12 +158,14 @@ def cut_pieces(ids: np.ndarray) -> np.ndarray:
 SCORED_FRACTION = 0.5  # a cut object's piece is scored where it holds at least this fraction of the object
 
 
-def minor_pieces(block: np.ndarray, ids: np.ndarray, areas: np.ndarray) -> np.ndarray:
+def minor_pieces(block: np.ndarray, ids: np.ndarray, areas: np.ndarray, *, pieces: np.ndarray | None = None
+                 ) -> np.ndarray:
     """HxW bool: the pixels of ``block``'s (a crop of an instance map, 0 = none) 8-connected object pieces
-    (:func:`cut_pieces`) that hold less than :data:`SCORED_FRACTION` of their object's pixels in the whole map,
-    whose object ids and pixel counts are ``ids`` (sorted) and ``areas`` (``np.unique(..., return_counts=True)``)."""
+    (:func:`cut_pieces`; ``pieces``: its result where already computed) that hold less than
+    :data:`SCORED_FRACTION` of their object's pixels in the whole map, whose object ids and pixel counts are
+    ``ids`` (sorted) and ``areas`` (``np.unique(..., return_counts=True)``)."""
     block = np.asarray(block)
-    pieces = cut_pieces(block)
+    pieces = cut_pieces(block) if pieces is None else pieces
     n = int(pieces.max(initial=0))
     if not n:
         return np.zeros(block.shape, bool)

@@ -111,22 +111,17 @@ def auto_volume_tile(shape: tuple[int, ...], geometries: tuple[Geometry, ...], h
     voxels (what free memory holds; None: no bound), and where even the smallest tiles exceed that, among those
     within :data:`OVERSHOOT` x the smallest tiles' voxels."""
     axes = [axis_tilings(n, g, halo) for n, g in zip(shape, geometries, strict=True)]
+    grids = []  # (voxels computed, tiles, tile voxels, tile sides) of every grid
+    for combo in itertools.product(*axes):
+        size, count = math.prod(t for t, _ in combo), math.prod(c for _, c in combo)
+        grids.append((count * size, count, size, tuple(t for t, _ in combo)))
     smallest = math.prod(a[0][0] for a in axes)
-    bounds = [voxels, most if most is not None else None]
-    if most is not None and smallest > most:
-        bounds[1] = OVERSHOOT * smallest
-    for bound in bounds:
-        best: tuple[int, int, tuple[int, ...]] | None = None
-        for combo in itertools.product(*axes):
-            size = math.prod(t for t, _ in combo)
-            if bound is not None and size > bound:
-                continue
-            count = math.prod(c for _, c in combo)
-            key = (count * size, count, tuple(t for t, _ in combo))
-            best = key if best is None or key < best else best
-        if best is not None:
-            return best[2]
-    raise AssertionError("the smallest tiles are always within the last bound")
+    fallback = most if most is None or smallest <= most else OVERSHOOT * smallest
+    for bound in (voxels, fallback):
+        fits = [g for g in grids if bound is None or g[2] <= bound]
+        if fits:
+            return min(fits)[3]
+    raise AssertionError("the smallest tiles are always within the fallback bound")
 
 
 def volume_input_voxels(model: nn.Module, shape: tuple[int, int, int], halo: int | str = "exact") -> int:

@@ -11,7 +11,7 @@ from unetseg.data.instances import InstanceLayout
 from unetseg.io.scratch import ScratchArrays
 from unetseg.models.meta import InstanceRecord, ObjectTuning
 from unetseg.objects import ObjectStream
-from unetseg.objects.separate import distance_rule, label_blocks, label_objects, object_rule
+from unetseg.objects.separate import FLOOD_REACH, distance_rule, label_blocks, label_objects, object_rule
 from unetseg.tiling.result import Band
 
 LEVELS, BIN = 6, 2
@@ -66,13 +66,13 @@ def test_shallow_objects_no_seed_reaches_are_objects_of_their_own():
 def test_flooding_is_bounded_by_the_rule_radius():
     levels = np.zeros((5, 40), np.uint8)
     levels[:, :] = 2
-    levels[:, :2] = 3  # seeds at the left; levels 2 then 1 flood 3 px each (the level-2 pass, then the level-1 one)
+    levels[:, :2] = 3  # seeds at the left; levels 2 then 1 flood 9 px each (the level-2 pass, then the level-1 one)
     rule = distance_rule(LEVELS, BIN, 3)
     ids, _ = label_objects(levels, rule, LEVELS + 1)
     reached = ids[0] == ids[0, 0]
     assert reached[: 2 + rule.radius].all() and not reached[2 + rule.radius :].any()
     assert set(np.unique(ids)) == {1, 2}  # the unreached rest is an object of its own
-    assert rule.halo == rule.radius + 1 == 2 * (BIN + 1) + 1
+    assert rule.halo == rule.radius + 1 == 2 * FLOOD_REACH * (BIN + 1) + 1
 
 
 @pytest.mark.parametrize("seed_level", [1, 2, 4, 6])

@@ -45,10 +45,13 @@ def test_a_distance_run_records_its_levels_and_tuned_post_processing_that_predic
     record = model.meta.instances
     assert (record.target, record.levels, record.bin) == ("distance", 4, 3)
     tuned = model.meta.object_tuning
-    assert tuned is not None and 1 <= tuned.seed_level <= 4 and tuned.min_size >= 0 and tuned.images == 1
+    assert tuned is not None and tuned.min_size >= 0 and tuned.images == 1
+    assert (tuned.seed_level is None) != (tuned.seed_height is None)  # seeds by level or by dome height
+    assert 1 <= (tuned.seed_level or tuned.seed_height) <= 4
     assert tuned.ap50 >= tuned.default_ap50  # the untuned setting is one of the candidates
     rule = object_rule(model)
-    assert (rule.flood_levels, rule.seed_level, rule.min_size) == (4, tuned.seed_level, tuned.min_size)
+    assert (rule.flood_levels, rule.seed_level or None, rule.seed_height or None, rule.min_size) == (
+        4, tuned.seed_level, tuned.seed_height, tuned.min_size)
     # predict uses the tuned values unless told otherwise
     image = load_sample("nuclei", "val").images[0][:100, :90]
     tifffile.imwrite(tmp_path / "in.tif", image)
@@ -62,8 +65,16 @@ def test_a_distance_run_records_its_levels_and_tuned_post_processing_that_predic
     assert main([*args, "--output", str(tmp_path / "b"), "--seed-level", str(other), "--min-object-size", "0"]) == 0
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "b" / "in_instances.tif"),
                                   label_objects(labels, object_rule(model, seed_level=other, min_size=0), 5)[0])
+    assert main([*args, "--output", str(tmp_path / "d"), "--seed-height", "2", "--min-object-size", "0"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "d" / "in_instances.tif"),
+                                  label_objects(labels, object_rule(model, seed_height=2, min_size=0), 5)[0])
+    assert object_rule(model, seed_height=2).seed_height == 2
     assert main([*args, "--output", str(tmp_path / "c"), "--seed-level", "9"]) != 0
     assert "--seed-level 9: the model has distance levels 1..4" in capsys.readouterr().err
+    assert main([*args, "--output", str(tmp_path / "c"), "--seed-height", "0"]) != 0
+    assert "--seed-height 0: the model has distance levels 1..4" in capsys.readouterr().err
+    assert main([*args, "--output", str(tmp_path / "c"), "--seed-height", "2", "--seed-level", "2"]) != 0
+    assert "--seed-level 2 and --seed-height 2: give one" in capsys.readouterr().err
     # evaluate scores the objects of the tuned post-processing: the AP stored in the checkpoint
     config = tmp_path / "c.yaml"
     config.write_text("model: {name: unet, base_channels: 4, depth: 2, padding: same}\n"

@@ -34,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--seed-level", type=int, default=None, metavar="L",
                           help="distance-target models: pixels of level >= L seed objects (default: the level tuned on "
                                "the run's validation images, else the middle level)")
+    evaluate.add_argument("--seed-height", type=int, default=None, metavar="H",
+                          help="distance-target models: the tops of domes at least H levels high seed objects "
+                               "(h-maxima), instead of a seed level (default: as tuned on the run's validation images)")
 
 
 def format_scores(scores: dict[str, Any], class_names: Sequence[str]) -> str:
@@ -200,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         items, names = [(it.image, it.mask) for it in found], [str(it.mask_path) for it in found]
         instances = None if record is None else [it.instances for it in found]
         source = f"{len(items)} image(s) in {os.fspath(args.images)}"
-    rule = object_rules(model, args.min_object_size, args.seed_level)
+    rule = object_rules(model, args.min_object_size, args.seed_level, args.seed_height)
     scores = score_images(model, items, num_classes=model.num_classes, ignore_index=ignore_index,
                           tile_size=int_or_auto(args.tile_size, "--tile-size"), engine=args.engine, names=names,
                           progress=True,

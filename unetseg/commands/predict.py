@@ -76,6 +76,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("--seed-level", type=int, default=None, metavar="L",
                          help="models trained on distance targets: pixels of level >= L seed objects (default: the "
                               "level tuned on the run's validation images, else the middle level)")
+    predict.add_argument("--seed-height", type=int, default=None, metavar="H",
+                         help="models trained on distance targets: the tops of domes at least H levels high seed "
+                              "objects (h-maxima), instead of a seed level (default: as tuned on the run's "
+                              "validation images)")
     predict.add_argument("--split-touching", type=int, nargs="?", const=3, default=0, metavar="PX",
                          help="cut touching objects of plain class maps apart: erode each class by PX (default 3 when "
                               "given; models trained on instance masks separate their objects themselves)")
@@ -173,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
                           nodata=nodata_value(args.nodata), nodata_label=args.nodata_label, engine=args.engine)
     bands = band_list(args.bands)
     objects = ObjectOptions(args.min_object_size, args.split_touching, background_class(args.background),
-                            args.polygons, args.seed_level)
+                            args.polygons, args.seed_level, args.seed_height)
     objects.rules(model)  # a bad --background or --split-touching is one line, before any file
     # what makes an earlier output the same as this run's (the device index does not: ranks may swap GPUs)
     states = [file_state(path) for path in checkpoints]

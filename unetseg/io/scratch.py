@@ -56,8 +56,10 @@ class ScratchArrays:
         with open(self._path(key), "rb") as f:
             header = f.readline().decode().strip()
             data = f.read()
-        dtype, shape = header.split("|")
+        dtype, shape = header.rsplit("|", 1)  # byte-order-free dtypes start with "|" (e.g. "|u1")
         size = tuple(int(s) for s in shape.split(",") if s)
+        if 0 in size:  # blosc cannot decode the empty buffer it encoded
+            return np.zeros(size, np.dtype(dtype))
         return np.frombuffer(_CODEC.decode(data), dtype=np.dtype(dtype)).reshape(size)
 
     def close(self) -> None:

@@ -74,12 +74,14 @@ def instance_record(layout: InstanceLayout) -> InstanceRecord:
 class ObjectTuning:
     """Post-processing chosen on the run's validation images to maximise AP@0.5 (``unetseg predict`` and
     ``evaluate`` use it unless overridden): ``seed_level`` (distance targets: seeds are pixels of level >= it;
-    None for three-class targets), ``min_size`` px, ``tta`` (the test-time augmentation the class maps are
+    None for three-class targets) or ``seed_height`` (distance targets: seeds are the tops of domes at least that
+    many levels high, :mod:`unetseg.objects.domes`; None: seeds by level), ``min_size`` px, ``tta`` (the test-time augmentation the class maps are
     predicted with: None, "flips"; ``tta="auto"`` predictions take it), and the validation ``ap50``/``ap75`` it
     reached on ``images`` images (``default_ap50``: that of the untuned defaults without TTA, for comparison)."""
 
     min_size: int = 0
     seed_level: int | None = None
+    seed_height: int | None = None
     tta: str | None = None
     ap50: float | None = None
     ap75: float | None = None
@@ -227,6 +229,7 @@ class CheckpointMeta:
             kw["object_tuning"] = tuned if isinstance(tuned, ObjectTuning) else ObjectTuning(
                 min_size=int(tuned.get("min_size", 0)),
                 seed_level=None if tuned.get("seed_level") is None else int(tuned["seed_level"]),
+                seed_height=None if tuned.get("seed_height") is None else int(tuned["seed_height"]),
                 tta=_tuned_tta(tuned.get("tta")), images=int(tuned.get("images", 0)),
                 **{k: None if tuned.get(k) is None else float(tuned[k]) for k in ("ap50", "ap75", "default_ap50")})
         bands = data.get("display_bands", (display or {}).get("bands") if isinstance(display, dict) else None)

@@ -5,6 +5,10 @@ labels each finished block of rows with :func:`~unetseg.objects.separate.label_b
 below it have arrived, parks the block's provisional labels in scratch files and its statistics in an
 :class:`~unetseg.objects.merge.ObjectMerger`. :meth:`ObjectStream.finish` merges and numbers the objects;
 :meth:`ObjectStream.bands` then yields the final object ids band by band, in row order (a second pass).
+
+A rule with dome seeds (``rule.seed_height``) needs the whole map's components before any block can be labelled
+(:mod:`unetseg.objects.domes`): the stream then parks each block of rows in scratch as it arrives, joining its
+components, and labels the blocks at :meth:`ObjectStream.finish`, reading them back with their context.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import numpy as np
 
 from ..io.scratch import ScratchArrays
 from ..tiling.result import Band
+from .domes import DomeMerger, dome_block, dome_seeds
 from .merge import ObjectMerger, ObjectTable
 from .separate import ObjectRule, label_block
 
@@ -63,6 +68,8 @@ class ObjectStream:
         self._next = 0      # first row not yet labelled
         self._blocks: list[tuple[int, int, int]] = []  # (start, stop, merger index)
         self.table: ObjectTable | None = None
+        self.domes = DomeMerger(shape, rule.seed_height, num_classes) if rule.seed_height else None
+        self._parked: list[tuple[int, int]] = []  # dome seeds: (start, stop) of the blocks of rows in scratch
 
     def write_band(self, band: Band) -> None:
         rows = band.labels
@@ -75,7 +82,60 @@ class ObjectStream:
             else:
                 prob = object_probability(self.rule, band.labels, band.probs)
             self._prob = np.concatenate([self._prob, prob])
-        self._label(final=False)
+        if self.domes is not None:
+            self._park(final=False)
+        else:
+            self._label(final=False)
+
+    def _park(self, final: bool) -> None:
+        """Dome seeds' first pass: join each complete block of rows' components and park its rows in scratch."""
+        assert self.domes is not None and self._classes is not None
+        have = self._top + len(self._classes)
+        while self._next < self.shape[0]:
+            stop = min(self._next + CORE_ROWS, self.shape[0])
+            if not final and have < stop:
+                return
+            rows = self._classes[: stop - self._top]
+            self.domes.add(dome_block(rows, (self._next, 0), self.shape, self.rule.seed_height, self.num_classes))
+            n = len(self._parked)
+            self.scratch.put(f"levels{n}", rows)
+            if self._prob is not None:
+                self.scratch.put(f"prob{n}", self._prob[: stop - self._top])
+                self._prob = self._prob[stop - self._top :]
+            self._parked.append((self._next, stop))
+            self._classes = self._classes[stop - self._top :]
+            self._top = self._next = stop
+
+    def _label_parked(self) -> None:
+        """Dome seeds' second pass: label each parked block of rows with its context read back from scratch."""
+        assert self.domes is not None
+        self.domes.finish()
+        cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
+
+        def parked(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            if n not in cache:
+                rows = self.scratch.get(f"levels{n}")
+                seeds = dome_seeds(rows, self.domes.verdicts(n), self.rule.seed_height, self.num_classes)
+                prob = self.scratch.get(f"prob{n}") if self._prob is not None else None
+                cache[n] = rows, seeds, prob
+            return cache[n]
+
+        halo = self.rule.halo
+        for start, stop in self._parked:
+            w0, w1 = max(start - halo, 0), min(stop + halo, self.shape[0])
+            near = [m for m, (a, b) in enumerate(self._parked) if a < w1 and b > w0]
+            for m in [m for m in cache if m not in near]:
+                del cache[m]
+            parts = [parked(m) for m in near]
+            first = self._parked[near[0]][0]
+            cut = slice(w0 - first, w1 - first)
+            window, seeds = (np.concatenate([p[i] for p in parts])[cut] for i in (0, 1))
+            prob = None if self._prob is None else np.concatenate([p[2] for p in parts])[cut]
+            core = (slice(start - w0, stop - w0), slice(0, self.shape[1]))
+            block = label_block(window, (w0, 0), core, self.shape, self.rule, self.num_classes, prob, seeds)
+            index = self.merger.add(block)
+            self.scratch.put(index, block.labels)
+            self._blocks.append((start, stop, index))
 
     def _label(self, final: bool) -> None:
         height = self.shape[0]
@@ -107,7 +167,11 @@ class ObjectStream:
         got = self._top + (0 if self._classes is None else len(self._classes))
         if got != self.shape[0]:
             raise RuntimeError(f"ObjectStream got {got} of {self.shape[0]} rows")
-        self._label(final=True)
+        if self.domes is not None:
+            self._park(final=True)
+            self._label_parked()
+        else:
+            self._label(final=True)
         self._classes = self._prob = None
         self.table = self.merger.finish()
         return self.table

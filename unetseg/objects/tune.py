@@ -1,17 +1,18 @@
 """Object post-processing chosen on validation images: the test-time augmentation the class maps are predicted
-with, the seed level (distance-target models) and the minimum object size that maximise AP@0.5
-(:class:`unetseg.metrics.ObjectScores`).
+with, the seeds (distance-target models: a seed level or a dome height) and the minimum object size that maximise
+AP@0.5 (:class:`unetseg.metrics.ObjectScores`).
 
 The class maps are predicted once per TTA candidate (:func:`choose_post_processing`); then only the
-post-processing varies. For each seed level the objects are made
+post-processing varies. For each seed choice the objects are made
 once with no size limit; each minimum size then only drops the objects under it (what the rule's ``min_size``
-does), so the search costs one labelling per seed level plus one scoring per candidate.
+does), so the search costs one labelling per seed choice plus one scoring per candidate.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from itertools import zip_longest
 
 import numpy as np
 
@@ -34,6 +35,7 @@ class Candidate:
     min_size: int
     ap50: float
     ap75: float
+    seed_height: int | None = None
 
 
 def min_size_candidates(instances: Sequence[np.ndarray]) -> list[int]:
@@ -59,36 +61,40 @@ def tune_post_processing(class_maps: Sequence[np.ndarray], instances: Sequence[n
                          rule: ObjectRule, num_classes: int, *, deadline: float | None = None,
                          clock: Callable[[], float] = time.perf_counter,
                          unscored: Sequence[np.ndarray | None] | None = None) -> tuple[ObjectTuning, list[Candidate]]:
-    """The setting of best AP@0.5 (then AP@0.75, then the smaller size, then the level nearer the default) on
-    predicted ``class_maps`` (HxW ints) against their true ``instances`` (HxW ids, 0 = none), and every candidate
-    scored. ``rule``: the model's untuned object rule (three-class targets: only the size varies). ``deadline``
-    (a ``clock()`` time): stop trying further seed levels past it (the default level is always tried first).
+    """The setting of best AP@0.5 (then AP@0.75, then the smaller size, then seeds by level before dome seeds, then
+    the level or height nearer the default) on predicted ``class_maps`` (HxW ints) against their true
+    ``instances`` (HxW ids, 0 = none), and every candidate scored. ``rule``: the model's untuned object rule
+    (three-class targets: only the size varies). Distance targets try every seed level and every dome height
+    (:mod:`unetseg.objects.domes`), alternately, each from the middle level outwards. ``deadline`` (a ``clock()``
+    time): stop trying further seeds past it (the default level is always tried first).
     ``unscored``: per image, truth pixels not scored (HxW bool or None; :meth:`ObjectScores.update`), e.g. the
     slivers of objects that a region split's block edge cuts off; the size candidates come from the scored
     objects."""
     unscored = list(unscored) if unscored is not None else [None] * len(instances)
+    default = default_seed_level(record.levels) if record.target == "distance" else 0
+    seeds: list[tuple[int | None, int | None]] = [(None, None)]
     if record.target == "distance":
-        default = default_seed_level(record.levels)
-        levels: list[int | None] = [*sorted(range(1, record.levels + 1), key=lambda lv: (abs(lv - default), lv))]
-    else:
-        levels = [None]
+        order = sorted(range(1, record.levels + 1), key=lambda lv: (abs(lv - default), lv))
+        by_level = [(lv, None) for lv in order]
+        by_height = [(None, h) for h in order if h < record.levels]  # height K: the components, as level 1
+        seeds = [s for pair in zip_longest(by_level, by_height) for s in pair if s is not None]
     sizes = min_size_candidates([i if off is None else np.where(off, 0, i) for i, off in zip(instances, unscored,
                                                                                               strict=True)])
     tried: list[Candidate] = []
-    for level in levels:
+    for level, height in seeds:
         if deadline is not None and tried and clock() > deadline:
             break
-        base = rule if level is None else distance_rule(record.levels, record.bin, level,
-                                                         fill_holes=rule.fill_holes)
+        base = rule if level is None and height is None else distance_rule(
+            record.levels, record.bin, level or 0, fill_holes=rule.fill_holes, seed_height=height or 0)
         objects = [label_objects(m, base, num_classes)[0] for m in class_maps]
         areas = [np.bincount(ids.ravel()) for ids in objects]
-        tried += [Candidate(level, size, *_score(instances, objects, areas, size, unscored)) for size in sizes]
-    default_level = levels[0]
-    first = next(c for c in tried if c.seed_level == default_level and c.min_size == 0)
-    best = max(tried, key=lambda c: (c.ap50, c.ap75, -c.min_size,
-                                     -abs((c.seed_level or 0) - (default_level or 0))))
-    return ObjectTuning(min_size=best.min_size, seed_level=best.seed_level, ap50=best.ap50, ap75=best.ap75,
-                        default_ap50=first.ap50, images=len(class_maps)), tried
+        tried += [Candidate(level, size, *_score(instances, objects, areas, size, unscored), seed_height=height)
+                  for size in sizes]
+    first = next(c for c in tried if (c.seed_level, c.seed_height) == seeds[0] and c.min_size == 0)
+    best = max(tried, key=lambda c: (c.ap50, c.ap75, -c.min_size, c.seed_height is None,
+                                     -abs((c.seed_level or c.seed_height or 0) - default)))
+    return ObjectTuning(min_size=best.min_size, seed_level=best.seed_level, seed_height=best.seed_height,
+                        ap50=best.ap50, ap75=best.ap75, default_ap50=first.ap50, images=len(class_maps)), tried
 
 
 def choose_post_processing(predict: Callable[[str | None], Sequence[np.ndarray]], instances: Sequence[np.ndarray],

@@ -2,7 +2,10 @@
 each task labels one chunk (with ``rule.halo`` px of context) and parks its provisional labels in scratch files;
 this process merges the chunks' pieces (:class:`~unetseg.objects.separate.ObjectMerger`); each task then
 relabels its chunk into the output. The result equals one pass over the whole map
-(:func:`~unetseg.objects.separate.label_objects`) label for label.
+(:func:`~unetseg.objects.separate.label_objects`) label for label. Dome seeds (``rule.seed_height``) take two
+rounds first: each task joins nothing but reports its chunk's components (:func:`~unetseg.objects.domes.dome_block`),
+this process joins them (:class:`~unetseg.objects.domes.DomeMerger`), and each task writes its chunk's seeds into
+a scratch zarr that the labelling tasks read with their context.
 """
 from __future__ import annotations
 
@@ -12,19 +15,37 @@ from typing import Any
 import numpy as np
 
 from ..io.scratch import ScratchArrays
+from ..io.zarr_io import create_array
+from ..objects.domes import DomeBlock, DomeMerger, dome_block, dome_seeds
 from ..objects.merge import Block, ObjectMerger, ObjectTable, Relabeling
 from ..objects.separate import ObjectRule, block_window, blocks_of, label_block
 from .dask import _compute, _dask
 
 
+def dome_chunk(classes: Any, core: tuple[int, int, int, int], rule: ObjectRule, num_classes: int) -> DomeBlock:
+    """One task: the dome components of one chunk's core (no context)."""
+    a, b, c, d = core
+    shape = tuple(int(s) for s in classes.shape[:2])
+    return dome_block(np.asarray(classes[a:b, c:d]), (a, c), shape, rule.seed_height, num_classes)
+
+
+def seed_chunk(classes: Any, core: tuple[int, int, int, int], rule: ObjectRule, num_classes: int,
+               verdicts: list[np.ndarray], seeds: Any) -> None:
+    """One task: one chunk's dome seeds, from its components' merged verdicts, into ``seeds`` (bool zarr)."""
+    a, b, c, d = core
+    seeds[a:b, c:d] = dome_seeds(np.asarray(classes[a:b, c:d]), verdicts, rule.seed_height, num_classes)
+
+
 def label_chunk(classes: Any, prob: Any, core: tuple[int, int, int, int], rule: ObjectRule, num_classes: int,
-                scratch: str, key: int) -> Block:
-    """One task: the objects of one chunk's core; its provisional labels go to ``scratch`` (not returned)."""
+                scratch: str, key: int, seeds: Any = None) -> Block:
+    """One task: the objects of one chunk's core; its provisional labels go to ``scratch`` (not returned).
+    ``seeds``: the map's dome seeds (a bool zarr) for a rule with ``seed_height``."""
     shape = tuple(int(s) for s in classes.shape[:2])
     (r0, r1, c0, c1), inner = block_window(core, shape, rule.halo)
     window = np.asarray(classes[r0:r1, c0:c1])
     p = None if prob is None else np.asarray(prob[r0:r1, c0:c1])
-    block = label_block(window, (r0, c0), inner, shape, rule, num_classes, p)
+    markers = None if seeds is None else np.asarray(seeds[r0:r1, c0:c1])
+    block = label_block(window, (r0, c0), inner, shape, rule, num_classes, p, markers)
     ScratchArrays(scratch).put(key, block.labels)
     block.labels = np.zeros((0, 0), np.int32)
     return block
@@ -46,8 +67,20 @@ def dask_objects(classes: Any, prob: Any, rule: ObjectRule, num_classes: int, sc
     shape = tuple(int(s) for s in classes.shape[:2])
     cores = blocks_of(shape, tuple(int(c) for c in out.chunks[:2]))
     shared = [dask.delayed(x, traverse=False) for x in (classes, prob, out)]
+    seeds = None
+    if rule.seed_height:
+        found = _compute(dask, [dask.delayed(dome_chunk, pure=False)(shared[0], core, rule, num_classes)
+                                for core in cores], client, progress)
+        domes = DomeMerger(shape, rule.seed_height, num_classes)
+        for block in found:
+            domes.add(block)
+        domes.finish()
+        seeds = dask.delayed(create_array(os.path.join(scratch, "seeds.zarr"), shape, bool, out.chunks[:2]),
+                             traverse=False)
+        _compute(dask, [dask.delayed(seed_chunk, pure=False)(shared[0], core, rule, num_classes, domes.verdicts(n),
+                                                             seeds) for n, core in enumerate(cores)], client, progress)
     label = dask.delayed(label_chunk, pure=False)
-    blocks = _compute(dask, [label(shared[0], shared[1], core, rule, num_classes, os.fspath(scratch), n)
+    blocks = _compute(dask, [label(shared[0], shared[1], core, rule, num_classes, os.fspath(scratch), n, seeds)
                              for n, core in enumerate(cores)], client, progress)
     merger = ObjectMerger(shape, rule)
     indices = [merger.add(block) for block in blocks]

@@ -498,7 +498,7 @@ class Trainer:
                 and bool(self.c.val_items) and self.c.val_instances is not None)
 
     def _tune_objects(self, model: SegmentationModel, best_path: Path) -> None:
-        """Choose best.pt's object post-processing (seed level, minimum size) on the validation images to maximise
+        """Choose best.pt's object post-processing (seeds, minimum size) on the validation images to maximise
         AP@0.5 and store it in its meta record (:class:`~unetseg.models.meta.ObjectTuning`)."""
         record = model.meta.instances
         if not self._tunes_objects() or record is None or self.c.val_instances is None:
@@ -514,7 +514,8 @@ class Trainer:
         tuned = choose_post_processing(maps, self.c.val_instances, record, object_rule(model, min_size=0),
                                        model.num_classes, deadline=deadline, clock=self.clock,
                                        unscored=self.c.val_unscored)
-        level = "" if tuned.seed_level is None else f"seed level {tuned.seed_level}, "
+        level = f"seed level {tuned.seed_level}, " if tuned.seed_level is not None else \
+            f"dome seeds of height {tuned.seed_height}, " if tuned.seed_height is not None else ""
         self.say(f"objects: {f'{tuned.tta} TTA, ' if tuned.tta else ''}{level}minimum size "
                  f"{tuned.min_size} px: validation AP@0.5 {tuned.ap50:.3f} (untuned {tuned.default_ap50:.3f}), "
                  f"AP@0.75 {tuned.ap75:.3f}; {self.clock() - begun:.0f} s")

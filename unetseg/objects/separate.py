@@ -250,22 +250,28 @@ def _flood(seeds: np.ndarray, levels: np.ndarray, rule: ObjectRule, num_classes:
     none = np.iinfo(dtype).max
     source = np.where(seeds > 0, np.arange(h * w, dtype=dtype).reshape(h, w), dtype(none))
     padded = np.full((h + 2, w + 2), none, dtype)
+    # the steps reuse these buffers: fresh window-sized temporaries every step fragment the heap of a streamed run
+    best = np.empty((h, w), dtype)
+    reached = np.empty((h, w), bool)
+    open_ = np.empty((h, w), bool)
+    valid = levels < num_classes
     for level in range(rule.flood_from, 0, -1):
-        open_ = (levels >= level) & (levels < num_classes) & (source == none)
+        np.greater_equal(levels, level, out=open_)
+        open_ &= valid
+        open_ &= source == none
         for _ in range(rule.flood_steps):
             if not open_.any():
                 break
             padded[1:-1, 1:-1] = source
-            best = np.full((h, w), none, dtype)
-            for dy in (0, 1, 2):
-                for dx in (0, 1, 2):
-                    if dy != 1 or dx != 1:
-                        np.minimum(best, padded[dy : dy + h, dx : dx + w], out=best)
-            reached = open_ & (best != none)
+            np.minimum(padded[:h, :w], padded[:h, 2:], out=best)
+            for dy, dx in ((0, 1), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2)):
+                np.minimum(best, padded[dy : dy + h, dx : dx + w], out=best)
+            np.not_equal(best, none, out=reached)
+            reached &= open_
             if not reached.any():
                 break
-            source[reached] = best[reached]
-            open_ &= ~reached
+            np.copyto(source, best, where=reached)
+            np.greater(open_, reached, out=open_)  # open and not reached
     objects = np.zeros((h, w), np.int32)
     got = source != none
     index = source[got]

@@ -27,13 +27,21 @@ def thresholds(levels: int, height: int) -> range:
     return range(1, max(levels - height + 1, 1) + 1)
 
 
-def _components_of(levels: np.ndarray, t: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _by_level(levels: np.ndarray, num_classes: int) -> list[np.ndarray]:
+    """Per level 0..num_classes-1, the flat indices of its pixels."""
+    flat = levels.reshape(-1)
+    return [np.flatnonzero(flat == v) for v in range(num_classes)]
+
+
+def _components_of(levels: np.ndarray, t: int, num_classes: int, by_level: list[np.ndarray]
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """The 8-connected components of {t <= level < num_classes} (int32) and each one's highest level (index 0:
-    none)."""
+    none); ``by_level``: :func:`_by_level` of ``levels``."""
     found, n = ndimage.label((levels >= t) & (levels < num_classes), EIGHT)
     top = np.zeros(n + 1, np.int64)
-    if n:
-        top[1:] = ndimage.maximum(levels, found, np.arange(1, n + 1))
+    ids = found.reshape(-1)
+    for v in range(t, num_classes):  # ascending: a component's highest level is written last
+        top[ids[by_level[v]]] = v
     return found, top
 
 
@@ -48,8 +56,9 @@ def dome_seeds(levels: np.ndarray, verdicts: list[np.ndarray], height: int, num_
     """The dome seeds (bool) of a block's core ``levels``, given per threshold the verdict of each of the core's
     own components (:meth:`DomeMerger.verdicts`; for a whole map, :func:`dome_markers`)."""
     seeds = np.zeros(levels.shape, bool)
+    by_level = _by_level(levels, num_classes)
     for t, verdict in zip(thresholds(num_classes - 1, height), verdicts, strict=True):
-        found, _ = _components_of(levels, t, num_classes)
+        found, _ = _components_of(levels, t, num_classes, by_level)
         seeds |= (found > 0) & (levels == verdict[found])
     return seeds
 
@@ -58,7 +67,8 @@ def dome_markers(levels: np.ndarray, height: int, num_classes: int) -> np.ndarra
     """The dome seeds (bool) of a whole map of levels (0 background, 1..``num_classes - 1``; values past them are
     invalid pixels)."""
     levels = np.asarray(levels)
-    verdicts = [_verdict(_components_of(levels, t, num_classes)[1], t, height)
+    by_level = _by_level(levels, num_classes)
+    verdicts = [_verdict(_components_of(levels, t, num_classes, by_level)[1], t, height)
                 for t in thresholds(num_classes - 1, height)]
     return dome_seeds(levels, verdicts, height, num_classes)
 
@@ -86,8 +96,9 @@ def dome_block(levels: np.ndarray, origin: tuple[int, int], image_shape: tuple[i
     raster = (rr + origin[0]).astype(np.int64) * image_shape[1] + (cc + origin[1])
     pixels = image_shape[0] * image_shape[1]
     tops, rings = [], []
+    by_level = _by_level(levels, num_classes)
     for t in thresholds(num_classes - 1, height):
-        found, top = _components_of(levels, t, num_classes)
+        found, top = _components_of(levels, t, num_classes, by_level)
         tops.append(top)
         ids = found[rr, cc].astype(np.int64)
         on = ids > 0

@@ -42,6 +42,7 @@ from .merge import Block, ObjectMerger, ObjectTable
 
 EIGHT = np.ones((3, 3), bool)
 FOUR = ndimage.generate_binary_structure(2, 1)
+SPARSE = 16  # a flood step visits the open pixels alone once they are under 1/SPARSE of the window
 
 
 @dataclass(frozen=True)
@@ -248,8 +249,11 @@ def _flood(seeds: np.ndarray, levels: np.ndarray, rule: ObjectRule, num_classes:
     h, w = levels.shape
     dtype = np.int32 if (h + 1) * w < np.iinfo(np.int32).max else np.int64
     none = np.iinfo(dtype).max
-    source = np.where(seeds > 0, np.arange(h * w, dtype=dtype).reshape(h, w), dtype(none))
-    padded = np.full((h + 2, w + 2), none, dtype)
+    padded = np.full((h + 2, w + 2), none, dtype)  # the source indices with a border of none: its core is `source`
+    source = padded[1:-1, 1:-1]
+    np.copyto(source, np.arange(h * w, dtype=dtype).reshape(h, w), where=seeds > 0)
+    flat = padded.reshape(-1)
+    offsets = np.array([dy * (w + 2) + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
     # the steps reuse these buffers: fresh window-sized temporaries every step fragment the heap of a streamed run
     best = np.empty((h, w), dtype)
     reached = np.empty((h, w), bool)
@@ -259,10 +263,27 @@ def _flood(seeds: np.ndarray, levels: np.ndarray, rule: ObjectRule, num_classes:
         np.greater_equal(levels, level, out=open_)
         open_ &= valid
         open_ &= source == none
+        where: np.ndarray | None = None  # once few pixels are open: their places in `flat`, stepped on alone
         for _ in range(rule.flood_steps):
-            if not open_.any():
-                break
-            padded[1:-1, 1:-1] = source
+            if where is None:
+                count = int(np.count_nonzero(open_))
+                if not count:
+                    break
+                if count * SPARSE < h * w:
+                    index = np.flatnonzero(open_)
+                    where = (index // w + 1) * (w + 2) + index % w + 1
+            if where is not None:
+                near = flat[where + offsets[0]]
+                for off in offsets[1:]:
+                    np.minimum(near, flat[where + off], out=near)
+                hit = near != none
+                if not hit.any():
+                    break
+                flat[where[hit]] = near[hit]  # every pixel's minimum was read before any is written: one step
+                where = where[~hit]
+                if not len(where):
+                    break
+                continue
             np.minimum(padded[:h, :w], padded[:h, 2:], out=best)
             for dy, dx in ((0, 1), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2)):
                 np.minimum(best, padded[dy : dy + h, dx : dx + w], out=best)

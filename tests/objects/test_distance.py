@@ -75,12 +75,13 @@ def test_flooding_is_bounded_by_the_rule_radius():
     assert rule.halo == rule.radius + 1 == 2 * FLOOD_REACH * (BIN + 1) + 1
 
 
-@pytest.mark.parametrize("seed_level", [1, 2, 4, 6])
+@pytest.mark.parametrize(("seed_level", "seed_height"), [(1, 0), (2, 0), (4, 0), (6, 0), (0, 1), (0, 2), (0, 4)])
 @pytest.mark.parametrize("shape", [(97, 131), (41, 200)])
-def test_blocks_equal_one_whole_map_pass_on_adversarial_maps(rng, shape, seed_level):
-    """Row bands (even 1 px high), awkward 2-D chunks, ties everywhere (flat levels, speckle), invalid pixels."""
+def test_blocks_equal_one_whole_map_pass_on_adversarial_maps(rng, shape, seed_level, seed_height):
+    """Row bands (even 1 px high), awkward 2-D chunks, ties everywhere (flat levels, speckle), invalid pixels; seeds
+    by level and dome seeds (whose first pass joins components across the blocks)."""
     levels = random_levels(rng, shape)
-    rule = distance_rule(LEVELS, BIN, seed_level, min_size=3)
+    rule = distance_rule(LEVELS, BIN, seed_level, min_size=3, seed_height=seed_height)
     prob = rng.random(shape).astype(np.float32)
     whole, table = label_objects(levels, rule, LEVELS + 1, prob)
     assert len(table) > 5
@@ -153,19 +154,25 @@ def test_real_predictions_streamed_and_chunked_equal_one_whole_pass(tmp_path, nu
     np.testing.assert_array_equal(streamed, whole)
 
 
-def test_dask_chunks_equal_one_whole_pass(tmp_path, nuclei_levels, dask_client):
+def dask_labels(tmp_path, levels, rule, chunks, client):
+    """The objects (ids, table) of ``levels`` held in a zarr array of ``chunks``, labelled on Dask workers."""
     from unetseg.scale.objects import dask_objects
 
+    source = zarr.open_array(str(tmp_path / "c.zarr"), mode="w", shape=levels.shape, chunks=chunks,
+                             dtype=levels.dtype)
+    source[:] = levels
+    out = zarr.open_array(str(tmp_path / "o.zarr"), mode="w", shape=levels.shape, chunks=chunks, dtype="u4")
+    (tmp_path / "scratch").mkdir()
+    table = dask_objects(source, None, rule, LEVELS + 1, tmp_path / "scratch", out, client=client)
+    return out[:], table
+
+
+def test_dask_chunks_equal_one_whole_pass(tmp_path, nuclei_levels, dask_client):
     model, _, labels = nuclei_levels
     rule = object_rule(model)
     whole, table = label_objects(labels, rule, LEVELS + 1)
-    source = zarr.open_array(str(tmp_path / "c.zarr"), mode="w", shape=labels.shape, chunks=(96, 80),
-                             dtype=labels.dtype)
-    source[:] = labels
-    out = zarr.open_array(str(tmp_path / "o.zarr"), mode="w", shape=labels.shape, chunks=(96, 80), dtype="u4")
-    (tmp_path / "scratch").mkdir()
-    got = dask_objects(source, None, rule, LEVELS + 1, tmp_path / "scratch", out, client=dask_client)
-    np.testing.assert_array_equal(out[:], whole)
+    ids, got = dask_labels(tmp_path, labels, rule, (96, 80), dask_client)
+    np.testing.assert_array_equal(ids, whole)
     np.testing.assert_array_equal(got.area, table.area)
 
 

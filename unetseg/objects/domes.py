@@ -108,8 +108,8 @@ def dome_block(levels: np.ndarray, origin: tuple[int, int], image_shape: tuple[i
 
 @dataclass
 class DomeMerger:
-    """Joins the blocks' components (:func:`dome_block`, :meth:`add` in raster order of their origins) across block
-    faces and decides each one's seeds (:meth:`finish`, then :meth:`verdicts` per block). Like
+    """Joins the blocks' components (:func:`dome_block`, :meth:`~DomeMerger.add` in raster order of their origins) across block
+    faces and decides each one's seeds (:meth:`~DomeMerger.finish`, then :meth:`~DomeMerger.verdicts` per block). Like
     :class:`~unetseg.objects.merge.ObjectMerger`, it holds the edges of about two rows of blocks."""
 
     image_shape: tuple[int, int]

@@ -107,8 +107,8 @@ class _Open:
 
 @dataclass
 class ObjectMerger:
-    """Joins blocks (:func:`~unetseg.objects.separate.label_block`) into one numbering: :meth:`add` each block (in
-    raster order of their origins), :meth:`~ObjectMerger.finish`, then :meth:`relabel` each block's provisional labels (in any order) to the final
+    """Joins blocks (:func:`~unetseg.objects.separate.label_block`) into one numbering: :meth:`~ObjectMerger.add` each block (in
+    raster order of their origins), :meth:`~ObjectMerger.finish`, then :meth:`~ObjectMerger.relabel` each block's provisional labels (in any order) to the final
     ids. A block's edges are matched against its neighbours' as it comes and then dropped once no neighbour can
     come any more, so the merger holds about two rows of blocks' edges, whatever the image size."""
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .merge import _components, _stack, _unique
+from .merge import _components, _stack, _unique, neighbours, touching
 
 EIGHT = np.ones((3, 3), bool)
 
@@ -45,11 +45,10 @@ def _components_of(levels: np.ndarray, t: int, num_classes: int, by_level: list[
     return found, top
 
 
-def _verdict(top: np.ndarray, t: int, height: int) -> np.ndarray:
-    """Per component (by its highest level), the level its seed pixels have, or -1: none."""
-    out = np.where(np.maximum(top - height + 1, 1) == t, top, -1)
-    out[0] = -1
-    return out
+def _verdict(top: np.ndarray, t: int | np.ndarray, height: int) -> np.ndarray:
+    """Per component of threshold ``t`` (by its highest level ``top``), the level its seed pixels have, or -1:
+    none."""
+    return np.where(np.maximum(top - height + 1, 1) == t, top, -1)
 
 
 def dome_seeds(levels: np.ndarray, verdicts: list[np.ndarray], height: int, num_classes: int) -> np.ndarray:
@@ -115,7 +114,7 @@ class DomeMerger:
     image_shape: tuple[int, int]
     height: int
     num_classes: int
-    _base: list[list[int]] = field(default_factory=list)  # per block, per threshold: its first global id - 1
+    _ids: list[list[int]] = field(default_factory=list)  # per block: each threshold's first global id - 1, then the end
     _tops: list[np.ndarray] = field(default_factory=list)
     _t: list[np.ndarray] = field(default_factory=list)
     _open: list[tuple[tuple[int, int, int, int], np.ndarray]] = field(default_factory=list)
@@ -125,24 +124,23 @@ class DomeMerger:
 
     def add(self, block: DomeBlock) -> int:
         """Take one block's components; returns its index (for :meth:`verdicts`)."""
-        bases, ring = [], block.ring.copy()
+        ids, ring = [self._n], block.ring.copy()
         pixels = self.image_shape[0] * self.image_shape[1]
         for n, top in enumerate(block.tops):
-            bases.append(self._n)
-            in_t = ring[:, 0] // pixels == n + 1
-            ring[in_t, 1] += self._n
+            ring[ring[:, 0] // pixels == n + 1, 1] += self._n
             self._tops.append(top[1:])
             self._t.append(np.full(len(top) - 1, n + 1, np.int64))
             self._n += len(top) - 1
-        self._base.append(bases)
+            ids.append(self._n)
+        self._ids.append(ids)
         (r0, c0), (h, w) = block.origin, block.shape
         bounds = (r0, r0 + h, c0, c0 + w)
         for old_bounds, old_ring in self._open:
-            a, b, c, d = old_bounds
-            if a <= r0 + h and r0 <= b and c <= c0 + w and c0 <= d:
+            if touching(old_bounds, bounds):
                 self._links.append(_unique(_adjacent(np.concatenate([old_ring, ring]), self.image_shape)))
+        # a block whose next row of blocks has been passed can meet no block still to come
         self._open = [o for o in self._open if o[0][1] >= r0] + [(bounds, ring)]
-        return len(self._base) - 1
+        return len(self._ids) - 1
 
     def finish(self) -> None:
         """Union the blocks' components and decide which hold seeds."""
@@ -152,37 +150,21 @@ class DomeMerger:
         t = np.concatenate(self._t) if self._t else np.zeros(0, np.int64)
         highest = np.zeros(self._n, np.int64)
         np.maximum.at(highest, root, tops.astype(np.int64))
-        top = highest[root]
-        self._verdict = np.where(np.maximum(top - self.height + 1, 1) == t, top, -1)
+        self._verdict = _verdict(highest[root], t, self.height)
 
     def verdicts(self, index: int) -> list[np.ndarray]:
         """Per threshold, block ``index``'s components' seed level (index 0 unused; -1: none): for
         :func:`dome_seeds`. Small and picklable (what Dask tasks receive)."""
         if self._verdict is None:
             raise RuntimeError("DomeMerger.verdicts before finish()")
-        out = []
-        bases = self._base[index]
-        for n, base in enumerate(bases):
-            stop = bases[n + 1] if n + 1 < len(bases) else (
-                self._base[index + 1][0] if index + 1 < len(self._base) else self._n)
-            out.append(np.concatenate([[-1], self._verdict[base:stop]]))
-        return out
+        ids = self._ids[index]
+        return [np.concatenate([[-1], self._verdict[a:b]]) for a, b in zip(ids[:-1], ids[1:], strict=True)]
 
 
 def _adjacent(ring: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Pairs of component ids whose pixels are 8-adjacent at the same threshold (rows: (key, id) with key =
     threshold * pixels + raster index of a map of ``shape``)."""
-    pixels, width = shape[0] * shape[1], shape[1]
     if not len(ring):
         return np.zeros((0, 2), np.int64)
     ring = ring[np.argsort(ring[:, 0], kind="stable")]
-    key = ring[:, 0]
-    row, col = (key % pixels) // width, key % width
-    found = []
-    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
-        target = key + dy * width + dx
-        ok = (col + dx >= 0) & (col + dx < width) & (row + dy < pixels // width)
-        pos = np.minimum(np.searchsorted(key, target), len(key) - 1)
-        hit = ok & (key[pos] == target)
-        found.append(np.stack([ring[hit, 1], ring[pos[hit], 1]], 1))
-    return np.concatenate(found)
+    return np.concatenate([np.stack([ring[i, 1], ring[j, 1]], 1) for _, _, i, j in neighbours(ring[:, 0], shape)])

@@ -8,6 +8,7 @@ then numbered 1..N in raster order of their first pixel, whatever the blocks wer
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -100,9 +101,28 @@ class _Open:
     ring: np.ndarray
 
     def touches(self, other: tuple[int, int, int, int]) -> bool:
-        a, b, c, d = self.bounds
-        e, f, g, h = other
-        return e <= b and a <= f and g <= d and c <= h  # the cores' closures meet (faces and corners)
+        return touching(self.bounds, other)
+
+
+def touching(one: tuple[int, int, int, int], other: tuple[int, int, int, int]) -> bool:
+    """Whether two cores (r0, r1, c0, c1) meet: their closures share a face or a corner."""
+    a, b, c, d = one
+    e, f, g, h = other
+    return e <= b and a <= f and g <= d and c <= h
+
+
+def neighbours(index: np.ndarray, shape: tuple[int, int]) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Pixel pairs among sorted keys ``index`` (raster indices of a map of ``shape``, possibly offset by whole
+    multiples of its pixel count, which keeps layers apart): per forward 8-neighbour offset (dy, dx), the positions
+    (i, j) in ``index`` of the pairs that are neighbours by it."""
+    pixels, width = shape[0] * shape[1], shape[1]
+    row, col = (index % pixels) // width, index % width
+    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):  # each neighbour pair once
+        ok = (col + dx >= 0) & (col + dx < width) & (row + dy < shape[0])
+        target = index + dy * width + dx
+        pos = np.minimum(np.searchsorted(index, target), len(index) - 1)
+        hit = ok & (index[pos] == target)
+        yield dy, dx, np.flatnonzero(hit), pos[hit]
 
 
 @dataclass
@@ -147,7 +167,7 @@ class ObjectMerger:
         for old in self._open:
             if old.touches(new.bounds):
                 self._links["objects"].append(_unique(_same_pixel(np.concatenate([old.seeds, new.seeds]))))
-                found = _ring_links(np.concatenate([old.ring, new.ring]), self.image_shape[1])
+                found = _ring_links(np.concatenate([old.ring, new.ring]), self.image_shape)
                 for key, pairs in found.items():
                     self._links[key].append(_unique(pairs))
         # a block whose next row of blocks has been passed can meet no block still to come
@@ -201,24 +221,16 @@ def _same_pixel(records: np.ndarray) -> np.ndarray:
     return np.stack([r[:-1, 1][same], r[1:, 1][same]], 1)
 
 
-def _ring_links(ring: np.ndarray, width: int) -> dict[str, np.ndarray]:
+def _ring_links(ring: np.ndarray, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """Links across block faces between core edge pixels of different blocks: rim pieces of one class
     (8-adjacent), background (4-adjacent), and (background, object) pairs (4-adjacent)."""
     empty = np.zeros((0, 2), np.int64)
     if not len(ring):
         return {"objects": empty, "background": empty, "pairs": empty}
     ring = ring[np.argsort(ring[:, 0], kind="stable")]
-    index = ring[:, 0]
-    row, col = index // width, index % width
     found: dict[str, list[np.ndarray]] = {"objects": [], "background": [], "pairs": []}
-    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):  # each neighbour pair once
-        ny, nx = row + dy, col + dx
-        ok = (nx >= 0) & (nx < width)
-        target = ny * width + nx
-        pos = np.searchsorted(index, target)
-        pos = np.minimum(pos, len(index) - 1)
-        hit = ok & (index[pos] == target)
-        a, b = ring[hit], ring[pos[hit]]
+    for dy, dx, i, j in neighbours(ring[:, 0], shape):
+        a, b = ring[i], ring[j]
         piece = (a[:, 4] == 1) & (b[:, 4] == 1) & (a[:, 3] == b[:, 3])
         found["objects"].append(np.stack([a[piece, 1], b[piece, 1]], 1))
         if dy == 0 or dx == 0:  # 4-adjacent

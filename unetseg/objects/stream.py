@@ -126,11 +126,12 @@ class ObjectStream:
             near = [m for m, (a, b) in enumerate(self._parked) if a < w1 and b > w0]
             for m in [m for m in cache if m not in near]:
                 del cache[m]
-            parts = [parked(m) for m in near]
-            first = self._parked[near[0]][0]
-            cut = slice(w0 - first, w1 - first)
-            window, seeds = (np.concatenate([p[i] for p in parts])[cut] for i in (0, 1))
-            prob = None if self._prob is None else np.concatenate([p[2] for p in parts])[cut]
+            cuts = []  # each parked block near, and the window's rows of it
+            for m in near:
+                a, b = self._parked[m]
+                cuts.append((parked(m), slice(max(w0, a) - a, min(w1, b) - a)))
+            window, seeds = (np.concatenate([p[i][cut] for p, cut in cuts]) for i in (0, 1))
+            prob = None if self._prob is None else np.concatenate([p[2][cut] for p, cut in cuts])
             core = (slice(start - w0, stop - w0), slice(0, self.shape[1]))
             block = label_block(window, (w0, 0), core, self.shape, self.rule, self.num_classes, prob, seeds)
             index = self.merger.add(block)

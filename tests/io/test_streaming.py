@@ -59,3 +59,16 @@ def test_tiff_writer_leaves_no_file_when_incomplete(tmp_path):
     except KeyError:
         pass
     assert not path.exists() and not list(tmp_path.iterdir())
+
+
+def test_tiff_writer_takes_bands_of_any_height_across_tile_rows(tmp_path, rng):
+    # bands shorter than a tile row, straddling two or three tile rows, and empty: each tile is filled from the bands
+    image = rng.integers(0, 256, (100, 70, 3), dtype=np.uint8)
+    heights = [5, 0, 9, 40, 1, 16, 17, 12]
+    assert sum(heights) == len(image)
+    with TiffTileWriter(tmp_path / "bands.tif", image.shape, np.uint8, tile=(16, 32)) as writer:
+        top = 0
+        for h in heights:
+            writer[top : top + h] = image[top : top + h]
+            top += h
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "bands.tif"), image)

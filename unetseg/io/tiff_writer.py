@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -116,19 +117,31 @@ class TiffTileWriter:
     def _tiles(self) -> Iterator[np.ndarray]:
         th, tw = self.tile
         height, width = self.shape[:2]
-        pending = np.zeros((0, *self.shape[1:]), self.dtype)
+        # the rows not yet written, as views of their bands: each tile is filled from them directly (joining the
+        # bands into one array copied a band's worth of rows per tile row, from the heap the forward pass keeps)
+        parts: deque[np.ndarray] = deque()
         for top in range(0, height, th):
             need = min(th, height - top)
-            while len(pending) < need:
+            while sum(len(p) for p in parts) < need:
                 band = self._queue.get()
                 if band is None:
                     raise RuntimeError("TIFF writer closed before all rows were written")
-                pending = np.concatenate([pending, band]) if len(pending) else band
-            rows, pending = pending[:need], pending[need:]
+                parts.append(band)
+            pieces = []
+            while need:
+                piece = parts[0][:need]
+                pieces.append(piece)
+                need -= len(piece)
+                parts[0] = parts[0][len(piece):]
+                if not len(parts[0]):
+                    parts.popleft()
             for left in range(0, width, tw):
                 block = np.zeros((th, tw, *self.shape[2:]), self.dtype)
-                part = rows[:, left : left + tw]
-                block[: part.shape[0], : part.shape[1]] = part
+                row = 0
+                for piece in pieces:
+                    part = piece[:, left : left + tw]
+                    block[row : row + len(part), : part.shape[1]] = part
+                    row += len(part)
                 yield block
 
     def _write(self, tmp: Path) -> None:

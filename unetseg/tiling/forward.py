@@ -90,14 +90,15 @@ def normalise(tiles: torch.Tensor, spec: ForwardSpec, invalid: torch.Tensor | No
     for bit."""
     mean = torch.tensor(spec.mean, dtype=torch.float32, device=tiles.device)
     inv = torch.tensor(spec.inv, dtype=torch.float32, device=tiles.device)
-    x = tiles.to(torch.float32)
+    # one float32 buffer, worked on in place: each out-of-place step was another tile-sized block from the heap
+    x = tiles.to(torch.float32, copy=True)
     if spec.low is not None and spec.high is not None:  # CT: clipped raw values, as Normalization.apply
         low = torch.tensor(spec.low, dtype=torch.float32, device=tiles.device)
         high = torch.tensor(spec.high, dtype=torch.float32, device=tiles.device)
-        x = torch.minimum(torch.maximum(x, low), high)
-    x = (x - mean) * inv  # two roundings, as numpy's in-place subtract and multiply (no fused multiply-add)
+        torch.minimum(torch.maximum(x, low, out=x), high, out=x)
+    x.sub_(mean).mul_(inv)  # two roundings, as numpy's in-place subtract and multiply (no fused multiply-add)
     if invalid is not None:
-        x = x.masked_fill(invalid[..., None], 0.0)
+        x.masked_fill_(invalid[..., None], 0.0)
     return x.movedim(-1, 1)
 
 

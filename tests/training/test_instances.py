@@ -1,5 +1,7 @@
 """Training on instance masks: the checkpoint records how its classes code objects, and evaluate scores
 objects next to pixels."""
+import csv
+
 import numpy as np
 import pytest
 
@@ -12,9 +14,16 @@ from .conftest import make_config
 
 def test_instance_training_records_the_layout_and_evaluate_scores_objects(tmp_path, capsys):
     cfg = make_config(model={"padding": "same", "dropout": 0.0},
-                      data={"mask_mode": "instances", "boundary_width": 1, "patch_size": 64}, train={"epochs": 1})
+                      data={"mask_mode": "instances", "boundary_width": 1, "patch_size": 64}, train={"epochs": 3})
     result = train(cfg, tmp_path / "run", progress=False)
     model = unetseg.load_model(result.best_checkpoint)
+    # best.pt is the epoch with the highest validation AP@0.5 of its objects, mIoU breaking ties
+    rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
+    assert len(rows) == 3 and all(row["val_ap50"] for row in rows)
+    ranked = [(float(row["val_ap50"]), float(row["val_miou"])) for row in rows]
+    best = rows[ranked.index(max(ranked))]
+    assert model.meta.training.epoch == result.best_epoch == round(float(best["epoch"])), (rows, result)
+    assert model.meta.training.val_miou == pytest.approx(max(ranked)[1], abs=1e-5)
     assert model.class_table.names == ("background", "nucleus", "boundary")
     record = model.meta.instances
     assert record.object_classes == (1,) and record.boundary_class == 2 and record.boundary_width == 1

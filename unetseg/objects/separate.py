@@ -508,24 +508,34 @@ def object_rule(model: Any, *, background: int | None = 0, split: int = 0, min_s
     meta = getattr(model, "meta", None)
     record = getattr(meta, "instances", None)
     tuned = getattr(meta, "object_tuning", None)
-    if min_size is None:
-        min_size = tuned.min_size if tuned is not None else 0
     if record is not None:
         if split:
             raise ValueError("split applies to plain class maps; an instance-trained model separates its objects")
-        if record.target == "distance":
-            height = seed_height or 0
-            if seed_level is None and seed_height is None:
-                height = tuned.seed_height if tuned is not None and tuned.seed_height else 0
-                seed_level = tuned.seed_level if tuned is not None and tuned.seed_level else None
-            level = default_seed_level(record.levels) if seed_level is None else seed_level
-            return distance_rule(record.levels, record.bin, level, min_size=min_size, fill_holes=fill_holes,
-                                 seed_height=height)
-        return ObjectRule(record.object_classes, record.boundary_class, 2 * record.boundary_width + 1,
-                          min_size=min_size, fill_holes=fill_holes)
+        return instance_rule(record, tuned, min_size=min_size, fill_holes=fill_holes, seed_level=seed_level,
+                             seed_height=seed_height)
+    if min_size is None:
+        min_size = tuned.min_size if tuned is not None else 0
     k = int(getattr(model, "num_classes", 2))
     seeds = tuple(c for c in range(max(k, 2)) if c != background)
     return ObjectRule(seeds, None, 0, split, min_size, fill_holes)
+
+
+def instance_rule(record: Any, tuned: Any = None, *, min_size: int | None = None, fill_holes: bool = True,
+                  seed_level: int | None = None, seed_height: int | None = None) -> ObjectRule:
+    """The rule of a model trained on instance masks, from its :class:`~unetseg.models.meta.InstanceRecord` and
+    its :class:`~unetseg.models.meta.ObjectTuning` (None: untuned): see :func:`object_rule`."""
+    if min_size is None:
+        min_size = tuned.min_size if tuned is not None else 0
+    if record.target == "distance":
+        height = seed_height or 0
+        if seed_level is None and seed_height is None:
+            height = tuned.seed_height if tuned is not None and tuned.seed_height else 0
+            seed_level = tuned.seed_level if tuned is not None and tuned.seed_level else None
+        level = default_seed_level(record.levels) if seed_level is None else seed_level
+        return distance_rule(record.levels, record.bin, level, min_size=min_size, fill_holes=fill_holes,
+                             seed_height=height)
+    return ObjectRule(record.object_classes, record.boundary_class, 2 * record.boundary_width + 1,
+                      min_size=min_size, fill_holes=fill_holes)
 
 
 def class_region_rule(num_classes: int) -> ObjectRule:

@@ -75,7 +75,7 @@ def read_resume_state(run_dir: str | Path) -> dict[str, Any]:
 
 
 def training_state(c: Any, state: Any, best_miou: float | None, best_epoch: int | None,
-                   last_miou: float | None) -> dict[str, Any]:
+                   last_miou: float | None, best_score: tuple[float, ...] = ()) -> dict[str, Any]:
     """The ``"training"`` dict of last.pt: optimizer, scheduler, scaler, position, scores, RNG states."""
     return {
         "optimizer": c.optimizer.state_dict(),
@@ -84,6 +84,7 @@ def training_state(c: Any, state: Any, best_miou: float | None, best_epoch: int 
         "state": asdict(state),
         "best_miou": best_miou,
         "best_epoch": best_epoch,
+        "best_score": list(best_score),  # what best.pt was chosen by (the trainer's selection), highest best
         "last_miou": last_miou,
         "rng": rng_state(),
         "ema": c.ema.state_dict() if c.ema is not None else None,

@@ -6,7 +6,8 @@ A run folder holds::
     split.json           which files (and, for data.split: regions, which blocks) are training and validation
     metrics.csv          one row per epoch: epoch, step, time_s, train_loss, val_miou, val_accuracy,
                          iou_<class>..., lr, images_per_s
-    best.pt, last.pt     checkpoints (best by validation mIoU; last.pt also holds the resume state)
+    best.pt, last.pt     checkpoints (best by validation AP@0.5 of the objects on instance masks, mIoU breaking ties;
+                         else by validation mIoU; last.pt also holds the resume state)
     curves.png           train loss / val mIoU / learning rate against epoch
     samples.png          validation images | truth | prediction of best.pt
     summary.json         the outcome (best mIoU, epochs, steps, why it stopped, per-rank weight digests; under
@@ -39,7 +40,7 @@ from ..models import SegmentationModel, load_model
 from ..models.checkpoint import read_checkpoint, read_meta, write_checkpoint
 from ..models.geometry import Geometry
 from ..models.meta import TrainingRecord, instance_record
-from ..objects.separate import object_rule
+from ..objects.separate import instance_rule, label_objects, object_rule
 from ..objects.tune import choose_post_processing
 from ..tiling import predict_tiled
 from .budget import (
@@ -171,7 +172,8 @@ class Trainer:
                 raise UnetsegError(f"{self.run_dir} already holds a run (last.pt); pass --resume {self.run_dir} "
                                    "to continue it or choose another --out")
         self.state = StepState()
-        self.best_miou = -math.inf
+        self.best_miou = -math.inf  # the validation mIoU of best.pt's epoch
+        self.best_score: tuple[float, ...] = (-math.inf,)  # what best.pt was chosen by (:meth:`_selection`)
         self.best_epoch: int | None = None
         self.last_miou: float | None = None
         self.last_scores: dict[str, Any] | None = None
@@ -249,6 +251,10 @@ class Trainer:
         tr = restore_training(self.c, self.resume_payload, self.run_dir / LAST_NAME)
         self.state = StepState(**tr["state"])
         self.best_miou = tr["best_miou"] if tr["best_miou"] is not None else -math.inf
+        # absent in runs saved before it (they chose by mIoU alone), or ranked otherwise (another process count)
+        saved, by_objects = tr.get("best_score") or [], self._selects_by_objects()
+        self.best_score = (tuple(saved) if len(saved) == 1 + by_objects else
+                           (-math.inf, self.best_miou) if by_objects else (self.best_miou,))
         self.best_epoch, self.last_miou = tr["best_epoch"], tr["last_miou"]
         self._elapsed_before = self.state.elapsed
         self._session_start = time.perf_counter()
@@ -273,7 +279,8 @@ class Trainer:
 
     def save_last(self) -> None:
         self.state.elapsed = self.clock()  # the time up to this save, validation included
-        training = training_state(self.c, self.state, finite_or_none(self.best_miou), self.best_epoch, self.last_miou)
+        training = training_state(self.c, self.state, finite_or_none(self.best_miou), self.best_epoch, self.last_miou,
+                                  self.best_score)
         save_run_checkpoint(self.run_dir / LAST_NAME, self.c.bare, self.meta(self.last_miou), training)
 
     # -- the loop -----------------------------------------------------------------------------
@@ -307,7 +314,8 @@ class Trainer:
                     stats = report.normalization
                     tqdm.write(f"normalisation ({stats['method']}, valid training pixels) per band: mean "
                                f"{[round(m, 4) for m in stats['mean']]}, std {[round(v, 4) for v in stats['std']]}")
-        self.log = MetricsLog(self.run_dir / "metrics.csv", metric_columns(self.c.classes.names))
+        self.log = MetricsLog(self.run_dir / "metrics.csv",
+                              metric_columns(self.c.classes.names, objects=self._selects_by_objects()))
         if self.resume_payload is not None:
             self.log.load(max_step=self.state.global_step)
         stopped_by = "epochs"
@@ -383,14 +391,34 @@ class Trainer:
         volume, and a validation only ranks the epochs; the halo predictions use is measured after training)."""
         return "auto" if self.c.bare.spatial_dims == 2 else VOLUME_VAL_HALO
 
+    def _selects_by_objects(self) -> bool:
+        """Whether validations score objects and best.pt is chosen by their AP@0.5: runs that tune their object
+        post-processing, in one process (object scores are not summed over ranks). Pixel mIoU averages every class
+        alike, distance levels a model never predicts included, so it ranks epochs by what the objects do not use."""
+        return self._tunes_objects() and self.ctx.world_size == 1
+
+    def _selection(self, scores: dict[str, Any]) -> tuple[float, ...]:
+        """What validation ``scores`` rank by, highest best: (AP@0.5 of the objects, mIoU) when
+        :meth:`_selects_by_objects` (a NaN AP, no true object, counts as the lowest), else (mIoU,)."""
+        if not self._selects_by_objects():
+            return (scores["miou"],)
+        ap = scores.get("objects", {}).get("ap", {}).get(0.5, math.nan)
+        return (-math.inf if math.isnan(ap) else ap, scores["miou"])
+
     def _validate(self) -> dict[str, Any]:
         c = self.c
         begun = self.clock()
+        objects = {}
+        if self._selects_by_objects():
+            rule = instance_rule(instance_record(self.config.data.instance_layout()), min_size=0)
+            k = c.classes.num_classes
+            objects = {"instances": c.val_instances, "unscored": c.val_unscored,
+                       "objects_of": lambda labels: label_objects(labels, rule, k)[0]}
         scores = score_images(c.evaluated, c.val_items, num_classes=c.classes.num_classes,
                               ignore_index=c.train_ds.ignore_index, tile_size=self._val_tile(), halo=self._val_halo(),
                               amp=validation_amp(c.precision), normalization=c.normalization, device=self.ctx.device,
                               ctx=self.ctx, engine="torch",  # new weights every epoch: another engine would never pay
-                              progress=self.progress and self.ctx.is_main)
+                              progress=self.progress and self.ctx.is_main, **objects)
         self.after = self.after.with_validation(self.clock() - begun, self._sample_share())
         self._validated = True
         return scores
@@ -402,8 +430,10 @@ class Trainer:
         if validate_now and c.val_items:
             scores = self.last_scores = self._validate()
             self.last_miou = scores["miou"]
-        improved = scores is not None and not math.isnan(scores["miou"]) and scores["miou"] > self.best_miou
+        improved = (scores is not None and not math.isnan(scores["miou"])
+                    and self._selection(scores) > self.best_score)
         if improved:
+            self.best_score = self._selection(scores)
             self.best_miou, self.best_epoch = scores["miou"], self.state.epoch
         if not ctx.is_main:
             return
@@ -411,11 +441,13 @@ class Trainer:
                "step": self.state.global_step, "time_s": self.clock(), "train_loss": train_loss,
                "lr": c.optimizer.param_groups[0]["lr"], "images_per_s": images_per_s}
         if scores is not None:
-            row.update(val_miou=scores["miou"], val_accuracy=scores["accuracy"],
+            ap50 = scores["objects"]["ap"][0.5] if "objects" in scores else None
+            row.update(val_miou=scores["miou"], val_accuracy=scores["accuracy"], val_ap50=ap50,
                        **{f"iou_{n}": v for n, v in zip(c.classes.names, scores["iou"], strict=True)})
             if self.progress:
                 per_class = ", ".join(f"{n} {v:.3f}" for n, v in zip(c.classes.names, scores["iou"], strict=True))
-                tqdm.write(f"epoch {self.state.epoch}: loss {train_loss:.4f}  val mIoU {scores['miou']:.4f}  "
+                objects = f"  val AP@0.5 {ap50:.4f}" if ap50 is not None else ""
+                tqdm.write(f"epoch {self.state.epoch}: loss {train_loss:.4f}  val mIoU {scores['miou']:.4f}{objects}  "
                            f"({per_class})")
         self.log.append(row)
         if self.on_epoch is not None:

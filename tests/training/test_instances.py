@@ -17,7 +17,8 @@ def test_instance_training_records_the_layout_and_evaluate_scores_objects(tmp_pa
                       data={"mask_mode": "instances", "boundary_width": 1, "patch_size": 64}, train={"epochs": 3})
     result = train(cfg, tmp_path / "run", progress=False)
     model = unetseg.load_model(result.best_checkpoint)
-    # best.pt is the epoch with the highest validation AP@0.5 of its objects, mIoU breaking ties
+    # best.pt is the epoch with the highest validation AP@0.5 of its objects (seeds and minimum size tuned on
+    # them), mIoU breaking ties
     rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
     assert len(rows) == 3 and all(row["val_ap50"] for row in rows)
     ranked = [(float(row["val_ap50"]), float(row["val_miou"])) for row in rows]

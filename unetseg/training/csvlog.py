@@ -13,7 +13,8 @@ from ..io.maps import write_text
 
 def metric_columns(class_names: Sequence[str], objects: bool = False) -> list[str]:
     """epoch, step, time_s, train_loss, val_miou, val_accuracy, [val_ap50,] iou_<class>..., lr, images_per_s;
-    ``objects``: with the validation objects' AP@0.5 (runs that choose best.pt by it)."""
+    ``objects``: with the validation objects' AP@0.5 under the post-processing tuned on them (no TTA), the score
+    runs on instance masks choose best.pt by."""
     return (["epoch", "step", "time_s", "train_loss", "val_miou", "val_accuracy"] + ["val_ap50"] * objects
             + [f"iou_{name}" for name in class_names] + ["lr", "images_per_s"])
 

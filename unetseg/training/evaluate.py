@@ -42,6 +42,7 @@ def score_images(
     objects_of: Callable[[np.ndarray], np.ndarray] | None = None,
     unscored: Sequence[np.ndarray | None] | None = None,
     per_item: bool = False,
+    with_predictions: bool = False,
 ) -> dict[str, Any]:
     """Predict each ``(image HxW[xC], mask HxW int)`` pair (for a 3D model ``(volume DxHxW[xC], mask DxHxW)``) and
     return :meth:`ConfusionMatrix.compute` scores.
@@ -52,7 +53,8 @@ def score_images(
     :func:`unetseg.objects.separate.label_objects` under the model's rule), the scores also hold ``objects``:
     :meth:`unetseg.metrics.ObjectScores.compute` of the predicted objects (one process only; ``unscored``: each
     item's truth pixels not scored, see :meth:`~unetseg.metrics.ObjectScores.update`). With ``per_item``,
-    ``scores["items"]`` holds each item's own scores too (one process only).
+    ``scores["items"]`` holds each item's own scores too (one process only); with ``with_predictions``,
+    ``scores["predictions"]`` the predicted class maps of this rank's items, in order.
     """
     net = unwrap(model)
     rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
@@ -60,6 +62,7 @@ def score_images(
     found = ObjectScores() if instances is not None and objects_of is not None else None
     chosen = list(range(len(items)))[rank::world]
     items_scores: list[dict[str, Any]] = []
+    predictions: list[np.ndarray] = []
     for i in tqdm(chosen, desc="evaluate", disable=not progress, leave=False):
         image, mask = items[i]
         label = names[i] if names else f"image {i}"
@@ -71,6 +74,8 @@ def score_images(
                              device=device, engine=engine)
         if found is not None:
             found.update(instances[i], objects_of(pred), None if unscored is None else unscored[i])
+        if with_predictions:
+            predictions.append(np.asarray(pred))
         try:
             pred_t, mask_t = torch.from_numpy(np.asarray(pred).astype(np.int64)), torch.from_numpy(mask.astype(np.int64))
             cm.update(pred_t, mask_t)
@@ -88,6 +93,8 @@ def score_images(
         scores["objects"] = found.compute()
     if per_item:
         scores["items"] = items_scores
+    if with_predictions:
+        scores["predictions"] = predictions
     return scores
 
 

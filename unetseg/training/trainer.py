@@ -5,7 +5,7 @@ A run folder holds::
     config.yaml          the resolved config (in_channels / num_classes filled from the data)
     split.json           which files (and, for data.split: regions, which blocks) are training and validation
     metrics.csv          one row per epoch: epoch, step, time_s, train_loss, val_miou, val_accuracy,
-                         iou_<class>..., lr, images_per_s
+                         [val_ap50 on instance masks,] iou_<class>..., lr, images_per_s
     best.pt, last.pt     checkpoints (best by validation mIoU; on instance masks by the validation objects' AP@0.5
                          under their tuned seeds and minimum size, mIoU breaking ties; last.pt also holds the resume
                          state)

@@ -186,7 +186,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_labels_stay_bit_identical(t
     out_path = tmp_path / "labels.zarr"
     state = {}
     with local_cluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as client:
-        before = set(client.scheduler_info()["workers"])
+        before = set(client.run_on_scheduler(_worker_addresses))
         pids = client.run(os.getpid)
         result = {}
         run = threading.Thread(target=lambda: result.update(out=unetseg.predict_dask(
@@ -201,10 +201,16 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_labels_stay_bit_identical(t
             time.sleep(0.005)
         run.join(timeout=300)
         client.wait_for_workers(2, timeout=120)
-        after = set(client.scheduler_info()["workers"])
+        after = set(client.run_on_scheduler(_worker_addresses))
     assert state and state["written"] < 36, "the worker should die while chunks are still to do"
     assert after - before, "the nanny should have started a new worker in place of the killed one"
     np.testing.assert_array_equal(result["out"][:], expected)
+
+
+def _worker_addresses(dask_scheduler) -> list[str]:
+    # asked of the scheduler itself: Client.scheduler_info() falls back to a cached identity without per-worker
+    # entries when its fetch does not get through, which once read as no workers at all right after the restart
+    return list(dask_scheduler.workers)
 
 
 def _finished_predict_tasks(dask_scheduler) -> int:
